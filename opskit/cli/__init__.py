@@ -1,0 +1,1 @@
+"""Thin Click commands: parse -> call an operation -> render. Loaded lazily."""

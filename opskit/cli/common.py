@@ -1,0 +1,52 @@
+"""Options every command shares, and the way host names become transports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def traceback_option(f: F) -> F:
+    # Read by the error boundary in opskit.cli.main (it looks at argv); accepted anywhere.
+    return click.option(
+        "--traceback", is_flag=True, expose_value=False, help="Show the full stack on errors."
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")(f)
+
+
+def host_option(f: F) -> F:
+    f = click.option(
+        "--inventory",
+        type=click.Path(dir_okay=False),
+        default=None,
+        envvar="OPSKIT_INVENTORY",
+        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
+    )(f)
+    return click.option(
+        "--host",
+        "-H",
+        "hosts",
+        multiple=True,
+        metavar="HOST",
+        help="Host name or @group (repeatable). Default: this machine.",
+    )(f)
+
+
+def common_options(f: F) -> F:
+    """--host/--inventory, --json and --traceback."""
+    return host_option(json_option(traceback_option(f)))
+
+
+def resolve_hosts(hosts: tuple[str, ...] | list[str], inventory: str | None = None) -> list[Any]:
+    """Host names and @groups -> HostSpecs (no network). Default: this machine."""
+    from opskit.hosts.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    return inv.expand(list(hosts) or ["localhost"])

@@ -1,0 +1,24 @@
+"""Turn an exception into a message on stderr and an exit code (the CLI's one boundary)."""
+
+from __future__ import annotations
+
+import sys
+import traceback as tb
+
+import click
+
+from opskit.errors import EXIT_FAILED, OpskitError
+
+
+def report(exc: BaseException, *, traceback: bool = False) -> int:
+    if traceback:
+        tb.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, OpskitError):
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        return exc.exit_code
+    click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+    if not traceback:
+        click.echo("hint: run again with --traceback for the full stack, and report it", err=True)
+    return EXIT_FAILED

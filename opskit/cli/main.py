@@ -1,0 +1,96 @@
+"""The ``opskit`` entry point: a lazily loaded Click group and the one error boundary.
+
+``opskit --help`` imports only click and this module: each command's module is imported
+when that command runs, so torch, docker, paramiko and rich stay unloaded until needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from opskit import __version__
+
+# name -> (module, attribute, one-line help). The help lives here so --help imports nothing.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "status": ("opskit.cli.checks", "status", "One snapshot per host: OS, load, memory, disks, GPUs, Docker."),
+    "df": ("opskit.cli.checks", "df", "Filesystems with size, used, free and percent (like df)."),
+    "ps": ("opskit.cli.checks", "ps", "Processes with cpu%, mem%, elapsed time; GPU processes too."),
+    "scp": ("opskit.cli.files", "scp", "Copy files to/from hosts, sha256-verified, never half-written."),
+    "chmod": ("opskit.cli.files", "chmod", "Change file modes; --explain spells a mode out."),
+    "hosts": ("opskit.cli.hosts", "hosts", "List, show and trust hosts from ~/.ssh/config and the inventory."),
+    "base": ("opskit.cli.images", "base", "Make the offline base image (debootstrap, no registry)."),
+    "build": ("opskit.cli.images", "build", "Build a layered training image for a project."),
+    "image": ("opskit.cli.images", "image", "Inspect images: layers, sizes, what two images share."),
+    "models": ("opskit.cli.models", "models", "The model zoo: list models, show layer shapes and parameters."),
+    "train": ("opskit.cli.train", "train", "Train a model of the zoo here (the image's entry point too)."),
+    "ship": ("opskit.cli.jobs", "ship", "Send an image to hosts, only the layers they lack."),
+    "run-remote": ("opskit.cli.jobs", "run_remote", "Train on a remote host's GPUs and bring the results back."),
+    "jobs": ("opskit.cli.jobs", "jobs", "Runs on hosts: model, state, start time, duration."),
+    "logs": ("opskit.cli.jobs", "logs", "Show or follow a run's logs (reattaches after a disconnect)."),
+    "cancel": ("opskit.cli.jobs", "cancel", "Stop a run: SIGTERM (checkpoint), then kill after a grace period."),
+    "collect": ("opskit.cli.jobs", "collect", "Bring a run's results home, sha256-verified."),
+    "runs": ("opskit.cli.jobs", "runs", "The local store of runs (runs/)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        return getattr(module, entry[1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, entry[2]) for name, entry in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="opskit")
+@click.option("--traceback", is_flag=True, help="Show the full Python stack on errors.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """opskit: host checks, layered GPU images and remote training from one command line.
+
+    Hosts: no --host means this machine; --host NAME (repeatable) reaches hosts through
+    ~/.ssh/config and the inventory; --host @group expands a group.
+    Exit codes: 0 all well, 1 a check or a host failed, 2 bad usage or configuration.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["traceback"] = traceback
+
+
+def _want_traceback(argv: list[str]) -> bool:
+    return "--traceback" in argv or os.environ.get("OPSKIT_TRACEBACK") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map every error to an exit code at this one boundary."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rv = cli.main(args=args, prog_name="opskit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one boundary
+        from opskit.cli.errors import report
+
+        sys.exit(report(exc, traceback=_want_traceback(args)))
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,144 @@
+"""The local transport: this machine, no SSH."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from opskit.errors import HostError
+from opskit.hosts.transport import CommandResult, FileStat, shell_command
+
+DEFAULT_TIMEOUT = 120.0
+
+
+class LocalTransport:
+    is_local = True
+
+    def __init__(self, host: str = "localhost", command_timeout: float = DEFAULT_TIMEOUT):
+        self.host = host
+        self.command_timeout = command_timeout
+        self._docker: Any = None
+
+    def __enter__(self) -> LocalTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        check: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        argv = tuple(str(a) for a in argv)
+        shell_command(argv)  # refuses an empty argv
+        limit = self.command_timeout if timeout is None else timeout
+        full_env = {**os.environ, **env} if env else None
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                timeout=limit,
+                env=full_env,
+                check=False,
+            )
+        except FileNotFoundError:
+            result = CommandResult(
+                self.host, argv, "", f"{argv[0]}: command not found", 127,
+                time.monotonic() - start,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise HostError(
+                self.host, f"command {shell_command(argv)!r} did not finish within {limit:g}s"
+            ) from exc
+        else:
+            result = CommandResult(
+                self.host,
+                argv,
+                proc.stdout.decode("utf-8", "replace"),
+                proc.stderr.decode("utf-8", "replace"),
+                proc.returncode,
+                time.monotonic() - start,
+            )
+        return result.check() if check else result
+
+    def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> _LocalProcess:
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
+        return _LocalProcess(proc)
+
+    # -- files ------------------------------------------------------------------------------
+    def stat(self, path: str) -> FileStat | None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return FileStat(st.st_size, st.st_mode, st.st_mtime, os.path.isdir(path))
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        return open(path, mode)  # noqa: SIM115 - caller closes
+
+    def rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def remove(self, path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def sha256(self, path: str) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def docker(self) -> Any:
+        if self._docker is None:
+            from opskit.hosts.engine import local_docker_client
+
+            self._docker = local_docker_client(self.host)
+        return self._docker
+
+    def close(self) -> None:
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
+
+
+class _LocalProcess:
+    def __init__(self, proc: subprocess.Popen):
+        self._proc = proc
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._proc.wait(timeout)
+
+    def kill(self) -> None:
+        self._proc.kill()

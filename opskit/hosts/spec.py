@@ -1,0 +1,47 @@
+"""HostSpec: everything needed to reach one host, resolved once, never touching the network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LOCAL_NAMES = frozenset({"localhost", "local"})
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A resolved host. ``name`` is what the user typed; the rest is how to reach it."""
+
+    name: str
+    hostname: str = ""
+    port: int = 22
+    user: str | None = None
+    identityfile: tuple[str, ...] = ()
+    proxyjump: str | None = None
+    jump: HostSpec | None = None
+    known_hosts: tuple[str, ...] = ()
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    keepalive: int = 15
+    local: bool = False
+    identities_only: bool = False
+    vars: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def display(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "local": self.local,
+            "hostname": self.hostname,
+            "port": self.port,
+            "user": self.user,
+            "identityfile": list(self.identityfile),
+            "proxyjump": self.proxyjump,
+            "known_hosts": list(self.known_hosts),
+        }
+
+
+def local_spec(name: str = "localhost") -> HostSpec:
+    return HostSpec(name=name, hostname="localhost", local=True)

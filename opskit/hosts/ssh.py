@@ -1,0 +1,327 @@
+"""The SSH transport (paramiko): lazy connect, host keys checked, keepalive, timeouts.
+
+Security rules (never relaxed in a default path):
+- an unknown host key is refused, with its fingerprint and the command that pins it;
+- a changed host key is always refused;
+- commands are argv lists joined with ``shlex.join``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import select
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from opskit.errors import HostError, HostKeyError
+from opskit.hosts.spec import HostSpec
+from opskit.hosts.transport import CommandResult, FileStat, shell_command
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+def fingerprint(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a paramiko key (``SHA256:...``)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_files(spec: HostSpec) -> list[str]:
+    files = spec.known_hosts or (os.environ.get("OPSKIT_KNOWN_HOSTS") or DEFAULT_KNOWN_HOSTS,)
+    return [os.path.expanduser(f) for f in files]
+
+
+def known_hosts_entry_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def _refuse_unknown_policy(spec: HostSpec) -> Any:
+    import paramiko
+
+    class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):  # noqa: ANN001
+            raise HostKeyError(
+                spec.name,
+                f"unknown host key for {known_hosts_entry_name(spec.hostname, spec.port)}: "
+                f"{key.get_name()} {fingerprint(key)}",
+                f"check the fingerprint with the host's owner, then pin it with "
+                f"'opskit hosts trust {spec.name}'",
+            )
+
+    return RefuseUnknown()
+
+
+class SSHTransport:
+    """One SSH connection to one host, opened on first use and reopened if it dropped."""
+
+    is_local = False
+
+    def __init__(self, spec: HostSpec):
+        self.spec = spec
+        self.host = spec.name
+        self._ssh: Any = None
+        self._sftp: Any = None
+        self._jump: SSHTransport | None = None
+        self._docker: Any = None
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> SSHTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection -------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The connected paramiko ``SSHClient`` (connects on first use)."""
+        with self._lock:
+            if self._ssh is not None:
+                t = self._ssh.get_transport()
+                if t is not None and t.is_active():
+                    return self._ssh
+                self._drop()
+            self._ssh = self._connect()
+            return self._ssh
+
+    def _connect(self) -> Any:
+        import paramiko
+
+        spec = self.spec
+        client = paramiko.SSHClient()
+        for path in known_hosts_files(spec):
+            if os.path.exists(path):
+                try:
+                    client.load_host_keys(path)
+                except Exception as exc:  # noqa: BLE001
+                    raise HostError(spec.name, f"cannot read known_hosts file {path}: {exc}") from exc
+        client.set_missing_host_key_policy(_refuse_unknown_policy(spec))
+        sock = None
+        if spec.jump is not None:
+            self._jump = SSHTransport(spec.jump)
+            try:
+                jt = self._jump.client().get_transport()
+                sock = jt.open_channel(
+                    "direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
+                    timeout=spec.connect_timeout,
+                )
+            except HostError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise HostError(
+                    spec.name, f"cannot reach {spec.hostname}:{spec.port} through jump host "
+                    f"{spec.jump.name}: {exc}"
+                ) from exc
+        keys = [os.path.expanduser(k) for k in spec.identityfile if os.path.exists(os.path.expanduser(k))]
+        try:
+            client.connect(
+                spec.hostname,
+                port=spec.port,
+                username=spec.user,
+                key_filename=keys or None,
+                look_for_keys=not spec.identities_only,
+                allow_agent=not spec.identities_only,
+                timeout=spec.connect_timeout,
+                banner_timeout=spec.connect_timeout,
+                auth_timeout=spec.connect_timeout,
+                channel_timeout=spec.connect_timeout,
+                sock=sock,
+            )
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                spec.name,
+                f"HOST KEY CHANGED for {known_hosts_entry_name(spec.hostname, spec.port)}: "
+                f"expected {fingerprint(exc.expected_key)}, got {exc.key.get_name()} "
+                f"{fingerprint(exc.key)}. Someone may be intercepting the connection",
+                "if the host was really reinstalled, remove its old line from known_hosts "
+                f"and run 'opskit hosts trust {spec.name}'",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise HostError(
+                spec.name,
+                f"authentication failed as {spec.user or 'the current user'}: {exc}",
+                "check User and IdentityFile for this host in ~/.ssh/config or the inventory",
+            ) from exc
+        except TimeoutError as exc:
+            client.close()
+            raise HostError(
+                spec.name,
+                f"no answer from {spec.hostname}:{spec.port} within {spec.connect_timeout:g}s",
+            ) from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise HostError(
+                spec.name, f"cannot connect to {spec.hostname}:{spec.port}: {exc or type(exc).__name__}"
+            ) from exc
+        client.get_transport().set_keepalive(spec.keepalive)
+        return client
+
+    def _drop(self) -> None:
+        for obj in (self._docker, self._sftp, self._ssh):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+        self._docker = self._sftp = self._ssh = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    # -- commands ---------------------------------------------------------------------------
+    def _open_channel(self, argv: Sequence[str], env: dict[str, str] | None) -> Any:
+        argv = [str(a) for a in argv]
+        if env:
+            argv = ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
+        command = shell_command(argv)
+        try:
+            chan = self.client().get_transport().open_session(timeout=self.spec.connect_timeout)
+            chan.exec_command(command)
+        except HostError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.close()
+            raise HostError(self.host, f"connection lost while starting {command!r}: {exc}") from exc
+        return chan
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        check: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        argv_t = tuple(str(a) for a in argv)
+        limit = self.spec.command_timeout if timeout is None else timeout
+        start = time.monotonic()
+        deadline = start + limit
+        chan = self._open_channel(argv_t, env)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            while True:
+                while chan.recv_ready():
+                    out.append(chan.recv(65536))
+                while chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(65536))
+                if chan.exit_status_ready() and (chan.eof_received or chan.closed):
+                    if not chan.recv_ready() and not chan.recv_stderr_ready():
+                        break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HostError(
+                        self.host,
+                        f"command {shell_command(argv_t)!r} did not finish within {limit:g}s",
+                    )
+                if not self.client().get_transport().is_active():
+                    raise HostError(self.host, f"connection lost during {shell_command(argv_t)!r}")
+                if chan.eof_received:
+                    chan.status_event.wait(min(remaining, 0.5))
+                else:
+                    select.select([chan], [], [], min(remaining, 1.0))
+            code = chan.recv_exit_status()
+        except (OSError, EOFError) as exc:
+            raise HostError(self.host, f"connection lost during {shell_command(argv_t)!r}: {exc}") from exc
+        finally:
+            chan.close()
+        result = CommandResult(
+            self.host,
+            argv_t,
+            b"".join(out).decode("utf-8", "replace"),
+            b"".join(err).decode("utf-8", "replace"),
+            code,
+            time.monotonic() - start,
+        )
+        return result.check() if check else result
+
+    def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> _SSHProcess:
+        return _SSHProcess(self._open_channel(argv, env))
+
+    # -- files (SFTP) -----------------------------------------------------------------------
+    def sftp(self) -> Any:
+        with self._lock:
+            client = self.client()
+            if self._sftp is None:
+                self._sftp = client.open_sftp()
+                self._sftp.get_channel().settimeout(self.spec.command_timeout)
+            return self._sftp
+
+    def stat(self, path: str) -> FileStat | None:
+        try:
+            st = self.sftp().stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2:
+                return None
+            raise
+        return FileStat(st.st_size or 0, st.st_mode or 0, float(st.st_mtime or 0),
+                        stat_mod.S_ISDIR(st.st_mode or 0))
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(self.sftp().listdir(path))
+
+    def makedirs(self, path: str) -> None:
+        self.run(["mkdir", "-p", "--", path], check=True)
+
+    def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        fh = self.sftp().open(path, mode.replace("b", ""))
+        if "w" in mode or "a" in mode:
+            fh.set_pipelined(True)
+        return fh
+
+    def rename(self, src: str, dst: str) -> None:
+        self.sftp().posix_rename(src, dst)
+
+    def remove(self, path: str) -> None:
+        st = self.stat(path)
+        if st is not None and st.is_dir:
+            self.run(["rm", "-rf", "--", path], check=True)
+        else:
+            self.sftp().remove(path)
+
+    def sha256(self, path: str) -> str:
+        res = self.run(["sha256sum", "--", path]).check()
+        return res.stdout.split()[0]
+
+    def docker(self) -> Any:
+        with self._lock:
+            if self._docker is None:
+                from opskit.hosts.engine import ssh_docker_client
+
+                self._docker = ssh_docker_client(self.host, self.client())
+            return self._docker
+
+
+class _SSHProcess:
+    def __init__(self, chan: Any):
+        self._chan = chan
+        self.stdin = chan.makefile_stdin("wb")
+        self.stdout = chan.makefile("rb")
+        self.stderr = chan.makefile_stderr("rb")
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._chan.status_event.wait(timeout):
+            raise TimeoutError("remote command still running")
+        return self._chan.recv_exit_status()
+
+    def kill(self) -> None:
+        self._chan.close()

@@ -1,0 +1,1 @@
+"""Images: the offline base, wheelhouse, layered builds, layer inspection, delta shipping."""

@@ -1,0 +1,145 @@
+"""The offline base image: a minimal Debian with Python 3, made by debootstrap, no registry.
+
+Air-gapped clusters and this project's CI cannot pull ``debian`` or ``pytorch/pytorch``; this
+makes an equivalent base from the host's own apt mirror and imports it with docker-py.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opskit import __version__
+from opskit.errors import BuildError, UsageError
+
+DEFAULT_SUITE = "bookworm"
+DEFAULT_INCLUDE = ("python3", "python3-venv", "ca-certificates")
+
+
+def default_tag(suite: str = DEFAULT_SUITE) -> str:
+    return f"opskit-base:{suite}"
+
+
+@dataclass(frozen=True)
+class BaseResult:
+    tag: str
+    image_id: str
+    size: int
+    reused: bool
+    source: str  # "existing", "debootstrap" or "rootfs:<path>"
+
+    def to_dict(self) -> dict:
+        return {
+            "tag": self.tag, "image_id": self.image_id, "size": self.size,
+            "reused": self.reused, "source": self.source,
+        }
+
+
+def host_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str = "/etc/apt/sources.list") -> str:
+    """The Debian mirror this host's apt uses (never a hard-coded address)."""
+    for path in sorted(glob.glob(os.path.join(sources_dir, "*.sources"))):
+        with open(path) as fh:
+            text = fh.read()
+        for stanza in re.split(r"\n\s*\n", text):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and "security" not in suites.group(1):
+                return uris.group(1)
+    if os.path.exists(sources_list):
+        with open(sources_list) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[0] == "deb" and "security" not in line:
+                    uri = next(p for p in parts[1:] if "://" in p)
+                    return uri
+    raise UsageError(
+        "cannot find this host's Debian mirror in /etc/apt/sources.list(.d)",
+        "pass --mirror URL, or --from-rootfs TAR with a root filesystem you made elsewhere",
+    )
+
+
+def _image_or_none(client: Any, tag: str) -> Any:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def bootstrap(
+    client: Any,
+    *,
+    suite: str = DEFAULT_SUITE,
+    tag: str | None = None,
+    mirror: str | None = None,
+    from_rootfs: str | None = None,
+    force: bool = False,
+    include: tuple[str, ...] = DEFAULT_INCLUDE,
+    log: Callable[[str], None] = lambda line: None,
+) -> BaseResult:
+    """Make (or reuse) the base image. Idempotent: an existing tag is reused unless ``force``."""
+    tag = tag or default_tag(suite)
+    existing = _image_or_none(client, tag)
+    if existing is not None and not force:
+        return BaseResult(tag, existing.id, existing.attrs.get("Size", 0), True, "existing")
+    repo, _, version = tag.partition(":")
+    changes = [
+        "ENV LANG=C.UTF-8",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        'CMD ["/bin/bash"]',
+        f"LABEL org.opskit.base.suite={suite} org.opskit.version={__version__}",
+    ]
+    if from_rootfs:
+        if not os.path.isfile(from_rootfs):
+            raise UsageError(f"root filesystem archive {from_rootfs} does not exist")
+        image = _import(client, from_rootfs, repo, version or "latest", changes)
+        return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, f"rootfs:{from_rootfs}")
+    if shutil.which("debootstrap") is None:
+        raise UsageError(
+            "debootstrap is not installed",
+            "install it ('apt-get install -y debootstrap'), or pass --from-rootfs TAR",
+        )
+    if os.geteuid() != 0:
+        raise UsageError("debootstrap needs root", "run as root, or pass --from-rootfs TAR")
+    mirror = mirror or host_mirror()
+    with tempfile.TemporaryDirectory(prefix="opskit-rootfs-") as tmp:
+        rootfs = os.path.join(tmp, "rootfs")
+        argv = [
+            "debootstrap", "--variant=minbase", f"--include={','.join(include)}",
+            suite, rootfs, mirror,
+        ]
+        log(f"$ {' '.join(argv)}")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log(line.rstrip())
+            tail = (tail + [line.rstrip()])[-15:]
+        if proc.wait() != 0:
+            raise BuildError(
+                f"debootstrap {suite} from {mirror} failed (exit {proc.returncode}):\n  "
+                + "\n  ".join(tail),
+                "check that the mirror is reachable from this host",
+            )
+        # Leave out what a fresh apt-get update brings back anyway.
+        for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages"):
+            for f in glob.glob(os.path.join(rootfs, pattern)):
+                os.unlink(f)
+        archive = os.path.join(tmp, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "-cf", archive, "."], check=True)
+        log(f"importing {tag}")
+        image = _import(client, archive, repo, version or "latest", changes)
+    return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, "debootstrap")
+
+
+def _import(client: Any, archive: str, repo: str, version: str, changes: list[str]) -> Any:
+    client.api.import_image_from_file(archive, repository=repo, tag=version, changes=changes)
+    return client.images.get(f"{repo}:{version}")

@@ -1,0 +1,89 @@
+"""Refuse inputs that could be read as shell syntax or options, before any connection.
+
+Commands are always built from argv lists and joined with ``shlex.join``; these checks are
+the second fence: a host name, path or mode with shell metacharacters, control characters,
+newlines or a leading ``-`` is refused with an error that names it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from opskit.errors import UnsafeInputError
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SHELL_META = set(";&|`$<>(){}*?![]\\\"'\n\r\t ~#")
+_MODE_OCTAL = re.compile(r"^[0-7]{1,4}$")
+_MODE_SYMBOLIC = re.compile(r"^([ugoa]*[-+=]([rwxXst]*|[ugo]))(,[ugoa]*[-+=]([rwxXst]*|[ugo]))*$")
+
+
+def check_host_name(name: str, what: str = "host name") -> str:
+    """A host or group member name: letters, digits, ``_ . -``; never a leading ``-``."""
+    if not name or not _HOST_RE.match(name):
+        raise UnsafeInputError(
+            f"refusing {what} {name!r}: only letters, digits, '.', '_' and '-' are allowed, "
+            "and it may not start with '-'",
+            "use the name from your inventory or ~/.ssh/config",
+        )
+    return name
+
+
+def check_user_name(name: str) -> str:
+    if not _USER_RE.match(name):
+        raise UnsafeInputError(f"refusing user name {name!r}: not a valid POSIX user name")
+    return name
+
+
+def check_path(path: str, what: str = "path") -> str:
+    """A path given on the command line: no control characters, no leading ``-``."""
+    if not path:
+        raise UnsafeInputError(f"refusing empty {what}")
+    if _CONTROL.search(path):
+        raise UnsafeInputError(
+            f"refusing {what} {path!r}: it contains a control character or newline"
+        )
+    if path.startswith("-"):
+        raise UnsafeInputError(
+            f"refusing {what} {path!r}: it starts with '-' and could be read as an option",
+            f"write ./{path} if you mean a file of that name",
+        )
+    if any(c in _SHELL_META for c in path if c not in " ~#'!()[]{}"):
+        # Paths travel as argv items (never through a shell), but a path with ; | & ` $ < > or
+        # quotes is almost always a mistake or an attack: refuse it plainly.
+        bad = sorted({c for c in path if c in ";&|`$<>\"\\"})
+        if bad:
+            raise UnsafeInputError(
+                f"refusing {what} {path!r}: it contains shell metacharacters {' '.join(bad)}"
+            )
+    return path
+
+
+def check_remote_name(name: str, base: str = "") -> str:
+    """A file name received from a remote host (e.g. while copying a folder back).
+
+    Refuses absolute names, ``..`` components and control characters, so that a hostile or
+    broken host can never make us write outside the destination folder.
+    """
+    if not name or _CONTROL.search(name):
+        raise UnsafeInputError(f"refusing remote file name {name!r}: empty or control characters")
+    if name.startswith("/") or posixpath.isabs(name):
+        raise UnsafeInputError(f"refusing remote file name {name!r}: it is absolute")
+    parts = name.split("/")
+    if any(p == ".." for p in parts):
+        raise UnsafeInputError(f"refusing remote file name {name!r}: it contains '..'")
+    norm = posixpath.normpath(posixpath.join(base or ".", name))
+    if base and not (norm == base or norm.startswith(base.rstrip("/") + "/")):
+        raise UnsafeInputError(f"refusing remote file name {name!r}: it leaves {base!r}")
+    return name
+
+
+def check_mode(mode: str) -> str:
+    """A chmod mode: octal (``755``) or symbolic (``u+x,g-w``)."""
+    if _MODE_OCTAL.match(mode) or _MODE_SYMBOLIC.match(mode):
+        return mode
+    raise UnsafeInputError(
+        f"refusing mode {mode!r}: not an octal mode like 755 nor a symbolic one like u+x,go-w"
+    )
