@@ -1,0 +1,45 @@
+# opskit: the two commands that do all the set-up on a fresh machine are `make demo` and
+# `make test`. Everything else is a building block of those two.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of PyTorch for this machine; on GPU servers use e.g. TORCH='torch==2.13.0'
+# from the CUDA index of your choice.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.opskit-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup host test unit integration demo lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+host:
+	bash scripts/setup-host.sh
+
+test: setup host
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+unit: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
+
+integration: setup host
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/integration
+
+demo: setup host
+	$(BIN)/opskit status
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup host
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

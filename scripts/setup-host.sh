@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make this machine ready for opskit's tests and demo: the Debian packages they need
+# (Docker engine, debootstrap, OpenSSH client, zstd), then a running Docker engine.
+# Idempotent: skips what is already there. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v make >/dev/null 2>&1 || need+=(make)
+
+if ((${#need[@]})); then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            echo "missing packages: ${need[*]} (run as root or install them)" >&2
+            exit 1
+        fi
+    fi
+    echo "installing Debian packages: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+fi
+
+"$here/start-dockerd.sh"
