@@ -1,0 +1,1 @@
+"""Training data: synthetic tensors, generated learnable tasks, a user's own ``.npz`` files."""
