@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import select
 import stat as stat_mod
@@ -29,6 +30,17 @@ def fingerprint(key: Any) -> str:
     """OpenSSH's SHA256 fingerprint of a paramiko key (``SHA256:...``)."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def quiet_paramiko_logs() -> None:
+    """Keep paramiko's transport thread from printing tracebacks to stderr.
+
+    Without a handler, Python's last-resort handler prints paramiko's ERROR records (e.g. a
+    banner that never came); opskit reports those failures itself as HostErrors.
+    """
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def known_hosts_files(spec: HostSpec) -> list[str]:
@@ -91,6 +103,7 @@ class SSHTransport:
     def _connect(self) -> Any:
         import paramiko
 
+        quiet_paramiko_logs()
         spec = self.spec
         client = paramiko.SSHClient()
         for path in known_hosts_files(spec):
@@ -222,9 +235,13 @@ class SSHTransport:
                     out.append(chan.recv(65536))
                 while chan.recv_stderr_ready():
                     err.append(chan.recv_stderr(65536))
-                if chan.exit_status_ready() and (chan.eof_received or chan.closed):
-                    if not chan.recv_ready() and not chan.recv_stderr_ready():
-                        break
+                if (
+                    chan.exit_status_ready()
+                    and (chan.eof_received or chan.closed)
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                ):
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise HostError(

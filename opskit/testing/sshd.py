@@ -1,0 +1,376 @@
+"""Real OpenSSH servers in containers, for tests (and anyone's pytest suite).
+
+``start_ssh_hosts(client, n)`` starts ``n`` containers from the SSH test-host image (built
+from ``opskit/testing/images/sshd/`` on the offline base, reused by a stable tag). Each
+container makes its own host keys when it starts; the session gets its own client key; ports
+are published on 127.0.0.1 only; the workdir holds an inventory, an ssh config, a key and a
+known_hosts file pinned from the keys read inside each container (never from the network).
+
+Fixtures: ``ssh_testbed`` (session scope, 2 hosts) and ``ssh_testbed_factory`` (start more,
+e.g. ``factory(16)`` or Docker-in-Docker hosts with ``image=`` and ``run_kwargs=``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opskit import atomic
+from opskit.errors import BuildError, OpskitError
+from opskit.waiting import wait_until
+
+IMAGE_DIR = Path(__file__).parent / "images" / "sshd"
+IMAGE_REPO = "opskit-testhost"
+LOGIN_USER = "opskit"
+LABEL = "opskit.testing"
+START_TIMEOUT = 60.0
+DEFAULT_HOST_KEY_TYPES = ("ed25519", "ecdsa")
+
+
+# -- the image ----------------------------------------------------------------------------------
+def image_dir_hash(directory: Path = IMAGE_DIR, extra: str = "") -> str:
+    """A short hash of every file in the image's folder (names, modes and contents)."""
+    h = hashlib.sha256(extra.encode())
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def ssh_host_image(client: Any, base_image: str) -> str:
+    """Tag of the SSH test-host image on ``base_image``; built once, then reused by tag.
+
+    The tag hashes the image folder and the base image's id, so a changed recipe or a
+    rebuilt base gives a new tag instead of a stale image.
+    """
+    from docker.errors import BuildError as DockerBuildError
+    from docker.errors import ImageNotFound
+
+    base_id = client.images.get(base_image).id
+    tag = f"{IMAGE_REPO}:{image_dir_hash(extra=base_id)}"
+    try:
+        client.images.get(tag)
+        return tag
+    except ImageNotFound:
+        pass
+    try:
+        client.images.build(
+            path=str(IMAGE_DIR), tag=tag, buildargs={"BASE": base_image},
+            rm=True, forcerm=True, pull=False, labels={LABEL: "sshd-host"},
+        )
+    except DockerBuildError as exc:
+        tail = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)[-2000:]
+        raise BuildError(
+            f"building the SSH test-host image {tag} failed: {exc.msg}\n{tail}",
+            "apt-get inside 'docker build' must reach the Debian mirror",
+        ) from exc
+    return tag
+
+
+# -- keys ---------------------------------------------------------------------------------------
+def make_client_key(path: Path) -> str:
+    """Write a new ed25519 private key (OpenSSH format, mode 0600); return the public line."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    atomic.write_bytes(path, private)
+    os.chmod(path, 0o600)
+    atomic.write_text(path.with_name(path.name + ".pub"), public + " opskit-testbed\n")
+    return public + " opskit-testbed"
+
+
+def handshake_host_key(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> Any:
+    """Do a real SSH handshake (no authentication) and return the server's host key."""
+    import paramiko
+
+    from opskit.hosts.ssh import quiet_paramiko_logs
+
+    quiet_paramiko_logs()
+    sock = socket.create_connection((host, port), timeout=timeout)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    finally:
+        transport.close()
+        sock.close()
+
+
+# -- the hosts ----------------------------------------------------------------------------------
+@dataclass
+class SSHTestHost:
+    name: str
+    container: Any
+    port: int
+    host_keys: list[str] = field(default_factory=list)  # "type base64" lines from the container
+
+    def exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
+        """Run ``argv`` inside the container (docker exec, not SSH): (exit code, output)."""
+        res = self.container.exec_run(argv, user=user, demux=False)
+        return res.exit_code, (res.output or b"").decode("utf-8", "replace")
+
+    def read_host_keys(self) -> list[str]:
+        code, out = self.exec(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
+        if code != 0:
+            raise OpskitError(f"{self.name}: cannot read host keys: {out.strip()}")
+        return [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
+
+    def known_hosts_lines(self, hostname: str = "127.0.0.1") -> list[str]:
+        entry = hostname if self.port == 22 else f"[{hostname}]:{self.port}"
+        return [f"{entry} {key}" for key in self.host_keys]
+
+
+@dataclass
+class SSHTestBed:
+    hosts: list[SSHTestHost]
+    workdir: Path
+    key_path: Path
+    inventory_path: Path
+    ssh_config_path: Path
+    known_hosts_path: Path
+    group: str = "testbed"
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def host(self, name: str) -> SSHTestHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point opskit at these hosts."""
+        return {
+            "OPSKIT_INVENTORY": str(self.inventory_path),
+            "OPSKIT_KNOWN_HOSTS": str(self.known_hosts_path),
+            "OPSKIT_SSH_CONFIG": str(self.ssh_config_path),
+        }
+
+    def inventory(self) -> Any:
+        from opskit.hosts.inventory import load_inventory
+
+        return load_inventory(str(self.inventory_path), ssh_config=str(self.ssh_config_path))
+
+    def specs(self, names: list[str] | None = None) -> list[Any]:
+        return self.inventory().expand(names or self.names)
+
+    def write_files(self) -> None:
+        """(Re)write inventory, ssh config and known_hosts from the hosts' current state."""
+        _write_known_hosts(self)
+        _write_ssh_config(self)
+        _write_inventory(self)
+
+    def close(self) -> None:
+        errors = []
+        for host in self.hosts:
+            try:
+                host.container.remove(force=True, v=True)
+            except Exception as exc:  # noqa: BLE001 - collected, raised below
+                if "No such container" not in str(exc):
+                    errors.append(f"{host.name}: {exc}")
+        self.hosts = []
+        if errors:
+            raise OpskitError("could not remove test containers: " + "; ".join(errors))
+
+    def __enter__(self) -> SSHTestBed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_known_hosts(bed: SSHTestBed) -> None:
+    lines = [line for h in bed.hosts for line in h.known_hosts_lines()]
+    atomic.write_text(bed.known_hosts_path, "\n".join(lines) + "\n")
+
+
+def _write_ssh_config(bed: SSHTestBed) -> None:
+    blocks = []
+    for h in bed.hosts:
+        blocks.append(
+            f"Host {h.name}\n"
+            f"    HostName 127.0.0.1\n"
+            f"    Port {h.port}\n"
+            f"    User {LOGIN_USER}\n"
+            f"    IdentityFile {bed.key_path}\n"
+            f"    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {bed.known_hosts_path}\n"
+            f"    StrictHostKeyChecking yes\n"
+        )
+    atomic.write_text(bed.ssh_config_path, "\n".join(blocks))
+
+
+def _write_inventory(bed: SSHTestBed) -> None:
+    import yaml
+
+    data = {
+        "defaults": {"connect_timeout": 10, "command_timeout": 60},
+        "hosts": {
+            h.name: {
+                "hostname": "127.0.0.1",
+                "port": h.port,
+                "user": LOGIN_USER,
+                "identityfile": [str(bed.key_path)],
+                "identities_only": True,
+                "known_hosts": [str(bed.known_hosts_path)],
+            }
+            for h in bed.hosts
+        },
+        "groups": {bed.group: [h.name for h in bed.hosts]},
+    }
+    atomic.write_text(bed.inventory_path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _published_port(container: Any) -> int:
+    container.reload()
+    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("22/tcp") or []
+    for b in bindings:
+        if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
+            return int(b["HostPort"])
+    raise OpskitError(f"container {container.name} has no port published for 22/tcp: {bindings}")
+
+
+def _run_container(client: Any, image: str, name: str, pubkey: str, run_kwargs: dict) -> Any:
+    kwargs: dict[str, Any] = {
+        "detach": True,
+        "name": name,
+        "hostname": name,
+        "ports": {"22/tcp": ("127.0.0.1", None)},
+        "environment": {"OPSKIT_AUTHORIZED_KEY": pubkey},
+        "labels": {LABEL: "sshd-host"},
+    }
+    extra = dict(run_kwargs)
+    env = extra.pop("environment", None) or {}
+    labels = extra.pop("labels", None) or {}
+    kwargs["environment"].update(env)
+    kwargs["labels"].update(labels)
+    kwargs.update(extra)
+    return client.containers.run(image, **kwargs)
+
+
+def wait_for_sshd(host: SSHTestHost, timeout: float = START_TIMEOUT) -> None:
+    """Wait until the host answers a real SSH handshake with one of its own keys."""
+
+    def ready() -> bool:
+        host.container.reload()
+        if host.container.status not in ("created", "running"):
+            logs = host.container.logs(tail=30).decode("utf-8", "replace")
+            raise OpskitError(f"{host.name}: container stopped ({host.container.status}):\n{logs}")
+        key = handshake_host_key(host.port, timeout=2.0)
+        line = f"{key.get_name()} {key.get_base64()}"
+        if line not in host.host_keys:
+            host.host_keys = host.read_host_keys()
+        if line not in host.host_keys:
+            raise OpskitError(f"{host.name}: handshake key {key.get_name()} is not the container's")
+        return True
+
+    try:
+        wait_until(ready, timeout, f"sshd in {host.container.name} on 127.0.0.1:{host.port}",
+                   interval=0.1, max_interval=0.5)
+    except OpskitError as exc:
+        logs = host.container.logs(tail=30).decode("utf-8", "replace")
+        raise OpskitError(f"{exc.message}\ncontainer log:\n{logs}", exc.hint) from exc
+
+
+def restart_with_new_host_keys(bed: SSHTestBed, host: SSHTestHost) -> None:
+    """Give ``host`` fresh host keys (as a reinstalled machine has) WITHOUT re-pinning them."""
+    code, out = host.exec(["sh", "-c", "rm -f /etc/ssh/ssh_host_*"])
+    if code != 0:
+        raise OpskitError(f"{host.name}: cannot remove host keys: {out}")
+    host.container.restart(timeout=5)
+    old_port = host.port
+    host.port = _published_port(host.container)
+    host.host_keys = []
+    wait_for_sshd(host)
+    if host.port != old_port:
+        _write_ssh_config(bed)
+        _write_inventory(bed)
+
+
+def start_ssh_hosts(
+    client: Any,
+    n: int,
+    *,
+    image: str | None = None,
+    run_kwargs: dict | None = None,
+    name_prefix: str = "opskit-test",
+    workdir: str | os.PathLike,
+    base_image: str | None = None,
+) -> SSHTestBed:
+    """Start ``n`` SSH test hosts; return the bed (close it, or use it as a context manager).
+
+    ``image`` defaults to the SSH test-host image on ``base_image`` (default
+    ``opskit-base:bookworm``); a derived image must keep its ENTRYPOINT. ``run_kwargs`` are
+    merged into ``containers.run`` (``environment`` and ``labels`` are merged key by key).
+    """
+    if image is None:
+        from opskit.images.base import default_tag
+
+        image = ssh_host_image(client, base_image or default_tag())
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    key_path = workdir / "id_ed25519"
+    pubkey = make_client_key(key_path)
+    token = secrets.token_hex(3)
+    bed = SSHTestBed(
+        hosts=[], workdir=workdir, key_path=key_path,
+        inventory_path=workdir / "hosts.yaml", ssh_config_path=workdir / "ssh_config",
+        known_hosts_path=workdir / "known_hosts",
+    )
+    try:
+        for i in range(1, n + 1):
+            name = f"{name_prefix}-{i}"
+            container = _run_container(client, image, f"{name}-{token}", pubkey, run_kwargs or {})
+            bed.hosts.append(SSHTestHost(name, container, 0))
+        for host in bed.hosts:
+            host.port = _published_port(host.container)
+        for host in bed.hosts:
+            wait_for_sshd(host)
+        bed.write_files()
+    except BaseException:
+        bed.close()
+        raise
+    return bed
+
+
+# -- pytest fixtures ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ssh_testbed_factory(
+    docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., SSHTestBed]]:
+    """``factory(n, **kwargs)`` starts ``n`` more hosts; all are removed at session end."""
+    beds: list[SSHTestBed] = []
+
+    def factory(n: int, **kwargs: Any) -> SSHTestBed:
+        kwargs.setdefault("base_image", base_image)
+        workdir = kwargs.pop("workdir", None) or tmp_path_factory.mktemp("sshbed")
+        bed = start_ssh_hosts(docker_client, n, workdir=workdir, **kwargs)
+        beds.append(bed)
+        return bed
+
+    yield factory
+    for bed in beds:
+        bed.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_testbed(ssh_testbed_factory: Callable[..., SSHTestBed]) -> SSHTestBed:
+    """Two real sshd hosts (``opskit-test-1``, ``opskit-test-2``, group ``@testbed``)."""
+    return ssh_testbed_factory(2)
