@@ -1,0 +1,181 @@
+"""Docker-in-Docker "GPU hosts" for tests: real sshd, a real Docker engine, a fake NVIDIA stack.
+
+Each host is a container from the ``opskit-gpuhost`` image (``opskit/testing/images/gpuhost/``,
+derived from the SSH test-host image of :mod:`opskit.testing.sshd`). Its start script runs
+``dockerd`` (overlay2 on a volume at ``/var/lib/docker``) before sshd starts, so a host that
+answers SSH also has a usable engine for the login user ``opskit`` (group ``docker``).
+The fake ``nvidia-smi`` (``opskit/testing/bin/nvidia-smi``) is on PATH and a fake NVIDIA
+runtime hook lets the inner engine accept ``--gpus`` device requests without a GPU.
+
+Starting such a container needs privileges: ``privileged=True`` is tried first (ordinary
+machines); where the engine refuses it (a capability bounding set without CAP_SYS_RESOURCE),
+the documented fallback set is used (see ``shared/ENVIRONMENT.md``).
+
+Fixtures: ``gpu_hosts`` (session scope, 2 hosts ``opskit-gpu-1``/``opskit-gpu-2``, group
+``@testbed``) and ``gpu_host_image``.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opskit.errors import BuildError, OpskitError
+from opskit.testing.sshd import SSHTestBed, image_dir_hash, ssh_host_image
+
+IMAGE_DIR = Path(__file__).parent / "images" / "gpuhost"
+FAKE_BIN_DIR = Path(__file__).parent / "bin"
+IMAGE_REPO = "opskit-gpuhost"
+LABEL = "opskit.testing"
+FALLBACK_RUN_KWARGS: dict[str, Any] = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "cgroupns": "host",
+}
+# What the fake nvidia-smi reports on the test hosts (one GPU line per entry, CSV fields in
+# the order of opskit.testing.bin/nvidia-smi's data file).
+DEFAULT_GPU_ENV: dict[str, str] = {}
+
+
+def _context_files() -> dict[str, Path]:
+    """Relative path in the build context -> source file."""
+    files = {p.relative_to(IMAGE_DIR).as_posix(): p for p in IMAGE_DIR.rglob("*") if p.is_file()}
+    if FAKE_BIN_DIR.is_dir():
+        for p in sorted(FAKE_BIN_DIR.iterdir()):
+            if p.is_file():
+                files[f"bin/{p.name}"] = p
+    return files
+
+
+def _context_hash(extra: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(extra.encode())
+    for rel, path in sorted(_context_files().items()):
+        h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def gpu_host_image(client: Any, base_image: str) -> str:
+    """Tag of the GPU-host image (built once on the SSH test-host image, reused by tag)."""
+    from docker.errors import BuildError as DockerBuildError
+    from docker.errors import ImageNotFound
+
+    sshd_tag = ssh_host_image(client, base_image)
+    sshd_id = client.images.get(sshd_tag).id
+    tag = f"{IMAGE_REPO}:{_context_hash(sshd_id + image_dir_hash())}"
+    try:
+        client.images.get(tag)
+        return tag
+    except ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="opskit-gpuhost-") as ctx:
+        (Path(ctx) / "bin").mkdir()
+        for rel, src in _context_files().items():
+            dst = Path(ctx) / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+        try:
+            client.images.build(
+                path=ctx, tag=tag, buildargs={"BASE": sshd_tag}, rm=True, forcerm=True,
+                pull=False, labels={LABEL: "gpu-host"},
+            )
+        except DockerBuildError as exc:
+            tail = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)
+            raise BuildError(
+                f"building the GPU test-host image {tag} failed: {exc.msg}\n{tail[-2000:]}",
+                "apt-get inside 'docker build' must reach the Debian mirror",
+            ) from exc
+    return tag
+
+
+@functools.lru_cache(maxsize=4)
+def dind_run_kwargs(client_id: str, image: str) -> tuple[tuple[str, Any], ...]:
+    """The privileges that let a Docker-in-Docker container start on this engine.
+
+    ``privileged=True`` first; the documented fallback set where the engine refuses it.
+    Cached per engine (``client_id``) and image: the probe costs one short container.
+    """
+    import docker
+    from docker.errors import APIError
+
+    client = docker.from_env()
+    try:
+        try:
+            client.containers.run(
+                image, entrypoint=["true"], privileged=True, remove=True, labels={LABEL: "probe"}
+            )
+            return (("privileged", True),)
+        except APIError as exc:
+            if "caps" not in str(exc) and "operation not permitted" not in str(exc):
+                raise OpskitError(f"cannot start a privileged container: {exc}") from exc
+        return tuple(FALLBACK_RUN_KWARGS.items())
+    finally:
+        client.close()
+
+
+def gpu_host_run_kwargs(client: Any, image: str, environment: dict[str, str] | None = None) -> dict:
+    """``containers.run`` keyword arguments for one GPU host (privileges, cgroups, volume)."""
+    from docker.types import Mount
+
+    kwargs = dict(dind_run_kwargs(client.info().get("ID", ""), image))
+    mounts = [Mount("/var/lib/docker", None, type="volume")]
+    if not kwargs.get("privileged"):
+        mounts.append(Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False))
+    kwargs["mounts"] = mounts
+    kwargs["environment"] = {**DEFAULT_GPU_ENV, **(environment or {})}
+    kwargs["labels"] = {LABEL: "gpu-host"}
+    return kwargs
+
+
+def start_gpu_hosts(
+    client: Any,
+    n: int,
+    *,
+    workdir: str,
+    base_image: str,
+    name_prefix: str = "opskit-gpu",
+    environment: dict[str, str] | None = None,
+) -> SSHTestBed:
+    """Start ``n`` Docker-in-Docker GPU hosts reachable over SSH; close the bed to remove them."""
+    from opskit.testing.sshd import start_ssh_hosts
+
+    image = gpu_host_image(client, base_image)
+    kwargs = gpu_host_run_kwargs(client, image, environment)
+    bed = start_ssh_hosts(
+        client, n, image=image, run_kwargs=kwargs, name_prefix=name_prefix, workdir=workdir,
+        base_image=base_image,
+    )
+    try:
+        for host in bed.hosts:
+            code, out = host.exec(["docker", "info", "--format", "{{.Driver}}"], user="opskit")
+            if code != 0:
+                raise OpskitError(f"{host.name}: the inner Docker engine is not usable: {out}")
+    except BaseException:
+        bed.close()
+        raise
+    return bed
+
+
+@pytest.fixture(scope="session")
+def gpu_host_image_tag(docker_client: Any, base_image: str) -> str:
+    return gpu_host_image(docker_client, base_image)
+
+
+@pytest.fixture(scope="session")
+def gpu_hosts(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory):
+    """Two Docker-in-Docker GPU hosts over SSH (``opskit-gpu-1``, ``opskit-gpu-2``)."""
+    bed = start_gpu_hosts(
+        docker_client, 2, workdir=str(tmp_path_factory.mktemp("gpuhosts")), base_image=base_image
+    )
+    try:
+        yield bed
+    finally:
+        bed.close()
