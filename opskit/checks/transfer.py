@@ -1,0 +1,403 @@
+"""Verified copies between this machine and hosts: temp name, sha256, rename.
+
+The promise: a failed copy never leaves a partial file at the final path and never damages an
+existing good copy.
+
+- A file is written to a hidden temporary name beside its destination
+  (``.NAME.XXXXXXXX.opskit-part``), its mode is set, it is hashed on the destination host
+  (``transport.sha256``: ``sha256sum`` remotely, hashlib locally) and compared with the hash of
+  the bytes that were sent and with the source's own hash taken after the copy; only then is it
+  renamed over the final path (``transport.rename``: SFTP posix-rename or ``os.replace``).
+- A folder copied to a new name is built entirely in a temporary folder beside it and renamed
+  into place after every file verified; a folder copied into an existing folder is merged file
+  by file, each file atomically.
+- On any failure the temporary file or folder is removed (through a fresh connection if the
+  old one died); if even that fails, the error names what is left.
+- File names listed on a host are checked with ``opskit.safety.check_remote_name``: a name with
+  ``..``, ``/`` or control characters is refused before anything is written.
+
+Both ends are transports, so local -> host, host -> local, local -> local and host -> host
+(relayed through this machine: bytes flow host A -> here -> host B) all take the same path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import secrets
+import stat as stat_mod
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from opskit.errors import ChecksumMismatch, OpskitError, TransferError, UsageError
+from opskit.hosts.transport import FileStat, Transport
+from opskit.safety import check_remote_name
+
+CHUNK = 256 * 1024
+MAX_DEPTH = 64
+PART_SUFFIX = ".opskit-part"
+ByteCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a copy: a transport and a path on it. ``label`` is how the user wrote it."""
+
+    transport: Transport
+    path: str
+    label: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.transport.host
+
+    def where(self, path: str | None = None) -> str:
+        p = self.path if path is None else path
+        return p if self.transport.is_local else f"{self.host}:{p}"
+
+
+@dataclass(frozen=True)
+class FileItem:
+    rel: str  # path below the copied folder ("" for a single file)
+    size: int
+    mode: int
+
+
+@dataclass
+class CopyPlan:
+    """What a copy will do, worked out before a byte moves (sizes for the progress bar)."""
+
+    src: Endpoint
+    dst: Endpoint
+    final: str  # the final path on the destination
+    is_dir: bool
+    merge: bool  # a folder copied into an existing folder (file by file)
+    files: list[FileItem] = field(default_factory=list)
+    dirs: list[tuple[str, int]] = field(default_factory=list)  # (rel, mode), parents first
+    skipped: list[str] = field(default_factory=list)  # not regular files or folders
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    path: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass
+class CopyResult:
+    source: str
+    destination: str
+    is_dir: bool
+    files: list[CopiedFile]
+    skipped: list[str]
+    seconds: float
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "folder": self.is_dir,
+            "files": [f.to_dict() for f in self.files],
+            "bytes": self.bytes,
+            "skipped": list(self.skipped),
+            "seconds": round(self.seconds, 3),
+            "verified": "sha256",
+        }
+
+
+# -- planning ---------------------------------------------------------------------------------
+def _join(base: str, rel: str) -> str:
+    return posixpath.join(base, rel) if rel else base
+
+
+def _parent(path: str) -> str:
+    return posixpath.dirname(path.rstrip("/")) or ("/" if path.startswith("/") else ".")
+
+
+def _base_name(path: str) -> str:
+    name = posixpath.basename(posixpath.normpath(path))
+    return "" if name in ("", ".", "..", "/") else name
+
+
+def _stat(ep: Endpoint, path: str, doing: str) -> FileStat | None:
+    try:
+        return ep.transport.stat(path)
+    except PermissionError as exc:
+        raise TransferError(
+            f"permission denied {doing} {ep.where(path)}",
+            "check the folder's permissions on that host",
+        ) from exc
+
+
+def _final_path(plan_src: FileStat, src: Endpoint, dst: Endpoint) -> tuple[str, bool]:
+    """Where the copy lands, scp-style, and whether it merges into an existing folder."""
+    dst_st = _stat(dst, dst.path, "looking at")
+    if dst_st is not None and dst_st.is_dir:
+        name = _base_name(src.path)
+        if not name:
+            raise UsageError(
+                f"cannot tell which name {src.where()} should get inside {dst.where()}",
+                "give the destination's full name, e.g. DEST/NAME",
+            )
+        final = _join(dst.path, name)
+        final_st = _stat(dst, final, "looking at")
+        if final_st is not None and final_st.is_dir != plan_src.is_dir:
+            kinds = ("a folder", "a file") if final_st.is_dir else ("a file", "a folder")
+            raise UsageError(f"{dst.where(final)} is {kinds[0]}; the source is {kinds[1]}")
+        return final, bool(final_st is not None and final_st.is_dir)
+    if dst_st is not None and plan_src.is_dir:
+        raise UsageError(f"{dst.where()} is a file; the source {src.where()} is a folder")
+    if dst_st is None:
+        if dst.path.endswith("/"):
+            raise UsageError(
+                f"destination folder {dst.where()} does not exist",
+                "create it first, or leave out the trailing '/' to copy to that name",
+            )
+        parent = _parent(dst.path)
+        parent_st = _stat(dst, parent, "looking at")
+        if parent_st is None or not parent_st.is_dir:
+            raise UsageError(
+                f"destination folder {dst.where(parent)} does not exist",
+                "create it first (mkdir -p) or check the path",
+            )
+    return dst.path, False
+
+
+def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise TransferError(
+            f"{src.where(root)} is nested more than {MAX_DEPTH} folders deep (a symlink loop?)"
+        )
+    folder = _join(root, rel)
+    try:
+        names = src.transport.listdir(folder)
+    except PermissionError as exc:
+        raise TransferError(f"permission denied listing {src.where(folder)}") from exc
+    for name in names:
+        check_remote_name(name)
+        if "/" in name:
+            raise TransferError(f"refusing file name {name!r} listed in {src.where(folder)}")
+        child_rel = _join(rel, name) if rel else name
+        st = _stat(src, _join(root, child_rel), "reading")
+        if st is None:  # vanished (or a dangling symlink)
+            plan.skipped.append(child_rel)
+        elif st.is_dir:
+            plan.dirs.append((child_rel, stat_mod.S_IMODE(st.mode)))
+            _walk(src, root, plan, child_rel, depth + 1)
+        elif stat_mod.S_ISREG(st.mode):
+            plan.files.append(FileItem(child_rel, st.size, stat_mod.S_IMODE(st.mode)))
+        else:
+            plan.skipped.append(child_rel)
+
+
+def plan_copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False) -> CopyPlan:
+    """Look at both ends (no bytes copied yet) and decide what goes where."""
+    src_st = _stat(src, src.path, "reading")
+    if src_st is None:
+        raise UsageError(
+            f"source {src.where()} does not exist",
+            "check the path (relative remote paths start in the login user's home folder)",
+        )
+    if src_st.is_dir and not recursive:
+        raise UsageError(f"source {src.where()} is a folder", "add -r to copy a folder")
+    if not src_st.is_dir and not stat_mod.S_ISREG(src_st.mode):
+        raise UsageError(f"source {src.where()} is not a regular file or folder")
+    final, merge = _final_path(src_st, src, dst)
+    plan = CopyPlan(src, dst, final, src_st.is_dir, merge)
+    if src_st.is_dir:
+        plan.dirs.append(("", stat_mod.S_IMODE(src_st.mode)))
+        _walk(src, src.path, plan)
+    else:
+        plan.files.append(FileItem("", src_st.size, stat_mod.S_IMODE(src_st.mode)))
+    return plan
+
+
+# -- copying ----------------------------------------------------------------------------------
+def part_name(final: str) -> str:
+    """A fresh hidden temporary name beside ``final``."""
+    return _join(_parent(final), f".{posixpath.basename(final)}.{secrets.token_hex(4)}{PART_SUFFIX}")
+
+
+def _set_mode(t: Transport, fh: IO[bytes], path: str, mode: int) -> None:
+    if t.is_local:
+        os.chmod(path, mode)
+    elif callable(getattr(fh, "chmod", None)):
+        fh.chmod(mode)  # SFTP fsetstat on the open handle: no extra command
+    else:
+        t.run(["chmod", f"{mode:04o}", "--", path], check=True)
+
+
+def _stream(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, item: FileItem,
+            on_bytes: ByteCallback | None) -> str:
+    """Copy bytes src_path -> tmp; return the sha256 of what was sent."""
+    digest = hashlib.sha256()
+    with src.transport.open(src_path, "rb") as fin, dst.transport.open(tmp, "wb") as fout:
+        _set_mode(dst.transport, fout, tmp, 0o600)  # private until complete
+        while True:
+            chunk = fin.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            fout.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+        _set_mode(dst.transport, fout, tmp, item.mode)  # after writing: writes clear setuid
+    return digest.hexdigest()
+
+
+def _verify(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, sent: str) -> None:
+    written = dst.transport.sha256(tmp)
+    if written != sent:
+        raise ChecksumMismatch(
+            f"sha256 of the copy on {dst.host} ({written[:16]}...) differs from the bytes sent "
+            f"from {src.where(src_path)} ({sent[:16]}...); the final path was not touched",
+            "run the copy again; if it keeps failing, check the disk of the destination",
+        )
+    now = src.transport.sha256(src_path)
+    if now != sent:
+        raise ChecksumMismatch(
+            f"{src.where(src_path)} changed while it was being copied (sha256 {now[:16]}... now, "
+            f"{sent[:16]}... sent); the final path was not touched",
+            "copy it again once nothing writes to it",
+        )
+
+
+def _copy_one(plan: CopyPlan, item: FileItem, tmp: str, on_bytes: ByteCallback | None) -> str:
+    src_path = _join(plan.src.path, item.rel)
+    sent = _stream(plan.src, src_path, plan.dst, tmp, item, on_bytes)
+    _verify(plan.src, src_path, plan.dst, tmp, sent)
+    return sent
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({exc.strerror or exc})"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder ({exc.filename or exc.strerror or exc})"
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError) or "closed" in text.lower() or "dropped" in text.lower():
+        return f"connection lost ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _remove_quietly_reported(t: Transport, path: str) -> str | None:
+    """Remove a temporary file or folder; return a sentence if it could not be removed."""
+    try:
+        if t.stat(path) is not None:
+            t.remove(path)
+    except Exception as exc:  # noqa: BLE001 - reported to the user in the raised error
+        return f"the temporary {path} on {t.host} could not be removed ({_describe(exc)}); remove it by hand"
+    return None
+
+
+def _fail(plan: CopyPlan, exc: BaseException, leftover: str | None) -> OpskitError:
+    where = plan.dst.where(plan.final)
+    note = f"; {leftover}" if leftover else ""
+    if isinstance(exc, OpskitError):
+        if leftover:
+            exc.message += note
+        return exc
+    return TransferError(
+        f"copy {plan.src.where()} -> {where} failed: {_describe(exc)}; "
+        f"nothing was written at {where}{note}",
+        "fix the cause and run the same command again (a good copy already there is untouched)",
+    )
+
+
+def _copy_file_atomic(plan: CopyPlan, item: FileItem, final: str,
+                      on_bytes: ByteCallback | None) -> CopiedFile:
+    tmp = part_name(final)
+    try:
+        sent = _copy_one(plan, item, tmp, on_bytes)
+        plan.dst.transport.rename(tmp, final)
+    except BaseException as exc:
+        leftover = _remove_quietly_reported(plan.dst.transport, tmp)
+        if isinstance(exc, Exception):
+            raise _fail(plan, exc, leftover) from exc
+        raise
+    return CopiedFile(plan.dst.where(final), item.size, sent)
+
+
+def _set_dir_modes(dst: Endpoint, base: str, dirs: list[tuple[str, int]]) -> None:
+    """Folder modes last (a read-only folder would stop the copy), one command per mode."""
+    by_mode: dict[int, list[str]] = {}
+    for rel, mode in dirs:
+        by_mode.setdefault(mode, []).append(_join(base, rel))
+    for mode, paths in sorted(by_mode.items()):
+        for i in range(0, len(paths), 200):
+            dst.transport.run(["chmod", f"{mode:04o}", "--", *paths[i : i + 200]], check=True)
+
+
+def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[CopiedFile]:
+    """A folder to a new name: build it in a temporary folder, rename when all verified."""
+    stage = part_name(plan.final)
+    t = plan.dst.transport
+    copied: list[CopiedFile] = []
+    try:
+        for rel, _mode in plan.dirs:
+            t.makedirs(_join(stage, rel))
+        for item in plan.files:
+            sent = _copy_one(plan, item, _join(stage, item.rel), on_bytes)
+            copied.append(CopiedFile(plan.dst.where(_join(plan.final, item.rel)), item.size, sent))
+        _set_dir_modes(plan.dst, stage, plan.dirs)
+        t.rename(stage, plan.final)
+    except BaseException as exc:
+        leftover = _remove_quietly_reported(t, stage)
+        if isinstance(exc, Exception):
+            raise _fail(plan, exc, leftover) from exc
+        raise
+    return copied
+
+
+def _copy_tree_merge(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[CopiedFile]:
+    """A folder into an existing folder: each file atomically; new folders get their modes."""
+    t = plan.dst.transport
+    created: list[tuple[str, int]] = []
+    for rel, mode in plan.dirs:
+        path = _join(plan.final, rel)
+        st = _stat(plan.dst, path, "looking at")
+        if st is None:
+            t.makedirs(path)
+            created.append((rel, mode))
+        elif not st.is_dir:
+            raise UsageError(f"{plan.dst.where(path)} is a file; the source has a folder there")
+    copied = [
+        _copy_file_atomic(plan, item, _join(plan.final, item.rel), on_bytes) for item in plan.files
+    ]
+    if created:
+        _set_dir_modes(plan.dst, plan.final, created)
+    return copied
+
+
+def run_copy(plan: CopyPlan, on_bytes: ByteCallback | None = None) -> CopyResult:
+    """Carry out a plan. Raises TransferError/ChecksumMismatch/HostError; nothing half-written."""
+    start = time.monotonic()
+    if not plan.is_dir:
+        files = [_copy_file_atomic(plan, plan.files[0], plan.final, on_bytes)]
+    elif plan.merge:
+        files = _copy_tree_merge(plan, on_bytes)
+    else:
+        files = _copy_tree_staged(plan, on_bytes)
+    return CopyResult(plan.src.where(), plan.dst.where(plan.final), plan.is_dir, files,
+                      list(plan.skipped), time.monotonic() - start)
+
+
+def copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False,
+         on_bytes: ByteCallback | None = None) -> CopyResult:
+    """Plan and run a verified copy (see the module docstring for the guarantees)."""
+    return run_copy(plan_copy(src, dst, recursive=recursive), on_bytes)

@@ -1,0 +1,158 @@
+"""``opskit scp`` and ``opskit chmod``: thin commands (parse -> operation -> render).
+
+Heavy modules (paramiko, rich) are imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from opskit.cli.common import common_options, json_option, traceback_option
+
+MAX_FILES_LISTED = 20
+
+
+def _inventory_option(f: Any) -> Any:
+    return click.option(
+        "--inventory",
+        type=click.Path(dir_okay=False),
+        default=None,
+        envvar="OPSKIT_INVENTORY",
+        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
+    )(f)
+
+
+def _endpoints(src: Any, dst: Any, inventory: str | None) -> tuple[Any, Any, list[Any]]:
+    """Locations -> Endpoints. One transport per distinct host; nothing connects yet."""
+    from opskit.checks.files import host_path
+    from opskit.checks.transfer import Endpoint
+    from opskit.hosts.group import connect
+    from opskit.hosts.local import LocalTransport
+
+    inv = None
+    transports: dict[str | None, Any] = {}
+    endpoints = []
+    for loc in (src, dst):
+        if loc.host not in transports:
+            if loc.host is None:
+                transports[None] = LocalTransport()
+            else:
+                if inv is None:
+                    from opskit.hosts.inventory import load_inventory
+
+                    inv = load_inventory(inventory)
+                transports[loc.host] = connect(inv.resolve(loc.host))
+        t = transports[loc.host]
+        endpoints.append(Endpoint(t, host_path(loc.path, is_local=t.is_local), str(loc)))
+    return endpoints[0], endpoints[1], list(transports.values())
+
+
+def _print_copy(result: Any) -> None:
+    from opskit.cli import render
+
+    # sha256sum's own format, so the lines can be checked with `sha256sum -c` on that host.
+    for f in result.files[:MAX_FILES_LISTED]:
+        render.print_line(f"{f.sha256}  {f.path}")
+    if len(result.files) > MAX_FILES_LISTED:
+        render.print_line(f"... and {len(result.files) - MAX_FILES_LISTED} more (--json lists all)")
+    count = len(result.files)
+    render.print_line(
+        f"copied {count} file{'s' if count != 1 else ''} ({render.human_bytes(result.bytes)}) "
+        f"{result.source} -> {result.destination} in {result.seconds:.2f}s, sha256 verified"
+    )
+    for name in result.skipped:
+        render.print_line(f"skipped {name}: not a regular file or folder", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("src")
+@click.argument("dst")
+@click.option("-r", "--recursive", is_flag=True, help="Copy a folder and everything in it.")
+@_inventory_option
+@json_option
+@traceback_option
+def scp(src: str, dst: str, recursive: bool, inventory: str | None, as_json: bool) -> int:
+    """Copy SRC to DST; either may be HOST:PATH (a plain path or localhost:PATH is here).
+
+    Every file is written to a temporary name beside its destination, checked with sha256 on
+    both ends, then renamed into place: a failed copy never leaves a partial file and never
+    harms a good copy already there. Host to host copies are relayed through this machine.
+    Relative paths on a host start in the login user's home folder.
+    """
+    from opskit.checks.files import parse_location
+    from opskit.checks.transfer import plan_copy, run_copy
+    from opskit.cli import render
+
+    src_loc, dst_loc = parse_location(src), parse_location(dst)  # refused before connecting
+    src_ep, dst_ep, transports = _endpoints(src_loc, dst_loc, inventory)
+    try:
+        plan = plan_copy(src_ep, dst_ep, recursive=recursive)
+        label = f"{src_loc} -> {dst_loc}"
+        with render.Progress(label, plan.total_bytes, enabled=False if as_json else None) as bar:
+            result = run_copy(plan, bar)
+    finally:
+        for t in transports:
+            t.close()
+    if as_json:
+        render.print_json(result.to_dict())
+    else:
+        _print_copy(result)
+    return 0
+
+
+def _print_chmod(group: Any) -> None:
+    from opskit.cli import render
+
+    rows = []
+    for outcome in group:
+        if outcome.ok:
+            rows += [(outcome.host, p.path, p.octal, p.ls) for p in outcome.value.paths]
+    if rows:
+        render.print_table(["HOST", "PATH", "MODE", "LS -L"], rows)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("mode")
+@click.argument("paths", nargs=-1)
+@click.option("-R", "--recursive", is_flag=True, help="Change folders and everything in them.")
+@click.option("--explain", is_flag=True, help="Spell the mode out (r=4, w=2, x=1).")
+@common_options
+def chmod(mode: str, paths: tuple[str, ...], recursive: bool, explain: bool,
+          hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
+    """Set MODE (octal like 755, or symbolic like u+x,go-w) on PATHs on each host.
+
+    With --explain and no PATH, only explain the mode. A symbolic mode that starts with '-'
+    goes after '--': opskit chmod -- -w FILE. Shows the resulting modes.
+    """
+    from opskit.checks.files import change_mode, chmod_argv, current_umask
+    from opskit.checks.modes import explain_mode
+    from opskit.cli import render
+    from opskit.errors import UsageError
+
+    chmod_argv(mode, paths, recursive=recursive)  # mode and paths refused before connecting
+    lines = explain_mode(mode, umask=current_umask()) if explain else []
+    if not paths:
+        if not explain:
+            raise UsageError("no PATH given", "give one or more paths, or --explain MODE alone")
+        if as_json:
+            render.print_json({"mode": mode, "explain": lines})
+        else:
+            for line in lines:
+                render.print_line(line)
+        return 0
+    from opskit.cli.common import resolve_hosts
+    from opskit.hosts.group import run_on_hosts
+
+    specs = resolve_hosts(hosts, inventory)
+    group = run_on_hosts(specs, lambda t: change_mode(t, mode, paths, recursive=recursive))
+    if as_json:
+        data = render.group_json(group, lambda v: v.to_dict())
+        data.update({"mode": mode, "explain": lines})
+        render.print_json(data)
+        return 0 if group.ok else 1
+    for line in lines:
+        render.print_line(line)
+    _print_chmod(group)
+    return render.report_group_errors(group)
