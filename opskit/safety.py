@@ -12,12 +12,13 @@ import re
 
 from opskit.errors import UnsafeInputError
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# \Z, not $: "$" also matches before a trailing newline ("gpu1\n" would pass).
+_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHELL_META = set(";&|`$<>(){}*?![]\\\"'\n\r\t ~#")
-_MODE_OCTAL = re.compile(r"^[0-7]{1,4}$")
-_MODE_SYMBOLIC = re.compile(r"^([ugoa]*[-+=]([rwxXst]*|[ugo]))(,[ugoa]*[-+=]([rwxXst]*|[ugo]))*$")
+_MODE_OCTAL = re.compile(r"^[0-7]{1,4}\Z")
+_MODE_SYMBOLIC = re.compile(r"^([ugoa]*[-+=]([rwxXst]*|[ugo]))(,[ugoa]*[-+=]([rwxXst]*|[ugo]))*\Z")
 
 
 def check_host_name(name: str, what: str = "host name") -> str:
