@@ -21,7 +21,7 @@ Precedence for each key: ssh config < inventory ``defaults`` < the host's invent
 
 from __future__ import annotations
 
-import getpass
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +29,11 @@ from typing import Any
 
 from opskit.errors import ConfigError, UsageError
 from opskit.hosts.spec import LOCAL_NAMES, HostSpec, local_spec
-from opskit.safety import check_host_name
+from opskit.hosts.sshconfig import DEFAULT_IDENTITY_FILES, Resolved, SSHConfig, local_user
+from opskit.safety import check_host_name, check_user_name
 
 INVENTORY_CANDIDATES = ("opskit.yaml", "hosts.yaml")
 USER_INVENTORY = "~/.config/opskit/hosts.yaml"
-SSH_CONFIG = "~/.ssh/config"
 
 HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "hostname": str,
@@ -49,13 +49,6 @@ HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "vars": dict,
 }
 TOP_KEYS = {"defaults", "hosts", "groups"}
-DEFAULT_IDENTITY_FILES = (
-    "~/.ssh/id_rsa",
-    "~/.ssh/id_ecdsa",
-    "~/.ssh/id_ecdsa_sk",
-    "~/.ssh/id_ed25519",
-    "~/.ssh/id_ed25519_sk",
-)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -75,18 +68,39 @@ def _check_entry(path: str, where: str, entry: Any) -> dict:
                 f"{path}: unknown key {key!r} in {where}",
                 f"known keys: {', '.join(sorted(HOST_KEYS))}",
             )
-        expected = HOST_KEYS[key]
-        if isinstance(value, bool) and expected in (int, (int, float)):
-            ok = False
-        else:
-            ok = isinstance(value, expected)
-        if not ok:
-            names = expected if isinstance(expected, tuple) else (expected,)
-            raise ConfigError(
-                f"{path}: key {key!r} in {where} must be "
-                f"{' or '.join(t.__name__ for t in names)}, not {type(value).__name__} ({value!r})"
-            )
+        _check_value(path, f"{where}.{key}", HOST_KEYS[key], value)
+        if key in ("hostname", "user"):
+            _check_name(path, f"{where}.{key}", key, value)
     return dict(entry)
+
+
+def _check_name(path: str, where: str, key: str, value: str) -> None:
+    try:
+        if key == "user":
+            check_user_name(value)
+        elif not _is_address(value):
+            check_host_name(value)
+    except UsageError as exc:
+        raise ConfigError(f"{path}: key {where!r}: {exc.message}", exc.hint) from exc
+
+
+def _check_value(path: str, where: str, expected: type | tuple[type, ...], value: Any) -> None:
+    names = expected if isinstance(expected, tuple) else (expected,)
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in names)
+    if ok and isinstance(value, list):
+        ok = all(isinstance(v, str) for v in value)
+        names = (list,)
+        if not ok:
+            raise ConfigError(f"{path}: key {where!r} must be a list of strings, not {value!r}")
+    if not ok:
+        raise ConfigError(
+            f"{path}: key {where!r} must be "
+            f"{' or '.join(t.__name__ for t in names)}, not {type(value).__name__} ({value!r})"
+        )
+    if where.endswith(".port") and not 0 < value < 65536:
+        raise ConfigError(f"{path}: key {where!r} must be a port number 1-65535, not {value}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{path}: key {where!r} must not be negative, not {value}")
 
 
 @dataclass
@@ -95,14 +109,23 @@ class Inventory:
     defaults: dict = field(default_factory=dict)
     hosts: dict[str, dict] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
-    ssh_config_path: str = SSH_CONFIG
-    _ssh_config: Any = None
+    ssh_config_path: str | None = None  # like ``ssh -F``; None: ~/.ssh/config + system config
+    _ssh_config: SSHConfig | None = None
 
     # -- names ------------------------------------------------------------------------------
     def known_names(self) -> list[str]:
-        names = set(self.hosts)
-        names.update(self._ssh_config_hosts())
-        return sorted(names)
+        """Inventory hosts, then the ssh config's literal Host names (each once)."""
+        return list(dict.fromkeys([*self.hosts, *self.ssh_config().literal_hosts()]))
+
+    def unknown_host_hint(self) -> str:
+        known = self.known_names()
+        groups = ", ".join("@" + g for g in sorted(self.groups))
+        where = f"inventory {self.path}" if self.path else "no inventory file found"
+        config = self.ssh_config_path or "~/.ssh/config"
+        return (
+            f"known hosts: {', '.join(known) or 'none'}; groups: {groups or 'none'} "
+            f"({where}; ssh config {config}); add the host to the ssh config or the inventory"
+        )
 
     def expand(self, names: list[str]) -> list[HostSpec]:
         """Names and ``@group`` references -> specs, duplicates removed, order kept."""
@@ -111,11 +134,7 @@ class Inventory:
             if name.startswith("@"):
                 group = name[1:]
                 if group not in self.groups:
-                    raise UsageError(
-                        f"unknown host group {name!r}",
-                        f"known groups: {', '.join('@' + g for g in sorted(self.groups)) or 'none'}"
-                        + (f" (inventory: {self.path})" if self.path else " (no inventory file found)"),
-                    )
+                    raise UsageError(f"unknown host group {name!r}", self.unknown_host_hint())
                 members = self.groups[group]
             else:
                 members = [name]
@@ -125,51 +144,47 @@ class Inventory:
         return list(seen.values())
 
     def resolve(self, name: str) -> HostSpec:
-        """One name -> HostSpec. ``localhost`` is this machine through the local transport."""
+        """One name (or ``user@name``) -> HostSpec. ``localhost`` is this machine, no SSH."""
         user_at = None
         if "@" in name and not name.startswith("@"):
-            user_at, name = name.split("@", 1)
+            user_at, name = name.rsplit("@", 1)
+            check_user_name(user_at)
         check_host_name(name)
-        if name in LOCAL_NAMES and name not in self.hosts:
+        if name in LOCAL_NAMES and name not in self.hosts and not user_at:
             return local_spec(name)
-        in_inventory = name in self.hosts
-        ssh = self._ssh_lookup(name)
-        in_ssh_config = name in self._ssh_config_hosts() or "hostname" in ssh and ssh["hostname"] != name
-        if not in_inventory and not in_ssh_config:
-            known = self.known_names()
-            groups = ", ".join("@" + g for g in sorted(self.groups))
-            raise UsageError(
-                f"unknown host {name!r}",
-                f"known hosts: {', '.join(known) or 'none'}"
-                + (f"; groups: {groups}" if groups else "")
-                + "; add it to ~/.ssh/config or the inventory file",
-            )
-        merged: dict[str, Any] = {}
-        merged.update(self._from_ssh(name, ssh))
-        merged.update({k: v for k, v in self.defaults.items()})
-        merged.update(self.hosts.get(name, {}))
-        if user_at:
-            merged["user"] = user_at
-        return self._spec(name, merged)
+        resolved = self.ssh_config().resolve(name, user=user_at)
+        if not (name in self.hosts or resolved.matched_specific or _is_address(name)):
+            raise UsageError(f"unknown host {name!r}", self.unknown_host_hint())
+        return self._spec(name, self._settings(name, resolved, user_at))
 
-    def _spec(self, name: str, cfg: dict, depth: int = 0) -> HostSpec:
-        jump = None
-        proxyjump = cfg.get("proxyjump")
-        if proxyjump and proxyjump.lower() != "none":
-            if depth > 5:
-                raise ConfigError(f"ProxyJump chain for {name!r} is too long (a loop?)")
-            first = proxyjump.split(",")[0]
-            jump = self._jump_spec(first, depth + 1)
-        else:
+    def _settings(self, name: str, resolved: Resolved, user: str | None = None) -> dict:
+        """ssh config < inventory defaults < the host's inventory entry < ``user@``."""
+        merged = _from_ssh(resolved)
+        merged.update(self.defaults)
+        merged.update(self.hosts.get(name, {}))
+        if user:
+            merged["user"] = user
+        return merged
+
+    def _spec(self, name: str, cfg: dict, jump_chain: str | None = None, depth: int = 0) -> HostSpec:
+        proxyjump = jump_chain if jump_chain is not None else cfg.get("proxyjump")
+        if proxyjump is not None and proxyjump.lower() == "none":
             proxyjump = None
+        jump = None
+        if proxyjump:
+            if depth > 8:
+                raise ConfigError(f"ProxyJump chain for {name!r} is too long (a loop?)")
+            hops = [h.strip() for h in proxyjump.split(",") if h.strip()]
+            jump = self._jump_spec(hops, depth + 1)
         return HostSpec(
             name=name,
             hostname=str(cfg.get("hostname") or name),
             port=int(cfg.get("port") or 22),
-            user=cfg.get("user") or getpass.getuser(),
+            user=cfg.get("user") or local_user(),
             identityfile=tuple(_as_list(cfg.get("identityfile")) or DEFAULT_IDENTITY_FILES),
             proxyjump=proxyjump,
             jump=jump,
+            proxycommand=None if proxyjump else cfg.get("proxycommand"),
             known_hosts=tuple(_as_list(cfg.get("known_hosts"))),
             connect_timeout=float(cfg.get("connect_timeout", 10.0)),
             command_timeout=float(cfg.get("command_timeout", 120.0)),
@@ -178,76 +193,65 @@ class Inventory:
             vars=dict(cfg.get("vars") or {}),
         )
 
-    def _jump_spec(self, text: str, depth: int) -> HostSpec:
-        user = None
-        port = None
-        if "@" in text:
-            user, text = text.split("@", 1)
-        if text.startswith("[") and "]:" in text:
-            host, port_s = text[1:].split("]:", 1)
-            port = int(port_s)
-        elif text.count(":") == 1:
-            host, port_s = text.split(":")
-            port = int(port_s)
-        else:
-            host = text
-        cfg: dict[str, Any] = dict(self._from_ssh(host, self._ssh_lookup(host)))
-        cfg.update(self.defaults)
-        cfg.update(self.hosts.get(host, {}))
-        if user:
-            cfg["user"] = user
+    def _jump_spec(self, hops: list[str], depth: int) -> HostSpec:
+        """``ProxyJump A,B``: B is reached through A; A with its own settings (as ssh -J)."""
+        user, host, port = parse_jump(hops[-1])
+        check_host_name(host, "ProxyJump host")
+        resolved = self.ssh_config().resolve(host, user=user, port=port)
+        cfg = self._settings(host, resolved, user)
         if port:
             cfg["port"] = port
-        return self._spec(host, cfg, depth)
+        chain = ",".join(hops[:-1]) if len(hops) > 1 else None
+        return self._spec(host, cfg, chain, depth)
 
     # -- ssh config -------------------------------------------------------------------------
-    def _load_ssh_config(self) -> Any:
+    def ssh_config(self) -> SSHConfig:
         if self._ssh_config is None:
-            import paramiko
-
-            conf = paramiko.SSHConfig()
-            path = os.path.expanduser(self.ssh_config_path)
-            if os.path.exists(path):
-                with open(path) as fh:
-                    conf.parse(fh)
-            self._ssh_config = conf
+            self._ssh_config = SSHConfig(self.ssh_config_path)
         return self._ssh_config
 
-    def _ssh_config_hosts(self) -> set[str]:
-        path = os.path.expanduser(self.ssh_config_path)
-        if not os.path.exists(path):
-            return set()
-        conf = self._load_ssh_config()
-        return {h for h in conf.get_hostnames() if not any(c in h for c in "*?!")}
 
-    def _ssh_lookup(self, name: str) -> dict:
-        path = os.path.expanduser(self.ssh_config_path)
-        if not os.path.exists(path):
-            return {}
-        return dict(self._load_ssh_config().lookup(name))
+def parse_jump(text: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]``, ``[user@][host]:port`` or ``ssh://[user@]host[:port]``."""
+    if text.startswith("ssh://"):
+        text = text[len("ssh://"):].rstrip("/")
+    user = None
+    if "@" in text:
+        user, text = text.rsplit("@", 1)
+    port: str | None = None
+    if text.startswith("[") and "]" in text:
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"ProxyJump {text!r}: bad port {port!r}")
+    return user, host, int(port) if port else None
 
-    @staticmethod
-    def _from_ssh(name: str, ssh: dict) -> dict:
-        out: dict[str, Any] = {}
-        if "hostname" in ssh:
-            out["hostname"] = ssh["hostname"]
-        if "port" in ssh:
-            out["port"] = int(ssh["port"])
-        if "user" in ssh:
-            out["user"] = ssh["user"]
-        if "identityfile" in ssh:
-            out["identityfile"] = list(ssh["identityfile"])
-        if "proxyjump" in ssh:
-            out["proxyjump"] = ssh["proxyjump"]
-        if "userknownhostsfile" in ssh:
-            out["known_hosts"] = ssh["userknownhostsfile"].split()
-        if "connecttimeout" in ssh:
-            out["connect_timeout"] = float(ssh["connecttimeout"])
-        if "serveraliveinterval" in ssh:
-            out["keepalive"] = int(ssh["serveraliveinterval"])
-        if ssh.get("identitiesonly", "no").lower() == "yes":
-            out["identities_only"] = True
-        return out
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _from_ssh(r: Resolved) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "hostname": r.hostname, "port": r.port, "user": r.user,
+        "identityfile": list(r.identityfile), "proxyjump": r.proxyjump,
+        "proxycommand": r.proxycommand, "identities_only": r.identitiesonly,
+    }
+    if r.userknownhostsfile:
+        out["known_hosts"] = list(r.userknownhostsfile)
+    if r.connecttimeout is not None:
+        out["connect_timeout"] = r.connecttimeout
+    if r.serveraliveinterval is not None:
+        out["keepalive"] = r.serveraliveinterval
+    return out
 
 
 def find_inventory(explicit: str | None = None) -> str | None:
@@ -270,7 +274,7 @@ def find_inventory(explicit: str | None = None) -> str | None:
 def load_inventory(path: str | None = None, ssh_config: str | None = None) -> Inventory:
     """Read the inventory file (if any). Never touches the network."""
     found = find_inventory(path)
-    ssh_config = ssh_config or os.environ.get("OPSKIT_SSH_CONFIG") or SSH_CONFIG
+    ssh_config = ssh_config or os.environ.get("OPSKIT_SSH_CONFIG") or None
     if found is None:
         return Inventory(ssh_config_path=ssh_config)
     import yaml
@@ -299,6 +303,7 @@ def load_inventory(path: str | None = None, ssh_config: str | None = None) -> In
         raise ConfigError(f"{found}: 'groups' must be a mapping of group name -> list of hosts")
     groups: dict[str, list[str]] = {}
     for gname, members in groups_raw.items():
+        check_host_name(str(gname), f"group name in {found}")
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise ConfigError(f"{found}: key 'groups.{gname}' must be a list of host names")
         for m in members:

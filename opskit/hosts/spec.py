@@ -18,6 +18,7 @@ class HostSpec:
     identityfile: tuple[str, ...] = ()
     proxyjump: str | None = None
     jump: HostSpec | None = None
+    proxycommand: str | None = None
     known_hosts: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     command_timeout: float = 120.0

@@ -52,6 +52,37 @@ def known_hosts_entry_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
+def identity_files(spec: HostSpec) -> list[str]:
+    """The spec's IdentityFile entries that exist, with ``~`` and ``%`` tokens expanded."""
+    from opskit.hosts.sshconfig import expand_path_tokens
+
+    out = []
+    for raw in spec.identityfile:
+        path = expand_path_tokens(
+            raw, host=spec.name, hostname=spec.hostname, port=spec.port, user=spec.user or ""
+        )
+        if os.path.exists(path):
+            out.append(path)
+    return out
+
+
+def _proxy_command(spec: HostSpec) -> Any:
+    """The user's own ProxyCommand from their ssh config (tokens %h %p %r %n %%)."""
+    import paramiko
+
+    from opskit.hosts.sshconfig import expand_tokens
+
+    command = expand_tokens(
+        spec.proxycommand or "",
+        {"h": spec.hostname, "p": str(spec.port), "r": spec.user or "", "n": spec.name},
+        "ProxyCommand",
+    )
+    try:
+        return paramiko.ProxyCommand(command)
+    except Exception as exc:  # noqa: BLE001 - reported with the command
+        raise HostError(spec.name, f"ProxyCommand {command!r} failed to start: {exc}") from exc
+
+
 def _refuse_unknown_policy(spec: HostSpec) -> Any:
     import paramiko
 
@@ -129,7 +160,9 @@ class SSHTransport:
                     spec.name, f"cannot reach {spec.hostname}:{spec.port} through jump host "
                     f"{spec.jump.name}: {exc}"
                 ) from exc
-        keys = [os.path.expanduser(k) for k in spec.identityfile if os.path.exists(os.path.expanduser(k))]
+        if spec.proxycommand and sock is None:
+            sock = _proxy_command(spec)
+        keys = identity_files(spec)
         try:
             client.connect(
                 spec.hostname,

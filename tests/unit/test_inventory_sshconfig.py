@@ -1,0 +1,156 @@
+"""opskit's ssh config reading compared with the real ``ssh -F FILE -G HOST``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from opskit.errors import ConfigError
+from opskit.hosts.sshconfig import SSHConfig, expand_path_tokens, local_user
+
+KEYS = ("hostname", "port", "user", "identityfile", "proxyjump")
+
+needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
+
+
+def ssh_G(config: Path, host: str) -> dict:
+    """The five keys as the real ssh client resolves them."""
+    out = subprocess.run(
+        ["ssh", "-F", str(config), "-G", host], capture_output=True, text=True, check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    got: dict = {"identityfile": [], "proxyjump": None}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "identityfile":
+            got["identityfile"].append(value)
+        elif key in ("hostname", "user", "proxyjump"):
+            got[key] = value
+        elif key == "port":
+            got[key] = int(value)
+    return got
+
+
+CONFIG_MAIN = """\
+# comment
+Host web* !web9
+  HostName %h.Example.COM
+  User alice
+  IdentityFile ~/.ssh/k_%h_%r_%p
+  IdentityFile "/with space/%%/x"
+Host web1
+  Port 2200
+  User bob
+  IdentityFile extra
+  IdentityFile ~/.ssh/k_%h_%r_%p
+  ProxyJump jump@bastion:2222,%h
+Host nojump
+  ProxyJump none
+Host=eq
+  port=33
+  user = "u sp"
+  IDENTITYFILE eqkey
+Host ?x
+  HostName question.example
+Host pc
+  ProxyCommand nc %h %p
+  ProxyJump ignored
+Host *
+  Port 22
+  IdentityFile last
+  ProxyJump j1
+"""
+
+HOSTS_MAIN = ["web1", "WEB1", "web2", "web9", "nojump", "eq", "ax", "abx", "pc", "10.0.0.1",
+              "Other.Example.org"]
+
+
+@needs_ssh
+@pytest.mark.parametrize("host", HOSTS_MAIN)
+def test_matches_ssh_G(tmp_path: Path, host: str) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text(CONFIG_MAIN)
+    assert SSHConfig(str(cfg)).resolve(host).to_dict() == ssh_G(cfg, host)
+
+
+CONFIG_MATCH = """\
+Include {inc}/*.conf
+Match host real.example.com
+  User matched
+Host m1
+  HostName REAL.example.com
+Match originalhost m2 user {me}
+  Port 4444
+Match !host m3*,x*
+  IdentityFile notm3
+Match all
+  IdentityFile allf
+Host f1
+  HostName F1.final.example
+Match final host f1.final.example
+  User finaluser
+Host f1.final.example
+  Port 5555
+Match canonical
+  IdentityFile canon
+"""
+
+
+@needs_ssh
+@pytest.mark.parametrize("host", ["a1", "m1", "m2", "m3x", "f1", "F1", "zz"])
+def test_match_include_final_like_ssh_G(tmp_path: Path, host: str) -> None:
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    (inc / "a.conf").write_text("Host a1\n  User fromInclude\n  IdentityFile inc_a\n")
+    (inc / "b.conf").write_text("Host a1\n  Port 1234\n  User second\n")
+    cfg = tmp_path / "config"
+    cfg.write_text(CONFIG_MATCH.format(inc=inc, me=local_user()))
+    assert SSHConfig(str(cfg)).resolve(host).to_dict() == ssh_G(cfg, host)
+
+
+@needs_ssh
+def test_defaults_with_empty_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text("")
+    assert SSHConfig(str(cfg)).resolve("plain").to_dict() == ssh_G(cfg, "plain")
+
+
+def test_literal_hosts_and_specific_match(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text(CONFIG_MAIN)
+    conf = SSHConfig(str(cfg))
+    assert conf.literal_hosts() == ["web1", "nojump", "eq", "pc"]
+    assert conf.resolve("web5").matched_specific
+    assert not conf.resolve("unrelated").matched_specific
+
+
+def test_match_exec_refused_with_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text("Host a\n  User x\nMatch exec \"true\"\n  User y\n")
+    with pytest.raises(ConfigError) as info:
+        SSHConfig(str(cfg)).resolve("a")
+    assert f"{cfg}:3" in str(info.value) and "exec" in str(info.value)
+
+
+def test_bad_port_names_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text("Host a\n  Port http\n")
+    with pytest.raises(ConfigError, match=r"config:2: bad Port 'http'"):
+        SSHConfig(str(cfg)).resolve("a")
+
+
+def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        SSHConfig(str(tmp_path / "nope")).resolve("a")
+
+
+def test_expand_path_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    got = expand_path_tokens("~/.ssh/k_%h_%r_%p_%n_%%", host="web1", hostname="web1.ex",
+                             port=2200, user="bob")
+    assert got == f"{tmp_path}/.ssh/k_web1.ex_bob_2200_web1_%"
+    with pytest.raises(ConfigError, match="unknown token %z"):
+        expand_path_tokens("a%z", host="h", hostname="h", port=22, user="u")
