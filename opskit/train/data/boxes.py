@@ -1,0 +1,62 @@
+"""Generated detection data: coloured shapes on a noisy background, with their boxes.
+
+Each image holds 1 to 4 objects, one per quadrant at most (so objects never hide each other),
+each a square, a disk or a triangle (class 0, 1, 2) of a random size, position and bright
+colour. The class is the *shape*, not the colour, so a detector must look at the outline.
+Everything is drawn for the whole dataset at once with tensor masks - generating 4,096
+48x48 images takes well under a second - and is deterministic in the seed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from opskit.train.data.tensors import TensorData
+
+CLASSES = ("square", "disk", "triangle")
+
+
+def _draw(kind: torch.Tensor, cx, cy, half, yy, xx) -> torch.Tensor:
+    """Masks ``(N, H, W)`` of each image's shape of ``kind`` centred at (cx, cy)."""
+    dx, dy = xx - cx[:, None, None], yy - cy[:, None, None]
+    h = half[:, None, None]
+    square = (dx.abs() <= h) & (dy.abs() <= h)
+    disk = dx**2 + dy**2 <= h**2
+    # Triangle with apex at the top centre and base along the bottom of the box.
+    triangle = (dy.abs() <= h) & (dx.abs() <= (dy + h) / 2)
+    k = kind[:, None, None]
+    return torch.where(k == 0, square, torch.where(k == 1, disk, triangle))
+
+
+def make_shapes(n: int, seed: int, size: int = 48, min_size: int = 8, max_size: int = 20):
+    """``images (n, 3, size, size)`` in [0, 1], ``boxes (n, 4, 4)``, ``labels (n, 4)`` (-1 = none)."""
+    g = torch.Generator().manual_seed(seed)
+    images = 0.15 * torch.rand(n, 3, size, size, generator=g)
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    yy, xx = centres[:, None], centres[None, :]
+    present = torch.rand(n, 4, generator=g) < 0.5
+    present[torch.arange(n), torch.randint(0, 4, (n,), generator=g)] = True  # at least one
+    labels = torch.full((n, 4), -1, dtype=torch.long)
+    boxes = torch.zeros(n, 4, 4)
+    q = size // 2
+    for slot in range(4):
+        qx, qy = (slot % 2) * q, (slot // 2) * q
+        side = torch.randint(min_size, max_size + 1, (n,), generator=g).float()
+        half = side / 2
+        cx = qx + half + torch.rand(n, generator=g) * (q - side).clamp(min=0)
+        cy = qy + half + torch.rand(n, generator=g) * (q - side).clamp(min=0)
+        kind = torch.randint(0, len(CLASSES), (n,), generator=g)
+        colour = 0.5 + 0.5 * torch.rand(n, 3, generator=g)
+        mask = _draw(kind, cx, cy, half, yy, xx) & present[:, slot, None, None]
+        images = torch.where(mask[:, None], colour[:, :, None, None], images)
+        boxes[:, slot] = torch.stack((cx - half, cy - half, cx + half, cy + half), 1)
+        labels[:, slot] = torch.where(present[:, slot], kind, -1)
+    boxes = boxes * (labels >= 0)[..., None]
+    return images, boxes, labels
+
+
+def shapes_datasets(seed: int, n_train: int = 2048, n_val: int = 256, size: int = 48):
+    """Train and validation ``TensorData(images, boxes, labels)`` from independent seeds."""
+    train = TensorData(*make_shapes(n_train, seed, size))
+    val = TensorData(*make_shapes(n_val, seed + 1_000_003, size))
+    return train, val
