@@ -26,7 +26,9 @@ Contract
 * ``train_step(model, batch, ctx) -> dict``: forward, loss, and ``ctx.backward_step(loss)``
   (which does zero_grad, AMP scaling, optional gradient clipping and optimizer.step). Return
   detached 0-dim tensors (or floats) by name, at least ``"loss"``; the loop converts them to
-  numbers only when it writes metrics, so do not call ``.item()`` here.
+  numbers only when it writes metrics, so do not call ``.item()`` here. Under DDP or
+  ``--compile`` the model is wrapped: use ``unwrap_model(model)`` to reach its attributes
+  (e.g. ``unwrap_model(model).generator``), but call the wrapper for forward passes.
 * ``evaluate(model, batches, ctx) -> dict[str, float]``: the model is in ``eval()`` mode under
   ``torch.no_grad()``; ``batches`` yields the validation batches already on the device. The
   result must contain ``self.metric``.
@@ -135,6 +137,15 @@ class StepContext:
         optimizer.step()
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP and ``torch.compile`` wrappers (for attribute access)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def _clip(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -150,6 +161,8 @@ class Task:
     default_lr: ClassVar[float] = 1e-3
     weight_decay: ClassVar[float] = 5e-4
     warmup_fraction: ClassVar[float] = 0.05
+    # DDP option for tasks whose steps leave some parameters unused (e.g. a GAN's two halves).
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, info: Any, model_cfg: dict, args: Any):
         self.info = info
@@ -193,9 +206,7 @@ class Task:
     def schedulers(self, optimizers: list, total_steps: int) -> list:
         """Linear warm-up then cosine decay to 0, stepped once per training step."""
         return [
-            torch.optim.lr_scheduler.LambdaLR(
-                opt, warmup_cosine(total_steps, self.warmup_fraction)
-            )
+            torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, self.warmup_fraction))
             for opt in optimizers
         ]
 

@@ -1,0 +1,124 @@
+"""Image classification: cross-entropy on logits, accuracy as the metric.
+
+Data: ``--data shapes`` (generated shapes, see ``opskit.train.data.shapes``), ``synthetic``
+(random tensors) or a ``.npz`` file (see ``opskit.train.data.files``). Models whose training
+forward returns several outputs (GoogLeNet's auxiliary classifiers) are trained on
+``main + 0.3 * sum(aux)``, as in the paper; in ``eval()`` they return one tensor.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+from opskit.train.data.files import load_npz_dataset, max_label
+from opskit.train.data.shapes import shapes_classification
+from opskit.train.data.synthetic import synthetic_images
+from opskit.train.errors import DataError
+from opskit.train.tasks.base import StepContext, Task, register_task
+
+AUX_WEIGHT = 0.3
+
+
+def builder_default(info, key: str, fallback):
+    """A builder's default for ``key`` (e.g. num_classes), or ``fallback``."""
+    try:
+        param = inspect.signature(info.builder).parameters.get(key)
+    except (TypeError, ValueError):
+        return fallback
+    if param is None or param.default is inspect.Parameter.empty:
+        return fallback
+    return param.default
+
+
+class ImageTask(Task):
+    """What image tasks share: the input shape, the class count and the data choice."""
+
+    dense = False  # per-pixel targets (segmentation)
+    default_classes = 10
+
+    def num_classes(self) -> int:
+        return int(
+            self.model_cfg.get(
+                "num_classes", builder_default(self.info, "num_classes", self.default_classes)
+            )
+        )
+
+    def input_shape(self) -> tuple:
+        if getattr(self.args, "input", None):
+            return tuple(self.args.input)
+        if getattr(self.args, "small", False) and self.info.small_input_shape:
+            return tuple(self.info.small_input_shape)
+        return tuple(self.info.input_shape or (3, 32, 32))
+
+    def data_source(self) -> str:
+        return getattr(self.args, "data", None) or "shapes"
+
+    def datasets(self, seed: int):
+        source = self.data_source()
+        n_train = getattr(self.args, "train_samples", 4096)
+        n_val = getattr(self.args, "val_samples", 512)
+        shape = self.input_shape()
+        if source == "synthetic":
+            k = self.num_classes()
+            return (
+                synthetic_images(shape, k, n_train, seed, dense=self.dense),
+                synthetic_images(shape, k, n_val, seed + 1, dense=self.dense),
+            )
+        if source == "shapes":
+            return self.generate(n_train, shape, seed), self.generate(n_val, shape, seed + 10_007)
+        train, val = load_npz_dataset(source, dense=self.dense)
+        top = max_label(train, val)
+        if top >= self.num_classes():
+            raise DataError(
+                f"{source}: class index {top} in y, but the model has {self.num_classes()} classes",
+                f"pass --model-arg num_classes={top + 1}",
+            )
+        return train, val
+
+    def generate(self, n: int, shape: tuple, seed: int):
+        raise NotImplementedError
+
+
+def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(main, auxiliaries) from a model output: a tensor, a tuple or a dict with 'out'."""
+    if isinstance(out, torch.Tensor):
+        return out, []
+    if isinstance(out, dict):
+        return out["out"], [v for k, v in out.items() if k != "out" and v is not None]
+    main, *aux = out
+    return main, [a for a in aux if a is not None]
+
+
+@register_task("classification")
+class Classification(ImageTask):
+    metric = "accuracy"
+    higher_is_better = True
+
+    def generate(self, n: int, shape: tuple, seed: int):
+        return shapes_classification(n, shape, self.num_classes(), seed)
+
+    def train_step(self, model, batch, ctx: StepContext) -> dict:
+        x, y = batch
+        with ctx.autocast():
+            main, aux = split_outputs(model(x))
+            loss = F.cross_entropy(main, y)
+            for a in aux:
+                loss = loss + AUX_WEIGHT * F.cross_entropy(a, y)
+        ctx.backward_step(loss)
+        accuracy = (main.detach().argmax(1) == y).float().mean()
+        return {"loss": loss.detach(), "accuracy": accuracy}
+
+    def evaluate(self, model, batches, ctx: StepContext) -> dict:
+        correct = total = 0
+        loss_sum = torch.zeros((), device=ctx.device)
+        for x, y in batches:
+            with ctx.autocast():
+                main, _ = split_outputs(model(x))
+            loss_sum += F.cross_entropy(main.float(), y, reduction="sum")
+            correct += (main.argmax(1) == y).sum()
+            total += y.shape[0]
+        total = max(total, 1)
+        return {"accuracy": float(correct) / total, "loss": float(loss_sum) / total}
