@@ -171,11 +171,17 @@ class Inventory:
         if proxyjump is not None and proxyjump.lower() == "none":
             proxyjump = None
         jump = None
+        jump_error = None
         if proxyjump:
             if depth > 8:
                 raise ConfigError(f"ProxyJump chain for {name!r} is too long (a loop?)")
             hops = [h.strip() for h in proxyjump.split(",") if h.strip()]
-            jump = self._jump_spec(hops, depth + 1)
+            try:
+                jump = self._jump_spec(hops, depth + 1)
+            except UsageError as exc:
+                if depth:
+                    raise
+                jump_error = exc.message  # `hosts show` still works; connecting says why not
         return HostSpec(
             name=name,
             hostname=str(cfg.get("hostname") or name),
@@ -185,6 +191,7 @@ class Inventory:
             proxyjump=proxyjump,
             jump=jump,
             proxycommand=None if proxyjump else cfg.get("proxycommand"),
+            jump_error=jump_error,
             known_hosts=tuple(_as_list(cfg.get("known_hosts"))),
             connect_timeout=float(cfg.get("connect_timeout", 10.0)),
             command_timeout=float(cfg.get("command_timeout", 120.0)),

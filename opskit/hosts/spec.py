@@ -19,6 +19,7 @@ class HostSpec:
     proxyjump: str | None = None
     jump: HostSpec | None = None
     proxycommand: str | None = None
+    jump_error: str | None = None  # why ProxyJump cannot be followed (reported on connect)
     known_hosts: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
@@ -30,6 +31,16 @@ class HostSpec:
     @property
     def display(self) -> str:
         return self.name
+
+    def check_jump(self) -> None:
+        """Raise the ProxyJump problem found while resolving, before any connection."""
+        if self.jump_error:
+            from opskit.errors import ConfigError
+
+            raise ConfigError(
+                f"{self.name}: cannot follow ProxyJump {self.proxyjump!r}: {self.jump_error}",
+                "fix ProxyJump for this host in the ssh config or the inventory",
+            )
 
     def to_dict(self) -> dict:
         return {

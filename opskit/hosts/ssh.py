@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from opskit.errors import HostError, HostKeyError
+from opskit.errors import HostError, HostKeyError, OpskitError
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import CommandResult, FileStat, shell_command
 
@@ -136,6 +136,7 @@ class SSHTransport:
 
         quiet_paramiko_logs()
         spec = self.spec
+        spec.check_jump()
         client = paramiko.SSHClient()
         for path in known_hosts_files(spec):
             if os.path.exists(path):
@@ -187,7 +188,9 @@ class SSHTransport:
                 f"HOST KEY CHANGED for {known_hosts_entry_name(spec.hostname, spec.port)}: "
                 f"expected {fingerprint(exc.expected_key)}, got {exc.key.get_name()} "
                 f"{fingerprint(exc.key)}. Someone may be intercepting the connection",
-                "if the host was really reinstalled, remove its old line from known_hosts "
+                "if the host was really reinstalled, remove its old line "
+                f"(ssh-keygen -R '{known_hosts_entry_name(spec.hostname, spec.port)}' -f FILE; "
+                f"known_hosts: {' '.join(known_hosts_files(spec))}) "
                 f"and run 'opskit hosts trust {spec.name}'",
             ) from exc
         except paramiko.AuthenticationException as exc:
@@ -236,7 +239,7 @@ class SSHTransport:
         try:
             chan = self.client().get_transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(command)
-        except HostError:
+        except OpskitError:
             raise
         except Exception as exc:  # noqa: BLE001
             self.close()

@@ -89,8 +89,14 @@ def test_proxyjump_chain_first_hop_is_outermost(inv) -> None:
 def test_proxyjump_loop_is_refused(tmp_path: Path) -> None:
     (tmp_path / "ssh_config").write_text("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
     inv = load_inventory(None, ssh_config=str(tmp_path / "ssh_config"))
+    spec = inv.resolve("a")  # resolving works (hosts show), connecting does not
+    assert spec.proxyjump == "b" and spec.jump is None
+    with pytest.raises(ConfigError, match="cannot follow ProxyJump 'b'.*too long"):
+        spec.check_jump()
     with pytest.raises(ConfigError, match="too long"):
-        inv.resolve("a")
+        from opskit.hosts.ssh import SSHTransport
+
+        SSHTransport(spec).run(["true"])
 
 
 @pytest.mark.parametrize(

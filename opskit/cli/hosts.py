@@ -1,0 +1,154 @@
+"""``opskit hosts list|show|trust``: what opskit knows about hosts, and pinning host keys.
+
+``list`` and ``show`` print ``hostname``, ``port``, ``user``, ``identityfile`` and
+``proxyjump`` exactly as ``ssh -G HOST`` resolves them (plus what the inventory adds).
+JSON keys (stable): ``name``, ``local``, ``hostname``, ``port``, ``user``, ``identityfile``
+(list), ``proxyjump``, ``known_hosts`` (list), ``groups`` (list), ``source``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from opskit.cli.common import json_option, traceback_option
+
+
+def _inventory_option(f: Any) -> Any:
+    return click.option(
+        "--inventory",
+        type=click.Path(dir_okay=False),
+        default=None,
+        envvar="OPSKIT_INVENTORY",
+        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
+    )(f)
+
+
+@click.group("hosts")
+def hosts() -> None:
+    """List, show and trust hosts from ~/.ssh/config and the inventory."""
+
+
+def _host_dict(inv: Any, spec: Any) -> dict:
+    data = spec.to_dict()
+    data["groups"] = sorted(g for g, members in inv.groups.items() if spec.name in members)
+    data["source"] = (
+        "local" if spec.local else "inventory" if spec.name in inv.hosts else "ssh_config"
+    )
+    return data
+
+
+@hosts.command("list")
+@_inventory_option
+@json_option
+@traceback_option
+def list_hosts(inventory: str | None, as_json: bool) -> None:
+    """Every host of the inventory and ~/.ssh/config (literal Host names), and the groups."""
+    from opskit.cli import render
+    from opskit.hosts.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    rows, errors = [], {}
+    for name in inv.known_names():
+        try:
+            rows.append(_host_dict(inv, inv.resolve(name)))
+        except Exception as exc:  # noqa: BLE001 - reported per host below
+            errors[name] = exc
+    if as_json:
+        render.print_json({
+            "hosts": rows,
+            "groups": {g: list(m) for g, m in sorted(inv.groups.items())},
+            "inventory": inv.path,
+            "errors": {n: render.error_dict(e) for n, e in errors.items()},
+        })
+    else:
+        render.print_table(
+            ["NAME", "HOSTNAME", "PORT", "USER", "IDENTITYFILE", "PROXYJUMP", "GROUPS"],
+            [[r["name"], r["hostname"], r["port"], r["user"], ", ".join(r["identityfile"]),
+              r["proxyjump"] or "-", ", ".join("@" + g for g in r["groups"]) or "-"]
+             for r in rows],
+        )
+        if not rows:
+            render.print_line(
+                f"no hosts (inventory: {inv.path or 'none found'}; ssh config: "
+                f"{inv.ssh_config_path or '~/.ssh/config'})"
+            )
+        for name, exc in errors.items():
+            render.print_host_error(name, exc)
+    if errors:
+        raise click.exceptions.Exit(1)
+
+
+@hosts.command("show")
+@click.argument("host")
+@_inventory_option
+@json_option
+@traceback_option
+def show(host: str, inventory: str | None, as_json: bool) -> None:
+    """How HOST is reached: the settings ssh -G gives, plus the inventory's."""
+    from opskit.cli import render
+    from opskit.hosts.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    spec = inv.resolve(host)
+    data = _host_dict(inv, spec)
+    if as_json:
+        render.print_json(data)
+        return
+    for key in ("name", "source", "hostname", "port", "user", "identityfile", "proxyjump",
+                "known_hosts", "groups"):
+        value = data[key]
+        if isinstance(value, list):
+            value = " ".join(value) or "-"
+        render.print_line(f"{key:<13} {'-' if value is None else value}")
+
+
+@hosts.command("trust")
+@click.argument("host")
+@click.option("--yes", "-y", is_flag=True, help="Pin the key without asking.")
+@click.option("--fingerprint", "expected", metavar="SHA256:...",
+              help="Pin only if the host's key has this fingerprint (no question asked).")
+@_inventory_option
+@json_option
+@traceback_option
+def trust(host: str, yes: bool, expected: str | None, inventory: str | None, as_json: bool) -> None:
+    """Show HOST's key (type and SHA256 fingerprint) and pin it in known_hosts.
+
+    Connects without logging in. A key that differs from one already pinned is refused.
+    """
+    from opskit.cli import render
+    from opskit.errors import HostKeyError, UsageError
+    from opskit.hosts import hostkeys
+    from opskit.hosts.inventory import load_inventory
+
+    spec = load_inventory(inventory).resolve(host)
+    if spec.local:
+        raise UsageError(f"{host} is this machine (local transport): there is no key to trust")
+    scanned = hostkeys.scan(spec)
+    if hostkeys.check_not_changed(spec, scanned):
+        _trust_report(render, as_json, scanned, None, "already pinned")
+        return
+    if expected is not None:
+        if hostkeys.normalise_fingerprint(expected) != scanned.fingerprint:
+            raise HostKeyError(
+                spec.name,
+                f"{scanned.entry} shows {scanned.key_type} {scanned.fingerprint}, not {expected}; "
+                "nothing was pinned",
+                "check the fingerprint with the host's owner (ssh-keygen -lf on the host)",
+            )
+    elif not yes:
+        render.print_line(f"{scanned.entry} shows a {scanned.key_type} key", err=True)
+        render.print_line(f"fingerprint: {scanned.fingerprint}", err=True)
+        if not click.confirm("Pin this key in known_hosts?", default=False, err=True):
+            raise UsageError("nothing was pinned", "run again and answer y, or pass --fingerprint")
+    path = hostkeys.trust(spec, scanned)
+    _trust_report(render, as_json, scanned, path, "pinned")
+
+
+def _trust_report(render: Any, as_json: bool, scanned: Any, path: str | None, state: str) -> None:
+    if as_json:
+        render.print_json({**scanned.to_dict(), "state": state, "known_hosts": path})
+    else:
+        where = f" in {path}" if path else ""
+        render.print_line(f"{state}: {scanned.entry} {scanned.key_type} {scanned.fingerprint}{where}")
