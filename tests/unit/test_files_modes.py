@@ -1,0 +1,105 @@
+"""Mode parsing and explaining (pure), and apply_mode checked against the real GNU chmod."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from opskit.checks.modes import apply_mode, explain_mode, explain_octal, ls_form, parse_mode, rwx
+from opskit.errors import UnsafeInputError
+
+
+def test_explain_755_as_the_seed_teaches_it():
+    assert explain_octal(0o755) == (
+        "755 = user rwx (4+2+1=7), group r-x (4+0+1=5), other r-x (4+0+1=5)"
+    )
+    lines = explain_mode("755")
+    assert lines[0] == explain_octal(0o755)
+    assert "-rwxr-xr-x" in lines[1] and "drwxr-xr-x" in lines[1]
+
+
+def test_explain_644_and_600():
+    assert explain_octal(0o644) == (
+        "644 = user rw- (4+2+0=6), group r-- (4+0+0=4), other r-- (4+0+0=4)"
+    )
+    assert explain_mode("0600")[0] == (
+        "600 = user rw- (4+2+0=6), group --- (0+0+0=0), other --- (0+0+0=0)"
+    )
+
+
+def test_explain_special_bits():
+    lines = explain_mode("4755")
+    assert lines[0].startswith("4755 = special setuid (4+0+0=4), user rwx (4+2+1=7)")
+    assert "-rwsr-xr-x" in lines[1]
+    assert any(line.startswith("setuid (4): the program runs as the file's owner") for line in lines)
+    sticky = explain_mode("1777")
+    assert sticky[0].startswith("1777 = special sticky (0+0+1=1)")
+    assert "drwxrwxrwt" in sticky[1]
+    both = explain_mode("6750")
+    assert both[0].startswith("6750 = special setuid+setgid (4+2+0=6)")
+    assert sum("setuid (4)" in x or "setgid (2)" in x for x in both) == 2
+
+
+def test_explain_symbolic_says_what_each_clause_changes():
+    lines = explain_mode("u+x,go-w")
+    assert lines[1] == "  u+x: adds x (execute; for a folder: enter it) for user"
+    assert lines[2] == "  go-w: removes w (write) for group and other"
+    assert lines[3].startswith("on a file with 644 (-rw-r--r--): 744 (-rwxr--r--) = user rwx (4+2+1=7)")
+    assert "o=" in explain_mode("o=")[1] and "removes every permission of other" in explain_mode("o=")[1]
+    assert "umask" in explain_mode("+x", umask=0o027)[1] and "027" in explain_mode("+x", umask=0o027)[1]
+    assert "the permissions user has now" in explain_mode("g=u")[1]
+    assert "s (setuid)" in explain_mode("u+s")[1]
+    assert "s (setgid)" in explain_mode("g+s")[1]
+
+
+@pytest.mark.parametrize("bad", ["", "999", "8", "77777", "u+q", "u+x;rm", "-rf", "u+x\n", "x+u", "a=r w"])
+def test_bad_modes_are_refused(bad):
+    with pytest.raises(UnsafeInputError) as info:
+        parse_mode(bad)
+    assert repr(bad) in str(info.value)
+
+
+def test_rwx_and_ls_form():
+    assert rwx(0o4755) == "rwsr-xr-x"
+    assert rwx(0o1770) == "rwxrwx--T"
+    assert ls_form(0o750, is_dir=True) == "drwxr-x---"
+    assert ls_form(0o644) == "-rw-r--r--"
+
+
+# apply_mode must agree with the real chmod (coreutils on this machine) on files and folders.
+MODES = [
+    "755", "0644", "600", "4755", "2750", "1777", "7777", "0",
+    "u+x", "go-w", "a=rX", "u=rw,go=r", "+x", "-w", "=r", "g=u", "o=g", "u+s", "g+s,o+t",
+    "a-x", "ug=rwx,o=", "o+X", "u-s", "g-s", "=", "a+rwxst", "u=g,g=o",
+]
+STARTS = [0o644, 0o755, 0o600, 0o6755, 0o1700, 0o000, 0o750]
+
+
+def _real_chmod(path: str, start: int, mode: str, umask: int) -> int:
+    os.chmod(path, start)
+    subprocess.run(["chmod", "--", mode, path], check=True,
+                   preexec_fn=lambda: os.umask(umask))  # noqa: PLW1509 - child only
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("is_dir", [False, True], ids=["file", "folder"])
+def test_apply_mode_matches_real_chmod(tmp_path, is_dir):
+    path = tmp_path / "target"
+    if is_dir:
+        path.mkdir()
+    else:
+        path.write_bytes(b"x")
+    mismatches = []
+    for umask in (0o022, 0o077):
+        for mode in MODES:
+            changes = parse_mode(mode)
+            for start in STARTS:
+                want = _real_chmod(str(path), start, mode, umask)
+                got = apply_mode(changes, start, is_dir=is_dir, umask=umask)
+                if got != want:
+                    mismatches.append(f"{mode} on {start:04o} umask {umask:03o}: {got:04o} != {want:04o}")
+    os.chmod(path, 0o700)
+    assert mismatches == []

@@ -1,0 +1,68 @@
+"""HOST:PATH splitting, path mapping and the chmod command line (pure)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from opskit.checks.files import Location, chmod_argv, host_path, parse_location
+from opskit.errors import UnsafeInputError
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "path"),
+    [
+        ("gpu1:/data/x.bin", "gpu1", "/data/x.bin"),
+        ("gpu1:x.bin", "gpu1", "x.bin"),
+        ("gpu1:", "gpu1", ""),
+        ("ubuntu@gpu1:~/runs", "ubuntu@gpu1", "~/runs"),
+        ("localhost:/tmp/a", "localhost", "/tmp/a"),
+        ("/tmp/a:b", None, "/tmp/a:b"),  # a ':' after a '/' is part of a local path
+        ("./a:b", None, "./a:b"),
+        ("plain.txt", None, "plain.txt"),
+        ("dir/sub/file", None, "dir/sub/file"),
+    ],
+)
+def test_parse_location(text, host, path):
+    loc = parse_location(text)
+    assert (loc.host, loc.path) == (host, path)
+    assert str(loc) == (text if host else path)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "bad;host:x", "-oProxyCommand=sh:x", "gpu1:-rf", "gpu1:a\nb", "-rf", "a;rm -rf b",
+        "gpu1:$(reboot)", "gpu1:`id`", "ro ot@gpu1:x", "gpu1:a|b", "",
+    ],
+)
+def test_unsafe_locations_are_refused_before_any_connection(bad):
+    with pytest.raises(UnsafeInputError):
+        parse_location(bad)
+
+
+def test_host_path_maps_home_on_hosts_and_expands_here():
+    assert host_path("~/runs/a", is_local=False) == "runs/a"
+    assert host_path("~", is_local=False) == "."
+    assert host_path("", is_local=False) == "."
+    assert host_path("/abs", is_local=False) == "/abs"
+    assert host_path("~/x", is_local=True) == os.path.expanduser("~/x")
+    assert host_path("rel", is_local=True) == "rel"
+
+
+def test_chmod_argv_puts_double_dash_before_mode_and_paths():
+    assert chmod_argv("755", ["a", "b c"]) == ["chmod", "--", "755", "a", "b c"]
+    assert chmod_argv("-w", ["f"], recursive=True) == ["chmod", "-R", "--", "-w", "f"]
+
+
+@pytest.mark.parametrize(("mode", "paths"), [("7;7", ["a"]), ("755", ["-rf"]), ("755", ["a\nb"]),
+                                             ("u+x", ["$(id)"]), ("75", ["a`b`"])])
+def test_chmod_argv_refuses_bad_input(mode, paths):
+    with pytest.raises(UnsafeInputError):
+        chmod_argv(mode, paths)
+
+
+def test_location_str():
+    assert str(Location("h", "p")) == "h:p"
+    assert str(Location(None, "p")) == "p"
