@@ -290,18 +290,22 @@ def wait_for_sshd(host: SSHTestHost, timeout: float = START_TIMEOUT) -> None:
 
 
 def restart_with_new_host_keys(bed: SSHTestBed, host: SSHTestHost) -> None:
-    """Give ``host`` fresh host keys (as a reinstalled machine has) WITHOUT re-pinning them."""
-    code, out = host.exec(["sh", "-c", "rm -f /etc/ssh/ssh_host_*"])
+    """Give ``host`` fresh host keys on the same port, as a reinstalled machine shows them.
+
+    The new keys are NOT pinned: known_hosts keeps the old ones (that is the point).
+    """
+    old = set(host.host_keys)
+    code, out = host.exec(["/usr/local/sbin/opskit-host-entry", "--new-host-keys"])
     if code != 0:
-        raise OpskitError(f"{host.name}: cannot remove host keys: {out}")
-    host.container.restart(timeout=5)
-    old_port = host.port
-    host.port = _published_port(host.container)
+        raise OpskitError(f"{host.name}: cannot make new host keys: {out.strip()}")
     host.host_keys = []
+
+    def new_key_served() -> bool:
+        key = handshake_host_key(host.port, timeout=2.0)
+        return f"{key.get_name()} {key.get_base64()}" not in old
+
+    wait_until(new_key_served, START_TIMEOUT, f"new host keys on {host.name}", interval=0.1)
     wait_for_sshd(host)
-    if host.port != old_port:
-        _write_ssh_config(bed)
-        _write_inventory(bed)
 
 
 def start_ssh_hosts(
