@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import select
+import socket
 import stat as stat_mod
 import threading
 import time
@@ -99,6 +100,64 @@ def _refuse_unknown_policy(spec: HostSpec) -> Any:
     return RefuseUnknown()
 
 
+def tcp_connect(spec: HostSpec) -> socket.socket:
+    """A TCP connection to the host's SSH port within ``connect_timeout``, errors spelled out."""
+    where = f"{spec.hostname}:{spec.port}"
+    try:
+        sock = socket.create_connection((spec.hostname, spec.port), spec.connect_timeout)
+    except ConnectionRefusedError as exc:
+        raise HostError(
+            spec.name, f"connection refused by {where}",
+            "is sshd running there, and is the port right (Port in ~/.ssh/config or the inventory)?",
+        ) from exc
+    except TimeoutError as exc:
+        raise HostError(
+            spec.name, f"no answer from {where} within {spec.connect_timeout:g}s",
+            "is the host up and reachable from here?",
+        ) from exc
+    except socket.gaierror as exc:
+        raise HostError(spec.name, f"cannot resolve host name {spec.hostname!r}: {exc}") from exc
+    except OSError as exc:
+        raise HostError(spec.name, f"cannot connect to {where}: {exc.strerror or exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _connect_error(spec: HostSpec, exc: BaseException) -> OpskitError:
+    """A paramiko connect failure -> a HostError that says what happened and what to do."""
+    import paramiko
+
+    where = f"{spec.hostname}:{spec.port}"
+    if isinstance(exc, OpskitError):
+        return exc
+    if isinstance(exc, paramiko.BadHostKeyException):
+        entry = known_hosts_entry_name(spec.hostname, spec.port)
+        return HostKeyError(
+            spec.name,
+            f"HOST KEY CHANGED for {entry}: expected {fingerprint(exc.expected_key)}, got "
+            f"{exc.key.get_name()} {fingerprint(exc.key)}. Someone may be intercepting the "
+            "connection",
+            f"if the host was really reinstalled, remove its old line (ssh-keygen -R '{entry}' "
+            f"-f FILE; known_hosts: {' '.join(known_hosts_files(spec))}) "
+            f"and run 'opskit hosts trust {spec.name}'",
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return HostError(
+            spec.name, f"authentication failed as {spec.user or 'the current user'}: {exc}",
+            "check User and IdentityFile for this host in ~/.ssh/config or the inventory",
+        )
+    text = str(exc)
+    silent = ("banner", "no existing session", "negotiation failed", "timed out")
+    if isinstance(exc, (TimeoutError, EOFError)) or any(w in text.lower() for w in silent):
+        return HostError(
+            spec.name,
+            f"{where} accepted the connection but did not speak SSH within "
+            f"{spec.connect_timeout:g}s",
+            "is it an SSH server, and is the port right? (an overloaded host answers late too)",
+        )
+    return HostError(spec.name, f"cannot connect to {where}: {text or type(exc).__name__}")
+
+
 class SSHTransport:
     """One SSH connection to one host, opened on first use and reopened if it dropped."""
 
@@ -142,34 +201,19 @@ class SSHTransport:
             if os.path.exists(path):
                 try:
                     client.load_host_keys(path)
-                except Exception as exc:  # noqa: BLE001
-                    raise HostError(spec.name, f"cannot read known_hosts file {path}: {exc}") from exc
+                except Exception as exc:  # noqa: BLE001 - a broken file is named
+                    raise HostError(
+                        spec.name, f"cannot read known_hosts file {path}: {exc}",
+                        "fix or remove the broken line (OpenSSH's ssh-keygen -F/-R can help)",
+                    ) from exc
         client.set_missing_host_key_policy(_refuse_unknown_policy(spec))
-        sock = None
-        if spec.jump is not None:
-            self._jump = SSHTransport(spec.jump)
-            try:
-                jt = self._jump.client().get_transport()
-                sock = jt.open_channel(
-                    "direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
-                    timeout=spec.connect_timeout,
-                )
-            except HostError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise HostError(
-                    spec.name, f"cannot reach {spec.hostname}:{spec.port} through jump host "
-                    f"{spec.jump.name}: {exc}"
-                ) from exc
-        if spec.proxycommand and sock is None:
-            sock = _proxy_command(spec)
-        keys = identity_files(spec)
+        sock = self._open_socket()
         try:
             client.connect(
                 spec.hostname,
                 port=spec.port,
                 username=spec.user,
-                key_filename=keys or None,
+                key_filename=identity_files(spec) or None,
                 look_for_keys=not spec.identities_only,
                 allow_agent=not spec.identities_only,
                 timeout=spec.connect_timeout,
@@ -178,41 +222,33 @@ class SSHTransport:
                 channel_timeout=spec.connect_timeout,
                 sock=sock,
             )
-        except HostKeyError:
+        except Exception as exc:
             client.close()
-            raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise HostKeyError(
-                spec.name,
-                f"HOST KEY CHANGED for {known_hosts_entry_name(spec.hostname, spec.port)}: "
-                f"expected {fingerprint(exc.expected_key)}, got {exc.key.get_name()} "
-                f"{fingerprint(exc.key)}. Someone may be intercepting the connection",
-                "if the host was really reinstalled, remove its old line "
-                f"(ssh-keygen -R '{known_hosts_entry_name(spec.hostname, spec.port)}' -f FILE; "
-                f"known_hosts: {' '.join(known_hosts_files(spec))}) "
-                f"and run 'opskit hosts trust {spec.name}'",
-            ) from exc
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise HostError(
-                spec.name,
-                f"authentication failed as {spec.user or 'the current user'}: {exc}",
-                "check User and IdentityFile for this host in ~/.ssh/config or the inventory",
-            ) from exc
-        except TimeoutError as exc:
-            client.close()
-            raise HostError(
-                spec.name,
-                f"no answer from {spec.hostname}:{spec.port} within {spec.connect_timeout:g}s",
-            ) from exc
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            client.close()
-            raise HostError(
-                spec.name, f"cannot connect to {spec.hostname}:{spec.port}: {exc or type(exc).__name__}"
-            ) from exc
+            sock.close()
+            raise _connect_error(spec, exc) from exc
         client.get_transport().set_keepalive(spec.keepalive)
         return client
+
+    def _open_socket(self) -> Any:
+        """A TCP socket to the host, a channel through the jump host, or a ProxyCommand."""
+        spec = self.spec
+        if spec.jump is not None:
+            self._jump = SSHTransport(spec.jump)
+            try:
+                return self._jump.client().get_transport().open_channel(
+                    "direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
+                    timeout=spec.connect_timeout,
+                )
+            except HostError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported with both names
+                raise HostError(
+                    spec.name, f"cannot reach {spec.hostname}:{spec.port} through jump host "
+                    f"{spec.jump.name}: {exc}"
+                ) from exc
+        if spec.proxycommand:
+            return _proxy_command(spec)
+        return tcp_connect(spec)
 
     def _drop(self) -> None:
         for obj in (self._docker, self._sftp, self._ssh):
