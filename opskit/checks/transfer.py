@@ -248,6 +248,8 @@ def _stream(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, item: FileIte
     digest = hashlib.sha256()
     with src.transport.open(src_path, "rb") as fin, dst.transport.open(tmp, "wb") as fout:
         _set_mode(dst.transport, fout, tmp, 0o600)  # private until complete
+        if item.size and callable(getattr(fin, "prefetch", None)):
+            fin.prefetch(item.size)  # SFTP: ask for all blocks at once instead of one by one
         while True:
             chunk = fin.read(CHUNK)
             if not chunk:
