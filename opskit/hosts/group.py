@@ -80,23 +80,31 @@ def run_on_hosts(
 
     def one(spec: HostSpec) -> HostOutcome[T]:
         start = time.monotonic()
-        transport = transport_factory(spec)
+        transport = None
         try:
+            transport = transport_factory(spec)
             value = fn(transport)
             return HostOutcome(spec.name, value=value, duration=time.monotonic() - start)
         except (OpskitError, Exception) as exc:  # noqa: BLE001 - reported per host
             return HostOutcome(spec.name, error=exc, duration=time.monotonic() - start)
         finally:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001
-                pass
+            if transport is not None:
+                _close_quietly(transport)
 
     if len(specs) == 1:
         return GroupResult([one(specs[0])])
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(specs)))) as pool:
         outcomes = list(pool.map(one, specs))
     return GroupResult(outcomes)
+
+
+def _close_quietly(transport: Transport) -> None:
+    """Close after the work is done. A failure to close a (dead) connection changes nothing
+    about the host's result, which is already recorded, so it is not reported."""
+    try:
+        transport.close()
+    except Exception:  # noqa: BLE001, S110 - see docstring
+        pass
 
 
 def first_value(result: GroupResult[Any]) -> Any:
