@@ -1,0 +1,261 @@
+"""Typed events of an image build, and the pure parser of docker's legacy-builder JSON stream.
+
+``client.api.build(..., decode=True)`` yields dicts such as ``{"stream": "Step 3/9 : COPY ..."}``,
+``{"stream": " ---> Using cache\\n"}``, ``{"stream": " ---> 2595c6b5c56a\\n"}``,
+``{"aux": {"ID": "sha256:..."}}`` and ``{"error": ..., "errorDetail": ...}``.
+:class:`StreamParser` turns them into :class:`StepStarted`, :class:`StepOutput`,
+:class:`StepDone` and :class:`BuildFailed` events. It never prints and never talks to an engine.
+
+Every event has ``kind`` (a stable string) and ``to_dict()`` (what ``--json`` prints, one object
+per line, with ``"event": kind``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ARROW = re.compile(r"^ ---> (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TAIL_LINES = 20
+
+# Step status values.
+CACHED = "cached"  # the engine reused a layer from its cache
+BUILT = "built"  # the step ran in this build
+FROM = "from"  # a FROM step: an existing image, neither cached nor built
+META = "meta"  # an ARG before the first FROM: no image at all
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    """A phase of ``build_image`` began: wheelhouse, deps, context, image."""
+
+    kind: ClassVar[str] = "phase_started"
+    phase: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PhaseDone(Event):
+    kind: ClassVar[str] = "phase_done"
+    phase: str
+    seconds: float
+    reused: bool = False
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should know (a large context, an ignored requirement)."""
+
+    kind: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    kind: ClassVar[str] = "step_started"
+    build: str  # "deps" or "image"
+    index: int
+    total: int
+    instruction: str
+
+
+@dataclass(frozen=True)
+class StepOutput(Event):
+    kind: ClassVar[str] = "step_output"
+    build: str
+    index: int
+    line: str
+
+
+@dataclass(frozen=True)
+class StepDone(Event):
+    kind: ClassVar[str] = "step_done"
+    build: str
+    index: int
+    total: int
+    instruction: str
+    status: str  # CACHED, BUILT, FROM or META
+    seconds: float
+    image_id: str | None  # the short id the engine printed after the step
+
+    @property
+    def cached(self) -> bool:
+        return self.status == CACHED
+
+
+@dataclass(frozen=True)
+class BuildFailed(Event):
+    kind: ClassVar[str] = "build_failed"
+    build: str
+    index: int | None
+    instruction: str | None
+    message: str
+    tail: list[str]
+
+
+@dataclass(frozen=True)
+class BuildSucceeded(Event):
+    kind: ClassVar[str] = "build_succeeded"
+    build: str
+    image_id: str
+    seconds: float
+
+
+def clean_line(text: str) -> str:
+    """A stream line without ANSI colours (the engine paints a step's stderr red)."""
+    return _ANSI.sub("", text).rstrip("\r\n")
+
+
+@dataclass
+class _Step:
+    index: int
+    total: int
+    instruction: str
+    started: float
+    status: str = BUILT
+    image_id: str | None = None
+    output: list[str] = field(default_factory=list)
+
+
+class StreamParser:
+    """Feed decoded chunks with :meth:`feed`; call :meth:`finish` at the end of the stream.
+
+    ``clock`` is injectable so unit tests get exact step times.
+    """
+
+    def __init__(self, build: str = "image", clock: Callable[[], float] = time.monotonic):
+        self.build = build
+        self.clock = clock
+        self.started = clock()
+        self.image_id: str | None = None
+        self.failed: BuildFailed | None = None
+        self.steps: list[StepDone] = []
+        self._step: _Step | None = None
+        self._buffer = ""
+        self._tail: list[str] = []
+        self._seen_from = False
+
+    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        if "error" in chunk or "errorDetail" in chunk:
+            events.extend(self._flush_buffer())
+            detail = chunk.get("errorDetail") or {}
+            message = str(detail.get("message") or chunk.get("error") or "unknown error")
+            events.append(self._fail(message))
+            return events
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
+            self.image_id = aux["ID"]
+        text = chunk.get("stream")
+        if isinstance(text, str):
+            self._buffer += text
+            while "\n" in self._buffer:
+                line, self._buffer = self._buffer.split("\n", 1)
+                events.extend(self._line(line))
+        status = chunk.get("status")
+        if isinstance(status, str) and self._step is not None:  # a pull during FROM
+            events.append(StepOutput(self.build, self._step.index, clean_line(status)))
+        return events
+
+    def finish(self) -> list[Event]:
+        """End of stream: close the last step; a stream that just stops is a failure."""
+        events = self._flush_buffer()
+        if self.failed is not None:
+            return events
+        events.extend(self._close_step())
+        if self.image_id is None:
+            events.append(self._fail("the engine ended the build without an image id"))
+        else:
+            events.append(BuildSucceeded(self.build, self.image_id, round(self.clock() - self.started, 4)))
+        return events
+
+    def _flush_buffer(self) -> list[Event]:
+        if not self._buffer:
+            return []
+        line, self._buffer = self._buffer, ""
+        return self._line(line)
+
+    def _line(self, raw: str) -> list[Event]:
+        line = clean_line(raw)
+        step = _STEP.match(line)
+        if step:
+            events = self._close_step()
+            self._step = _Step(int(step.group(1)), int(step.group(2)), step.group(3), self.clock())
+            if step.group(3).upper().startswith("FROM "):
+                self._step.status = FROM
+                self._seen_from = True
+            elif not self._seen_from:
+                self._step.status = META
+            events.append(StepStarted(self.build, self._step.index, self._step.total, step.group(3)))
+            return events
+        arrow = _ARROW.match(line)
+        if arrow and self._step is not None:
+            value = arrow.group(1).strip()
+            if value == "Using cache":
+                self._step.status = CACHED
+            elif not value.startswith("Running in"):
+                self._step.image_id = value or None
+            return []
+        if line.startswith(("Successfully built ", "Successfully tagged ")):
+            return []
+        if line.startswith("Removing intermediate container "):
+            return []
+        if not line.strip():
+            return []
+        self._tail = (self._tail + [line])[-_TAIL_LINES:]
+        if self._step is None:
+            return [StepOutput(self.build, 0, line)]
+        self._step.output.append(line)
+        return [StepOutput(self.build, self._step.index, line)]
+
+    def _close_step(self) -> list[Event]:
+        step, self._step = self._step, None
+        if step is None:
+            return []
+        done = StepDone(
+            self.build, step.index, step.total, step.instruction, step.status,
+            round(self.clock() - step.started, 4), step.image_id,
+        )
+        self.steps.append(done)
+        self._tail = []
+        return [done]
+
+    def _fail(self, message: str) -> BuildFailed:
+        step = self._step
+        self.failed = BuildFailed(
+            self.build,
+            step.index if step else None,
+            step.instruction if step else None,
+            message,
+            list(step.output[-_TAIL_LINES:] if step else self._tail),
+        )
+        self._step = None
+        return self.failed
+
+
+def parse_stream(
+    chunks: Iterable[dict[str, Any]],
+    build: str = "image",
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Event]:
+    """All events of a finished or live stream, in order (the last is succeeded or failed)."""
+    parser = StreamParser(build, clock)
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+        if parser.failed is not None:
+            return
+    yield from parser.finish()
