@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from opskit.errors import ChecksumMismatch, OpskitError, TransferError, UsageError
+from opskit.errors import ChecksumMismatch, CommandFailed, OpskitError, TransferError, UsageError
 from opskit.hosts.transport import FileStat, Transport
 from opskit.safety import check_remote_name
 
 CHUNK = 256 * 1024
 MAX_DEPTH = 64
+MAX_ENTRIES = 100_000  # with MAX_DEPTH, ends symlink loops (stat follows links) in an error
 PART_SUFFIX = ".opskit-part"
 ByteCallback = Callable[[int], None]
 
@@ -188,6 +189,11 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
         names = src.transport.listdir(folder)
     except PermissionError as exc:
         raise TransferError(f"permission denied listing {src.where(folder)}") from exc
+    if len(plan.files) + len(plan.dirs) + len(plan.skipped) + len(names) > MAX_ENTRIES:
+        raise TransferError(
+            f"{src.where(root)} holds more than {MAX_ENTRIES} files and folders "
+            "(or a symlink loop)", "copy its parts one by one, or archive it first (tar)",
+        )
     for name in names:
         check_remote_name(name)
         if "/" in name:
@@ -242,11 +248,34 @@ def _set_mode(t: Transport, fh: IO[bytes], path: str, mode: int) -> None:
         t.run(["chmod", f"{mode:04o}", "--", path], check=True)
 
 
+def _open(ep: Endpoint, path: str, mode: str) -> IO[bytes]:
+    try:
+        return ep.transport.open(path, mode)
+    except PermissionError as exc:
+        doing = f"reading {ep.where(path)}" if "r" in mode else f"writing in {ep.where(_parent(path))}"
+        raise TransferError(
+            f"permission denied {doing}",
+            "check the permissions there, or use a path the login user may "
+            + ("read" if "r" in mode else "write"),
+        ) from exc
+
+
+def _makedirs(ep: Endpoint, path: str, shown: str) -> None:
+    try:
+        ep.transport.makedirs(path)
+    except (OSError, CommandFailed) as exc:
+        detail = exc.result.stderr.strip() if isinstance(exc, CommandFailed) else _describe(exc)
+        raise TransferError(
+            f"cannot create a folder in {ep.where(shown)}: {detail}",
+            "check that the folder exists and that the login user may write there",
+        ) from exc
+
+
 def _stream(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, item: FileItem,
             on_bytes: ByteCallback | None) -> str:
     """Copy bytes src_path -> tmp; return the sha256 of what was sent."""
     digest = hashlib.sha256()
-    with src.transport.open(src_path, "rb") as fin, dst.transport.open(tmp, "wb") as fout:
+    with _open(src, src_path, "rb") as fin, _open(dst, tmp, "wb") as fout:
         _set_mode(dst.transport, fout, tmp, 0o600)  # private until complete
         if item.size and callable(getattr(fin, "prefetch", None)):
             fin.prefetch(item.size)  # SFTP: ask for all blocks at once instead of one by one
@@ -297,7 +326,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _remove_quietly_reported(t: Transport, path: str) -> str | None:
+def _remove_temp(t: Transport, path: str) -> str | None:
     """Remove a temporary file or folder; return a sentence if it could not be removed."""
     try:
         if t.stat(path) is not None:
@@ -328,7 +357,7 @@ def _copy_file_atomic(plan: CopyPlan, item: FileItem, final: str,
         sent = _copy_one(plan, item, tmp, on_bytes)
         plan.dst.transport.rename(tmp, final)
     except BaseException as exc:
-        leftover = _remove_quietly_reported(plan.dst.transport, tmp)
+        leftover = _remove_temp(plan.dst.transport, tmp)
         if isinstance(exc, Exception):
             raise _fail(plan, exc, leftover) from exc
         raise
@@ -352,14 +381,14 @@ def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Cop
     copied: list[CopiedFile] = []
     try:
         for rel, _mode in plan.dirs:
-            t.makedirs(_join(stage, rel))
+            _makedirs(plan.dst, _join(stage, rel), _parent(_join(plan.final, rel)))
         for item in plan.files:
             sent = _copy_one(plan, item, _join(stage, item.rel), on_bytes)
             copied.append(CopiedFile(plan.dst.where(_join(plan.final, item.rel)), item.size, sent))
         _set_dir_modes(plan.dst, stage, plan.dirs)
         t.rename(stage, plan.final)
     except BaseException as exc:
-        leftover = _remove_quietly_reported(t, stage)
+        leftover = _remove_temp(t, stage)
         if isinstance(exc, Exception):
             raise _fail(plan, exc, leftover) from exc
         raise
@@ -368,13 +397,12 @@ def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Cop
 
 def _copy_tree_merge(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[CopiedFile]:
     """A folder into an existing folder: each file atomically; new folders get their modes."""
-    t = plan.dst.transport
     created: list[tuple[str, int]] = []
     for rel, mode in plan.dirs:
         path = _join(plan.final, rel)
         st = _stat(plan.dst, path, "looking at")
         if st is None:
-            t.makedirs(path)
+            _makedirs(plan.dst, path, _parent(path))
             created.append((rel, mode))
         elif not st.is_dir:
             raise UsageError(f"{plan.dst.where(path)} is a file; the source has a folder there")
