@@ -31,8 +31,8 @@ from opskit.hosts.transport import Transport
 from opskit.images.shiptar import (
     LayerInfo,
     SavedImage,
+    chain_ids,
     held_chain_ids,
-    layer_infos,
     spool_save_stream,
     tail_frame,
     tail_raw_size,
@@ -102,17 +102,23 @@ class ShipResult:
 
 # -- local side ---------------------------------------------------------------------------------
 def local_image(client: Any, ref: str) -> LocalImage:
-    from docker.errors import ImageNotFound
+    """The local image and its layers (instruction and size from :mod:`opskit.images.layers`)."""
+    from opskit.images.layers import image_layers
 
     try:
-        img = client.images.get(ref)
-    except ImageNotFound as exc:
+        info = image_layers(client, ref)
+    except UsageError as exc:
         raise UsageError(
             f"no local image {ref!r}", "build it with 'opskit build', or list images with 'docker images'"
         ) from exc
-    diff_ids = list(img.attrs["RootFS"]["Layers"])
-    layers = layer_infos(diff_ids, img.history())
-    return LocalImage(ref, img.id, tuple(img.tags), tuple(layers), int(img.attrs.get("Size") or 0))
+    chains = chain_ids(list(info.diff_ids))
+    by_diff = [lay for lay in info.layers if lay.diff_id]
+    if len(by_diff) == len(info.diff_ids):
+        layers = [LayerInfo(i, lay.diff_id or "", chains[i], lay.size, lay.instruction[:80])
+                  for i, lay in enumerate(by_diff)]
+    else:
+        layers = [LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(info.diff_ids)]
+    return LocalImage(ref, info.image_id, info.tags, tuple(layers), info.size)
 
 
 # -- planning -----------------------------------------------------------------------------------

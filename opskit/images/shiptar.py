@@ -32,10 +32,6 @@ CHUNK = 1 << 20
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 1
 CODECS = ("zstd", "gzip")
-_METADATA_NOP = (
-    "ENV", "LABEL", "CMD", "ENTRYPOINT", "EXPOSE", "USER", "ARG", "VOLUME", "STOPSIGNAL",
-    "HEALTHCHECK", "SHELL", "ONBUILD", "MAINTAINER",
-)
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -58,17 +54,6 @@ def held_chain_ids(images: Iterable[dict]) -> set[str]:
     return held
 
 
-def _makes_layer(created_by: str, size: int) -> bool:
-    if size > 0:
-        return True
-    text = created_by.strip()
-    marker = "#(nop) "
-    if marker in text:
-        instruction = text.split(marker, 1)[1].strip().split(" ", 1)[0].upper()
-        return instruction not in _METADATA_NOP
-    return True  # RUN steps, imports: real (possibly empty) layers
-
-
 @dataclass(frozen=True)
 class LayerInfo:
     index: int
@@ -82,28 +67,6 @@ class LayerInfo:
             "index": self.index, "diff_id": self.diff_id, "chain_id": self.chain_id,
             "size": self.size, "created_by": self.created_by,
         }
-
-
-def layer_infos(diff_ids: list[str], history: list[dict]) -> list[LayerInfo]:
-    """Layers with the instruction that made them and their size, from ``docker history``.
-
-    History comes newest first and lists metadata-only steps too; steps that made a layer
-    are matched to the diff IDs in order. Where the match is ambiguous, sizes are unknown (0)
-    and the instruction is left empty rather than guessed wrong.
-    """
-    steps = [h for h in reversed(history) if _makes_layer(str(h.get("CreatedBy") or ""), int(h.get("Size") or 0))]
-    chains = chain_ids(diff_ids)
-    if len(steps) != len(diff_ids):
-        return [LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(diff_ids)]
-    return [
-        LayerInfo(i, d, chains[i], int(steps[i].get("Size") or 0), _short_step(str(steps[i].get("CreatedBy") or "")))
-        for i, d in enumerate(diff_ids)
-    ]
-
-
-def _short_step(created_by: str) -> str:
-    text = created_by.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").strip()
-    return " ".join(text.split())[:80]
 
 
 # -- compression ------------------------------------------------------------------------------

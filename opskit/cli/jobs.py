@@ -1,0 +1,316 @@
+"""Remote training commands: ship, run-remote, jobs, logs, cancel, collect, runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from opskit.cli.common import (
+    common_options,
+    host_option,
+    json_option,
+    resolve_hosts,
+    traceback_option,
+)
+from opskit.cli.render import (
+    Progress,
+    group_json,
+    human_bytes,
+    print_json,
+    print_line,
+    print_table,
+    report_group_errors,
+)
+
+RUNS_DIR_OPTION = click.option(
+    "--runs-dir", default=None, envvar="OPSKIT_RUNS_DIR", help="Local store of runs (default ./runs)."
+)
+
+
+def _store(runs_dir: str | None) -> Any:
+    from opskit.jobs.store import RunStore
+    from opskit.jobs.store import runs_dir as default_dir
+
+    return RunStore(default_dir(runs_dir))
+
+
+def _event(host: str, message: str) -> None:
+    print_line(f"[{host}] {message}", err=True)
+
+
+# -- ship -------------------------------------------------------------------------------------
+@click.command("ship")
+@click.argument("image")
+@common_options
+@click.option("--plan", "plan_only", is_flag=True, help="Show the layers that would travel; send nothing.")
+def ship(image: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, plan_only: bool) -> int:
+    """Send IMAGE to hosts' engines: only the layers each host lacks, zstd on the wire,
+    verified by image ID after loading."""
+    from opskit.hosts.engine import local_docker_client
+    from opskit.images import ship as shipmod
+
+    specs = resolve_hosts(hosts, inventory)
+    client = local_docker_client()
+    if plan_only:
+        img, plans = shipmod.plan_only(image, client, specs)
+        if as_json:
+            print_json({"image": img.to_dict(), **group_json(plans, lambda p: p.to_dict())})
+        else:
+            _print_plans(img, plans)
+        return report_group_errors(plans)
+    with Progress(f"shipping {image}", None) as bar:
+        opts = shipmod.ShipOptions(progress=lambda host, n: bar.advance(n), on_event=None if as_json else _event)
+        result = shipmod.ship(client, image, specs, opts)
+    if as_json:
+        print_json(group_json(result, lambda r: r.to_dict()))
+    else:
+        rows = [
+            (o.host, o.value.mode, o.value.layers_sent, human_bytes(o.value.raw_bytes),
+             human_bytes(o.value.wire_bytes), f"{o.value.seconds:.2f}s", o.value.image_id[7:19], o.value.reason)
+            for o in result if o.ok
+        ]
+        if rows:
+            print_table(["host", "mode", "layers", "raw", "wire", "time", "image", "note"], rows)
+    return report_group_errors(result)
+
+
+def _print_plans(img: Any, plans: Any) -> None:
+    print_line(f"{img.ref} ({img.image_id[7:19]}): {len(img.layers)} layers, {human_bytes(img.size)}")
+    for o in plans:
+        if not o.ok:
+            continue
+        p = o.value
+        if p.local or p.image_present:
+            print_line(f"{p.host}: nothing to send ({p.reason})")
+            continue
+        print_line(f"{p.host}: {len(p.send)} layers, {human_bytes(p.send_bytes)} ({p.reason}; {p.codec})")
+        for lay in p.send:
+            print_line(f"  {lay.index:>3}  {human_bytes(lay.size):>7}  {lay.diff_id[7:19]}  {lay.created_by}")
+
+
+# -- run-remote -------------------------------------------------------------------------------
+@click.command("run-remote", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@host_option
+@json_option
+@traceback_option
+@RUNS_DIR_OPTION
+@click.option("--image", default=None, help="Image to run (default: build the training image here).")
+@click.option("--profile", default="offline", show_default=True, help="Recipe for the default image.")
+@click.option("--gpus", default="auto", show_default=True, help="all, auto, none/0, a count N, or indexes 0,1.")
+@click.option("--shm-size", default="1g", show_default=True, help="Shared memory for data loaders.")
+@click.option("--memory", default=None, help="Memory limit of the container (e.g. 8g).")
+@click.option("--run-id", default=None, help="Run ID (default: MODEL-DATE-TIME-XXXX).")
+@click.option("--detach", is_flag=True, help="Start the job and return (reattach with 'opskit logs RUN -f').")
+@click.option("--remove-remote", is_flag=True, help="After a verified collect, remove the host's copies.")
+@click.argument("model")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None, image: str | None,
+               profile: str, gpus: str, shm_size: str, memory: str | None, run_id: str | None, detach: bool,
+               remove_remote: bool, model: str, train_args: tuple[str, ...]) -> int:
+    """Train MODEL on a host's GPUs: preflight, ship, start, follow, collect.
+
+    Options for the training entry come after MODEL, e.g.
+    'opskit run-remote --host gpu1 --gpus all resnet18 --small --epochs 1'.
+    """
+    from opskit.errors import UsageError
+    from opskit.hosts.engine import local_docker_client
+    from opskit.jobs import runner
+    from opskit.jobs.spec import JobSpec, check_run_id, new_run_id, parse_gpus, parse_size
+
+    specs = resolve_hosts(hosts, inventory)
+    if len(specs) != 1:
+        raise UsageError("run-remote runs on one host; give exactly one --host", "start one run per host")
+    job = JobSpec(
+        run_id=check_run_id(run_id) if run_id else new_run_id(model),
+        model=model, train_args=list(train_args), image=image or "",
+        gpus=parse_gpus(gpus), shm_size=parse_size(shm_size, "--shm-size"),
+        memory=parse_size(memory, "--memory") if memory else None,
+    )
+    store = _store(runs_dir)
+    opts = runner.RunOptions(
+        detach=detach, on_line=lambda h, line: print_line(f"[{h}] {line}"), on_event=_event,
+        remove_remote=remove_remote, profile=profile,
+    )
+    print_line(f"run {job.run_id} on {specs[0].name}", err=True)
+    try:
+        with Progress("shipping", None) as bar:
+            opts.ship_progress = lambda host, n: bar.advance(n)
+            outcome = runner.run_remote(local_docker_client(), specs[0], job, store, opts)
+    except runner.Detached as exc:
+        print_line(f"[{exc.run_id}] {exc.message}", err=True)
+        print_line(f"hint: {exc.hint}", err=True)
+        return exc.exit_code
+    if outcome is None:
+        print_line(f"started {job.run_id}; follow: opskit logs {job.run_id} -f; collect: opskit collect {job.run_id}")
+        return 0
+    if as_json:
+        print_json(outcome.to_dict())
+    else:
+        _print_outcome(outcome)
+    return 0 if outcome.exit_code == 0 else 1
+
+
+def _print_outcome(o: Any) -> None:
+    oom = " (killed for memory)" if o.oom_killed else ""
+    print_line(f"run {o.run_id} on {o.host}: {o.state}, exit {o.exit_code}{oom}")
+    print_line(f"collected {len(o.collected)} files (sha256-verified) into {o.local_dir}")
+
+
+# -- jobs / logs / cancel / collect -----------------------------------------------------------
+@click.command("jobs")
+@common_options
+@RUNS_DIR_OPTION
+def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None) -> int:
+    """Runs on hosts (default: the hosts of the runs in the local store)."""
+    from opskit.hosts.group import run_on_hosts
+    from opskit.jobs.launch import list_jobs
+
+    names = list(hosts) or sorted({c.get("host") for c in _store(runs_dir).list_cards() if c.get("host")})
+    if not names:
+        print_line("no runs recorded here; name hosts with --host", err=True)
+        return 0
+    specs = resolve_hosts(names, inventory)
+    result = run_on_hosts(specs, list_jobs)
+    if as_json:
+        print_json(group_json(result, lambda js: [j.to_dict() for j in js]))
+        return report_group_errors(result)
+    rows = []
+    for o in result:
+        for j in o.value or []:
+            dur = f"{j.duration:.0f}s" if j.duration is not None else "-"
+            rows.append((j.run_id, j.host, j.model, j.state, "" if j.exit_code is None else j.exit_code,
+                         j.started[:19].replace("T", " "), dur))
+    print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration"], rows)
+    return report_group_errors(result)
+
+
+def _run_transport(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None) -> tuple[Any, dict | None]:
+    from opskit.hosts.group import connect
+    from opskit.jobs.spec import check_run_id
+
+    check_run_id(run_id)
+    store = _store(runs_dir)
+    card = store.load(run_id) if (not hosts or store.exists(run_id)) else None
+    names = list(hosts) or [card["host"]]  # type: ignore[index]
+    specs = resolve_hosts(names, inventory)
+    return connect(specs[0]), card
+
+
+@click.command("logs")
+@click.argument("run_id")
+@host_option
+@traceback_option
+@RUNS_DIR_OPTION
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None, follow: bool) -> int:
+    """Show a run's output (from the start); -f follows it, and reattaches after a disconnect."""
+    from opskit.jobs import launch, runner
+
+    transport, _ = _run_transport(run_id, hosts, inventory, runs_dir)
+    try:
+        if not follow:
+            for line in launch.stream_logs(transport, run_id, follow=False):
+                print_line(line)
+            return 0
+        runner.follow(transport, run_id, lambda h, line: print_line(f"[{h}] {line}"))
+        state = launch.wait_exit(transport, run_id, timeout=60)
+        print_line(f"[{transport.host}] run {run_id} {state.state} (exit {state.exit_code})"
+                   + ("; collect: opskit collect " + run_id if state.state != "running" else ""), err=True)
+        return 0
+    except runner.Detached as exc:
+        print_line(f"{exc.message}\nhint: {exc.hint}", err=True)
+        return exc.exit_code
+    finally:
+        transport.close()
+
+
+@click.command("cancel")
+@click.argument("run_id")
+@host_option
+@json_option
+@traceback_option
+@RUNS_DIR_OPTION
+@click.option("--grace", default=30.0, show_default=True, help="Seconds between SIGTERM and kill.")
+def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None, grace: float) -> int:
+    """Stop a run: SIGTERM (the training entry checkpoints), then kill after --grace seconds."""
+    from opskit.jobs import launch
+
+    transport, card = _run_transport(run_id, hosts, inventory, runs_dir)
+    try:
+        state = launch.cancel(transport, run_id, grace)
+    finally:
+        transport.close()
+    if card is not None:
+        _store(runs_dir).update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
+    if as_json:
+        print_json(state.to_dict())
+    else:
+        print_line(f"[{state.host}] run {run_id}: {state.state} (exit {state.exit_code}); collect: opskit collect {run_id}")
+    return 0
+
+
+@click.command("collect")
+@click.argument("run_id")
+@host_option
+@json_option
+@traceback_option
+@RUNS_DIR_OPTION
+@click.option("--remove-remote", is_flag=True, help="Then remove the host's copies (only if all verified).")
+def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None,
+            remove_remote: bool) -> int:
+    """Bring a run's results into runs/RUN/ over SFTP, sha256-verified against the host."""
+    from opskit.images.ship import remote_home
+    from opskit.jobs import collect as collectmod
+    from opskit.jobs import launch
+
+    store = _store(runs_dir)
+    transport, card = _run_transport(run_id, hosts, inventory, runs_dir)
+    try:
+        home = (card or {}).get("host_home") or remote_home(transport)
+        container = launch.find_container(transport, run_id)
+        state = launch.job_state(container, transport.host) if container is not None else None
+        res = collectmod.collect(transport, run_id, home, store.path(run_id), remove_remote=remove_remote)
+    finally:
+        transport.close()
+    record = {"collected": {"files": res.files, "verified": True, "removed_remote": res.removed_remote}}
+    if state is not None:
+        record.update(state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
+    if card is None:
+        record.update(run_id=run_id, host=transport.host, host_home=home)
+        store.save(run_id, record)
+    else:
+        store.update(run_id, **record)
+    if as_json:
+        print_json(res.to_dict())
+    else:
+        print_line(f"[{res.host}] {run_id}: {len(res.copied)} copied ({human_bytes(res.bytes_copied)}), "
+                   f"{len(res.skipped)} already here, all {len(res.files)} sha256-verified -> {res.local_dir}"
+                   + ("; host copies removed" if res.removed_remote else ""))
+    return 0
+
+
+# -- runs -------------------------------------------------------------------------------------
+@click.group("runs")
+def runs() -> None:
+    """The local store of runs (runs/)."""
+
+
+@runs.command("list")
+@json_option
+@traceback_option
+@RUNS_DIR_OPTION
+def runs_list(as_json: bool, runs_dir: str | None) -> int:
+    """Runs recorded here, with host, model, state and what was collected."""
+    cards = _store(runs_dir).list_cards()
+    if as_json:
+        print_json(cards)
+        return 0
+    rows = [
+        (c.get("run_id"), c.get("host"), c.get("model"), c.get("state"), c.get("exit_code"),
+         "yes" if c.get("oom_killed") else "", len((c.get("collected") or {}).get("files") or {}),
+         (c.get("created") or "")[:19].replace("T", " "))
+        for c in cards
+    ]
+    print_table(["run", "host", "model", "state", "exit", "oom", "files", "created (UTC)"], rows)
+    return 0

@@ -1,0 +1,1 @@
+"""Remote training jobs: spec (what to run), preflight, launch, runner, store, collect."""

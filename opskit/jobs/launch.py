@@ -1,0 +1,220 @@
+"""Containers for runs: start one (labelled, GPUs, shm, output folder), find, list, stop.
+
+See :mod:`opskit.jobs.spec` for how a run ID maps onto a container and a folder on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opskit.errors import JobError, UsageError
+from opskit.hosts.transport import Transport
+from opskit.jobs.preflight import HostFacts
+from opskit.jobs.spec import (
+    CONTAINER_OUT,
+    HOST_RUNS_DIR,
+    LABEL_ARGS,
+    LABEL_HOST,
+    LABEL_IMAGE,
+    LABEL_MODEL,
+    LABEL_RUN,
+    GpuRequest,
+    JobSpec,
+    container_name,
+)
+
+OOM_EXIT = 137
+SIGTERM_EXIT = 143
+
+
+def host_run_dir(home: str, run_id: str) -> str:
+    return f"{home.rstrip('/')}/{HOST_RUNS_DIR}/{run_id}"
+
+
+def device_requests(req: GpuRequest, facts: HostFacts) -> list[Any]:
+    from docker.types import DeviceRequest
+
+    mode = req.mode
+    if mode == "auto":
+        mode = "all" if facts.gpus else "none"
+    if mode == "none":
+        return []
+    if mode == "devices":
+        return [DeviceRequest(driver="nvidia", device_ids=list(req.devices), capabilities=[["gpu"]])]
+    count = -1 if mode == "all" else req.count
+    return [DeviceRequest(driver="nvidia", count=count, capabilities=[["gpu"]])]
+
+
+def find_container(transport: Transport, run_id: str) -> Any | None:
+    from docker.errors import NotFound
+
+    try:
+        return transport.docker().containers.get(container_name(run_id))
+    except NotFound:
+        return None
+
+
+def require_container(transport: Transport, run_id: str) -> Any:
+    c = find_container(transport, run_id)
+    if c is None:
+        raise UsageError(
+            f"{transport.host}: no container for run {run_id!r} (looked for {container_name(run_id)})",
+            "see 'opskit jobs --host HOST' for the runs there",
+        )
+    return c
+
+
+def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_id: str) -> Any:
+    """Start the run's container, detached. Refuses a run ID that already has a container."""
+    from docker.errors import APIError
+    from docker.types import Mount
+
+    existing = find_container(transport, job.run_id)
+    if existing is not None:
+        raise already_exists(transport.host, job.run_id, existing.status)
+    run_dir = host_run_dir(facts.home, job.run_id)
+    transport.makedirs(run_dir)
+    labels = {
+        LABEL_RUN: job.run_id,
+        LABEL_MODEL: job.model,
+        LABEL_ARGS: json.dumps(job.train_args),
+        LABEL_IMAGE: f"{job.image}@{image_id}",
+        LABEL_HOST: transport.host,
+    }
+    kwargs: dict[str, Any] = {
+        "command": job.entry_argv(),
+        "name": job.container,
+        "labels": labels,
+        "detach": True,
+        "init": True,  # SIGTERM reaches the training entry, zombies are reaped
+        "shm_size": job.shm_size,
+        "mounts": [Mount(CONTAINER_OUT, run_dir, type="bind")],
+        "user": f"{facts.uid}:{facts.gid}",
+        "environment": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "OPSKIT_RUN_ID": job.run_id},
+        "device_requests": device_requests(job.gpus, facts),
+    }
+    if job.memory:
+        kwargs["mem_limit"] = job.memory
+        kwargs["memswap_limit"] = job.memory
+    try:
+        return transport.docker().containers.run(image_id, **kwargs)
+    except APIError as exc:
+        if exc.status_code == 409:
+            raise already_exists(transport.host, job.run_id, "existing") from exc
+        raise JobError(f"{transport.host}: the engine would not start run {job.run_id}: {exc.explanation or exc}") from exc
+
+
+def already_exists(host: str, run_id: str, state: str) -> JobError:
+    return JobError(
+        f"{host}: run {run_id!r} already exists there ({state}); a run ID starts one job only",
+        f"follow it with 'opskit logs {run_id} -f', or pick another --run-id",
+    )
+
+
+@dataclass
+class JobState:
+    run_id: str
+    host: str
+    model: str
+    state: str  # running | exited | failed | interrupted | oom-killed | created
+    exit_code: int | None
+    oom_killed: bool
+    started: str
+    finished: str | None
+    duration: float | None
+    image: str
+    args: list[str]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text or text.startswith("0001-"):
+        return None
+    from datetime import datetime
+
+    head = text.rstrip("Z").split(".")[0]
+    frac = text.rstrip("Z").split(".")[1] if "." in text else "0"
+    return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + frac[:6])
+
+
+def describe_state(state: dict) -> str:
+    if state.get("Running"):
+        return "running"
+    if state.get("OOMKilled"):
+        return "oom-killed"
+    if state.get("Status") == "created":
+        return "created"
+    code = state.get("ExitCode")
+    if code == 0:
+        return "exited"
+    if code == SIGTERM_EXIT:
+        return "interrupted"
+    return "failed"
+
+
+def job_state(container: Any, host: str) -> JobState:
+    attrs = container.attrs
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    started = _parse_time(state.get("StartedAt"))
+    finished = _parse_time(state.get("FinishedAt"))
+    end = finished if (finished and not state.get("Running")) else time.time()
+    try:
+        args = json.loads(labels.get(LABEL_ARGS, "[]"))
+    except json.JSONDecodeError:
+        args = []
+    return JobState(
+        run_id=labels.get(LABEL_RUN, container.name),
+        host=host,
+        model=labels.get(LABEL_MODEL, "?"),
+        state=describe_state(state),
+        exit_code=None if state.get("Running") else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        started=state.get("StartedAt", ""),
+        finished=None if state.get("Running") else state.get("FinishedAt"),
+        duration=(end - started) if started else None,
+        image=labels.get(LABEL_IMAGE, ""),
+        args=args,
+    )
+
+
+def list_jobs(transport: Transport) -> list[JobState]:
+    client = transport.docker()
+    containers = client.containers.list(all=True, filters={"label": LABEL_RUN})
+    return sorted((job_state(c, transport.host) for c in containers), key=lambda j: j.started)
+
+
+def stream_logs(transport: Transport, run_id: str, follow: bool) -> Iterator[str]:
+    """The run's output lines (stdout and stderr, in order), following until it ends."""
+    container = require_container(transport, run_id)
+    buf = b""
+    for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if buf:
+        yield buf.decode("utf-8", "replace")
+
+
+def wait_exit(transport: Transport, run_id: str, timeout: float | None = None) -> JobState:
+    container = require_container(transport, run_id)
+    container.wait(timeout=timeout)
+    container.reload()
+    return job_state(container, transport.host)
+
+
+def cancel(transport: Transport, run_id: str, grace: float) -> JobState:
+    """SIGTERM (the training entry checkpoints and exits 143), then SIGKILL after ``grace``."""
+    container = require_container(transport, run_id)
+    container.reload()
+    if container.status == "running":
+        container.stop(timeout=int(max(1, grace)))
+    container.reload()
+    return job_state(container, transport.host)

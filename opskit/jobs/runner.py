@@ -1,0 +1,191 @@
+"""``opskit run-remote``: check -> image -> preflight -> ship -> start -> follow -> collect.
+
+Nothing is shipped or started before the training options passed the entry's own parser
+here, and nothing is started before preflight passed and the host's image ID equals ours.
+Following the logs is only watching: Ctrl-C or a dropped connection leave the job running
+(:class:`Detached` says how to reattach); when the job ends, the results are collected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opskit.errors import HostError, JobError, OpskitError
+from opskit.hosts.group import connect
+from opskit.hosts.spec import HostSpec
+from opskit.hosts.transport import Transport
+from opskit.images import ship as shipmod
+from opskit.jobs import collect as collectmod
+from opskit.jobs import launch
+from opskit.jobs.preflight import preflight
+from opskit.jobs.spec import JobSpec, validate_train_args
+from opskit.jobs.store import RunStore, git_facts
+
+LineFn = Callable[[str, str], None]  # (host, line)
+EventFn = Callable[[str, str], None]  # (host, message)
+
+
+class Detached(OpskitError):
+    """We stopped watching (Ctrl-C, or the connection dropped); the job goes on."""
+
+    def __init__(self, host: str, run_id: str, why: str, exit_code: int):
+        super().__init__(
+            f"{host}: {why}; run {run_id} goes on there",
+            f"reattach with 'opskit logs {run_id} -f'; when it ends, 'opskit collect {run_id}'",
+        )
+        self.exit_code = exit_code
+        self.run_id = run_id
+
+
+@dataclass
+class RunOptions:
+    detach: bool = False
+    on_line: LineFn | None = None
+    on_event: EventFn | None = None
+    ship_progress: Callable[[str, int], None] | None = None
+    remove_remote: bool = False
+    profile: str = "offline"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    host: str
+    state: str
+    exit_code: int | None
+    oom_killed: bool
+    collected: list[str] = field(default_factory=list)
+    local_dir: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def resolve_image(client: Any, ref: str | None, profile: str, emit: EventFn) -> str:
+    """``--image`` as given, or the default training image (built or reused here)."""
+    if ref:
+        return ref
+    from opskit.images.build import BuildRequest, build_image
+
+    emit("localhost", f"building the default training image (profile {profile})")
+    result = build_image(BuildRequest(profile=profile), client=client)
+    return result.tag
+
+
+def initial_card(job: JobSpec, spec: HostSpec, image: shipmod.LocalImage, parsed: dict) -> dict:
+    return {
+        "run_id": job.run_id,
+        "host": spec.name,
+        "container": job.container,
+        "model": job.model,
+        "args": list(job.train_args),
+        "parsed_args": parsed,
+        "seed": parsed.get("seed"),
+        "image": {"ref": job.image, "id": image.image_id, "tags": list(image.repo_tags),
+                  "layers": [lay.diff_id for lay in image.layers]},
+        "git": git_facts(),
+        "job": job.to_dict(),
+        "state": "starting",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> tuple[Transport, dict]:
+    """Everything up to a started container. Returns the open transport and the run card."""
+    emit = opts.on_event or (lambda h, m: None)
+    parsed = validate_train_args(job.model, job.train_args)
+    if store.exists(job.run_id):
+        card = store.load(job.run_id)
+        raise launch.already_exists(card.get("host", "?"), job.run_id, f"recorded in {store.card_path(job.run_id)}")
+    job.image = resolve_image(client, job.image or None, opts.profile, emit)
+    image = shipmod.local_image(client, job.image)
+    transport = connect(spec)
+    try:
+        existing = launch.find_container(transport, job.run_id)
+        if existing is not None:
+            raise launch.already_exists(spec.name, job.run_id, existing.status)
+        hp = shipmod.plan_host(transport, image)
+        facts, checks = preflight(transport, job.gpus, job.shm_size, hp.send_bytes)
+        for c in checks:
+            emit(spec.name, f"preflight {c.name}: {c.detail}")
+        if hp.send:
+            emit(spec.name, f"shipping {len(hp.send)} of {len(image.layers)} layers")
+        ship_with(client, transport, image, hp, opts)
+        card = initial_card(job, spec, image, parsed)
+        card["host_facts"] = facts.to_dict()
+        card["preflight"] = [c.to_dict() for c in checks]
+        store.save(job.run_id, card)
+        launch.start_container(transport, job, facts, image.image_id)
+        card = store.update(job.run_id, state="running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            host_home=facts.home)
+        emit(spec.name, f"started run {job.run_id} (container {job.container})")
+        return transport, card
+    except BaseException:
+        transport.close()
+        raise
+
+
+def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan, opts: RunOptions) -> None:
+    """Ship over an open transport (one host), then check the image ID there."""
+    import shutil
+    import tempfile
+
+    if hp.local or hp.image_present:
+        shipmod.ship_one(transport, image, hp, None, shipmod.ShipOptions())
+        return
+    spool = tempfile.mkdtemp(prefix="opskit-ship-")
+    try:
+        saved = shipmod.save_wanted(client, image, [hp], spool)
+        shipmod.ship_one(transport, image, hp, saved[hp.codec], shipmod.ShipOptions(progress=opts.ship_progress))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def follow(transport: Transport, run_id: str, on_line: LineFn | None) -> None:
+    """Print the run's output until it ends. Ctrl-C / a dropped connection -> Detached."""
+    try:
+        for line in launch.stream_logs(transport, run_id, follow=True):
+            if on_line:
+                on_line(transport.host, line)
+    except KeyboardInterrupt:
+        raise Detached(transport.host, run_id, "stopped following (Ctrl-C)", 130) from None
+    except OpskitError:
+        raise
+    except Exception as exc:  # the connection dropped under the log stream
+        raise Detached(transport.host, run_id, f"lost the connection while following ({type(exc).__name__})", 1) from exc
+
+
+def finish(transport: Transport, run_id: str, store: RunStore, remove_remote: bool = False) -> RunOutcome:
+    """After the run ended: record its state, collect and verify its results."""
+    state = launch.wait_exit(transport, run_id)
+    card = store.update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed,
+                        finished=state.finished, duration=state.duration)
+    home = card.get("host_home") or shipmod.remote_home(transport)
+    local_dir = store.path(run_id)
+    res = collectmod.collect(transport, run_id, home, local_dir, remove_remote=remove_remote)
+    store.update(run_id, collected={"files": res.files, "verified": True,
+                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "removed_remote": res.removed_remote})
+    return RunOutcome(run_id, transport.host, state.state, state.exit_code, state.oom_killed,
+                      sorted(res.files), str(local_dir))
+
+
+def run_remote(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> RunOutcome | None:
+    """The whole job. Returns None when detached (``--detach``)."""
+    transport, _card = start_run(client, spec, job, store, opts)
+    try:
+        if opts.detach:
+            return None
+        follow(transport, job.run_id, opts.on_line)
+        try:
+            return finish(transport, job.run_id, store, opts.remove_remote)
+        except (HostError, OSError, EOFError) as exc:
+            raise JobError(
+                f"{spec.name}: run {job.run_id} ended but collecting failed: {exc}",
+                f"collect again with 'opskit collect {job.run_id}' (it resumes)",
+            ) from exc
+    finally:
+        transport.close()

@@ -1,0 +1,98 @@
+"""The local store of runs: ``runs/<RUN>/`` with ``job.json`` (opskit's run card) and results.
+
+``job.json`` records where and how the run ran: host, container, image ID and layer digests,
+git commit and a hash of uncommitted changes, host facts (GPU model, driver, CUDA), the
+arguments, the seed, the exit status and whether the kernel killed it for memory, and which
+files were collected and verified. Every write is atomic (temp name + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opskit import atomic
+from opskit.errors import UsageError
+from opskit.jobs.spec import check_run_id
+
+DEFAULT_RUNS_DIR = "runs"
+CARD = "job.json"
+
+
+def runs_dir(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get("OPSKIT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+@dataclass
+class RunStore:
+    root: Path
+
+    def path(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def card_path(self, run_id: str) -> Path:
+        return self.path(run_id) / CARD
+
+    def exists(self, run_id: str) -> bool:
+        return self.card_path(run_id).exists()
+
+    def load(self, run_id: str) -> dict:
+        path = self.card_path(run_id)
+        if not path.exists():
+            known = ", ".join(self.list_ids()[-5:]) or "none"
+            raise UsageError(
+                f"unknown run ID {run_id!r} (no {path})",
+                f"recent runs here: {known}; see 'opskit runs list', or name the host with --host",
+            )
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: not valid JSON ({exc})") from exc
+
+    def save(self, run_id: str, card: dict) -> None:
+        atomic.write_json(self.card_path(run_id), card)
+
+    def update(self, run_id: str, **changes: Any) -> dict:
+        card = self.load(run_id)
+        card.update(changes)
+        self.save(run_id, card)
+        return card
+
+    def list_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / CARD).is_file())
+
+    def list_cards(self) -> list[dict]:
+        cards = []
+        for run_id in self.list_ids():
+            try:
+                cards.append(self.load(run_id))
+            except UsageError:
+                continue  # a broken card is shown by 'opskit runs list' as missing
+        return cards
+
+
+def git_facts(cwd: str | None = None) -> dict:
+    """The project's git commit and a hash of uncommitted changes (tracked diff + untracked)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.decode("utf-8", "replace") if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "changes_sha256": None}
+    diff = git("diff", "HEAD", "--binary") or ""
+    untracked = git("ls-files", "--others", "--exclude-standard") or ""
+    dirty = bool(diff.strip() or untracked.strip())
+    digest = hashlib.sha256((diff + "\0" + untracked).encode()).hexdigest() if dirty else None
+    return {"commit": commit.strip(), "dirty": dirty, "changes_sha256": digest}
