@@ -22,17 +22,25 @@ Both ends are transports, so local -> host, host -> local, local -> local and ho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import secrets
 import stat as stat_mod
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from opskit.errors import ChecksumMismatch, CommandFailed, OpskitError, TransferError, UsageError
+from opskit.errors import (
+    ChecksumMismatch,
+    CommandFailed,
+    HostError,
+    OpskitError,
+    TransferError,
+    UsageError,
+)
 from opskit.hosts.transport import FileStat, Transport
 from opskit.safety import check_remote_name
 
@@ -327,13 +335,44 @@ def _describe(exc: BaseException) -> str:
 
 
 def _remove_temp(t: Transport, path: str) -> str | None:
-    """Remove a temporary file or folder; return a sentence if it could not be removed."""
-    try:
-        if t.stat(path) is not None:
-            t.remove(path)
-    except Exception as exc:  # noqa: BLE001 - reported to the user in the raised error
-        return f"the temporary {path} on {t.host} could not be removed ({_describe(exc)}); remove it by hand"
+    """Remove a temporary file or folder; return a sentence if it could not be removed.
+
+    A connection that died mid-copy may not look dead yet: after a first failure the
+    transport is closed, so the second try opens a fresh connection.
+    """
+    for attempt in (1, 2):
+        try:
+            if t.stat(path) is not None:
+                t.remove(path)
+            return None
+        except Exception as exc:  # noqa: BLE001 - retried once, then reported in the error
+            if attempt == 2:
+                return (f"the temporary {path} on {t.host} could not be removed "
+                        f"({_describe(exc)}); remove it by hand")
+            t.close()
     return None
+
+
+def _drop_broken_connections(plan: CopyPlan, exc: BaseException) -> None:
+    """After a fault that may have killed a connection, close it: the next use reconnects."""
+    if isinstance(exc, OpskitError) and not isinstance(exc, HostError):
+        return  # our own verdicts (checksum, usage): the connections are fine
+    for ep in (plan.src, plan.dst):
+        if not ep.transport.is_local:
+            ep.transport.close()
+
+
+@contextlib.contextmanager
+def _removed_on_failure(plan: CopyPlan, temp: str) -> Iterator[None]:
+    """Anything raised inside removes ``temp`` and becomes an error that says so."""
+    try:
+        yield
+    except BaseException as exc:
+        _drop_broken_connections(plan, exc)
+        leftover = _remove_temp(plan.dst.transport, temp)
+        if isinstance(exc, Exception):
+            raise _fail(plan, exc, leftover) from exc
+        raise
 
 
 def _fail(plan: CopyPlan, exc: BaseException, leftover: str | None) -> OpskitError:
@@ -353,14 +392,9 @@ def _fail(plan: CopyPlan, exc: BaseException, leftover: str | None) -> OpskitErr
 def _copy_file_atomic(plan: CopyPlan, item: FileItem, final: str,
                       on_bytes: ByteCallback | None) -> CopiedFile:
     tmp = part_name(final)
-    try:
+    with _removed_on_failure(plan, tmp):
         sent = _copy_one(plan, item, tmp, on_bytes)
         plan.dst.transport.rename(tmp, final)
-    except BaseException as exc:
-        leftover = _remove_temp(plan.dst.transport, tmp)
-        if isinstance(exc, Exception):
-            raise _fail(plan, exc, leftover) from exc
-        raise
     return CopiedFile(plan.dst.where(final), item.size, sent)
 
 
@@ -379,7 +413,7 @@ def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Cop
     stage = part_name(plan.final)
     t = plan.dst.transport
     copied: list[CopiedFile] = []
-    try:
+    with _removed_on_failure(plan, stage):
         for rel, _mode in plan.dirs:
             _makedirs(plan.dst, _join(stage, rel), _parent(_join(plan.final, rel)))
         for item in plan.files:
@@ -387,11 +421,6 @@ def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Cop
             copied.append(CopiedFile(plan.dst.where(_join(plan.final, item.rel)), item.size, sent))
         _set_dir_modes(plan.dst, stage, plan.dirs)
         t.rename(stage, plan.final)
-    except BaseException as exc:
-        leftover = _remove_temp(t, stage)
-        if isinstance(exc, Exception):
-            raise _fail(plan, exc, leftover) from exc
-        raise
     return copied
 
 

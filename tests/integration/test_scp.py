@@ -139,7 +139,7 @@ def test_bad_input_and_failures_are_clear(ssh_testbed, rdir, local_tree, tmp_pat
                    "    connect_timeout: 3\n")
     res = opskit(ssh_testbed, "scp", str(local_tree / "run.sh"), "deadhost:x",
                  env={"OPSKIT_INVENTORY": str(inv)})
-    assert res.returncode == 1 and "deadhost: cannot connect" in res.stderr, res.stderr
+    assert res.returncode == 1 and "error: deadhost: connection refused" in res.stderr, res.stderr
 
 
 def test_unsafe_remote_file_names_are_refused(ssh_testbed, rdir, tmp_path):
