@@ -21,6 +21,12 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def print_json_line(obj: Any) -> None:
+    """One JSON object on one line (a stream of events: one line per event)."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def print_table(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],

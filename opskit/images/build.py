@@ -41,6 +41,7 @@ from opskit.images import recipes
 from opskit.images.context import BuildContext, make_context, project_files, tree_files
 from opskit.images.events import (
     BUILT,
+    CACHED,
     BuildFailed,
     Event,
     Notice,
@@ -113,11 +114,22 @@ class BuildResult:
     labels: dict[str, str]
     steps: list[StepDone]
     layers: list[Layer]
-    layer_status: dict[int, str]  # layer index -> "built" | "cached" | "base"
+    layer_steps: dict[int, StepDone]  # layer index -> the step that made it (none: the base's)
 
     @property
     def built_steps(self) -> list[StepDone]:
         return [s for s in self.steps if s.status == BUILT]
+
+    def layer_rows(self) -> list[dict]:
+        """Each layer with the recipe instruction that made it, built/cached/base, and its role."""
+        rows = []
+        for layer in self.layers:
+            step = self.layer_steps.get(layer.index)
+            instruction = step.instruction if step else layer.instruction
+            rows.append({**layer.to_dict(), "instruction": instruction,
+                         "status": step.status if step else "base",
+                         "role": recipes.layer_role(instruction) if step else "base"})
+        return rows
 
     def to_dict(self) -> dict:
         return {
@@ -126,8 +138,7 @@ class BuildResult:
             "seconds": self.seconds, "size": self.size, "added_bytes": self.added_bytes,
             "context": self.context, "labels": self.labels,
             "steps": [{**s.to_dict(), "role": recipes.layer_role(s.instruction)} for s in self.steps],
-            "layers": [{**layer.to_dict(), "status": self.layer_status.get(layer.index, "base"),
-                        "role": recipes.layer_role(layer.instruction)} for layer in self.layers],
+            "layers": self.layer_rows(),
         }
 
 
@@ -259,13 +270,14 @@ def build_image(
     finally:
         context.close()
     info = image_layers(client, image_id)
-    status = _layer_status(info.layers, steps)
-    added = sum(layer.size for layer in info.layers if status.get(layer.index) == BUILT)
+    made_by = _layer_steps(info.layers, steps)
+    added = sum(layer.size for layer in info.layers
+                if layer.index in made_by and made_by[layer.index].status == BUILT)
     emit(PhaseDone("image", round(time.monotonic() - t0, 4),
                    detail={"image_id": image_id, "size": info.size, "added_bytes": added}))
     return BuildResult(image_id, plan.tag, plan.profile.name, plan.base, deps_tag, deps_reused,
                        round(time.monotonic() - started, 4), info.size, added, context.to_dict(),
-                       labels, steps, list(info.layers), status)
+                       labels, steps, list(info.layers), made_by)
 
 
 def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
@@ -276,8 +288,8 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
         return client.images.get(base).id
     except ImageNotFound:
         pass
-    bootstrap_hint = "make it with 'opskit base bootstrap'" + (
-        f" --tag {base}" if base != "opskit-base:bookworm" else "")
+    bootstrap_hint = "make it with 'opskit base bootstrap" + (
+        f" --tag {base}'" if base != "opskit-base:bookworm" else "'")
     if not profile.pullable:
         raise UsageError(f"base image {base} is not on this engine (profile {profile.name} "
                          "never pulls)", bootstrap_hint)
@@ -434,10 +446,12 @@ def run_build(
     return parser.image_id, parser.steps
 
 
-def _layer_status(layers: tuple[Layer, ...] | list[Layer], steps: list[StepDone]) -> dict[int, str]:
-    by_id = {s.image_id: s.status for s in steps if s.image_id}
+def _layer_steps(layers: tuple[Layer, ...] | list[Layer], steps: list[StepDone]) -> dict[int, StepDone]:
+    """Layer index -> the step of this build that made it (layers of the base have none)."""
+    by_id = {s.image_id: s for s in steps if s.image_id and s.status in (BUILT, CACHED)}
     out = {}
     for layer in layers:
-        short = (layer.history_id or "").removeprefix("sha256:")[:12]
-        out[layer.index] = by_id.get(short, "base")
+        step = by_id.get((layer.history_id or "").removeprefix("sha256:")[:12])
+        if step is not None:
+            out[layer.index] = step
     return out

@@ -35,6 +35,13 @@ def instruction_of(created_by: str, comment: str = "") -> str:
     return text
 
 
+def short_instruction(text: str, width: int = 60) -> str:
+    """For tables: whitespace collapsed, sha256 digests cut to 12 hex digits, at most ``width``."""
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def docker_size(n: int) -> str:
     """Sizes as ``docker history`` prints them (go-units HumanSizeWithPrecision(n, 3))."""
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]

@@ -1,3 +1,6 @@
 """A tiny project: one small CNN and a training loop over random data (torch only)."""
 
 VERSION = "1"
+# touched
+# touched2
+# t3

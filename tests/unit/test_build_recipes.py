@@ -1,0 +1,183 @@
+"""Recipes, profiles and the build plan (everything decided before the engine is asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opskit.errors import UsageError
+from opskit.images import recipes
+from opskit.images.build import (
+    BuildRequest,
+    check_build_args,
+    default_tag,
+    plan_build,
+    runtime_files,
+    with_labels,
+)
+
+SEED_ORDER = ["FROM", "RUN", "COPY --from=deps", "COPY .opskit-build/runtime", "WORKDIR /app",
+              "COPY ./src", "COPY ./test", "ENTRYPOINT"]
+
+
+def _main_stage(text: str) -> list[str]:
+    lines = recipes._instructions(text)
+    start = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[start:]
+
+
+@pytest.mark.parametrize("profile", sorted(recipes.PROFILES))
+def test_every_recipe_has_the_seed_layer_order(profile: str) -> None:
+    _, text = recipes.read_recipe(recipes.PROFILES[profile].recipe)
+    stage = [line for line in _main_stage(text) if not line.startswith(("ARG", "ENV"))]
+    assert len(stage) == len(SEED_ORDER)
+    for line, want in zip(stage, SEED_ORDER, strict=True):
+        assert line.startswith(want), (line, want)
+    assert stage[-1] == 'ENTRYPOINT ["python", "-m", "opskit.train"]'
+    assert "latest" not in text.replace("`latest`", "")
+
+
+@pytest.mark.parametrize("profile", sorted(recipes.PROFILES))
+def test_recipe_defaults_match_the_profile(profile: str) -> None:
+    p = recipes.PROFILES[profile]
+    _, text = recipes.read_recipe(p.recipe)
+    defaults = recipes.recipe_arg_defaults(text)
+    for key, value in p.build_args.items():
+        assert defaults[key] == value
+    if "{" not in p.base:
+        assert defaults["BASE_IMAGE"] == p.base
+    else:
+        assert p.base_image() == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+
+
+def test_deps_recipe_leaves_no_wheels_in_its_result() -> None:
+    _, text = recipes.read_recipe(recipes.DEPS_RECIPE)
+    final = _main_stage(text)
+    assert final == ["FROM scratch", "COPY --from=install /opt/venv /opt/venv"]
+    assert "--no-index" in text
+
+
+def test_copy_sources_and_missing_ones() -> None:
+    text = ("FROM x\nCOPY --from=deps /opt/venv /opt/venv\nCOPY .opskit-build/runtime /opt\n"
+            "COPY ./src /app/src\nADD data/ \\\n  /data\nCOPY --chown=1:1 ./test /app/test\n")
+    assert recipes.copy_sources(text) == ["src", "data", "test"]
+    assert recipes.missing_sources(text, {"src/a.py", "test", "data/x"}) == []
+    assert recipes.missing_sources(text, {"src/a.py"}) == ["data", "test"]
+
+
+def test_layer_roles() -> None:
+    assert recipes.layer_role("FROM ${BASE_IMAGE}") == "base"
+    assert recipes.layer_role("RUN apt-get install -y git") == "system"
+    assert recipes.layer_role("COPY --from=deps /opt/venv /opt/venv") == "deps"
+    assert recipes.layer_role("COPY .opskit-build/runtime /opt/opskit") == "runtime"
+    assert recipes.layer_role("COPY ./src /app/src") == "code"
+    assert recipes.layer_role('ENTRYPOINT ["python"]') == "metadata"
+
+
+def test_cuda_of_torch_versions() -> None:
+    assert recipes.torch_cuda_from_version("2.13.0+cpu") == "none"
+    assert recipes.torch_cuda_from_version("2.5.1+cu124") == "12.4"
+    assert recipes.torch_cuda_from_version("2.5.1") == "unknown"
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(UsageError) as info:
+        recipes.get_profile("tpu")
+    assert "gpu, cpu, offline" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "db_password", "AWS_SECRET_ACCESS_KEY", "API_KEY"])
+def test_secret_looking_build_args_are_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="looks like a secret") as info:
+        check_build_args({name: "x"})
+    assert "docker history" in info.value.message
+    assert "container runs" in (info.value.hint or "")
+
+
+def test_ordinary_build_args_pass() -> None:
+    check_build_args({"SYSTEM_PACKAGES": "git", "TORCH_VERSION": "2.5.1"})
+    with pytest.raises(UsageError, match="not valid"):
+        check_build_args({"A B": "x"})
+
+
+def test_default_tags() -> None:
+    assert default_tag(None, "offline") == "opskit-train:offline"
+    assert default_tag("/x/My Project", "gpu") == "opskit-train-my-project:gpu"
+
+
+def test_labels_go_into_one_instruction() -> None:
+    out = with_labels("FROM x\n", {"b": 'say "hi"', "a": "1"}).decode()
+    assert out == 'FROM x\nLABEL a="1" b="say \\"hi\\""\n'
+
+
+def test_runtime_is_torch_and_stdlib_code_only() -> None:
+    files = runtime_files("rt")
+    assert "rt/opskit/__init__.py" in files
+    assert any(f.startswith("rt/opskit/train/") for f in files)
+    assert any(f.startswith("rt/opskit/models/") for f in files)
+    assert not any(f.startswith(("rt/opskit/cli", "rt/opskit/hosts", "rt/opskit/images")) for f in files)
+    assert not any("__pycache__" in f for f in files)
+
+
+def _project(root: Path, *, src: bool = True, test: bool = True, reqs: str | None = None) -> Path:
+    if src:
+        (root / "src/pkg").mkdir(parents=True)
+        (root / "src/pkg/__init__.py").write_text("")
+    if test:
+        (root / "test").mkdir()
+        (root / "test/test_x.py").write_text("")
+    if reqs is not None:
+        (root / "requirements.txt").write_text(reqs)
+    return root
+
+
+def test_plan_for_a_project(tmp_path: Path) -> None:
+    plan = plan_build(BuildRequest(project=str(_project(tmp_path, reqs="numpy==2.0\n"))))
+    assert plan.requirements == ["numpy==2.0", "torch==2.13.0"]
+    assert plan.base == "opskit-base:bookworm"
+    assert plan.tag.endswith(":offline")
+    assert "src/pkg/__init__.py" in plan.files and "test/test_x.py" in plan.files
+    assert f"{recipes.RUNTIME_DIR}/opskit/__init__.py" in plan.files
+
+
+def test_plan_for_the_default_project() -> None:
+    plan = plan_build(BuildRequest())
+    assert plan.tag == "opskit-train:offline" and plan.root is None
+    assert "src/opskit/train/__init__.py" in plan.files
+    assert "test/test_runtime.py" in plan.extra
+    assert plan.requirements == ["torch==2.13.0"]
+
+
+def test_gpu_plan_leaves_torch_to_the_base(tmp_path: Path) -> None:
+    plan = plan_build(BuildRequest(project=str(_project(tmp_path, reqs="torch==2.13.0\nrich\n")),
+                                   profile="gpu", build_args={"TORCH_VERSION": "2.4.0"}))
+    assert plan.requirements == ["rich"] and plan.dropped == ["torch==2.13.0"]
+    assert plan.base == "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"
+
+
+def test_project_without_the_recipe_inputs_says_which(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="lacks test/") as info:
+        plan_build(BuildRequest(project=str(_project(tmp_path, test=False))))
+    assert "src/" not in info.value.message
+    assert ".dockerignore" in (info.value.hint or "")
+
+
+def test_dockerignored_inputs_count_as_missing(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / ".dockerignore").write_text("src\n")
+    with pytest.raises(UsageError, match="lacks src/"):
+        plan_build(BuildRequest(project=str(root)))
+
+
+def test_bad_tag_and_missing_recipe(tmp_path: Path) -> None:
+    root = str(_project(tmp_path))
+    with pytest.raises(UsageError, match="tag"):
+        plan_build(BuildRequest(project=root, tag="Bad Tag"))
+    with pytest.raises(UsageError, match="does not exist"):
+        plan_build(BuildRequest(project=root, recipe=str(tmp_path / "nope.Dockerfile")))
+
+
+def test_secret_arg_is_refused_before_anything_else(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="secret"):
+        plan_build(BuildRequest(project=str(tmp_path / "missing"), build_args={"MY_TOKEN": "x"}))
