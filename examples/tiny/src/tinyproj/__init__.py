@@ -1,6 +1,3 @@
 """A tiny project: one small CNN and a training loop over random data (torch only)."""
 
 VERSION = "1"
-# touched
-# touched2
-# t3
