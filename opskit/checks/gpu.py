@@ -1,0 +1,185 @@
+"""NVIDIA GPUs through ``nvidia-smi``: the ``--query-gpu`` / ``--query-compute-apps`` CSV and
+the driver/CUDA versions. JSON keys follow gpustat's (``index``, ``uuid``, ``name``,
+``temperature.gpu``, ``fan.speed``, ``utilization.gpu``, ``memory.used``, ``memory.total``
+(MiB), ``power.draw``, ``enforced.power.limit`` (W), ``processes``).
+
+The parsers accept both ``--format=csv,noheader,nounits`` (what opskit asks for) and plain
+``--format=csv`` (header line, units such as ``19818 MiB`` and ``100 %``). Values nvidia-smi
+cannot give (``[N/A]``, ``[Not Supported]``, ``N/A``) become None.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from opskit.checks.sections import GPU_APP_FIELDS, GPU_FIELDS, Section
+from opskit.errors import ParseError
+
+INT_FIELDS = frozenset({
+    "index", "temperature.gpu", "fan.speed", "utilization.gpu", "utilization.memory",
+    "memory.used", "memory.total", "memory.free", "pid", "used_gpu_memory",
+})
+FLOAT_FIELDS = frozenset({"power.draw", "enforced.power.limit", "power.limit"})
+_NUMBER = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(%|MiB|W|MHz|C)?$")
+_UNIT_SUFFIX = re.compile(r"\s*\[[^\]]*\]$")
+_NA = frozenset({"N/A", "Not Supported", "Unknown Error", "Insufficient Permissions"})
+_NO_PROCESSES = "No running processes found"
+_CUDA = re.compile(r"CUDA (?:UMD )?Version\s*:\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
+_DRIVER = re.compile(r"(?:Driver|DRIVER|KMD) [Vv]ersion\s*:\s*(\d+(?:\.\d+)*)")
+
+
+def _value(name: str, raw: str) -> str | int | float | None:
+    raw = raw.strip()
+    if raw.strip("[]") in _NA:
+        return None
+    if name not in INT_FIELDS and name not in FLOAT_FIELDS:
+        return raw
+    m = _NUMBER.match(raw)
+    if m is None:
+        raise ValueError(f"{name}: {raw!r} is not a number")
+    return float(m.group(1)) if name in FLOAT_FIELDS else int(float(m.group(1)))
+
+
+def parse_csv_query(text: str, fields: Sequence[str], host: str = "localhost", *,
+                    what: str = "nvidia-smi") -> list[dict]:
+    """Rows of a ``nvidia-smi --query-*=FIELDS --format=csv[,noheader][,nounits]`` answer.
+
+    The last field may contain commas (free text such as a name). Raises ParseError naming
+    host and line when a row has too few columns or a number does not parse.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and lines[0].split(",")[0].strip() == fields[0]:
+        names = [_UNIT_SUFFIX.sub("", h.strip()) for h in lines[0].split(",")]
+        if names != list(fields):
+            raise ParseError(host, what, lines[0], f"expected the columns {','.join(fields)}")
+        lines = lines[1:]
+    rows = []
+    for line in lines:
+        if line.strip() == _NO_PROCESSES:
+            continue
+        cells = line.split(",", len(fields) - 1)
+        if len(cells) != len(fields):
+            raise ParseError(host, what, line, f"expected {len(fields)} comma-separated values")
+        try:
+            rows.append({name: _value(name, cell) for name, cell in zip(fields, cells, strict=True)})
+        except ValueError as exc:
+            raise ParseError(host, what, line, str(exc)) from exc
+    return rows
+
+
+def parse_cuda_version(text: str) -> str | None:
+    """CUDA version from ``nvidia-smi --version`` or the plain ``nvidia-smi`` table header."""
+    m = _CUDA.search(text)
+    return m.group(1) if m else None
+
+
+def parse_driver_version(text: str) -> str | None:
+    m = _DRIVER.search(text)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    gpu_uuid: str | None
+    pid: int
+    process_name: str
+    used_memory: int | None  # MiB
+    gpu_index: int | None = None
+    username: str | None = None
+    cpu_percent: float | None = None
+    cpu_memory_usage: int | None = None  # bytes (RSS)
+
+    @property
+    def command(self) -> str:
+        return self.process_name.replace("\\", "/").rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict:
+        """gpustat's process keys (plus ``process_name`` as nvidia-smi gives it)."""
+        return {
+            "pid": self.pid,
+            "username": self.username,
+            "command": self.command,
+            "process_name": self.process_name,
+            "gpu_memory_usage": self.used_memory,
+            "cpu_percent": self.cpu_percent,
+            "cpu_memory_usage": self.cpu_memory_usage,
+            "gpu_uuid": self.gpu_uuid,
+            "gpu_index": self.gpu_index,
+        }
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU row; ``values`` holds every queried field by nvidia-smi's name."""
+
+    values: dict
+    processes: tuple[GpuProcess, ...] = ()
+
+    def __getitem__(self, key: str):  # noqa: ANN204
+        return self.values[key]
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.values.items() if k != "driver_version"}
+        d["processes"] = [p.to_dict() for p in self.processes]
+        return d
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    """``status``: ``ok``, ``absent`` (no nvidia-smi) or ``error`` (nvidia-smi failed)."""
+
+    status: str
+    message: str | None = None
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    gpus: tuple[Gpu, ...] = field(default_factory=tuple)
+
+    @property
+    def processes(self) -> list[GpuProcess]:
+        return [p for g in self.gpus for p in g.processes]
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "message": self.message,
+            "driver_version": self.driver_version,
+            "cuda_version": self.cuda_version,
+            "gpus": [g.to_dict() for g in self.gpus],
+        }
+
+
+ABSENT_MESSAGE = "no NVIDIA GPU (nvidia-smi not found)"
+
+
+def parse_gpu_processes(text: str, host: str, gpus: Sequence[Gpu] = ()) -> list[GpuProcess]:
+    index_of = {g["uuid"]: g["index"] for g in gpus}
+    rows = parse_csv_query(text, GPU_APP_FIELDS, host, what="nvidia-smi --query-compute-apps")
+    return [
+        GpuProcess(gpu_uuid=r["gpu_uuid"], pid=r["pid"], process_name=r["process_name"] or "",
+                   used_memory=r["used_gpu_memory"], gpu_index=index_of.get(r["gpu_uuid"]))
+        for r in rows
+    ]
+
+
+def gpu_report(host: str, query: Section, apps: Section | None, version: Section | None
+               ) -> GpuReport:
+    """Sections ``gpu_query`` (+ ``gpu_apps``, ``gpu_version``) -> a GpuReport."""
+    if query.not_found:
+        return GpuReport("absent", ABSENT_MESSAGE)
+    if not query.ok:
+        return GpuReport("error", f"nvidia-smi failed: {query.message()}")
+    rows = parse_csv_query(query.stdout, GPU_FIELDS, host, what="nvidia-smi --query-gpu")
+    gpus = [Gpu(row) for row in rows]
+    procs = parse_gpu_processes(apps.stdout, host, gpus) if apps is not None and apps.ok else []
+    gpus = [Gpu(g.values, tuple(p for p in procs if p.gpu_uuid == g["uuid"])) for g in gpus]
+    version_text = version.stdout if version is not None and version.ok else ""
+    driver = next((g["driver_version"] for g in gpus if g["driver_version"]), None)
+    return GpuReport(
+        "ok",
+        None if gpus else "nvidia-smi lists no GPU",
+        driver or parse_driver_version(version_text),
+        parse_cuda_version(version_text),
+        tuple(gpus),
+    )

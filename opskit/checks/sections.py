@@ -1,0 +1,154 @@
+"""Run several fixed commands on a host in ONE round trip, and split their output by section.
+
+A check asks for sections by name (``"df"``, ``"ps"``, ``"gpu_query"``, ...). The names map
+to fixed shell snippets below: no user input is ever pasted into the script. The script runs
+as ``sh -c SCRIPT`` through the host's transport (local or SSH), with ``LC_ALL=C`` so that
+numbers and headers do not depend on the host's locale. Each snippet runs in a subshell; its
+stdout and stderr are framed by marker lines on both streams, and its exit status is recorded,
+so one missing tool (``nvidia-smi``, ``docker``) never hides the other sections.
+
+The exit status 127 means "command not found" (the snippets check with ``command -v``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from opskit.errors import ParseError
+from opskit.hosts.transport import Transport
+
+MARK = "@@opskit-section:"
+NOT_FOUND = 127
+
+# Fields asked of nvidia-smi. Free-text fields (GPU name, process name) come LAST, so a
+# comma inside them can never shift the other columns.
+GPU_FIELDS = (
+    "index", "uuid", "pci.bus_id", "driver_version", "temperature.gpu", "fan.speed",
+    "utilization.gpu", "utilization.memory", "memory.used", "memory.total", "power.draw",
+    "enforced.power.limit", "name",
+)
+GPU_APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
+
+PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
+
+
+def _need(tool: str) -> str:
+    return f"command -v {tool} >/dev/null 2>&1 || {{ echo '{tool}: command not found' >&2; exit 127; }}; "
+
+
+SNIPPETS: dict[str, str] = {
+    "self": "echo $$",  # the script's shell ($$ is the same in subshells): our own processes
+    "hostname": "cat /proc/sys/kernel/hostname 2>/dev/null || hostname",
+    "os_release": "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release",
+    "uname": "uname -srm",
+    "uptime": "cat /proc/uptime",
+    "loadavg": "cat /proc/loadavg",
+    "nproc": "nproc 2>/dev/null || getconf _NPROCESSORS_ONLN",
+    "cpu_model": "grep -m1 '^model name' /proc/cpuinfo || true",
+    "meminfo": "cat /proc/meminfo",
+    "df": _need("df") + "df -B1 -P -T",
+    "df_all": _need("df") + "df -B1 -P -T -a",
+    "ps": _need("ps") + f"ps -eww -o {PS_COLUMNS}",
+    "gpu_query": _need("nvidia-smi")
+    + f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits",
+    "gpu_apps": _need("nvidia-smi")
+    + f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} --format=csv,noheader,nounits",
+    # --version is cheap where supported (driver >= 525); older drivers: the plain table header.
+    "gpu_version": _need("nvidia-smi") + "nvidia-smi --version 2>/dev/null || nvidia-smi",
+    "docker_version": _need("docker") + "docker version --format '{{json .}}'",
+    "docker_df": _need("docker") + "docker system df --format '{{json .}}'",
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one snippet printed, and its exit status."""
+
+    name: str
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def not_found(self) -> bool:
+        return self.exit_code == NOT_FOUND
+
+    def message(self) -> str:
+        """The first line of stderr (or stdout) for an error message."""
+        for text in (self.stderr, self.stdout):
+            for line in text.splitlines():
+                if line.strip():
+                    return line.strip()
+        return f"exited with {self.exit_code}"
+
+
+def build_script(names: Iterable[str]) -> str:
+    """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
+    parts = ["export LC_ALL=C"]
+    for name in names:
+        snippet = SNIPPETS[name]  # KeyError for an unknown name: a programming error
+        parts.append(
+            f"echo '{MARK}begin {name}'; echo '{MARK}begin {name}' >&2; "
+            f"( {snippet} ); rc=$?; "
+            f"echo; echo '{MARK}end {name}' \"$rc\"; echo >&2; echo '{MARK}end {name}' >&2"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def _split(host: str, text: str, stream: str) -> dict[str, tuple[str, int | None]]:
+    """Marker-framed text -> {name: (body, exit_code or None)}."""
+    out: dict[str, tuple[str, int | None]] = {}
+    name: str | None = None
+    body: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith(MARK):
+            words = line[len(MARK):].split()
+            if words[:1] == ["begin"] and len(words) == 2 and name is None:
+                name, body = words[1], []
+                continue
+            if words[:1] == ["end"] and len(words) >= 2 and words[1] == name:
+                code = int(words[2]) if len(words) == 3 and words[2].isdigit() else None
+                # One newline was printed before the end marker, so the lines between the
+                # markers, joined, are exactly what the command printed.
+                out[name] = ("\n".join(body), code)
+                name = None
+                continue
+            raise ParseError(host, f"opskit section ({stream})", line, "unexpected marker")
+        if name is not None:
+            body.append(line)
+        # Text outside any section (a login banner, a noisy shell rc file) is ignored.
+    if name is not None:
+        raise ParseError(host, f"opskit section ({stream})", f"{MARK}begin {name}", "no end marker")
+    return out
+
+
+def parse_sections(host: str, stdout: str, stderr: str) -> dict[str, Section]:
+    """Split the script's two streams into Sections (pure; raises ParseError naming host)."""
+    outs = _split(host, stdout, "stdout")
+    errs = _split(host, stderr, "stderr") if MARK in stderr else {}
+    result: dict[str, Section] = {}
+    for name, (body, code) in outs.items():
+        if code is None:
+            raise ParseError(host, "opskit section (stdout)", f"{MARK}end {name}", "no exit status")
+        result[name] = Section(name, body, errs.get(name, ("", None))[0], code)
+    return result
+
+
+def run_sections(transport: Transport, names: Iterable[str], *, timeout: float | None = None
+                 ) -> dict[str, Section]:
+    """Run the named snippets on the host in one ``sh -c`` call; return them by name."""
+    names = list(dict.fromkeys(names))
+    result = transport.run(["sh", "-c", build_script(names)], timeout=timeout)
+    sections = parse_sections(transport.host, result.stdout, result.stderr)
+    missing = [n for n in names if n not in sections]
+    if missing:
+        # The shell itself failed (no sh, killed, ...): report what it said.
+        result.check(hint="opskit needs a POSIX sh on the host")
+        raise ParseError(transport.host, "opskit section (stdout)", result.stdout[-200:],
+                         f"sections missing: {', '.join(missing)}")
+    return sections
