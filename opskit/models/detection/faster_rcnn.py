@@ -97,8 +97,14 @@ class FasterRCNN(nn.Module):
         self.pre_nms, self.post_nms = proposals
         self.detections_per_image = detections_per_image
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw outputs: the feature map and the RPN's logits and deltas (no proposals)."""
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        """Raw outputs: the feature map and the RPN's logits and deltas (no proposals).
+
+        With targets, the loss dict instead (so that a DDP wrapper sees the training pass).
+        """
+        if boxes is not None:
+            return self.loss(images, boxes, labels)
         features = self.backbone(images)
         logits, deltas = self.rpn(features)
         return features, logits, deltas

@@ -52,8 +52,14 @@ class YOLO(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw predictions ``(N, A * (5 + C), S, S)``."""
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        """Raw predictions ``(N, A * (5 + C), S, S)``; with targets, the loss dict instead.
+
+        (Losses through ``forward`` so that a DDP wrapper sees the training pass.)
+        """
+        if boxes is not None:
+            return self.loss(images, boxes, labels)
         return self.head(self.neck(self.backbone(images)))
 
     def _split(self, raw: torch.Tensor) -> torch.Tensor:
