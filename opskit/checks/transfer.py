@@ -23,6 +23,7 @@ Both ends are transports, so local -> host, host -> local, local -> local and ho
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -150,6 +151,13 @@ def _stat(ep: Endpoint, path: str, doing: str) -> FileStat | None:
         raise TransferError(
             f"permission denied {doing} {ep.where(path)}",
             "check the folder's permissions on that host",
+        ) from exc
+    except OSError as exc:
+        loop = exc.errno == errno.ELOOP
+        raise TransferError(
+            f"cannot look at {ep.where(path)}: "
+            f"{'a symlink loop' if loop else exc.strerror or exc}",
+            "remove the looping link or copy the folder's parts one by one" if loop else None,
         ) from exc
 
 

@@ -237,3 +237,19 @@ def test_cleanup_failure_is_reported_not_swallowed(tmp_path, tree):
              _ep(NoRemove(fail_after=10), tmp_path / "b.bin"))
     assert "could not be removed" in str(info.value) and "remove it by hand" in str(info.value)
     assert not (tmp_path / "b.bin").exists()
+
+
+def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
+    import opskit.checks.transfer as transfer
+
+    src = tmp_path / "loopy"
+    src.mkdir()
+    (src / "f").write_text("x")
+    (src / "self").symlink_to(".")
+    with pytest.raises(TransferError, match="symlink loop"):
+        copy(_ep(LocalTransport(), src), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
+    (src / "again").symlink_to(".")  # two links: the tree grows 2^depth; the entry cap ends it
+    monkeypatch.setattr(transfer, "MAX_ENTRIES", 2000)
+    with pytest.raises(TransferError, match="more than 2000 files and folders"):
+        copy(_ep(LocalTransport(), src), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
+    assert not (tmp_path / "out").exists()
