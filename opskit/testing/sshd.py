@@ -131,7 +131,9 @@ class SSHTestHost:
         code, out = self.exec(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
         if code != 0:
             raise OpskitError(f"{self.name}: cannot read host keys: {out.strip()}")
-        return [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
+        keys = [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
+        # ed25519 first: clients that order host key types by known_hosts ask for it first
+        return sorted(keys, key=lambda k: (not k.startswith("ssh-ed25519"), k))
 
     def known_hosts_lines(self, hostname: str = "127.0.0.1") -> list[str]:
         entry = hostname if self.port == 22 else f"[{hostname}]:{self.port}"

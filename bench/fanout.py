@@ -1,0 +1,83 @@
+"""Fan-out cost: one host vs N sshd hosts (real containers on 127.0.0.1). Prints, never asserts.
+
+Targets (issue 2): status of 16 hosts takes <= 2x the wall time of one host, and the client
+spends <= 5 ms of CPU per host. Times ``opskit.checks.status.snapshot`` when it exists, else
+``uname -a`` (say which). Client CPU is this process's CPU time (all threads) per host.
+Usage: python bench/fanout.py [--hosts 16] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def workload() -> tuple[str, Callable[[Any], Any]]:
+    try:
+        from opskit.checks.status import snapshot
+    except ImportError:
+        return "uname -a (opskit.checks.status not available)", lambda t: t.run(["uname", "-a"]).check()
+    return "status snapshot", snapshot
+
+
+def measure(specs: list, fn: Callable[[Any], Any], repeat: int) -> tuple[float, float]:
+    """Median wall seconds and median client CPU seconds of ``run_on_hosts(specs, fn)``."""
+    from opskit.hosts.group import run_on_hosts
+
+    walls, cpus = [], []
+    for _ in range(repeat):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        result = run_on_hosts(specs, fn)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - cpu0)
+        if not result.ok:
+            raise SystemExit(f"fan-out failed: {result.failed}")
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def connect_cpu(specs: list, repeat: int) -> float:
+    """Client CPU per host for connecting (key exchange + auth) and closing, nothing else."""
+    return measure(specs, lambda t: t.client(), repeat)[1] / len(specs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    from opskit.hosts.engine import local_docker_client
+    from opskit.images.base import default_tag
+    from opskit.testing.sshd import start_ssh_hosts
+
+    client = local_docker_client()
+    label, fn = workload()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir, start_ssh_hosts(
+        client, args.hosts, workdir=workdir, name_prefix="opskit-bench", base_image=default_tag()
+    ) as bed:
+        print(f"{args.hosts} sshd containers up in {time.perf_counter() - t0:.1f}s; "
+              f"workload: {label}; median of {args.repeat} runs")
+        specs = bed.specs()
+        measure(specs, fn, 1)  # warm: imports, page cache, sshd's first forks
+        wall1, cpu1 = measure(specs[:1], fn, args.repeat)
+        walln, cpun = measure(specs, fn, args.repeat)
+        conn = connect_cpu(specs, args.repeat)
+    per_host = cpun / args.hosts
+    print(f"  1 host : wall {wall1 * 1000:7.1f} ms   client CPU {cpu1 * 1000:6.2f} ms")
+    print(f"  {args.hosts} hosts: wall {walln * 1000:7.1f} ms   client CPU {cpun * 1000:6.2f} ms "
+          f"= {per_host * 1000:.2f} ms/host (of which connect+auth {conn * 1000:.2f} ms)")
+    ratio = walln / wall1
+    print(f"targets: {args.hosts} hosts <= 2x one -> {'met' if ratio <= 2 else 'NOT met'} "
+          f"({ratio:.2f}x); <= 5 ms CPU/host -> {'met' if per_host <= 0.005 else 'NOT met'} "
+          f"({per_host * 1000:.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
