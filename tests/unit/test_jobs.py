@@ -1,0 +1,163 @@
+"""Unit tests of run specs, preflight rules, job states and manifests (no engine, no host)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opskit.errors import ParseError, UnsafeInputError, UsageError
+from opskit.jobs import launch
+from opskit.jobs.collect import parse_sha256sum
+from opskit.jobs.preflight import Gpu, HostFacts, evaluate, parse_cuda_version, parse_gpu_csv
+from opskit.jobs.spec import (
+    GpuRequest,
+    check_run_id,
+    new_run_id,
+    parse_gpus,
+    parse_size,
+    validate_train_args,
+)
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("all", GpuRequest("all")),
+        ("auto", GpuRequest("auto")),
+        ("none", GpuRequest("none")),
+        ("0", GpuRequest("none")),
+        ("2", GpuRequest("count", count=2)),
+        ("0,1", GpuRequest("devices", devices=("0", "1"))),
+        ("device=3", GpuRequest("devices", devices=("3",))),
+    ],
+)
+def test_parse_gpus(text, expected):
+    assert parse_gpus(text) == expected
+
+
+@pytest.mark.parametrize("text", ["many", "-1", "0,x", "1.5"])
+def test_parse_gpus_refuses(text):
+    with pytest.raises(UsageError, match="--gpus"):
+        parse_gpus(text)
+
+
+def test_parse_size():
+    assert parse_size("512m", "x") == 512 << 20
+    assert parse_size("2G", "x") == 2 * GIB
+    assert parse_size("1048576", "x") == 1 << 20
+    with pytest.raises(UsageError, match="--shm-size"):
+        parse_size("lots", "--shm-size")
+
+
+def test_run_ids():
+    rid = new_run_id("ResNet18", now=0)
+    assert rid.startswith("resnet18-19700101-000000-") and check_run_id(rid) == rid
+    for bad in ["", "-x", "A", "a/b", "a b", "x" * 64]:
+        with pytest.raises(UsageError, match="invalid run ID"):
+            check_run_id(bad)
+
+
+def test_training_options_are_checked_locally_before_anything_travels():
+    parsed = validate_train_args("lenet", ["--small", "--steps", "20", "--seed", "7"])
+    assert parsed["steps"] == 20 and parsed["seed"] == 7 and parsed["out"] == "/out"
+    with pytest.raises(UsageError, match="--steps"):
+        validate_train_args("lenet", ["--steps", "zero"])
+    with pytest.raises(UsageError, match="unknown model 'lenett'"):
+        validate_train_args("lenett", [])
+    with pytest.raises(UsageError, match="--out is set by opskit"):
+        validate_train_args("lenet", ["--out", "/tmp/x"])
+
+
+def facts(**kw) -> HostFacts:
+    base = dict(host="gpu1", docker_version="20.10.24", root_free=50 * GIB, home="/home/u",
+                home_free=50 * GIB, mem_total=32 * GIB, runtimes=["nvidia", "runc"],
+                gpus=[Gpu("0", "NVIDIA H100", "550.54", 81559), Gpu("1", "NVIDIA H100", "550.54", 81559)],
+                cuda="12.4")
+    base.update(kw)
+    return HostFacts(**base)
+
+
+def failed(checks):
+    return {c.name: c.detail for c in checks if not c.ok}
+
+
+def test_preflight_passes_on_a_healthy_gpu_host():
+    checks = evaluate(facts(), GpuRequest("all"), GIB, 2 * GIB, GIB)
+    assert failed(checks) == {}
+    gpu = next(c for c in checks if c.name == "gpus")
+    assert "2 GPU(s) visible (NVIDIA H100)" in gpu.detail and "CUDA 12.4" in gpu.detail
+
+
+def test_preflight_refuses_a_full_disk_with_numbers():
+    checks = evaluate(facts(root_free=3 * GIB), GpuRequest("none"), GIB, 3 * GIB, GIB)
+    assert failed(checks) == {
+        "disk": "3.0G free at /var/lib/docker; need 4.0G (3.0G of image layers to load + 1.0G margin)"
+    }
+
+
+@pytest.mark.parametrize(
+    ("kw", "req", "needle"),
+    [
+        ({"gpus": []}, GpuRequest("all"), "nvidia-smi shows none"),
+        ({}, GpuRequest("count", count=4), "4 GPU(s) asked for; 2 GPU(s) visible"),
+        ({}, GpuRequest("devices", devices=("0", "5")), "GPU(s) 5 asked for are not there"),
+        ({"runtimes": ["runc"], "nvidia_hook": None}, GpuRequest("all"), "NVIDIA container runtime is missing"),
+    ],
+)
+def test_preflight_gpu_refusals(kw, req, needle):
+    assert needle in failed(evaluate(facts(**kw), req, GIB, 0, GIB))["gpus"]
+
+
+def test_preflight_cpu_host_and_shm():
+    ok = evaluate(facts(gpus=[], runtimes=["runc"]), GpuRequest("auto"), GIB, 0, GIB)
+    assert failed(ok) == {}
+    big = evaluate(facts(mem_total=4 * GIB), GpuRequest("none"), 3 * GIB, 0, GIB)
+    assert failed(big) == {"shm": "shm 3.0G asked; host memory 4.0G (limit: half of it)"}
+
+
+def test_nvidia_smi_parsing():
+    text = "0, NVIDIA A100-SXM4-80GB, 535.104.05, 81920\n1, NVIDIA A100-SXM4-80GB, 535.104.05, 81920\n"
+    gpus = parse_gpu_csv(text)
+    assert [(g.index, g.name, g.driver, g.memory_mib) for g in gpus] == [
+        ("0", "NVIDIA A100-SXM4-80GB", "535.104.05", 81920),
+        ("1", "NVIDIA A100-SXM4-80GB", "535.104.05", 81920),
+    ]
+    with pytest.raises(ParseError):
+        parse_gpu_csv("No devices were found\n")
+    header = "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2     |"
+    assert parse_cuda_version(header) == "12.2" and parse_cuda_version("") is None
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"Running": True, "ExitCode": 0}, "running"),
+        ({"Running": False, "ExitCode": 0}, "exited"),
+        ({"Running": False, "ExitCode": 1}, "failed"),
+        ({"Running": False, "ExitCode": 143}, "interrupted"),
+        ({"Running": False, "ExitCode": 137, "OOMKilled": True}, "oom-killed"),
+        ({"Running": False, "ExitCode": 0, "Status": "created"}, "created"),
+    ],
+)
+def test_job_states(state, expected):
+    assert launch.describe_state(state) == expected
+
+
+def test_device_requests():
+    f = facts()
+    [all_req] = launch.device_requests(GpuRequest("auto"), f)
+    assert all_req["Count"] == -1 and all_req["Capabilities"] == [["gpu"]] and all_req["Driver"] == "nvidia"
+    [ids] = launch.device_requests(GpuRequest("devices", devices=("1",)), f)
+    assert ids["DeviceIDs"] == ["1"]
+    assert launch.device_requests(GpuRequest("auto"), facts(gpus=[])) == []
+    assert launch.device_requests(GpuRequest("none"), f) == []
+
+
+def test_manifest_parsing_refuses_names_that_leave_the_folder():
+    good = "a" * 64 + "  ./metrics.jsonl\n" + "b" * 64 + "  ./checkpoints/last.pt\n"
+    assert parse_sha256sum(good) == {"metrics.jsonl": "a" * 64, "checkpoints/last.pt": "b" * 64}
+    with pytest.raises(UnsafeInputError):
+        parse_sha256sum("c" * 64 + "  ./../../etc/passwd\n")
+    with pytest.raises(ParseError):
+        parse_sha256sum("not a manifest line\n")
