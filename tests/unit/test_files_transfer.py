@@ -248,8 +248,11 @@ def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
     (src / "self").symlink_to(".")
     with pytest.raises(TransferError, match="symlink loop"):
         copy(_ep(LocalTransport(), src), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
-    (src / "again").symlink_to(".")  # two links: 2^depth entries; the entry cap stops them early
+    wide = tmp_path / "wide"  # a huge tree (or a loop that fans out) meets the entry cap
+    wide.mkdir()
+    for i in range(60):
+        (wide / f"f{i}").write_text("x")
     monkeypatch.setattr(transfer, "MAX_ENTRIES", 50)
     with pytest.raises(TransferError, match="more than 50 files and folders"):
-        copy(_ep(LocalTransport(), src), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
+        copy(_ep(LocalTransport(), wide), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
     assert not (tmp_path / "out").exists()
