@@ -316,9 +316,11 @@ class SSHTransport:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    send_signal(chan, "TERM")  # closing alone would leave it running
                     raise HostError(
                         self.host,
-                        f"command {shell_command(argv_t)!r} did not finish within {limit:g}s",
+                        f"command {shell_command(argv_t)!r} did not finish within {limit:g}s "
+                        "(sent SIGTERM)",
                     )
                 if not self.client().get_transport().is_active():
                     raise HostError(self.host, f"connection lost during {shell_command(argv_t)!r}")
@@ -400,6 +402,28 @@ class SSHTransport:
             return self._docker
 
 
+def send_signal(chan: Any, name: str) -> None:
+    """Ask sshd to signal the remote command (RFC 4254 6.9 "signal"; OpenSSH >= 7.9).
+
+    Best effort: a server without support ignores it, a dead connection cannot carry it.
+    """
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+
+    if chan.closed or chan.exit_status_ready():
+        return
+    msg = Message()
+    msg.add_byte(cMSG_CHANNEL_REQUEST)
+    msg.add_int(chan.remote_chanid)
+    msg.add_string("signal")
+    msg.add_boolean(False)
+    msg.add_string(name)
+    try:
+        chan.transport._send_user_message(msg)
+    except (OSError, EOFError, AttributeError):
+        return  # the connection is gone: so is every process it could have signalled
+
+
 class _SSHProcess:
     def __init__(self, chan: Any):
         self._chan = chan
@@ -413,4 +437,5 @@ class _SSHProcess:
         return self._chan.recv_exit_status()
 
     def kill(self) -> None:
+        send_signal(self._chan, "KILL")
         self._chan.close()

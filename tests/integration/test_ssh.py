@@ -74,6 +74,17 @@ def test_timeout_does_not_hang_and_connection_survives(ssh):
     assert time.monotonic() - start < 5
     assert "did not finish within 1s" in str(info.value)
     assert ssh.run(["true"]).ok
+    # nothing is left running on the host (the command got SIGTERM)
+    assert ssh.run(["pgrep", "-x", "sleep"]).exit_code == 1
+
+
+def test_popen_kill_stops_the_remote_process(ssh):
+    proc = ssh.popen(["sleep", "41"])
+    assert ssh.run(["pgrep", "-f", "sleep 41"]).exit_code == 0
+    proc.kill()
+    from opskit.waiting import wait_until
+
+    wait_until(lambda: ssh.run(["pgrep", "-f", "sleep 41"]).exit_code == 1, 5, "sleep 41 gone")
 
 
 def test_popen_streams(ssh):
