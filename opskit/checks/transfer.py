@@ -87,7 +87,7 @@ class CopyPlan:
     merge: bool  # a folder copied into an existing folder (file by file)
     files: list[FileItem] = field(default_factory=list)
     dirs: list[tuple[str, int]] = field(default_factory=list)  # (rel, mode), parents first
-    skipped: list[str] = field(default_factory=list)  # not regular files or folders
+    skipped: dict[str, str] = field(default_factory=dict)  # rel -> why it was left out
 
     @property
     def total_bytes(self) -> int:
@@ -110,7 +110,7 @@ class CopyResult:
     destination: str
     is_dir: bool
     files: list[CopiedFile]
-    skipped: list[str]
+    skipped: dict[str, str]  # path below the source -> why it was left out
     seconds: float
 
     @property
@@ -124,7 +124,7 @@ class CopyResult:
             "folder": self.is_dir,
             "files": [f.to_dict() for f in self.files],
             "bytes": self.bytes,
-            "skipped": list(self.skipped),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped.items()],
             "seconds": round(self.seconds, 3),
             "verified": "sha256",
         }
@@ -215,16 +215,19 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
         if "/" in name:
             raise TransferError(f"refusing file name {name!r} listed in {src.where(folder)}")
         child_rel = _join(rel, name) if rel else name
+        if name.endswith(PART_SUFFIX):
+            plan.skipped[child_rel] = "an unfinished opskit copy (temporary file)"
+            continue
         st = _stat(src, _join(root, child_rel), "reading")
-        if st is None:  # vanished (or a dangling symlink)
-            plan.skipped.append(child_rel)
+        if st is None:
+            plan.skipped[child_rel] = "vanished, or a symlink to nothing"
         elif st.is_dir:
             plan.dirs.append((child_rel, stat_mod.S_IMODE(st.mode)))
             _walk(src, root, plan, child_rel, depth + 1)
         elif stat_mod.S_ISREG(st.mode):
             plan.files.append(FileItem(child_rel, st.size, stat_mod.S_IMODE(st.mode)))
         else:
-            plan.skipped.append(child_rel)
+            plan.skipped[child_rel] = "not a regular file or folder"
 
 
 def plan_copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False) -> CopyPlan:
@@ -461,7 +464,7 @@ def run_copy(plan: CopyPlan, on_bytes: ByteCallback | None = None) -> CopyResult
     else:
         files = _copy_tree_staged(plan, on_bytes)
     return CopyResult(plan.src.where(), plan.dst.where(plan.final), plan.is_dir, files,
-                      list(plan.skipped), time.monotonic() - start)
+                      dict(plan.skipped), time.monotonic() - start)
 
 
 def copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False,

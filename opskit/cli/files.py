@@ -62,8 +62,8 @@ def _print_copy(result: Any) -> None:
         f"copied {count} file{'s' if count != 1 else ''} ({render.human_bytes(result.bytes)}) "
         f"{result.source} -> {result.destination} in {result.seconds:.2f}s, sha256 verified"
     )
-    for name in result.skipped:
-        render.print_line(f"skipped {name}: not a regular file or folder", err=True)
+    for name, reason in result.skipped.items():
+        render.print_line(f"skipped {name}: {reason}", err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -256,3 +256,17 @@ def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
     with pytest.raises(TransferError, match="more than 50 files and folders"):
         copy(_ep(LocalTransport(), wide), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_special_files_and_old_temporaries_are_skipped_and_said(tmp_path, tree):
+    os.mkfifo(tree / "pipe")
+    (tree / ".old.1234abcd.opskit-part").write_text("half")
+    (tree / "dangling").symlink_to(tree / "nowhere")
+    result = copy(_ep(LocalTransport(), tree), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
+    assert result.skipped == {
+        ".old.1234abcd.opskit-part": "an unfinished opskit copy (temporary file)",
+        "dangling": "vanished, or a symlink to nothing",
+        "pipe": "not a regular file or folder",
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "sub"]
+    assert result.to_dict()["skipped"][2] == {"path": "pipe", "reason": "not a regular file or folder"}
