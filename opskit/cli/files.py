@@ -80,6 +80,10 @@ def scp(src: str, dst: str, recursive: bool, inventory: str | None, as_json: boo
     both ends, then renamed into place: a failed copy never leaves a partial file and never
     harms a good copy already there. Host to host copies are relayed through this machine.
     Relative paths on a host start in the login user's home folder.
+
+    \b
+    --json keys: source, destination, folder, files [{path, size, sha256}], bytes,
+    skipped [{path, reason}], seconds, verified ("sha256").
     """
     from opskit.checks.files import parse_location
     from opskit.checks.transfer import plan_copy, run_copy
@@ -125,6 +129,10 @@ def chmod(mode: str, paths: tuple[str, ...], recursive: bool, explain: bool,
 
     With --explain and no PATH, only explain the mode. A symbolic mode that starts with '-'
     goes after '--': opskit chmod -- -w FILE. Shows the resulting modes.
+
+    \b
+    --json keys: mode, explain [lines], hosts {HOST: {host, mode, recursive,
+    paths [{path, mode (octal), ls, folder}]}}, errors {HOST: {error, message, hint}}.
     """
     from opskit.checks.files import change_mode, chmod_argv, current_umask
     from opskit.checks.modes import explain_mode

@@ -270,3 +270,20 @@ def test_special_files_and_old_temporaries_are_skipped_and_said(tmp_path, tree):
     }
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "sub"]
     assert result.to_dict()["skipped"][2] == {"path": "pipe", "reason": "not a regular file or folder"}
+
+
+def test_ctrl_c_mid_copy_removes_the_temporary_and_propagates(tmp_path, tree):
+    final = tmp_path / "b.bin"
+    final.write_text("good")
+
+    def interrupt(_n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy(_ep(LocalTransport(), tree / "sub" / "b.bin"), _ep(LocalTransport(), final),
+             on_bytes=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        copy(_ep(LocalTransport(), tree), _ep(LocalTransport(), tmp_path / "d"), recursive=True,
+             on_bytes=interrupt)
+    assert final.read_text() == "good" and _leftovers(tmp_path) == []
+    assert not (tmp_path / "d").exists()
