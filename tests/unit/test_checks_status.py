@@ -1,0 +1,147 @@
+"""The one-round-trip section script (real sh, no engine) and Snapshot assembly from
+captured outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from opskit.checks import sections as sec
+from opskit.checks.sections import Section, build_script, parse_sections, run_sections
+from opskit.checks.status import STATUS_SECTIONS, build_snapshot
+from opskit.errors import HostError, ParseError
+from opskit.hosts.local import LocalTransport
+from opskit.testing.fake import FakeReply, FakeTransport
+
+DATA = Path(__file__).parent / "data"
+
+
+def fixture(name: str) -> str:
+    lines = (DATA / name).read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("#"))
+
+
+def test_script_is_fixed_text():
+    script = build_script(STATUS_SECTIONS)
+    assert script == build_script(STATUS_SECTIONS)
+    assert script.startswith("export LC_ALL=C\n")
+    with pytest.raises(KeyError):
+        build_script(["df; rm -rf /"])
+
+
+def test_sections_round_trip_through_real_sh(monkeypatch):
+    monkeypatch.setitem(sec.SNIPPETS, "t_noeol", "printf 'a\\nb'")
+    monkeypatch.setitem(sec.SNIPPETS, "t_eol", "printf 'a\\n\\n'; echo oops >&2; exit 3")
+    monkeypatch.setitem(sec.SNIPPETS, "t_empty", "true")
+    monkeypatch.setitem(sec.SNIPPETS, "t_missing", sec._need("no-such-tool-xyz") + "x")
+    got = run_sections(LocalTransport(), ["t_noeol", "t_eol", "t_empty", "t_missing", "self"])
+    assert got["t_noeol"] == Section("t_noeol", "a\nb", "", 0)
+    assert got["t_eol"] == Section("t_eol", "a\n\n", "oops\n", 3)
+    assert got["t_empty"].stdout == "" and got["t_empty"].ok
+    assert got["t_missing"].not_found and "no-such-tool-xyz" in got["t_missing"].message()
+    assert got["self"].stdout.strip().isdigit()
+
+
+def test_sections_ignore_banners_but_not_broken_frames():
+    out = "Welcome to host!\n" + f"{sec.MARK}begin a\nx\n\n{sec.MARK}end a 0\n"
+    assert parse_sections("h", out, "motd\n")["a"].stdout == "x\n"
+    with pytest.raises(ParseError, match="h9.*no end marker"):
+        parse_sections("h9", f"{sec.MARK}begin a\nx\n", "")
+    with pytest.raises(ParseError, match="unexpected marker"):
+        parse_sections("h9", f"{sec.MARK}begin a\n{sec.MARK}begin b\n", "")
+
+
+def test_a_host_without_sh_is_a_command_failure():
+    fake = FakeTransport("nosh", {})
+    fake.add(["sh", "-c", build_script(["uname"])],
+             FakeReply(stderr="sh: not found", exit_code=127))
+    with pytest.raises(Exception, match="nosh.*exited with 127"):
+        run_sections(fake, ["uname"])
+
+
+def captured_sections(**override: Section) -> dict[str, Section]:
+    base = {
+        "self": Section("self", "11\n", "", 0),
+        "hostname": Section("hostname", "c1\n", "", 0),
+        "os_release": Section("os_release", fixture("os-release-debian.txt"), "", 0),
+        "uname": Section("uname", "Linux 6.1.0-18-amd64 x86_64\n", "", 0),
+        "uptime": Section("uptime", fixture("proc-uptime.txt"), "", 0),
+        "loadavg": Section("loadavg", fixture("proc-loadavg.txt"), "", 0),
+        "nproc": Section("nproc", "2\n", "", 0),
+        "cpu_model": Section("cpu_model", "", "", 0),
+        "meminfo": Section("meminfo", fixture("proc-meminfo.txt"), "", 0),
+        "df": Section("df", fixture("df-container.txt"), "", 0),
+        "ps": Section("ps", fixture("ps-container.txt"), "", 0),
+        "gpu_query": Section("gpu_query", "", "nvidia-smi: command not found", 127),
+        "gpu_apps": Section("gpu_apps", "", "nvidia-smi: command not found", 127),
+        "gpu_version": Section("gpu_version", "", "nvidia-smi: command not found", 127),
+        "docker_version": Section("docker_version", "", "docker: command not found", 127),
+        "docker_df": Section("docker_df", "", "docker: command not found", 127),
+    }
+    base.update(override)
+    return base
+
+
+def test_snapshot_of_a_plain_container():
+    snap = build_snapshot("c1", captured_sections())
+    d = snap.to_dict()
+    assert d["hostname"] == "c1" and d["os"]["id"] == "debian" and d["cpus"] == 2
+    assert [x["mount"] for x in d["disks"]] == ["/", "/etc/hosts"]
+    assert d["gpu"]["status"] == "absent"
+    assert d["gpu"]["message"] == "no NVIDIA GPU (nvidia-smi not found)"
+    assert d["docker"]["message"] == "Docker: not installed"
+    # the script's own shell (pid 11 here, "self") and its children are not reported
+    assert 11 not in [p["pid"] for p in d["top_processes"]]
+    assert snap.ok and d["problems"] == []
+
+
+def test_snapshot_with_gpus_joins_processes(tmp_path):
+    query = fixture("nvidia-smi-h100-load.query-gpu.csv")
+    apps = fixture("nvidia-smi-h100-load.compute-apps.csv").replace("11345", "10")
+    snap = build_snapshot("g1", captured_sections(
+        gpu_query=Section("gpu_query", query, "", 0),
+        gpu_apps=Section("gpu_apps", apps, "", 0),
+        gpu_version=Section("gpu_version", fixture("nvidia-smi-h100.version.txt"), "", 0),
+    ))
+    g = snap.to_dict()["gpu"]
+    assert g["status"] == "ok" and g["cuda_version"] == "13.1"
+    assert g["driver_version"] == "590.48.01"
+    (dev,) = g["gpus"]
+    for key in ("index", "uuid", "name", "temperature.gpu", "utilization.gpu", "memory.used",
+                "memory.total", "power.draw", "enforced.power.limit", "processes"):
+        assert key in dev  # gpustat's keys
+    burn = next(p for p in dev["processes"] if p["pid"] == 10)
+    assert burn["username"] == "opskit" and burn["gpu_memory_usage"] == 15690
+    assert burn["command"] == "gpu_burn"
+
+
+def test_snapshot_broken_driver_is_a_problem():
+    snap = build_snapshot("g2", captured_sections(gpu_query=Section(
+        "gpu_query", "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+        "driver.\n", "", 9)))
+    assert not snap.ok and "nvidia-smi failed" in snap.problems[0]
+
+
+def test_snapshot_garbage_names_host_and_line():
+    with pytest.raises(ParseError, match="c7.*df"):
+        build_snapshot("c7", captured_sections(df=Section("df", "Filesystem junk\n", "", 0)))
+    with pytest.raises(HostError, match="c7.*ps: command not found"):
+        build_snapshot("c7", captured_sections(ps=Section("ps", "", "ps: not found", 127)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="needs Linux /proc")
+def test_snapshot_of_this_machine_runs_one_command():
+    calls = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kw):
+            calls.append(argv)
+            return super().run(argv, **kw)
+
+    from opskit.checks.status import snapshot
+
+    snap = snapshot(Counting())
+    assert len(calls) == 1 and calls[0][:2] == ["sh", "-c"]
+    assert snap.cpus == os.cpu_count() and snap.disks
