@@ -16,6 +16,7 @@ from typing import Any
 
 from opskit import atomic
 from opskit.errors import HostError, HostKeyError
+from opskit.hosts.knownhosts import KnownHosts, read_known_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.ssh import (
     fingerprint,
@@ -48,24 +49,15 @@ class ScannedKey:
                 "fingerprint": self.fingerprint}
 
 
-def load_known(spec: HostSpec) -> Any:
-    """A paramiko ``HostKeys`` with every known_hosts file of this spec (missing ones skipped)."""
-    import paramiko
-
-    keys = paramiko.HostKeys()
-    for path in known_hosts_files(spec):
-        if os.path.exists(path):
-            try:
-                keys.load(path)
-            except (OSError, paramiko.SSHException) as exc:
-                raise HostError(spec.name, f"cannot read known_hosts file {path}: {exc}") from exc
-    return keys
+def load_known(spec: HostSpec) -> KnownHosts:
+    """Every known_hosts file of this spec (missing ones are empty, broken lines skipped)."""
+    return read_known_hosts(known_hosts_files(spec), spec.name)
 
 
 def pinned_keys(spec: HostSpec) -> dict[str, Any]:
     """key type -> pinned key for this host (empty when the host is unknown)."""
     entry = known_hosts_entry_name(spec.hostname, spec.port)
-    found = load_known(spec).lookup(entry)
+    found = load_known(spec).keys.lookup(entry)
     return dict(found) if found else {}
 
 
@@ -131,6 +123,13 @@ def scan(spec: HostSpec) -> ScannedKey:
 
 def check_not_changed(spec: HostSpec, scanned: ScannedKey) -> bool:
     """True if this exact key is already pinned; raise HostKeyError if a different one is."""
+    if load_known(spec).is_revoked(scanned.key):
+        raise HostKeyError(
+            spec.name,
+            f"{scanned.entry} shows {scanned.key_type} {scanned.fingerprint}, a key marked "
+            "@revoked in known_hosts; opskit will not pin it",
+            "this key must not be used again: ask the host's owner for its new key",
+        )
     pinned = pinned_keys(spec)
     if not pinned:
         return False

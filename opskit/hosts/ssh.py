@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.errors import HostError, HostKeyError, OpskitError
+from opskit.hosts.knownhosts import read_known_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import CommandResult, FileStat, shell_command
 
@@ -197,15 +198,7 @@ class SSHTransport:
         spec = self.spec
         spec.check_jump()
         client = paramiko.SSHClient()
-        for path in known_hosts_files(spec):
-            if os.path.exists(path):
-                try:
-                    client.load_host_keys(path)
-                except Exception as exc:  # noqa: BLE001 - a broken file is named
-                    raise HostError(
-                        spec.name, f"cannot read known_hosts file {path}: {exc}",
-                        "fix or remove the broken line (OpenSSH's ssh-keygen -F/-R can help)",
-                    ) from exc
+        known = read_known_hosts(known_hosts_files(spec), spec.name, into=client.get_host_keys())
         client.set_missing_host_key_policy(_refuse_unknown_policy(spec))
         sock = self._open_socket()
         try:
@@ -226,6 +219,16 @@ class SSHTransport:
             client.close()
             sock.close()
             raise _connect_error(spec, exc) from exc
+        server_key = client.get_transport().get_remote_server_key()
+        if known.is_revoked(server_key):
+            client.close()
+            raise HostKeyError(
+                spec.name,
+                f"the host key of {known_hosts_entry_name(spec.hostname, spec.port)} "
+                f"({server_key.get_name()} {fingerprint(server_key)}) is marked @revoked "
+                "in known_hosts",
+                "this key must not be used again: ask the host's owner for its new key",
+            )
         client.get_transport().set_keepalive(spec.keepalive)
         return client
 

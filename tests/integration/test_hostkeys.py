@@ -95,3 +95,22 @@ def test_host_keys_flow(bed) -> None:
         assert res.returncode == 1 and "HOST KEY CHANGED" in res.stderr, res.stderr
         assert "ssh-keygen -R" in res.stderr
     assert kh.read_bytes() == pinned
+
+
+def test_broken_lines_skipped_and_revoked_key_refused(bed) -> None:
+    host = bed.hosts[0]
+    kh = bed.known_hosts_path
+    pinned = "\n".join(host.known_hosts_lines())
+    kh.write_text("garbage line\n[x]:1 ssh-ed25519 !!notbase64!!\n" + pinned + "\n")
+    with SSHTransport(bed.specs()[0]) as t:  # OpenSSH skips broken lines; so do we
+        assert t.run(["true"]).ok
+    revoked = "".join(f"@revoked * {key}\n" for key in host.host_keys)
+    kh.write_text(revoked + pinned + "\n")
+    before = kh.read_bytes()
+    with pytest.raises(HostKeyError, match="@revoked"), SSHTransport(bed.specs()[0]) as t:
+        t.run(["true"])
+    kh.write_text(revoked)
+    res = opskit(bed, "hosts", "trust", host.name, "--yes")
+    assert res.returncode == 1 and "@revoked" in res.stderr
+    assert kh.read_bytes() == revoked.encode()
+    kh.write_bytes(before)

@@ -1,0 +1,71 @@
+"""known_hosts files read the way OpenSSH reads them.
+
+paramiko's own loader gives up on a whole file at one undecodable line and reads
+``@revoked`` lines as host names. Here, as in OpenSSH: a line that cannot be read is skipped
+(and counted), ``@revoked`` keys are collected so they are refused for every host, and
+``@cert-authority`` lines (not supported by opskit) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from opskit.errors import HostError
+
+
+@dataclass
+class KnownHosts:
+    """Pinned keys (a paramiko ``HostKeys``), revoked key blobs, and lines skipped."""
+
+    keys: Any
+    revoked: set[str] = field(default_factory=set)  # base64 key blobs
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason"
+
+    def is_revoked(self, key: Any) -> bool:
+        return key.get_base64() in self.revoked
+
+
+def read_known_hosts(paths: list[str], host: str = "", into: Any = None) -> KnownHosts:
+    """Read every existing file of ``paths`` (a missing file is simply empty) into ``into``
+    (a paramiko ``HostKeys``, e.g. ``SSHClient.get_host_keys()``) or a new one."""
+    import paramiko
+
+    known = KnownHosts(into if into is not None else paramiko.HostKeys())
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError as exc:
+            raise HostError(host or path, f"cannot read known_hosts file {path}: {exc}") from exc
+        for lineno, raw in enumerate(lines, 1):
+            _read_line(known, raw.strip(), f"{path}:{lineno}")
+    return known
+
+
+def _read_line(known: KnownHosts, line: str, where: str) -> None:
+    from paramiko.hostkeys import HostKeyEntry
+
+    if not line or line.startswith("#"):
+        return
+    if line.startswith("@"):
+        marker, _, rest = line.partition(" ")
+        fields = rest.split()
+        if marker == "@revoked" and len(fields) >= 3:
+            known.revoked.add(fields[2])
+        else:
+            known.skipped.append(f"{where}: {marker} lines are not used by opskit")
+        return
+    try:
+        entry = HostKeyEntry.from_line(line)
+    except Exception as exc:  # noqa: BLE001 - a broken line is skipped, as OpenSSH does
+        known.skipped.append(f"{where}: unreadable ({type(exc).__name__})")
+        return
+    if entry is None:
+        known.skipped.append(f"{where}: unknown key type or too few fields")
+        return
+    for name in entry.hostnames:
+        known.keys.add(name, entry.key.get_name(), entry.key)
