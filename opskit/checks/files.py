@@ -140,6 +140,6 @@ def change_mode(t: Transport, mode: str, paths: Sequence[str], *, recursive: boo
         raise CommandFailed(
             result,
             "check that the paths exist on that host and that its login user owns them "
-            "(or has sudo)",
+            "(only the owner or root may change a mode)",
         )
     return ChmodResult(t.host, mode, recursive, read_modes(t, real))

@@ -132,7 +132,9 @@ class CopyResult:
 
 # -- planning ---------------------------------------------------------------------------------
 def _join(base: str, rel: str) -> str:
-    return posixpath.join(base, rel) if rel else base
+    if not rel:
+        return base
+    return rel if base in (".", "./") else posixpath.join(base, rel)
 
 
 def _parent(path: str) -> str:
@@ -150,7 +152,7 @@ def _stat(ep: Endpoint, path: str, doing: str) -> FileStat | None:
     except PermissionError as exc:
         raise TransferError(
             f"permission denied {doing} {ep.where(path)}",
-            "check the folder's permissions on that host",
+            "the login user may not enter a folder on that path; use a path it may use",
         ) from exc
     except OSError as exc:
         loop = exc.errno == errno.ELOOP
@@ -204,7 +206,10 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
     try:
         names = src.transport.listdir(folder)
     except PermissionError as exc:
-        raise TransferError(f"permission denied listing {src.where(folder)}") from exc
+        raise TransferError(
+            f"permission denied listing {src.where(folder)}",
+            "the login user may not read that folder; copy what it may read, or fix the modes",
+        ) from exc
     if len(plan.files) + len(plan.dirs) + len(plan.skipped) + len(names) > MAX_ENTRIES:
         raise TransferError(
             f"{src.where(root)} holds more than {MAX_ENTRIES} files and folders "
