@@ -164,3 +164,15 @@ def test_fake_versions_and_failures(tmp_path):
                      data={"fail": {"message": "Unable to determine the device handle",
                                     "exit_code": 15}, "gpus": []})
     assert code == 15 and "device handle" in out
+
+
+@pytest.mark.skipif(Path("/etc/opskit/fake-nvidia-smi.json").exists(),
+                    reason="this machine has its own fake GPU data")
+def test_fake_default_data_ships_beside_the_script():
+    env = {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, str(FAKE), f"--query-gpu={','.join(GPU_FIELDS)}",
+                           "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                          env=env, timeout=30)
+    rows = gpu.parse_csv_query(proc.stdout, GPU_FIELDS)
+    assert proc.returncode == 0 and [r["index"] for r in rows] == [0, 1]
+    assert all(r["name"] == "NVIDIA H100 80GB HBM3" for r in rows)
