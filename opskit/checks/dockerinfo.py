@@ -12,12 +12,14 @@ import json
 import re
 from dataclasses import dataclass
 
-from opskit.checks.sections import Section
+from opskit.checks.sections import DOCKER_DF_TIMEOUT, Section
 from opskit.errors import ParseError
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKMGTP]?i?B)$")
 _UNITS = {"B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "PB": 1000**5, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+
+TIMED_OUT = 124  # coreutils timeout's exit status
 
 MESSAGES = {
     "not installed": "Docker: not installed",
@@ -129,5 +131,9 @@ def docker_info(host: str, version: Section, disk: Section | None) -> DockerInfo
     message = f"Docker {server.get('Version')}"
     if images is not None:
         message += f", {images.count} images, {images.size}"
+    elif disk is not None and disk.exit_code == TIMED_OUT:
+        message += f", image disk use unknown (docker system df took over {DOCKER_DF_TIMEOUT}s)"
+    elif disk is not None:
+        message += f", image disk use unknown ({disk.message()})"
     return DockerInfo("running", message, client.get("Version"), server.get("Version"),
                       server.get("ApiVersion"), rows)

@@ -31,6 +31,7 @@ GPU_FIELDS = (
 GPU_APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
 
 PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
+DOCKER_DF_TIMEOUT = 10  # seconds; exit status 124 when it ran out
 
 
 def _need(tool: str) -> str:
@@ -57,7 +58,10 @@ SNIPPETS: dict[str, str] = {
     # --version is cheap where supported (driver >= 525); older drivers: the plain table header.
     "gpu_version": _need("nvidia-smi") + "nvidia-smi --version 2>/dev/null || nvidia-smi",
     "docker_version": _need("docker") + "docker version --format '{{json .}}'",
-    "docker_df": _need("docker") + "docker system df --format '{{json .}}'",
+    # system df sizes every layer and container: bounded so a busy engine cannot stall status
+    "docker_df": _need("docker") + "if command -v timeout >/dev/null 2>&1; then "
+    f"timeout {DOCKER_DF_TIMEOUT} docker system df --format '{{{{json .}}}}'; "
+    "else docker system df --format '{{json .}}'; fi",
 }
 
 

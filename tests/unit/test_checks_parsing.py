@@ -255,3 +255,11 @@ def test_docker_garbage():
         dockerinfo.parse_system_df('{"Type": "Images"}\n', "h")
     with pytest.raises(ParseError, match="docker version"):
         dockerinfo.parse_version("{not json\n", "h")
+
+
+def test_docker_df_timed_out_still_reports_the_engine():
+    info = dockerinfo.docker_info(
+        "h", _section("docker_version", fixture("docker-version.jsonl")),
+        _section("docker_df", "", "", 124))
+    assert info.state == "running" and info.to_dict()["images"] is None
+    assert "image disk use unknown (docker system df took over 10s)" in info.message
