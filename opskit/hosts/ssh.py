@@ -12,7 +12,6 @@ import base64
 import hashlib
 import logging
 import os
-import select
 import socket
 import stat as stat_mod
 import threading
@@ -299,41 +298,19 @@ class SSHTransport:
         start = time.monotonic()
         deadline = start + limit
         chan = self._open_channel(argv_t, env)
-        out: list[bytes] = []
-        err: list[bytes] = []
         try:
-            if stdin is not None:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            while True:
-                while chan.recv_ready():
-                    out.append(chan.recv(65536))
-                while chan.recv_stderr_ready():
-                    err.append(chan.recv_stderr(65536))
-                if (
-                    chan.exit_status_ready()
-                    and (chan.eof_received or chan.closed)
-                    and not chan.recv_ready()
-                    and not chan.recv_stderr_ready()
-                ):
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    send_signal(chan, "TERM")  # closing alone would leave it running
-                    raise HostError(
-                        self.host,
-                        f"command {shell_command(argv_t)!r} did not finish within {limit:g}s "
-                        "(sent SIGTERM)",
-                    )
-                if not self.client().get_transport().is_active():
-                    raise HostError(self.host, f"connection lost during {shell_command(argv_t)!r}")
-                if chan.eof_received:
-                    chan.status_event.wait(min(remaining, 0.5))
-                else:
-                    select.select([chan], [], [], min(remaining, 1.0))
-            code = chan.recv_exit_status()
+            out, err, code = _collect(chan, stdin, deadline)
+        except TimeoutError as exc:
+            send_signal(chan, "TERM")  # closing alone would leave it running
+            raise HostError(
+                self.host,
+                f"command {shell_command(argv_t)!r} did not finish within {limit:g}s "
+                "(sent SIGTERM)",
+            ) from exc
         except (OSError, EOFError) as exc:
-            raise HostError(self.host, f"connection lost during {shell_command(argv_t)!r}: {exc}") from exc
+            raise HostError(
+                self.host, f"connection lost during {shell_command(argv_t)!r}: {exc}"
+            ) from exc
         finally:
             chan.close()
         result = CommandResult(
@@ -403,6 +380,52 @@ class SSHTransport:
 
                 self._docker = ssh_docker_client(self.host, self.client())
             return self._docker
+
+
+def _collect(chan: Any, stdin: bytes | None, deadline: float) -> tuple[list[bytes], list[bytes], int]:
+    """Feed stdin and gather stdout/stderr until the command exits; TimeoutError at deadline.
+
+    Waits on the channel's exit event with a short, adaptive sleep while output flows, rather
+    than waking up for every packet: a command that prints many small lines costs far less
+    client CPU, and stdin is fed only as the window allows, so a large stdin never blocks
+    while output piles up.
+    """
+    out: list[bytes] = []
+    err: list[bytes] = []
+    pending = memoryview(stdin or b"")
+    if not pending:
+        chan.shutdown_write()
+    wait = 0.002
+    while True:
+        moved = False
+        if pending and chan.send_ready():
+            sent = chan.send(bytes(pending[:65536]))
+            pending, moved = pending[sent:], True
+            if not pending:
+                chan.shutdown_write()
+        while chan.recv_ready():
+            out.append(chan.recv(1 << 20))
+            moved = True
+        while chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(1 << 20))
+            moved = True
+        if chan.exit_status_ready() and (chan.eof_received or chan.closed) and not (
+            chan.recv_ready() or chan.recv_stderr_ready()
+        ):
+            code = chan.recv_exit_status()
+            if code == -1 and not chan.transport.is_active():
+                raise EOFError("the SSH connection closed before the command's exit status")
+            return out, err, code
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if not chan.transport.is_active():
+            raise EOFError("the SSH connection closed")
+        if chan.status_event.is_set():
+            time.sleep(0.001)  # exit status is in, EOF/close a packet behind
+        else:
+            chan.status_event.wait(min(remaining, wait))
+        wait = 0.002 if moved else min(wait * 2, 0.25)
 
 
 def send_signal(chan: Any, name: str) -> None:

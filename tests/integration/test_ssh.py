@@ -67,15 +67,39 @@ def test_stdin_env_and_large_output(ssh):
     assert len(big.stdout) == 3_000_000
 
 
+def test_large_stdin_and_output_together_do_not_deadlock(ssh):
+    data = bytes(range(256)) * (6 * 4096)  # 6 MiB in, 6 MiB out: more than both windows
+    res = ssh.run(["cat"], stdin=data, timeout=60)
+    assert res.ok and len(res.stdout.encode("utf-8", "surrogateescape")) > 0
+    assert ssh.run(["wc", "-c"], stdin=data).stdout.strip() == str(len(data))
+
+
+def test_dropped_connection_is_reported_not_waited_out(ssh, ssh_testbed):
+    import threading
+
+    assert ssh.run(["true"]).ok
+    host = ssh_testbed.hosts[0]
+    # the host's sshd session processes die under a running command (as on a reboot)
+    killer = threading.Timer(1.0, host.exec, [["pkill", "-9", "-f", "sshd: opskit"]])
+    killer.start()
+    start = time.monotonic()
+    with pytest.raises(HostError, match="connection lost"):
+        ssh.run(["sleep", "23"], timeout=15)
+    killer.join()
+    assert time.monotonic() - start < 10
+    assert ssh.run(["echo", "back"]).stdout == "back\n"  # reconnects on next use
+    ssh.run(["pkill", "-f", "sleep 23"])
+
+
 def test_timeout_does_not_hang_and_connection_survives(ssh):
     start = time.monotonic()
     with pytest.raises(HostError) as info:
-        ssh.run(["sleep", "30"], timeout=1)
+        ssh.run(["sleep", "31"], timeout=1)
     assert time.monotonic() - start < 5
     assert "did not finish within 1s" in str(info.value)
     assert ssh.run(["true"]).ok
     # nothing is left running on the host (the command got SIGTERM)
-    assert ssh.run(["pgrep", "-x", "sleep"]).exit_code == 1
+    assert ssh.run(["pgrep", "-f", "sleep 31"]).exit_code == 1
 
 
 def test_popen_kill_stops_the_remote_process(ssh):
