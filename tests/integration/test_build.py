@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,18 @@ import pytest
 from opskit.errors import UsageError
 from opskit.images.build import BuildRequest, StepFailed, build_image
 from opskit.images.events import BUILT, CACHED, Event, PhaseDone, StepDone
+from opskit.testing.cli import CliRun, cli_runner
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny"
 TAG = "opskit-buildtest-tiny:it"
+
+
+@pytest.fixture()
+def opskit_cli(capsys: pytest.CaptureFixture) -> Any:
+    """The real CLI entry (error boundary, exit codes) run in this process."""
+    return cli_runner(capsys)
+
+
 BIG = 30 * 1024 * 1024
 
 
@@ -143,16 +151,14 @@ def test_one_line_change_rebuilds_only_the_code_layers(
     assert _built(events2) == [] and again.image_id == result.image_id and again.added_bytes == 0
 
 
-def test_broken_recipe_fails_naming_the_step(project: Path, tmp_path: Path, base_image: str) -> None:
+def test_broken_recipe_fails_naming_the_step(
+    project: Path, tmp_path: Path, base_image: str, opskit_cli: Any
+) -> None:
     recipe = (EXAMPLE.parents[1] / "dockerfiles" / "offline.Dockerfile").read_text()
     broken = recipe.replace("\nWORKDIR /app\n", "\nRUN echo about to fail && exit 7\nWORKDIR /app\n")
     (tmp_path / "broken.Dockerfile").write_text(broken)
-    proc = subprocess.run(
-        [sys.executable, "-m", "opskit", "build", str(project), "--recipe",
-         str(tmp_path / "broken.Dockerfile"), "--tag", "opskit-buildtest-broken:it",
-         "--base", base_image],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc: CliRun = opskit_cli("build", str(project), "--recipe", str(tmp_path / "broken.Dockerfile"),
+                              "--tag", "opskit-buildtest-broken:it", "--base", base_image)
     assert proc.returncode == 1, proc.stderr
     assert "image build failed at step" in proc.stderr
     assert "RUN echo about to fail && exit 7" in proc.stderr
@@ -174,11 +180,8 @@ def test_failure_event_and_exception_carry_the_step(project: Path, tmp_path: Pat
     assert events[-1] == failure
 
 
-def test_secret_looking_build_arg_is_refused(project: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "opskit", "build", str(project), "--build-arg", "HF_TOKEN=hf_abc"],
-        capture_output=True, text=True, timeout=60,
-    )
+def test_secret_looking_build_arg_is_refused(project: Path, opskit_cli: Any) -> None:
+    proc = opskit_cli("build", str(project), "--build-arg", "HF_TOKEN=hf_abc")
     assert proc.returncode == 2
     assert "HF_TOKEN looks like a secret" in proc.stderr and "docker history" in proc.stderr
     assert "hf_abc" not in proc.stderr + proc.stdout
@@ -200,29 +203,26 @@ def test_unresolvable_requirement_names_the_package(tmp_path: Path, docker_clien
                     client=docker_client)
 
 
-def test_engine_not_running_says_how_to_start_one(project: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    proc = subprocess.run([sys.executable, "-m", "opskit", "build", str(project)],
-                          capture_output=True, text=True, timeout=60, env=env)
+def test_engine_not_running_says_how_to_start_one(
+    project: Path, tmp_path: Path, opskit_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    proc = opskit_cli("build", str(project))
     assert proc.returncode == 1
     assert "no usable Docker engine" in proc.stderr and "start the engine" in proc.stderr
 
 
-def test_project_missing_recipe_inputs_says_which(tmp_path: Path) -> None:
+def test_project_missing_recipe_inputs_says_which(tmp_path: Path, opskit_cli: Any) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.py").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "opskit", "build", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = opskit_cli("build", str(tmp_path))
     assert proc.returncode == 2 and "lacks test/" in proc.stderr
 
 
-def test_cli_json_streams_events_and_the_result(project: Path, base_image: str) -> None:
+def test_cli_json_streams_events_and_the_result(project: Path, base_image: str, opskit_cli: Any) -> None:
     import json
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "opskit", "build", str(project), "--tag", TAG, "--base", base_image,
-         "--json"], capture_output=True, text=True, timeout=300,
-    )
+    proc = opskit_cli("build", str(project), "--tag", TAG, "--base", base_image, "--json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = {e["event"] for e in events}
