@@ -149,18 +149,33 @@ def _base_name(path: str) -> str:
 def _stat(ep: Endpoint, path: str, doing: str) -> FileStat | None:
     try:
         return ep.transport.stat(path)
+    except OpskitError:
+        raise
     except PermissionError as exc:
         raise TransferError(
             f"permission denied {doing} {ep.where(path)}",
             "the login user may not enter a folder on that path; use a path it may use",
         ) from exc
-    except OSError as exc:
-        loop = exc.errno == errno.ELOOP
+    except Exception as exc:  # noqa: BLE001 - a dead connection or an odd entry, named
+        loop = isinstance(exc, OSError) and exc.errno == errno.ELOOP
         raise TransferError(
-            f"cannot look at {ep.where(path)}: "
-            f"{'a symlink loop' if loop else exc.strerror or exc}",
+            f"cannot look at {ep.where(path)}: {'a symlink loop' if loop else _describe(exc)}",
             "remove the looping link or copy the folder's parts one by one" if loop else None,
         ) from exc
+
+
+def _listdir(ep: Endpoint, folder: str) -> list[str]:
+    try:
+        return ep.transport.listdir(folder)
+    except OpskitError:
+        raise
+    except PermissionError as exc:
+        raise TransferError(
+            f"permission denied listing {ep.where(folder)}",
+            "the login user may not read that folder; copy what it may read, or fix the modes",
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a dead connection, named
+        raise TransferError(f"cannot list {ep.where(folder)}: {_describe(exc)}") from exc
 
 
 def _final_path(plan_src: FileStat, src: Endpoint, dst: Endpoint) -> tuple[str, bool]:
@@ -203,13 +218,7 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
             f"{src.where(root)} is nested more than {MAX_DEPTH} folders deep (a symlink loop?)"
         )
     folder = _join(root, rel)
-    try:
-        names = src.transport.listdir(folder)
-    except PermissionError as exc:
-        raise TransferError(
-            f"permission denied listing {src.where(folder)}",
-            "the login user may not read that folder; copy what it may read, or fix the modes",
-        ) from exc
+    names = _listdir(src, folder)
     if len(plan.files) + len(plan.dirs) + len(plan.skipped) + len(names) > MAX_ENTRIES:
         raise TransferError(
             f"{src.where(root)} holds more than {MAX_ENTRIES} files and folders "

@@ -287,3 +287,19 @@ def test_ctrl_c_mid_copy_removes_the_temporary_and_propagates(tmp_path, tree):
              on_bytes=interrupt)
     assert final.read_text() == "good" and _leftovers(tmp_path) == []
     assert not (tmp_path / "d").exists()
+
+
+def test_a_connection_dying_while_looking_is_named(tmp_path, tree):
+    class DeadOnStat(FaultyTransport):
+        def stat(self, path):
+            raise EOFError
+
+    class DeadOnList(FaultyTransport):
+        def listdir(self, path):
+            raise EOFError
+
+    with pytest.raises(TransferError, match=r"cannot look at faulty:.*connection lost"):
+        copy(_ep(DeadOnStat(), tree / "a.txt"), _ep(LocalTransport(), tmp_path / "x"))
+    with pytest.raises(TransferError, match=r"cannot list faulty:.*connection lost"):
+        copy(_ep(DeadOnList(), tree), _ep(LocalTransport(), tmp_path / "x"), recursive=True)
+    assert list(tmp_path.iterdir()) == [tree]
