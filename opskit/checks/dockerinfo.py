@@ -43,10 +43,10 @@ class DiskUse:
 
     type: str
     count: int
-    active: int
-    size: str
+    active: int | None
+    size: str | None
     size_bytes: int | None
-    reclaimable: str
+    reclaimable: str | None
 
     def to_dict(self) -> dict:
         return {"count": self.count, "active": self.active, "size": self.size,
@@ -117,8 +117,19 @@ class DockerInfo:
         }
 
 
-def docker_info(host: str, version: Section, disk: Section | None) -> DockerInfo:
-    """Sections ``docker_version`` and ``docker_df`` -> DockerInfo (pure)."""
+def count_images(images: Section | None) -> int | None:
+    """``docker image ls --quiet --no-trunc`` -> the number of distinct images."""
+    if images is None or not images.ok:
+        return None
+    return len({line.strip() for line in images.stdout.splitlines() if line.strip()})
+
+
+def docker_info(host: str, version: Section, disk: Section | None,
+                images: Section | None = None) -> DockerInfo:
+    """Sections ``docker_version``, ``docker_df`` (and ``docker_images``) -> DockerInfo.
+
+    ``docker system df`` gives the images' disk use; when it failed or ran out of time the
+    image count still comes from ``docker image ls``."""
     if version.not_found:
         return DockerInfo("not installed", MESSAGES["not installed"])
     client, server = parse_version(version.stdout, host) if "{" in version.stdout else ({}, None)
@@ -126,14 +137,19 @@ def docker_info(host: str, version: Section, disk: Section | None) -> DockerInfo
         state = classify_error(version.stderr)
         message = MESSAGES.get(state, f"Docker: {version.message()}")
         return DockerInfo(state, message, client_version=client.get("Version"))
-    rows = parse_system_df(disk.stdout, host) if disk is not None and disk.ok else None
-    images = rows.get("Images") if rows else None
+    rows = parse_system_df(disk.stdout, host) if disk is not None and disk.ok else {}
+    use = rows.get("Images")
     message = f"Docker {server.get('Version')}"
-    if images is not None:
-        message += f", {images.count} images, {images.size}"
-    elif disk is not None and disk.exit_code == TIMED_OUT:
-        message += f", image disk use unknown (docker system df took over {DOCKER_DF_TIMEOUT}s)"
-    elif disk is not None:
-        message += f", image disk use unknown ({disk.message()})"
+    if use is not None:
+        message += f", {use.count} images, {use.size}"
+    else:
+        count = count_images(images)
+        if count is not None:
+            rows = {**rows, "Images": DiskUse("Images", count, None, None, None, None)}
+            message += f", {count} images"
+        if disk is not None and disk.exit_code == TIMED_OUT:
+            message += f", disk use unknown (docker system df took over {DOCKER_DF_TIMEOUT}s)"
+        elif disk is not None:
+            message += f", disk use unknown ({disk.message()})"
     return DockerInfo("running", message, client.get("Version"), server.get("Version"),
-                      server.get("ApiVersion"), rows)
+                      server.get("ApiVersion"), rows or None)

@@ -58,6 +58,7 @@ SNIPPETS: dict[str, str] = {
     # --version is cheap where supported (driver >= 525); older drivers: the plain table header.
     "gpu_version": _need("nvidia-smi") + "nvidia-smi --version 2>/dev/null || nvidia-smi",
     "docker_version": _need("docker") + "docker version --format '{{json .}}'",
+    "docker_images": _need("docker") + "docker image ls --quiet --no-trunc",
     # system df sizes every layer and container: bounded so a busy engine cannot stall status
     "docker_df": _need("docker") + "if command -v timeout >/dev/null 2>&1; then "
     f"timeout {DOCKER_DF_TIMEOUT} docker system df --format '{{{{json .}}}}'; "

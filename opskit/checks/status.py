@@ -41,7 +41,8 @@ from opskit.hosts.transport import Transport
 TOP_PROCESSES = 5
 STATUS_SECTIONS = (
     "self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc", "cpu_model",
-    "meminfo", "df", "ps", "gpu_query", "gpu_apps", "gpu_version", "docker_version", "docker_df",
+    "meminfo", "df", "ps", "gpu_query", "gpu_apps", "gpu_version", "docker_version",
+    "docker_images", "docker_df",
 )
 
 
@@ -135,7 +136,8 @@ def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
         disks=filesystems_from_section(host, sections["df"]),
         top_processes=sort_processes(processes, "cpu")[:TOP_PROCESSES],
         gpu=gpu,
-        docker=docker_info(host, sections["docker_version"], sections.get("docker_df")),
+        docker=docker_info(host, sections["docker_version"], sections.get("docker_df"),
+                           sections.get("docker_images")),
         problems=problems,
     )
 

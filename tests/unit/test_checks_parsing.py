@@ -260,6 +260,8 @@ def test_docker_garbage():
 def test_docker_df_timed_out_still_reports_the_engine():
     info = dockerinfo.docker_info(
         "h", _section("docker_version", fixture("docker-version.jsonl")),
-        _section("docker_df", "", "", 124))
-    assert info.state == "running" and info.to_dict()["images"] is None
-    assert "image disk use unknown (docker system df took over 10s)" in info.message
+        _section("docker_df", "", "", 124),
+        _section("docker_images", "sha256:aa\nsha256:bb\nsha256:aa\n"))
+    images = info.to_dict()["images"]
+    assert info.state == "running" and images["count"] == 2 and images["size_bytes"] is None
+    assert info.message.endswith(", 2 images, disk use unknown (docker system df took over 10s)")
