@@ -45,7 +45,7 @@ def _endpoints(src: Any, dst: Any, inventory: str | None) -> tuple[Any, Any, lis
                     inv = load_inventory(inventory)
                 transports[loc.host] = connect(inv.resolve(loc.host))
         t = transports[loc.host]
-        endpoints.append(Endpoint(t, host_path(loc.path, is_local=t.is_local), str(loc)))
+        endpoints.append(Endpoint(t, host_path(loc.path, is_local=t.is_local)))
     return endpoints[0], endpoints[1], list(transports.values())
 
 

@@ -240,7 +240,7 @@ def test_cleanup_failure_is_reported_not_swallowed(tmp_path, tree):
 
 
 def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
-    import opskit.checks.transfer as transfer
+    import opskit.checks.copyplan as copyplan
 
     src = tmp_path / "loopy"
     src.mkdir()
@@ -252,7 +252,7 @@ def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
     wide.mkdir()
     for i in range(60):
         (wide / f"f{i}").write_text("x")
-    monkeypatch.setattr(transfer, "MAX_ENTRIES", 50)
+    monkeypatch.setattr(copyplan, "MAX_ENTRIES", 50)
     with pytest.raises(TransferError, match="more than 50 files and folders"):
         copy(_ep(LocalTransport(), wide), _ep(LocalTransport(), tmp_path / "out"), recursive=True)
     assert not (tmp_path / "out").exists()
