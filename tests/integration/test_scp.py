@@ -215,3 +215,28 @@ def test_source_changing_during_download_is_a_checksum_mismatch(ssh_testbed, rdi
         copy(Endpoint(t, f"{rdir}/moving.bin"), Endpoint(LocalTransport(), str(final)), on_bytes=scribble)
     assert "changed while it was being copied" in str(info.value)
     assert final.read_bytes() == b"good" and sorted(p.name for p in tmp_path.iterdir()) == ["moving.bin"]
+
+
+def test_sftp_server_killed_on_the_host_mid_upload(ssh_testbed, rdir, tmp_path):
+    """The host's side dies (its sftp-server is killed by pid); the SSH connection survives."""
+    h1 = ssh_testbed.hosts[0]
+    spec = ssh_testbed.specs([h1.name])[0]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6_000_000))
+    final = f"{rdir}/big.bin"
+    in_host(h1, "sh", "-c", f"printf good > {HOME}/{final}")
+    killed = []
+
+    def kill_server(_n: int) -> None:
+        if not killed:  # the newest sftp-server is ours: this transport opened it just now
+            code, out = h1.exec(["sh", "-c", "kill -9 $(pgrep -n -u opskit -x sftp-server) && echo ok"])
+            killed.append(out.strip())
+
+    with SSHTransport(spec) as t:
+        with pytest.raises(TransferError) as info:
+            copy(Endpoint(LocalTransport(), str(big)), Endpoint(t, final), on_bytes=kill_server)
+        assert killed == ["ok"] and "nothing was written" in str(info.value), str(info.value)
+        assert in_host(h1, "cat", f"{HOME}/{final}") == "good"
+        assert leftovers(h1, f"{HOME}/{rdir}") == ""
+        copy(Endpoint(LocalTransport(), str(big)), Endpoint(t, final))
+    assert remote_sha(h1, f"{HOME}/{final}") == sha(big)
