@@ -34,35 +34,54 @@ PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
 DOCKER_DF_TIMEOUT = 10  # seconds; exit status 124 when it ran out
 
 
-def _need(tool: str) -> str:
-    return f"command -v {tool} >/dev/null 2>&1 || {{ echo '{tool}: command not found' >&2; exit 127; }}; "
+def _need(tool: str, command: str) -> str:
+    """Run ``command`` when ``tool`` is installed, else say so and give status 127."""
+    return f"if command -v {tool} >/dev/null 2>&1; then {command}; else _opskit_nf {tool}; fi"
 
+
+# Helpers defined at the top of every script. Reading files with the shell's own ``read``
+# (instead of ``cat``) and running snippets in ``{ }`` (instead of subshells) keeps the
+# number of processes per snapshot small: on a busy host each fork counts.
+PRELUDE = """export LC_ALL=C
+_opskit_nf() { echo "$1: command not found" >&2; return 127; }
+_opskit_show() {
+  [ -r "$1" ] || { echo "$1: cannot read" >&2; return 1; }
+  while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done < "$1"
+}
+"""
 
 SNIPPETS: dict[str, str] = {
-    "self": "echo $$",  # the script's shell ($$ is the same in subshells): our own processes
-    "hostname": "cat /proc/sys/kernel/hostname 2>/dev/null || hostname",
-    "os_release": "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release",
+    "self": "echo $$",  # the script's shell: it and its children are opskit's own processes
+    "hostname": "_opskit_show /proc/sys/kernel/hostname 2>/dev/null || hostname",
+    "os_release": "_opskit_show /etc/os-release 2>/dev/null || _opskit_show /usr/lib/os-release",
     "uname": "uname -srm",
-    "uptime": "cat /proc/uptime",
-    "loadavg": "cat /proc/loadavg",
-    "nproc": "nproc 2>/dev/null || getconf _NPROCESSORS_ONLN",
-    "cpu_model": "grep -m1 '^model name' /proc/cpuinfo || true",
-    "meminfo": "cat /proc/meminfo",
-    "df": _need("df") + "df -B1 -P -T",
-    "df_all": _need("df") + "df -B1 -P -T -a",
-    "ps": _need("ps") + f"ps -eww -o {PS_COLUMNS}",
-    "gpu_query": _need("nvidia-smi")
-    + f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits",
-    "gpu_apps": _need("nvidia-smi")
-    + f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} --format=csv,noheader,nounits",
+    "uptime": "_opskit_show /proc/uptime",
+    "loadavg": "_opskit_show /proc/loadavg",
+    # CPUs this shell may run on (what nproc counts), from its own /proc/self/status
+    "nproc": "_f=; while read -r _k _v; do if [ \"$_k\" = Cpus_allowed_list: ]; then "
+    "echo \"list $_v\"; _f=1; fi; done < /proc/self/status; "
+    "[ -n \"$_f\" ] || echo \"count $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)\"",
+    "cpu_model": "while IFS= read -r _l; do case $_l in 'model name'*) echo \"$_l\"; break;; "
+    "esac; done < /proc/cpuinfo; true",
+    "meminfo": "_opskit_show /proc/meminfo",
+    "df": _need("df", "df -B1 -P -T"),
+    "df_all": _need("df", "df -B1 -P -T -a"),
+    "ps": _need("ps", f"ps -eww -o {PS_COLUMNS}"),
+    "gpu_query": _need(
+        "nvidia-smi",
+        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits"),
+    "gpu_apps": _need(
+        "nvidia-smi", f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} "
+        "--format=csv,noheader,nounits"),
     # --version is cheap where supported (driver >= 525); older drivers: the plain table header.
-    "gpu_version": _need("nvidia-smi") + "nvidia-smi --version 2>/dev/null || nvidia-smi",
-    "docker_version": _need("docker") + "docker version --format '{{json .}}'",
-    "docker_images": _need("docker") + "docker image ls --quiet --no-trunc",
+    "gpu_version": _need("nvidia-smi", "nvidia-smi --version 2>/dev/null || nvidia-smi"),
+    "docker_version": _need("docker", "docker version --format '{{json .}}'"),
+    "docker_images": _need("docker", "docker image ls --quiet --no-trunc"),
     # system df sizes every layer and container: bounded so a busy engine cannot stall status
-    "docker_df": _need("docker") + "if command -v timeout >/dev/null 2>&1; then "
-    f"timeout {DOCKER_DF_TIMEOUT} docker system df --format '{{{{json .}}}}'; "
-    "else docker system df --format '{{json .}}'; fi",
+    "docker_df": _need(
+        "docker", "if command -v timeout >/dev/null 2>&1; then "
+        f"timeout {DOCKER_DF_TIMEOUT} docker system df --format '{{{{json .}}}}'; "
+        "else docker system df --format '{{json .}}'; fi"),
 }
 
 
@@ -94,13 +113,13 @@ class Section:
 
 def build_script(names: Iterable[str]) -> str:
     """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
-    parts = ["export LC_ALL=C"]
+    parts = [PRELUDE]
     for name in names:
         snippet = SNIPPETS[name]  # KeyError for an unknown name: a programming error
         parts.append(
-            f"echo '{MARK}begin {name}'; echo '{MARK}begin {name}' >&2; "
-            f"( {snippet} ); rc=$?; "
-            f"echo; echo '{MARK}end {name}' \"$rc\"; echo >&2; echo '{MARK}end {name}' >&2"
+            f"echo '{MARK}begin {name}'; echo '{MARK}begin {name}' >&2\n"
+            f"{{ {snippet}\n}}\n"
+            f"rc=$?; echo; echo '{MARK}end {name}' \"$rc\"; echo >&2; echo '{MARK}end {name}' >&2"
         )
     return "\n".join(parts) + "\n"
 

@@ -29,13 +29,14 @@ from opskit.checks.system import (
     Memory,
     OsInfo,
     parse_cpu_model,
+    parse_cpus,
     parse_loadavg,
     parse_meminfo,
     parse_os_release,
     parse_uname,
     parse_uptime,
 )
-from opskit.errors import ParseError
+from opskit.errors import HostError
 from opskit.hosts.transport import Transport
 
 TOP_PROCESSES = 5
@@ -89,7 +90,7 @@ class Snapshot:
 def _required(host: str, sections: dict[str, Section], name: str, what: str) -> str:
     section = sections[name]
     if not section.ok or not section.stdout.strip():
-        raise ParseError(host, what, section.message(), f"could not read {what}")
+        raise HostError(host, f"could not read {what}: {section.message()}")
     return section.stdout
 
 
@@ -114,9 +115,6 @@ def join_gpu_processes(report: GpuReport, processes: list[Process]) -> GpuReport
 
 def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
     """Sections of one script run -> Snapshot (pure; ParseError names host and line)."""
-    nproc = _required(host, sections, "nproc", "nproc").strip()
-    if not nproc.isdigit():
-        raise ParseError(host, "nproc", nproc, "expected a number")
     processes = processes_from_section(host, sections["ps"], _self_pid(sections))
     gpu = gpu_report(host, sections["gpu_query"], sections.get("gpu_apps"),
                      sections.get("gpu_version"))
@@ -130,7 +128,7 @@ def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
         kernel=parse_uname(_required(host, sections, "uname", "uname -srm"), host),
         uptime_seconds=parse_uptime(_required(host, sections, "uptime", "/proc/uptime"), host),
         load=parse_loadavg(_required(host, sections, "loadavg", "/proc/loadavg"), host),
-        cpus=int(nproc),
+        cpus=parse_cpus(_required(host, sections, "nproc", "the CPU count"), host),
         cpu_model=parse_cpu_model(sections["cpu_model"].stdout),
         memory=parse_meminfo(_required(host, sections, "meminfo", "/proc/meminfo"), host),
         disks=filesystems_from_section(host, sections["df"]),

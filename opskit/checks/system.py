@@ -141,3 +141,20 @@ def parse_cpu_model(text: str) -> str | None:
     """``model name : AMD EPYC ...`` (first line of /proc/cpuinfo's) -> the name, or None."""
     _, sep, value = text.partition(":")
     return value.strip() or None if sep else None
+
+
+def parse_cpus(text: str, host: str = "localhost") -> int:
+    """The ``nproc`` section -> usable CPUs: ``list 0-3,8`` (Cpus_allowed_list) or ``count 4``."""
+    kind, _, value = text.strip().partition(" ")
+    try:
+        if kind == "count":
+            return int(value)
+        if kind == "list":
+            total = 0
+            for part in value.split(","):
+                lo, _, hi = part.partition("-")
+                total += int(hi or lo) - int(lo) + 1
+            return total
+    except ValueError as exc:
+        raise ParseError(host, "CPU count", text.strip(), "expected 'list 0-3,8' or 'count 4'") from exc
+    raise ParseError(host, "CPU count", text.strip(), "expected 'list 0-3,8' or 'count 4'")

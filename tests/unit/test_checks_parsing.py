@@ -202,6 +202,19 @@ def test_loadavg_uptime_uname():
             fn(bad, "h4")
 
 
+@pytest.mark.parametrize("text, cpus", [
+    ("list 0-1", 2), ("list 0", 1), ("list 0-3,8-11", 8), ("list 2,4,6", 3), ("count 16", 16),
+])
+def test_cpus(text, cpus):
+    assert system.parse_cpus(text + "\n") == cpus
+
+
+@pytest.mark.parametrize("text", ["4", "list a-b", "count", ""])
+def test_cpus_garbage(text):
+    with pytest.raises(ParseError, match="h5"):
+        system.parse_cpus(text, "h5")
+
+
 def test_cpu_model():
     assert system.parse_cpu_model("model name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
     assert system.parse_cpu_model("") is None

@@ -33,10 +33,13 @@ def test_script_is_fixed_text():
 
 def test_sections_round_trip_through_real_sh(monkeypatch):
     monkeypatch.setitem(sec.SNIPPETS, "t_noeol", "printf 'a\\nb'")
-    monkeypatch.setitem(sec.SNIPPETS, "t_eol", "printf 'a\\n\\n'; echo oops >&2; exit 3")
+    monkeypatch.setitem(sec.SNIPPETS, "t_eol", "printf 'a\\n\\n'; echo oops >&2; (exit 3)")
     monkeypatch.setitem(sec.SNIPPETS, "t_empty", "true")
-    monkeypatch.setitem(sec.SNIPPETS, "t_missing", sec._need("no-such-tool-xyz") + "x")
-    got = run_sections(LocalTransport(), ["t_noeol", "t_eol", "t_empty", "t_missing", "self"])
+    monkeypatch.setitem(sec.SNIPPETS, "t_missing", sec._need("no-such-tool-xyz", "x"))
+    monkeypatch.setitem(sec.SNIPPETS, "t_nofile", "_opskit_show /nonexistent/opskit-x")
+    got = run_sections(LocalTransport(), ["t_noeol", "t_eol", "t_empty", "t_missing",
+                                          "t_nofile", "self"])
+    assert got["t_nofile"].exit_code == 1 and "cannot read" in got["t_nofile"].stderr
     assert got["t_noeol"] == Section("t_noeol", "a\nb", "", 0)
     assert got["t_eol"] == Section("t_eol", "a\n\n", "oops\n", 3)
     assert got["t_empty"].stdout == "" and got["t_empty"].ok
@@ -69,7 +72,7 @@ def captured_sections(**override: Section) -> dict[str, Section]:
         "uname": Section("uname", "Linux 6.1.0-18-amd64 x86_64\n", "", 0),
         "uptime": Section("uptime", fixture("proc-uptime.txt"), "", 0),
         "loadavg": Section("loadavg", fixture("proc-loadavg.txt"), "", 0),
-        "nproc": Section("nproc", "2\n", "", 0),
+        "nproc": Section("nproc", "list 0-1\n", "", 0),
         "cpu_model": Section("cpu_model", "", "", 0),
         "meminfo": Section("meminfo", fixture("proc-meminfo.txt"), "", 0),
         "df": Section("df", fixture("df-container.txt"), "", 0),
@@ -129,6 +132,11 @@ def test_snapshot_garbage_names_host_and_line():
         build_snapshot("c7", captured_sections(df=Section("df", "Filesystem junk\n", "", 0)))
     with pytest.raises(HostError, match="c7.*ps: command not found"):
         build_snapshot("c7", captured_sections(ps=Section("ps", "", "ps: not found", 127)))
+    with pytest.raises(HostError, match="c7: could not read /proc/meminfo: .*cannot read"):
+        build_snapshot("c7", captured_sections(meminfo=Section(
+            "meminfo", "", "/proc/meminfo: cannot read", 1)))
+    with pytest.raises(ParseError, match="c7.*CPU count"):
+        build_snapshot("c7", captured_sections(nproc=Section("nproc", "many\n", "", 0)))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="needs Linux /proc")
