@@ -42,11 +42,17 @@ class Generator(nn.Module):
         super().__init__()
         k = _steps(image_size)
         c = ngf * 2 ** (k - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(c), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(True),
+        ]
         for _ in range(k - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(True),
+            ]
             c //= 2
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
@@ -61,12 +67,17 @@ class Discriminator(nn.Module):
     def __init__(self, ndf: int = 64, channels: int = 3, image_size: int = 64):
         super().__init__()
         k = _steps(image_size)
-        layers: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False),
-                                   nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         c = ndf
         for _ in range(k - 1):
-            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c * 2),
-                       nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(c, c * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             c *= 2
         layers.append(nn.Conv2d(c, 1, 4, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
@@ -85,15 +96,17 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class DCGAN(nn.Module):
-    """Both networks in one module; ``forward(z)`` is the generator (the model one samples).
+    """Both networks in one module; ``forward(z)`` is the generator (the model one samples),
+    ``forward(images, part="discriminator")`` the discriminator.
 
     Training alternates two optimizers (see ``opskit.train.tasks.generative``): the
     discriminator learns ``real -> 1, G(z) -> 0``; the generator learns to make the
     discriminator say 1 for ``G(z)`` (the non-saturating loss of the GAN paper).
     """
 
-    def __init__(self, nz: int = 100, ngf: int = 64, ndf: int = 64, channels: int = 3,
-                 image_size: int = 64):
+    def __init__(
+        self, nz: int = 100, ngf: int = 64, ndf: int = 64, channels: int = 3, image_size: int = 64
+    ):
         super().__init__()
         self.nz = nz
         self.image_size = image_size
@@ -102,8 +115,16 @@ class DCGAN(nn.Module):
         self.discriminator = Discriminator(ndf, channels, image_size)
         self.apply(dcgan_init)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+    def forward(self, x: torch.Tensor, part: str = "generator") -> torch.Tensor:
+        """``part="generator"``: images from ``z``; ``"discriminator"``: logits of images.
+
+        One entry point for both networks, so that a DDP wrapper sees every pass.
+        """
+        if part == "generator":
+            return self.generator(x)
+        if part == "discriminator":
+            return self.discriminator(x)
+        raise ValueError(f"part must be 'generator' or 'discriminator', not {part!r}")
 
     def latent(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.nz, 1, 1, device=device, generator=generator)
@@ -120,7 +141,7 @@ class DCGAN(nn.Module):
     task="gan",
     description="DCGAN: convolutional generator and discriminator trained adversarially",
     reference={"nz": 100, "ngf": 64, "ndf": 64, "channels": 3, "image_size": 64},
-    small={"nz": 16, "ngf": 16, "ndf": 16, "channels": 1, "image_size": 16},
+    small={"nz": 16, "ngf": 32, "ndf": 16, "channels": 1, "image_size": 16},
     input_shape=(100, 1, 1),
     small_input_shape=(16, 1, 1),
 )

@@ -37,17 +37,29 @@ CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 class CharLM(nn.Module):
     """Embedding -> recurrent layers -> linear decoder to next-character logits."""
 
-    def __init__(self, cell: str = "lstm", vocab_size: int = 128, embed_dim: int = 64,
-                 hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.0,
-                 tie_weights: bool = False):
+    def __init__(
+        self,
+        cell: str = "lstm",
+        vocab_size: int = 128,
+        embed_dim: int = 64,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+    ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(CELLS)}")
         self.cell = cell
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            embed_dim,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.drop = nn.Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if tie_weights:  # Press & Wolf: share the input and output embeddings
@@ -66,8 +78,9 @@ class CharLM(nn.Module):
         return logits if state is None else (logits, new_state)
 
     @torch.no_grad()
-    def generate(self, prefix: torch.Tensor, length: int, generator=None,
-                 temperature: float = 1.0) -> torch.Tensor:
+    def generate(
+        self, prefix: torch.Tensor, length: int, generator=None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """Sample ``length`` characters after ``prefix (N, T)``; returns ``(N, length)``."""
         out, state = self.rnn(self.embed(prefix))
         logits = self.decoder(out[:, -1])
@@ -81,26 +94,31 @@ class CharLM(nn.Module):
         return torch.cat(samples, dim=1)
 
 
-_REFERENCE = {"vocab_size": 128, "embed_dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.2}
+_REFERENCE = {
+    "vocab_size": 128,
+    "embed_dim": 64,
+    "hidden_size": 256,
+    "num_layers": 2,
+    "dropout": 0.2,
+}
 _SMALL = {"vocab_size": 32, "embed_dim": 16, "hidden_size": 64, "num_layers": 1}
 
 
-@register_model("rnn", family="sequence", task="language_model",
-                reference=_REFERENCE, small=_SMALL)
+@register_model("rnn", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
 def rnn(**cfg) -> CharLM:
     """Character-level language model with an Elman RNN (tanh) cell."""
     return CharLM("rnn", **cfg)
 
 
-@register_model("lstm", family="sequence", task="language_model",
-                reference=_REFERENCE, small=_SMALL)
+@register_model(
+    "lstm", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL
+)
 def lstm(**cfg) -> CharLM:
     """Character-level language model with an LSTM cell (input, forget, output gates)."""
     return CharLM("lstm", **cfg)
 
 
-@register_model("gru", family="sequence", task="language_model",
-                reference=_REFERENCE, small=_SMALL)
+@register_model("gru", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
 def gru(**cfg) -> CharLM:
     """Character-level language model with a GRU cell (reset and update gates)."""
     return CharLM("gru", **cfg)

@@ -27,7 +27,9 @@ from opskit.models.registry import register_model
 class VAE(nn.Module):
     """``forward(x) -> (logits, mu, logvar)``; ``elbo(x)`` per image; ``sample(n)``."""
 
-    def __init__(self, channels: int = 1, image_size: int = 28, hidden: int = 400, latent: int = 20):
+    def __init__(
+        self, channels: int = 1, image_size: int = 28, hidden: int = 400, latent: int = 20
+    ):
         super().__init__()
         self.shape = (channels, image_size, image_size)
         pixels = channels * image_size * image_size
@@ -66,7 +68,9 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode(z))
 
 
-def elbo_terms(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict:
+def elbo_terms(
+    x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> dict:
     """The ELBO's two terms per image, for targets ``x`` in [0, 1]."""
     recon = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)

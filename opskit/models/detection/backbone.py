@@ -23,7 +23,9 @@ def conv_bn_act(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
 class ConvBackbone(nn.Module):
     """Feature map at stride ``2 ** stages`` with ``out_channels`` channels."""
 
-    def __init__(self, in_channels: int = 3, width: int = 32, stages: int = 5, max_width: int = 512):
+    def __init__(
+        self, in_channels: int = 3, width: int = 32, stages: int = 5, max_width: int = 512
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in, c = in_channels, width
@@ -41,4 +43,7 @@ class ConvBackbone(nn.Module):
 
 def unpad_targets(boxes: torch.Tensor, labels: torch.Tensor) -> list[dict]:
     """Padded ``boxes (B, M, 4)`` / ``labels (B, M)`` (-1 = no object) -> one dict per image."""
-    return [{"boxes": b[lab >= 0], "labels": lab[lab >= 0]} for b, lab in zip(boxes, labels, strict=True)]
+    return [
+        {"boxes": b[lab >= 0], "labels": lab[lab >= 0]}
+        for b, lab in zip(boxes, labels, strict=True)
+    ]

@@ -79,10 +79,19 @@ class BoxHead(nn.Module):
 class FasterRCNN(nn.Module):
     """Backbone -> RPN -> proposals -> RoIAlign -> box head."""
 
-    def __init__(self, num_classes: int = 20, width: int = 64, stages: int = 4,
-                 anchor_sizes: tuple = (128, 256, 512), aspect_ratios: tuple = (0.5, 1.0, 2.0),
-                 pool_size: int = 7, hidden: int = 1024, in_channels: int = 3,
-                 proposals: tuple = (2000, 300), detections_per_image: int = 100):
+    def __init__(
+        self,
+        num_classes: int = 20,
+        width: int = 64,
+        stages: int = 4,
+        anchor_sizes: tuple = (128, 256, 512),
+        aspect_ratios: tuple = (0.5, 1.0, 2.0),
+        pool_size: int = 7,
+        hidden: int = 1024,
+        in_channels: int = 3,
+        proposals: tuple = (2000, 300),
+        detections_per_image: int = 100,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.anchor_sizes, self.aspect_ratios = tuple(anchor_sizes), tuple(aspect_ratios)
@@ -97,8 +106,12 @@ class FasterRCNN(nn.Module):
         self.pre_nms, self.post_nms = proposals
         self.detections_per_image = detections_per_image
 
-    def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None):
+    def forward(
+        self,
+        images: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ):
         """Raw outputs: the feature map and the RPN's logits and deltas (no proposals).
 
         With targets, the loss dict instead (so that a DDP wrapper sees the training pass).
@@ -110,8 +123,9 @@ class FasterRCNN(nn.Module):
         return features, logits, deltas
 
     def anchors(self, features: torch.Tensor) -> torch.Tensor:
-        return grid_anchors(features.shape[-2:], self.stride, self.anchor_sizes,
-                            self.aspect_ratios, features.device)
+        return grid_anchors(
+            features.shape[-2:], self.stride, self.anchor_sizes, self.aspect_ratios, features.device
+        )
 
     @torch.no_grad()
     def propose(self, anchors, logits, deltas, image_hw) -> list[torch.Tensor]:
@@ -127,8 +141,9 @@ class FasterRCNN(nn.Module):
         return out
 
     def _pool(self, features: torch.Tensor, proposals: list[torch.Tensor]) -> torch.Tensor:
-        rois = torch.cat([torch.cat((torch.full_like(p[:, :1], i), p), 1)
-                          for i, p in enumerate(proposals)])
+        rois = torch.cat(
+            [torch.cat((torch.full_like(p[:, :1], i), p), 1) for i, p in enumerate(proposals)]
+        )
         return roi_align(features, rois, (self.pool_size, self.pool_size), 1.0 / self.stride, 2)
 
     def rpn_loss(self, anchors, logits, deltas, targets) -> dict:
@@ -146,9 +161,13 @@ class FasterRCNN(nn.Module):
         labels, regression = torch.stack(labels), torch.stack(regression)
         sampled = labels >= 0
         n_sampled = sampled.sum().clamp(min=1)
-        obj = F.binary_cross_entropy_with_logits(logits.float()[sampled], labels[sampled], reduction="sum")
+        obj = F.binary_cross_entropy_with_logits(
+            logits.float()[sampled], labels[sampled], reduction="sum"
+        )
         positive = labels == 1
-        box = F.smooth_l1_loss(deltas.float()[positive], regression[positive], beta=1 / 9, reduction="sum")
+        box = F.smooth_l1_loss(
+            deltas.float()[positive], regression[positive], beta=1 / 9, reduction="sum"
+        )
         return {"rpn_objectness": obj / n_sampled, "rpn_box": box / n_sampled}
 
     def head_targets(self, proposals, targets):
@@ -182,12 +201,15 @@ class FasterRCNN(nn.Module):
         losses["head_classification"] = F.cross_entropy(scores.float(), cls)
         fg = torch.nonzero(cls > 0).flatten()
         box_deltas = box_deltas.float().reshape(-1, self.num_classes + 1, 4)[fg, cls[fg]]
-        losses["head_box"] = F.smooth_l1_loss(box_deltas, reg[fg], beta=1.0, reduction="sum") / max(cls.numel(), 1)
+        losses["head_box"] = F.smooth_l1_loss(box_deltas, reg[fg], beta=1.0, reduction="sum") / max(
+            cls.numel(), 1
+        )
         return losses
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, score_threshold: float = 0.05,
-               nms_threshold: float = 0.5) -> list[dict]:
+    def detect(
+        self, images: torch.Tensor, score_threshold: float = 0.05, nms_threshold: float = 0.5
+    ) -> list[dict]:
         """Per image ``{"boxes", "scores", "labels"}`` (labels ``0..C-1``)."""
         features, logits, deltas = self(images)
         proposals = self.propose(self.anchors(features), logits, deltas, images.shape[-2:])
@@ -213,10 +235,25 @@ class FasterRCNN(nn.Module):
     family="detection",
     task="detection",
     description="Two-stage detector: region proposal network, RoIAlign, classification head",
-    reference={"num_classes": 20, "width": 64, "stages": 4, "anchor_sizes": (128, 256, 512),
-               "aspect_ratios": (0.5, 1.0, 2.0), "pool_size": 7, "hidden": 1024},
-    small={"num_classes": 3, "width": 16, "stages": 2, "anchor_sizes": (10, 16, 24),
-           "aspect_ratios": (1.0,), "pool_size": 4, "hidden": 128, "proposals": (200, 32)},
+    reference={
+        "num_classes": 20,
+        "width": 64,
+        "stages": 4,
+        "anchor_sizes": (128, 256, 512),
+        "aspect_ratios": (0.5, 1.0, 2.0),
+        "pool_size": 7,
+        "hidden": 1024,
+    },
+    small={
+        "num_classes": 3,
+        "width": 16,
+        "stages": 2,
+        "anchor_sizes": (10, 16, 24),
+        "aspect_ratios": (1.0,),
+        "pool_size": 4,
+        "hidden": 128,
+        "proposals": (200, 32),
+    },
     input_shape=(3, 600, 600),
     small_input_shape=(3, 48, 48),
 )

@@ -30,20 +30,34 @@ from opskit.models.registry import register_model
 # YOLOv2's VOC anchors (in grid cells of 32 px), as pixels.
 VOC_ANCHORS = tuple(
     (round(w * 32, 1), round(h * 32, 1))
-    for w, h in ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),
-                 (9.47112, 4.84053), (11.2364, 10.0071))
+    for w, h in (
+        (1.3221, 1.73145),
+        (3.19275, 4.00944),
+        (5.05587, 8.09892),
+        (9.47112, 4.84053),
+        (11.2364, 10.0071),
+    )
 )
 
 
 class YOLO(nn.Module):
     """Backbone + one 1x1 convolution giving ``A * (5 + C)`` numbers per grid cell."""
 
-    def __init__(self, num_classes: int = 20, width: int = 32, stages: int = 5,
-                 anchors: tuple = VOC_ANCHORS, in_channels: int = 3,
-                 score_threshold: float = 0.05, nms_threshold: float = 0.45):
+    def __init__(
+        self,
+        num_classes: int = 20,
+        width: int = 32,
+        stages: int = 5,
+        anchors: tuple = VOC_ANCHORS,
+        in_channels: int = 3,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.45,
+    ):
         super().__init__()
         self.num_classes = num_classes
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "anchors", torch.tensor(anchors, dtype=torch.float32), persistent=False
+        )
         self.backbone = ConvBackbone(in_channels, width, stages)
         c = self.backbone.out_channels
         self.neck = conv_bn_act(c, c)
@@ -52,8 +66,12 @@ class YOLO(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
 
-    def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None):
+    def forward(
+        self,
+        images: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ):
         """Raw predictions ``(N, A * (5 + C), S, S)``; with targets, the loss dict instead.
 
         (Losses through ``forward`` so that a DDP wrapper sees the training pass.)
@@ -90,12 +108,20 @@ class YOLO(nn.Module):
         col = (cx / self.stride).floor().long().clamp(0, grid[1] - 1)
         row = (cy / self.stride).floor().long().clamp(0, grid[0] - 1)
         # Best anchor by shape alone: IoU of boxes with the same centre.
-        inter = torch.minimum(w[:, None], self.anchors[:, 0]) * torch.minimum(h[:, None], self.anchors[:, 1])
+        inter = torch.minimum(w[:, None], self.anchors[:, 0]) * torch.minimum(
+            h[:, None], self.anchors[:, 1]
+        )
         shape_iou = inter / (w[:, None] * h[:, None] + self.anchors.prod(1) - inter)
         anchor = shape_iou.argmax(1)
-        target = torch.stack((cx / self.stride - col, cy / self.stride - row,
-                              torch.log(w / self.anchors[anchor, 0]),
-                              torch.log(h / self.anchors[anchor, 1])), dim=1)
+        target = torch.stack(
+            (
+                cx / self.stride - col,
+                cy / self.stride - row,
+                torch.log(w / self.anchors[anchor, 0]),
+                torch.log(h / self.anchors[anchor, 1]),
+            ),
+            dim=1,
+        )
         return (img, row, col, anchor), target, labels[img, slot], w * h
 
     def loss(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -108,16 +134,24 @@ class YOLO(nn.Module):
         # Ignore the objectness of good boxes that are not responsible for an object.
         with torch.no_grad():
             decoded = self.decode(pred).reshape(n, -1, 4)
-            best = torch.stack([
-                box_iou(d, t["boxes"]).max(1).values if t["boxes"].numel() else d.new_zeros(d.shape[0])
-                for d, t in zip(decoded, unpad_targets(boxes, labels), strict=True)
-            ]).reshape(obj_target.shape)
+            best = torch.stack(
+                [
+                    box_iou(d, t["boxes"]).max(1).values
+                    if t["boxes"].numel()
+                    else d.new_zeros(d.shape[0])
+                    for d, t in zip(decoded, unpad_targets(boxes, labels), strict=True)
+                ]
+            ).reshape(obj_target.shape)
         weight = torch.where((best > 0.5) & (obj_target == 0), 0.0, 1.0)
         weight = torch.where(obj_target == 1, weight, 0.5 * weight)  # lambda_noobj
-        obj = F.binary_cross_entropy_with_logits(pred[..., 4], obj_target, weight=weight, reduction="sum")
+        obj = F.binary_cross_entropy_with_logits(
+            pred[..., 4], obj_target, weight=weight, reduction="sum"
+        )
         p = pred[idx]
         scale = 2.0 - area / (images.shape[-1] * images.shape[-2])  # small boxes count more
-        box = (scale[:, None] * (torch.cat((torch.sigmoid(p[:, :2]), p[:, 2:4]), 1) - target) ** 2).sum()
+        box = (
+            scale[:, None] * (torch.cat((torch.sigmoid(p[:, :2]), p[:, 2:4]), 1) - target) ** 2
+        ).sum()
         cls_loss = F.cross_entropy(p[:, 5:], cls, reduction="sum")
         return {"box": 5.0 * box / n, "objectness": obj / n, "classification": cls_loss / n}
 
@@ -134,11 +168,20 @@ class YOLO(nn.Module):
         for b, s in zip(boxes, scores, strict=True):
             anchor_idx, label = torch.nonzero(s > self.score_threshold, as_tuple=True)
             kept_boxes = b[anchor_idx]
-            kept_boxes = torch.stack((kept_boxes[:, 0].clamp(0, w), kept_boxes[:, 1].clamp(0, h),
-                                      kept_boxes[:, 2].clamp(0, w), kept_boxes[:, 3].clamp(0, h)), 1)
+            kept_boxes = torch.stack(
+                (
+                    kept_boxes[:, 0].clamp(0, w),
+                    kept_boxes[:, 1].clamp(0, h),
+                    kept_boxes[:, 2].clamp(0, w),
+                    kept_boxes[:, 3].clamp(0, h),
+                ),
+                1,
+            )
             kept_scores = s[anchor_idx, label]
             keep = batched_nms(kept_boxes, kept_scores, label, self.nms_threshold)[:max_detections]
-            results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
+            results.append(
+                {"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]}
+            )
         return results
 
 

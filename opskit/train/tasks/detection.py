@@ -76,6 +76,10 @@ class Detection(Task):
             targets += unpad_targets(boxes, labels)
         result = mean_average_precision(detections, targets, self.num_classes(), 0.5)
         out = {"map": result["map"]}
-        out.update({f"ap_{CLASSES[k] if k < len(CLASSES) else k}": v for k, v in result["ap"].items()})
-        out["detections_per_image"] = sum(len(d["scores"]) for d in detections) / max(len(detections), 1)
+        out.update(
+            {f"ap_{CLASSES[k] if k < len(CLASSES) else k}": v for k, v in result["ap"].items()}
+        )
+        out["detections_per_image"] = sum(len(d["scores"]) for d in detections) / max(
+            len(detections), 1
+        )
         return out
