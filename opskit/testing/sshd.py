@@ -31,6 +31,7 @@ IMAGE_DIR = Path(__file__).parent / "images" / "sshd"
 IMAGE_REPO = "opskit-testhost"
 LOGIN_USER = "opskit"
 LABEL = "opskit.testing"
+OWNER_LABEL = "opskit.testing.owner"  # "<machine>:<pid>" of the process that started it
 START_TIMEOUT = 60.0
 DEFAULT_HOST_KEY_TYPES = ("ed25519", "ecdsa")
 
@@ -240,6 +241,34 @@ def _write_inventory(bed: SSHTestBed) -> None:
     atomic.write_text(bed.inventory_path, yaml.safe_dump(data, sort_keys=False))
 
 
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove test hosts whose starting process (on this machine) is gone, e.g. killed
+    before its finalizers ran. Hosts of live processes (parallel sessions) are left alone."""
+    removed = []
+    me = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        machine, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
+        if machine != me or not pid.isdigit() or _alive(int(pid)):
+            continue
+        container.remove(force=True, v=True)
+        removed.append(container.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _published_port(container: Any) -> int:
     container.reload()
     bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("22/tcp") or []
@@ -256,7 +285,7 @@ def _run_container(client: Any, image: str, name: str, pubkey: str, run_kwargs: 
         "hostname": name,
         "ports": {"22/tcp": ("127.0.0.1", None)},
         "environment": {"OPSKIT_AUTHORIZED_KEY": pubkey},
-        "labels": {LABEL: "sshd-host"},
+        "labels": {LABEL: "sshd-host", OWNER_LABEL: owner_id()},
     }
     extra = dict(run_kwargs)
     env = extra.pop("environment", None) or {}
@@ -363,6 +392,7 @@ def ssh_testbed_factory(
 ) -> Iterator[Callable[..., SSHTestBed]]:
     """``factory(n, **kwargs)`` starts ``n`` more hosts; all are removed at session end."""
     beds: list[SSHTestBed] = []
+    remove_orphans(docker_client)
 
     def factory(n: int, **kwargs: Any) -> SSHTestBed:
         kwargs.setdefault("base_image", base_image)

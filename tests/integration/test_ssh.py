@@ -99,7 +99,9 @@ def test_timeout_does_not_hang_and_connection_survives(ssh):
     assert "did not finish within 1s" in str(info.value)
     assert ssh.run(["true"]).ok
     # nothing is left running on the host (the command got SIGTERM)
-    assert ssh.run(["pgrep", "-f", "sleep 31"]).exit_code == 1
+    from opskit.waiting import wait_until
+
+    wait_until(lambda: ssh.run(["pgrep", "-f", "sleep 31"]).exit_code == 1, 5, "sleep 31 gone")
 
 
 def test_popen_kill_stops_the_remote_process(ssh):
@@ -148,3 +150,29 @@ def test_reconnects_after_close(ssh):
     assert ssh.run(["true"]).ok
     ssh.close()
     assert ssh.run(["echo", "again"]).stdout == "again\n"
+
+
+def test_orphaned_test_hosts_are_removed_live_ones_kept(docker_client, ssh_testbed):
+    import subprocess
+    import sys
+
+    from opskit.testing.sshd import LABEL, OWNER_LABEL, remove_orphans
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    import socket
+
+    orphan = docker_client.containers.create(
+        ssh_testbed.hosts[0].container.image.id, name=f"opskit-orphan-{dead}",
+        labels={LABEL: "sshd-host", OWNER_LABEL: f"{socket.gethostname()}:{dead}"},
+    )
+    try:
+        removed = remove_orphans(docker_client)
+        assert orphan.name in removed
+        assert not any(h.container.name in removed for h in ssh_testbed.hosts)
+        for h in ssh_testbed.hosts:
+            h.container.reload()
+            assert h.container.status == "running"
+    finally:
+        if orphan.name not in removed:
+            orphan.remove(force=True)
