@@ -86,7 +86,7 @@ def _print_plans(img: Any, plans: Any) -> None:
             continue
         print_line(f"{p.host}: {len(p.send)} layers, {human_bytes(p.send_bytes)} ({p.reason}; {p.codec})")
         for lay in p.send:
-            print_line(f"  {lay.index:>3}  {human_bytes(lay.size):>7}  {lay.diff_id[7:19]}  {lay.created_by}")
+            print_line(f"  {lay.index:>3}  {human_bytes(lay.size):>7}  {lay.diff_id[7:19]}  {lay.created_by[:70]}")
 
 
 # -- run-remote -------------------------------------------------------------------------------

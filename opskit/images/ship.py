@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import HostError, TransferError, UsageError
+from opskit.errors import TransferError, UsageError
 from opskit.hosts.group import GroupResult, run_on_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
@@ -33,6 +33,7 @@ from opskit.images.shiptar import (
     SavedImage,
     chain_ids,
     held_chain_ids,
+    spool_from_store,
     spool_save_stream,
     tail_frame,
     tail_raw_size,
@@ -95,6 +96,7 @@ class ShipResult:
     seconds: float
     codec: str
     reason: str
+    source: str = ""  # where the layers were read: "store" or "docker save"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -114,7 +116,7 @@ def local_image(client: Any, ref: str) -> LocalImage:
     chains = chain_ids(list(info.diff_ids))
     by_diff = [lay for lay in info.layers if lay.diff_id]
     if len(by_diff) == len(info.diff_ids):
-        layers = [LayerInfo(i, lay.diff_id or "", chains[i], lay.size, lay.instruction[:80])
+        layers = [LayerInfo(i, lay.diff_id or "", chains[i], lay.size, lay.instruction)
                   for i, lay in enumerate(by_diff)]
     else:
         layers = [LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(info.diff_ids)]
@@ -231,19 +233,22 @@ def upload_resumable(transport: Transport, archive: Archive, final: str, progres
                 sent += len(chunk)
                 if progress:
                     progress(transport.host, len(chunk))
-    except (OSError, EOFError, HostError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, EOFError, paramiko's SSHException, ...
         raise TransferError(
-            f"{transport.host}: connection lost after {start + sent} of {total} bytes of the image "
-            f"archive ({exc or type(exc).__name__}); the partial upload is kept at {part}",
-            "run the same command again: the upload resumes and is verified before loading",
-        ) from exc
-    except Exception as exc:  # paramiko.SSHException and friends: same meaning
-        raise TransferError(
-            f"{transport.host}: upload failed after {start + sent} of {total} bytes: {exc}; "
-            f"the partial upload is kept at {part}",
+            f"{transport.host}: upload interrupted after {start + sent} of {total} bytes of the "
+            f"image archive ({type(exc).__name__}: {exc}); the partial upload is kept at {part}",
             "run the same command again: the upload resumes and is verified before loading",
         ) from exc
     return start, sent
+
+
+def remove_stale_parts(transport: Transport, final: str) -> None:
+    """Partial uploads of the same image for another archive (another layer set) are dead."""
+    folder, name = final.rsplit("/", 1)
+    prefix = name.split("-", 1)[0] + "-"
+    for entry in transport.listdir(folder):
+        if entry.startswith(prefix) and entry.endswith(".part") and entry != name + ".part":
+            transport.remove(f"{folder}/{entry}")
 
 
 def verify_and_load(transport: Transport, part: str, final: str, expected_sha: str, codec: str) -> None:
@@ -315,6 +320,7 @@ def ship_one(transport: Transport, image: LocalImage, hp: HostPlan, saved: Saved
     final = f"{home}/{STAGING_DIR}/{image.image_id.split(':')[-1][:12]}-{digest[:16]}.tar.{'zst' if hp.codec == 'zstd' else 'gz'}"
     if opts.on_event:
         opts.on_event(transport.host, f"sending {len(hp.send)} layers ({archive.raw_bytes} bytes raw, {archive.wire_bytes} compressed)")
+    remove_stale_parts(transport, final)
     resumed, sent = upload_resumable(transport, archive, final, opts.progress)
     if opts.on_event:
         opts.on_event(transport.host, "loading")
@@ -322,14 +328,27 @@ def ship_one(transport: Transport, image: LocalImage, hp: HostPlan, saved: Saved
     check_loaded(transport, image)
     mode = "delta" if hp.partial_ok and len(hp.send) < len(image.layers) else "full"
     return ShipResult(transport.host, image.image_id, mode, len(hp.send), archive.raw_bytes, sent, resumed,
-                      time.monotonic() - start, hp.codec, hp.reason)
+                      time.monotonic() - start, hp.codec, hp.reason, saved.source)
 
 
 def save_wanted(client: Any, image: LocalImage, plans: list[HostPlan], spool_dir: str) -> dict[str, SavedImage]:
-    """One ``docker save`` per codec in use; only layers some host lacks are compressed."""
+    """The compressed frames of every layer some host lacks, one set per codec in use.
+
+    Read straight from this machine's engine store where possible (only the wanted layers,
+    each verified against its diff ID), else from one ``docker save`` stream.
+    """
+    from opskit.images.layerstore import StoreUnavailable, open_local_store
+
     saved: dict[str, SavedImage] = {}
+    diff_ids = [lay.diff_id for lay in image.layers]
     for codec in sorted({p.codec for p in plans if not (p.local or p.image_present)}):
         wanted = {lay.index for p in plans if p.codec == codec for lay in p.send}
+        try:
+            store = open_local_store(client)
+            saved[codec] = spool_from_store(store, image.image_id, diff_ids, wanted, codec, spool_dir)
+            continue
+        except StoreUnavailable:
+            pass  # the general path below
         chunks = client.api.get_image(image.image_id, chunk_size=UPLOAD_CHUNK)
         saved[codec] = spool_save_stream(chunks, wanted, codec, spool_dir)
     return saved

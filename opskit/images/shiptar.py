@@ -148,7 +148,8 @@ class SavedImage:
     layer_paths: list[str]  # manifest order: "<v1id>/layer.tar"
     frames: dict[int, str] = field(default_factory=dict)  # layer index -> compressed frame file
     raw_sizes: dict[int, int] = field(default_factory=dict)  # layer index -> layer.tar bytes
-    archive_bytes: int = 0  # size of the whole docker save archive
+    archive_bytes: int = 0  # size of the whole docker save archive (0: not read)
+    source: str = "docker save"  # or "store" (layers read from the engine's store)
 
 
 def spool_save_stream(chunks: Iterable[bytes], wanted: set[int], codec: str, spool_dir: str) -> SavedImage:
@@ -239,3 +240,45 @@ def tail_raw_size(saved: SavedImage, repo_tags: list[str]) -> int:
     entry["RepoTags"] = repo_tags or None
     manifest = json.dumps([entry]).encode()
     return len(tar_member(saved.config_name, saved.config) + tar_member("manifest.json", manifest)) + len(END_OF_ARCHIVE)
+
+
+# -- the same pieces without docker save ------------------------------------------------------
+def spool_from_store(store: Any, image_id: str, diff_ids: list[str], wanted: set[int], codec: str, spool_dir: str) -> SavedImage:
+    """Like :func:`spool_save_stream`, reading only the wanted layers from the engine's store.
+
+    Names inside the archive are ours (``<chain id>/layer.tar``, ``<image id>.json``): ``docker
+    load`` follows ``manifest.json``. Every layer is checked against its diff ID and the config
+    against the image ID; a mismatch raises ``StoreUnavailable`` (the caller falls back).
+    """
+    from opskit.images.layerstore import StoreUnavailable
+
+    chains = chain_ids(diff_ids)
+    config = store.config(image_id)
+    paths = [f"{c.split(':')[-1]}/layer.tar" for c in chains]
+    manifest = [{"Config": image_id.split(":")[-1] + ".json", "RepoTags": None, "Layers": paths}]
+    saved = SavedImage(manifest, manifest[0]["Config"], config, paths, source="store")
+    for i in sorted(wanted):
+        size = store.layer_tar_size(chains[i])
+        frame = os.path.join(spool_dir, f"store-{i}.{codec}")
+        digest = hashlib.sha256()
+        with open(frame, "wb") as out:
+            chunks = _hashed(store.layer_tar(chains[i]), digest)
+            compress_chunks(_framed_iter(tar_header(paths[i], size), chunks, padding(size)), codec, out)
+        if "sha256:" + digest.hexdigest() != diff_ids[i]:
+            os.unlink(frame)
+            raise StoreUnavailable(f"layer {i} rebuilt from the store does not hash to {diff_ids[i]}")
+        saved.frames[i] = frame
+        saved.raw_sizes[i] = size
+    return saved
+
+
+def _hashed(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _framed_iter(head: bytes, chunks: Iterator[bytes], pad: bytes) -> Iterator[bytes]:
+    yield head
+    yield from chunks
+    yield pad

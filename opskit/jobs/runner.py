@@ -150,12 +150,19 @@ def follow(transport: Transport, run_id: str, on_line: LineFn | None) -> None:
         for line in launch.stream_logs(transport, run_id, follow=True):
             if on_line:
                 on_line(transport.host, line)
+        container = launch.require_container(transport, run_id)
+        container.reload()
+        running = container.status == "running"
     except KeyboardInterrupt:
         raise Detached(transport.host, run_id, "stopped following (Ctrl-C)", 130) from None
-    except OpskitError:
+    except OpskitError as exc:
+        if isinstance(exc, HostError) or "SSH" in exc.message:
+            raise Detached(transport.host, run_id, f"lost the connection while following ({exc.message})", 1) from exc
         raise
     except Exception as exc:  # the connection dropped under the log stream
         raise Detached(transport.host, run_id, f"lost the connection while following ({type(exc).__name__})", 1) from exc
+    if running:  # the log stream ended early: the engine or the connection let go
+        raise Detached(transport.host, run_id, "lost the connection while following (the log stream ended)", 1)
 
 
 def finish(transport: Transport, run_id: str, store: RunStore, remove_remote: bool = False) -> RunOutcome:

@@ -41,6 +41,7 @@ FALLBACK_RUN_KWARGS: dict[str, Any] = {
 # What the fake nvidia-smi reports on the test hosts (one GPU line per entry, CSV fields in
 # the order of opskit.testing.bin/nvidia-smi's data file).
 DEFAULT_GPU_ENV: dict[str, str] = {}
+DEFAULT_DISK = "6g"  # tmpfs for each host's /var/lib/docker (memory is used only as filled)
 
 
 def _context_files() -> dict[str, Path]:
@@ -121,12 +122,23 @@ def dind_run_kwargs(client_id: str, image: str) -> tuple[tuple[str, Any], ...]:
         client.close()
 
 
-def gpu_host_run_kwargs(client: Any, image: str, environment: dict[str, str] | None = None) -> dict:
-    """``containers.run`` keyword arguments for one GPU host (privileges, cgroups, volume)."""
+def gpu_host_run_kwargs(
+    client: Any, image: str, environment: dict[str, str] | None = None, disk: str | None = DEFAULT_DISK
+) -> dict:
+    """``containers.run`` keyword arguments for one GPU host (privileges, cgroups, storage).
+
+    ``disk`` sizes a tmpfs for the inner engine's ``/var/lib/docker`` (overlay2 works on it,
+    loads are fast, and removing the host is instant; it also makes a small, really full disk
+    possible); ``disk=None`` uses an anonymous volume instead (removed with the host).
+    """
     from docker.types import Mount
 
     kwargs = dict(dind_run_kwargs(client.info().get("ID", ""), image))
-    mounts = [Mount("/var/lib/docker", None, type="volume")]
+    if disk:
+        mounts = []
+        kwargs["tmpfs"] = {"/var/lib/docker": f"rw,size={disk},mode=0710"}
+    else:
+        mounts = [Mount("/var/lib/docker", None, type="volume")]
     if not kwargs.get("privileged"):
         mounts.append(Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False))
     kwargs["mounts"] = mounts
@@ -143,12 +155,13 @@ def start_gpu_hosts(
     base_image: str,
     name_prefix: str = "opskit-gpu",
     environment: dict[str, str] | None = None,
+    disk: str | None = DEFAULT_DISK,
 ) -> SSHTestBed:
     """Start ``n`` Docker-in-Docker GPU hosts reachable over SSH; close the bed to remove them."""
     from opskit.testing.sshd import start_ssh_hosts
 
     image = gpu_host_image(client, base_image)
-    kwargs = gpu_host_run_kwargs(client, image, environment)
+    kwargs = gpu_host_run_kwargs(client, image, environment, disk)
     bed = start_ssh_hosts(
         client, n, image=image, run_kwargs=kwargs, name_prefix=name_prefix, workdir=workdir,
         base_image=base_image,
@@ -174,6 +187,29 @@ def gpu_hosts(docker_client: Any, base_image: str, tmp_path_factory: pytest.Temp
     """Two Docker-in-Docker GPU hosts over SSH (``opskit-gpu-1``, ``opskit-gpu-2``)."""
     bed = start_gpu_hosts(
         docker_client, 2, workdir=str(tmp_path_factory.mktemp("gpuhosts")), base_image=base_image
+    )
+    try:
+        yield bed
+    finally:
+        bed.close()
+
+
+@pytest.fixture(scope="session")
+def training_image(docker_client: Any, base_image: str) -> str:
+    """The default training image (offline recipe), built or reused by its stable tag."""
+    from opskit.images.build import BuildRequest, build_image
+
+    request = BuildRequest(profile="offline", tag="opskit-train:remote-tests")
+    return build_image(request, client=docker_client).tag
+
+
+@pytest.fixture(scope="session")
+def small_disk_host(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory):
+    """One GPU host whose engine has only 400 MB of disk (a real, small tmpfs): too full for
+    the training image."""
+    bed = start_gpu_hosts(
+        docker_client, 1, workdir=str(tmp_path_factory.mktemp("smalldisk")), base_image=base_image,
+        name_prefix="opskit-tiny", disk="400m",
     )
     try:
         yield bed
