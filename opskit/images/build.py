@@ -50,7 +50,7 @@ from opskit.images.events import (
     StepDone,
     StreamParser,
 )
-from opskit.images.layers import Layer, docker_size, image_layers
+from opskit.images.layers import ImageLayers, Layer, docker_size, image_layers
 from opskit.images.wheelhouse import (
     ensure_wheelhouse,
     read_requirements,
@@ -109,22 +109,30 @@ class BuildResult:
     deps_reused: bool
     seconds: float
     size: int
-    added_bytes: int
+    added_bytes: int  # bytes of the layers this build made (not reused from the cache)
     context: dict
     labels: dict[str, str]
     steps: list[StepDone]
-    layers: list[Layer]
-    layer_steps: dict[int, StepDone]  # layer index -> the step that made it (none: the base's)
+    client: Any = field(default=None, repr=False, compare=False)
+    _layers: ImageLayers | None = field(default=None, repr=False, compare=False)
 
     @property
     def built_steps(self) -> list[StepDone]:
         return [s for s in self.steps if s.status == BUILT]
 
+    @property
+    def layers(self) -> list[Layer]:
+        """The image's layers (asked of the engine on first use: a rebuild does not wait on it)."""
+        if self._layers is None:
+            self._layers = image_layers(self.client, self.image_id)
+        return list(self._layers.layers)
+
     def layer_rows(self) -> list[dict]:
         """Each layer with the recipe instruction that made it, built/cached/base, and its role."""
+        by_id = {s.image_id: s for s in self.steps if s.image_id and s.status in (BUILT, CACHED)}
         rows = []
         for layer in self.layers:
-            step = self.layer_steps.get(layer.index)
+            step = by_id.get(_short(layer.history_id))
             instruction = step.instruction if step else layer.instruction
             rows.append({**layer.to_dict(), "instruction": instruction,
                          "status": step.status if step else "base",
@@ -140,6 +148,10 @@ class BuildResult:
             "steps": [{**s.to_dict(), "role": recipes.layer_role(s.instruction)} for s in self.steps],
             "layers": self.layer_rows(),
         }
+
+
+def _short(image_id: str | None) -> str:
+    return (image_id or "").removeprefix("sha256:")[:12]
 
 
 @dataclass
@@ -269,15 +281,12 @@ def build_image(
                                                                request.no_cache), "image", emit)
     finally:
         context.close()
-    info = image_layers(client, image_id)
-    made_by = _layer_steps(info.layers, steps)
-    added = sum(layer.size for layer in info.layers
-                if layer.index in made_by and made_by[layer.index].status == BUILT)
+    size, added = _sizes(client, image_id, steps)
     emit(PhaseDone("image", round(time.monotonic() - t0, 4),
-                   detail={"image_id": image_id, "size": info.size, "added_bytes": added}))
+                   detail={"image_id": image_id, "size": size, "added_bytes": added}))
     return BuildResult(image_id, plan.tag, plan.profile.name, plan.base, deps_tag, deps_reused,
-                       round(time.monotonic() - started, 4), info.size, added, context.to_dict(),
-                       labels, steps, list(info.layers), made_by)
+                       round(time.monotonic() - started, 4), size, added, context.to_dict(),
+                       labels, steps, client)
 
 
 def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
@@ -446,12 +455,9 @@ def run_build(
     return parser.image_id, parser.steps
 
 
-def _layer_steps(layers: tuple[Layer, ...] | list[Layer], steps: list[StepDone]) -> dict[int, StepDone]:
-    """Layer index -> the step of this build that made it (layers of the base have none)."""
-    by_id = {s.image_id: s for s in steps if s.image_id and s.status in (BUILT, CACHED)}
-    out = {}
-    for layer in layers:
-        step = by_id.get((layer.history_id or "").removeprefix("sha256:")[:12])
-        if step is not None:
-            out[layer.index] = step
-    return out
+def _sizes(client: Any, image_id: str, steps: list[StepDone]) -> tuple[int, int]:
+    """(image size, bytes of the layers this build made) from two engine calls."""
+    built = {s.image_id for s in steps if s.status == BUILT and s.image_id}
+    added = sum(int(h.get("Size") or 0) for h in client.api.history(image_id)
+                if _short(h.get("Id")) in built)
+    return int(client.api.inspect_image(image_id).get("Size") or 0), added
