@@ -1,12 +1,22 @@
 """Run several fixed commands on a host in ONE round trip, and split their output by section.
 
 A check asks for sections by name (``"df"``, ``"ps"``, ``"gpu_query"``, ...). The names map
-to fixed shell snippets below: no user input is ever pasted into the script. The script runs
-as ``sh -c SCRIPT`` through the host's transport (local or SSH), with ``LC_ALL=C`` so that
-numbers and headers do not depend on the host's locale. Each snippet runs in a subshell; its
-stdout and stderr are framed by marker lines on both streams, and its exit status is recorded,
-so one missing tool (``nvidia-smi``, ``docker``) never hides the other sections.
+to fixed shell snippets below: no user input is ever pasted into the script. The script is
+sent on the standard input of ``sh -s`` through the host's transport (local or SSH), with
+``LC_ALL=C`` so that numbers and headers do not depend on the host's locale.
 
+Each snippet's stdout goes to one buffer, its stderr is captured beside it, and its exit
+status is recorded, so one missing tool (``nvidia-smi``, ``docker``) never hides the others.
+The whole answer is printed at the end in one piece, framed like this::
+
+    @@opskit-section:begin NAME
+    <what the snippet printed on stdout>
+    @@opskit-section:stderr NAME        (only when it printed on stderr)
+    <what it printed on stderr>
+    @@opskit-section:end NAME EXIT_STATUS
+
+Buffering matters: every small write would otherwise become an SSH packet that the client
+decrypts and handles in Python (the fan-out benchmark counts client CPU per host).
 The exit status 127 means "command not found" (the snippets check with ``command -v``).
 """
 
@@ -113,66 +123,62 @@ class Section:
 
 def build_script(names: Iterable[str]) -> str:
     """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
-    parts = [PRELUDE]
+    parts = [PRELUDE, "_opskit_body() {"]
     for name in names:
         snippet = SNIPPETS[name]  # KeyError for an unknown name: a programming error
         parts.append(
-            f"echo '{MARK}begin {name}'; echo '{MARK}begin {name}' >&2\n"
-            f"{{ {snippet}\n}}\n"
-            f"rc=$?; echo; echo '{MARK}end {name}' \"$rc\"; echo >&2; echo '{MARK}end {name}' >&2"
+            f"printf '%s\\n' '{MARK}begin {name}'\n"
+            # stdout -> fd 3 (the buffer), stderr -> $_e; stdin never the script's
+            f"_e=$({{ {snippet}\n}} 2>&1 >&3 3>&- </dev/null); _rc=$?\n"
+            f"[ -z \"$_e\" ] || printf '\\n%s\\n%s' '{MARK}stderr {name}' \"$_e\"\n"
+            f"printf '\\n%s %s\\n' '{MARK}end {name}' \"$_rc\""
         )
+    parts.append("}")
+    parts.append("_opskit_out=$(_opskit_body 3>&1); printf '%s\\n' \"$_opskit_out\"")
     return "\n".join(parts) + "\n"
 
 
-def _split(host: str, text: str, stream: str) -> dict[str, tuple[str, int | None]]:
-    """Marker-framed text -> {name: (body, exit_code or None)}."""
-    out: dict[str, tuple[str, int | None]] = {}
-    name: str | None = None
-    body: list[str] = []
-    for line in text.split("\n"):
-        if line.startswith(MARK):
-            words = line[len(MARK):].split()
-            if words[:1] == ["begin"] and len(words) == 2 and name is None:
-                name, body = words[1], []
-                continue
-            if words[:1] == ["end"] and len(words) >= 2 and words[1] == name:
-                code = int(words[2]) if len(words) == 3 and words[2].isdigit() else None
-                # One newline was printed before the end marker, so the lines between the
-                # markers, joined, are exactly what the command printed.
-                out[name] = ("\n".join(body), code)
-                name = None
-                continue
-            raise ParseError(host, f"opskit section ({stream})", line, "unexpected marker")
-        if name is not None:
-            body.append(line)
-        # Text outside any section (a login banner, a noisy shell rc file) is ignored.
-    if name is not None:
-        raise ParseError(host, f"opskit section ({stream})", f"{MARK}begin {name}", "no end marker")
-    return out
+def parse_sections(host: str, stdout: str, stderr: str = "") -> dict[str, Section]:
+    """Split the script's output into Sections (pure; raises ParseError naming the host).
 
-
-def parse_sections(host: str, stdout: str, stderr: str) -> dict[str, Section]:
-    """Split the script's two streams into Sections (pure; raises ParseError naming host)."""
-    outs = _split(host, stdout, "stdout")
-    errs = _split(host, stderr, "stderr") if MARK in stderr else {}
+    Text outside any section (a login banner, a noisy shell rc file) is ignored; ``stderr``
+    (the shell's own complaints) is kept for error messages only."""
     result: dict[str, Section] = {}
-    for name, (body, code) in outs.items():
-        if code is None:
-            raise ParseError(host, "opskit section (stdout)", f"{MARK}end {name}", "no exit status")
-        result[name] = Section(name, body, errs.get(name, ("", None))[0], code)
+    name: str | None = None
+    out: list[str] = []
+    err: list[str] | None = None
+    for line in stdout.split("\n"):
+        if not line.startswith(MARK):
+            if name is not None:
+                (out if err is None else err).append(line)
+            continue
+        words = line[len(MARK):].split()
+        if words[:1] == ["begin"] and len(words) == 2 and name is None:
+            name, out, err = words[1], [], None
+        elif words[:1] == ["stderr"] and words[1:] == [name] and err is None:
+            err = []
+        elif words[:1] == ["end"] and len(words) == 3 and words[1] == name and words[2].isdigit():
+            # A newline is printed before each marker, so the lines between two markers,
+            # joined, are exactly what the command printed.
+            result[name] = Section(name, "\n".join(out), "\n".join(err or []), int(words[2]))
+            name = None
+        else:
+            raise ParseError(host, "opskit section", line, "unexpected marker")
+    if name is not None:
+        raise ParseError(host, "opskit section", f"{MARK}begin {name}", "no end marker")
     return result
 
 
 def run_sections(transport: Transport, names: Iterable[str], *, timeout: float | None = None
                  ) -> dict[str, Section]:
-    """Run the named snippets on the host in one ``sh -c`` call; return them by name."""
+    """Run the named snippets on the host in one ``sh -s`` call; return them by name."""
     names = list(dict.fromkeys(names))
-    result = transport.run(["sh", "-c", build_script(names)], timeout=timeout)
+    result = transport.run(["sh", "-s"], stdin=build_script(names).encode(), timeout=timeout)
     sections = parse_sections(transport.host, result.stdout, result.stderr)
     missing = [n for n in names if n not in sections]
     if missing:
         # The shell itself failed (no sh, killed, ...): report what it said.
         result.check(hint="opskit needs a POSIX sh on the host")
-        raise ParseError(transport.host, "opskit section (stdout)", result.stdout[-200:],
+        raise ParseError(transport.host, "opskit section", (result.stderr or result.stdout)[-200:],
                          f"sections missing: {', '.join(missing)}")
     return sections

@@ -41,27 +41,37 @@ def test_sections_round_trip_through_real_sh(monkeypatch):
                                           "t_nofile", "self"])
     assert got["t_nofile"].exit_code == 1 and "cannot read" in got["t_nofile"].stderr
     assert got["t_noeol"] == Section("t_noeol", "a\nb", "", 0)
-    assert got["t_eol"] == Section("t_eol", "a\n\n", "oops\n", 3)
+    assert got["t_eol"] == Section("t_eol", "a\n\n", "oops", 3)
     assert got["t_empty"].stdout == "" and got["t_empty"].ok
     assert got["t_missing"].not_found and "no-such-tool-xyz" in got["t_missing"].message()
     assert got["self"].stdout.strip().isdigit()
 
 
 def test_sections_ignore_banners_but_not_broken_frames():
-    out = "Welcome to host!\n" + f"{sec.MARK}begin a\nx\n\n{sec.MARK}end a 0\n"
-    assert parse_sections("h", out, "motd\n")["a"].stdout == "x\n"
+    out = (f"Welcome to host!\n{sec.MARK}begin a\nx\n\n{sec.MARK}end a 0\n"
+           f"{sec.MARK}begin b\n\n{sec.MARK}stderr b\nboom\n{sec.MARK}end b 2\n")
+    got = parse_sections("h", out, "motd\n")
+    assert got["a"] == Section("a", "x\n", "", 0) and got["b"] == Section("b", "", "boom", 2)
     with pytest.raises(ParseError, match="h9.*no end marker"):
         parse_sections("h9", f"{sec.MARK}begin a\nx\n", "")
     with pytest.raises(ParseError, match="unexpected marker"):
         parse_sections("h9", f"{sec.MARK}begin a\n{sec.MARK}begin b\n", "")
+    with pytest.raises(ParseError, match="unexpected marker"):
+        parse_sections("h9", f"{sec.MARK}begin a\n{sec.MARK}end a zero\n", "")
 
 
 def test_a_host_without_sh_is_a_command_failure():
-    fake = FakeTransport("nosh", {})
-    fake.add(["sh", "-c", build_script(["uname"])],
-             FakeReply(stderr="sh: not found", exit_code=127))
+    fake = FakeTransport("nosh", {("sh", "-s"): FakeReply(stderr="sh: not found", exit_code=127)})
     with pytest.raises(Exception, match="nosh.*exited with 127"):
         run_sections(fake, ["uname"])
+    assert fake.calls[0][1] == build_script(["uname"]).encode()  # the script goes on stdin
+
+
+def test_sections_output_is_one_write():
+    """Framing and stderr capture happen on the host; the answer arrives in one piece."""
+    script = build_script(["uptime", "df"])
+    assert script.rstrip().endswith("printf '%s\\n' \"$_opskit_out\"")
+    assert ">&2" not in script.split("_opskit_body() {", 1)[1]
 
 
 def captured_sections(**override: Section) -> dict[str, Section]:
@@ -151,5 +161,5 @@ def test_snapshot_of_this_machine_runs_one_command():
     from opskit.checks.status import snapshot
 
     snap = snapshot(Counting())
-    assert len(calls) == 1 and calls[0][:2] == ["sh", "-c"]
+    assert len(calls) == 1 and list(calls[0]) == ["sh", "-s"]
     assert snap.cpus == os.cpu_count() and snap.disks
