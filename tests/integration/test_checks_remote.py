@@ -189,3 +189,22 @@ def test_a_dead_host_fails_alone(capsys, bed, monkeypatch, tmp_path):
     code, out, err = opskit(capsys, "status", "--host", "@mixed")
     assert code == 1 and "error: deadhost:" in err
     assert all(name in out for name in bed.names)
+
+
+def test_garbage_from_a_host_names_host_and_line(capsys, bed):
+    good, bad = bed.hosts[0], bed.hosts[-1]
+    _put(bad.container, "/usr/local/bin/df",
+         b"#!/bin/sh\necho 'Filesystem Type 1-blocks Used Available Capacity Mounted on'\n"
+         b"echo 'rootfs ext4 many some few 12% /'\n", 0o755)
+    try:
+        code, out, err = opskit(capsys, "df", "--json", "--host", "@" + bed.group)
+        data = json.loads(out)
+        assert code == 1 and good.name in data["hosts"] and bad.name not in data["hosts"]
+        problem = data["errors"][bad.name]
+        assert problem["error"] == "ParseError"
+        assert problem["message"].startswith(f"{bad.name}: could not parse df output")
+        assert "rootfs ext4 many some few 12% /" in problem["message"]
+        code, out, err = opskit(capsys, "status", "--host", bad.name)
+        assert code == 1 and f"error: {bad.name}: could not parse df output" in err
+    finally:
+        bad.container.exec_run(["rm", "-f", "/usr/local/bin/df"])
