@@ -58,6 +58,11 @@ class LocalTransport:
                 self.host, argv, "", f"{argv[0]}: command not found", 127,
                 time.monotonic() - start,
             )
+        except PermissionError:  # as a shell reports it: found but not executable
+            result = CommandResult(
+                self.host, argv, "", f"{argv[0]}: Permission denied", 126,
+                time.monotonic() - start,
+            )
         except subprocess.TimeoutExpired as exc:
             raise HostError(
                 self.host, f"command {shell_command(argv)!r} did not finish within {limit:g}s"
