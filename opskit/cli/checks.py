@@ -195,7 +195,7 @@ def _print_snapshot(s: Any) -> None:
     from opskit.checks.procs import format_elapsed
     from opskit.cli import render
 
-    render.print_table(["", ""], _summary_rows(s), title=s.host)
+    render.print_table(["", ""], _summary_rows(s), title=s.host, show_header=False)
     if s.gpu.gpus:
         def na(v: Any, unit: str = "") -> str:
             return "-" if v is None else f"{v}{unit}"

@@ -33,10 +33,12 @@ def print_table(
     *,
     title: str | None = None,
     justify: dict[str, str] | None = None,
+    show_header: bool = True,
 ) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False,
+                  show_header=show_header)
     justify = justify or {}
     for col in columns:
         table.add_column(col, justify=justify.get(col, "left"), overflow="fold")  # type: ignore[arg-type]
