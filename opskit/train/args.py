@@ -33,6 +33,7 @@ class TrainArgs:
     log_every: int = 20
     max_grad_norm: float | None = None
     progress: str = "auto"
+    threads: int | None = None
     list_models: bool = False
 
     def to_dict(self) -> dict:
@@ -126,6 +127,9 @@ def build_parser(prog: str = "python -m opskit.train") -> argparse.ArgumentParse
     p.add_argument("--log-every", type=_positive, default=20, help="steps per metrics line")
     p.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm")
     p.add_argument("--progress", choices=["auto", "bar", "plain", "none"], default="auto")
+    p.add_argument(
+        "--threads", type=_positive, help="CPU threads for torch (default: torch's choice)"
+    )
     return p
 
 

@@ -73,7 +73,7 @@ def resolve(args: TrainArgs) -> tuple[Any, dict, Any]:
     try:
         info = get_model_info(args.model)
     except ZooUnknown as exc:
-        raise UnknownModelError(str(exc), "see `python -m opskit.train --list`") from None
+        raise UnknownModelError(str(exc), "see --list for the models and their tasks") from None
     model_cfg = {**(info.small if args.small else {}), **args.model_args}
     task = get_task(info.task)(info, model_cfg, args)
     return info, model_cfg, task
@@ -155,6 +155,8 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     from opskit.train.loop import Trainer, place_dataset
     from opskit.train.metrics import RunFiles
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     info, model_cfg, task = resolve(args)

@@ -71,16 +71,14 @@ def _render(kinds: torch.Tensor, size: tuple[int, int], g: torch.Generator, scal
 
 
 def _paint(masks: list[torch.Tensor], channels: int, g: torch.Generator) -> torch.Tensor:
-    """Images (N, C, H, W): a background colour, each mask in its own colour, noise."""
+    """Images (N, C, H, W): a dark background, each mask in its own bright colour, noise."""
     n, h, w = masks[0].shape
-    img = torch.rand((n, channels, 1, 1), generator=g).expand(n, channels, h, w).clone()
+    img = (0.4 * torch.rand((n, channels, 1, 1), generator=g)).expand(n, channels, h, w)
     for mask in masks:
-        colour = torch.rand((n, channels, 1, 1), generator=g)
-        # Keep foreground and background apart so every shape is visible.
-        colour = torch.where((colour - img[:, :, :1, :1]).abs() < 0.3, 1.0 - colour, colour)
+        colour = 0.6 + 0.4 * torch.rand((n, channels, 1, 1), generator=g)
         img = torch.where(mask.unsqueeze(1), colour, img)
-    img += 0.08 * torch.randn(img.shape, generator=g)
-    return (img - 0.5) / 0.3
+    img = img + 0.08 * torch.randn(img.shape, generator=g)
+    return (img - 0.4) / 0.3
 
 
 def _chunks(n: int, per_chunk: int):

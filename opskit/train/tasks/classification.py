@@ -20,6 +20,8 @@ from opskit.train.errors import DataError
 from opskit.train.tasks.base import StepContext, Task, register_task
 
 AUX_WEIGHT = 0.3
+# Generated images are pre-rendered; large inputs (224x224) get fewer samples to fit this.
+GENERATED_BYTES = 768 << 20
 
 
 def builder_default(info, key: str, fallback):
@@ -68,6 +70,10 @@ class ImageTask(Task):
                 synthetic_images(shape, k, n_val, seed + 1, dense=self.dense),
             )
         if source == "shapes":
+            per_sample = (4 * shape[0] + (8 if self.dense else 0)) * shape[1] * shape[2]
+            cap = max(2, GENERATED_BYTES // per_sample)
+            n_val = min(n_val, max(1, cap // 8))
+            n_train = min(n_train, max(1, cap - n_val))
             return self.generate(n_train, shape, seed), self.generate(n_val, shape, seed + 10_007)
         train, val = load_npz_dataset(source, dense=self.dense)
         top = max_label(train, val)
