@@ -12,14 +12,12 @@ import json
 import re
 from dataclasses import dataclass
 
-from opskit.checks.sections import DOCKER_DF_TIMEOUT, Section
+from opskit.checks.sections import DOCKER_TIMEOUT, TIMED_OUT, Section
 from opskit.errors import ParseError
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKMGTP]?i?B)$")
 _UNITS = {"B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "PB": 1000**5, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
-
-TIMED_OUT = 124  # coreutils timeout's exit status
 
 MESSAGES = {
     "not installed": "Docker: not installed",
@@ -132,6 +130,8 @@ def docker_info(host: str, version: Section, disk: Section | None,
     image count still comes from ``docker image ls``."""
     if version.not_found:
         return DockerInfo("not installed", MESSAGES["not installed"])
+    if version.exit_code == TIMED_OUT:
+        return DockerInfo("error", f"Docker: the engine did not answer within {DOCKER_TIMEOUT}s")
     client, server = parse_version(version.stdout, host) if "{" in version.stdout else ({}, None)
     if not version.ok or server is None:
         state = classify_error(version.stderr)
@@ -148,7 +148,7 @@ def docker_info(host: str, version: Section, disk: Section | None,
             rows = {**rows, "Images": DiskUse("Images", count, None, None, None, None)}
             message += f", {count} images"
         if disk is not None and disk.exit_code == TIMED_OUT:
-            message += f", disk use unknown (docker system df took over {DOCKER_DF_TIMEOUT}s)"
+            message += f", disk use unknown (docker system df took over {DOCKER_TIMEOUT}s)"
         elif disk is not None:
             message += f", disk use unknown ({disk.message()})"
     return DockerInfo("running", message, client.get("Version"), server.get("Version"),

@@ -14,7 +14,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from opskit.checks.sections import GPU_APP_FIELDS, GPU_FIELDS, Section
+from opskit.checks.sections import (
+    GPU_APP_FIELDS,
+    GPU_FIELDS,
+    NVIDIA_SMI_TIMEOUT,
+    TIMED_OUT,
+    Section,
+)
 from opskit.errors import ParseError
 
 INT_FIELDS = frozenset({
@@ -168,6 +174,8 @@ def gpu_report(host: str, query: Section, apps: Section | None, version: Section
     """Sections ``gpu_query`` (+ ``gpu_apps``, ``gpu_version``) -> a GpuReport."""
     if query.not_found:
         return GpuReport("absent", ABSENT_MESSAGE)
+    if query.exit_code == TIMED_OUT:
+        return GpuReport("error", f"nvidia-smi did not answer within {NVIDIA_SMI_TIMEOUT}s")
     if not query.ok:
         return GpuReport("error", f"nvidia-smi failed: {query.message()}")
     rows = parse_csv_query(query.stdout, GPU_FIELDS, host, what="nvidia-smi --query-gpu")

@@ -41,7 +41,17 @@ GPU_FIELDS = (
 GPU_APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
 
 PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
-DOCKER_DF_TIMEOUT = 10  # seconds; exit status 124 when it ran out
+# Tools that can hang (a wedged engine, a GPU driver in trouble) run under coreutils
+# ``timeout`` where the host has it; exit status 124 means they ran out of time.
+DOCKER_TIMEOUT = 10
+NVIDIA_SMI_TIMEOUT = 20
+TIMED_OUT = 124
+
+
+def _bounded(seconds: int, command: str) -> str:
+    """``command`` limited to ``seconds`` by coreutils ``timeout`` where the host has it."""
+    return (f"{{ if command -v timeout >/dev/null 2>&1; then timeout {seconds} {command}; "
+            f"else {command}; fi; }}")
 
 
 def _need(tool: str, command: str) -> str:
@@ -77,21 +87,22 @@ SNIPPETS: dict[str, str] = {
     "df": _need("df", "df -B1 -P -T"),
     "df_all": _need("df", "df -B1 -P -T -a"),
     "ps": _need("ps", f"ps -eww -o {PS_COLUMNS}"),
-    "gpu_query": _need(
-        "nvidia-smi",
-        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits"),
-    "gpu_apps": _need(
-        "nvidia-smi", f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} "
-        "--format=csv,noheader,nounits"),
+    "gpu_query": _need("nvidia-smi", _bounded(
+        NVIDIA_SMI_TIMEOUT,
+        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits")),
+    "gpu_apps": _need("nvidia-smi", _bounded(
+        NVIDIA_SMI_TIMEOUT, f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} "
+        "--format=csv,noheader,nounits")),
     # --version is cheap where supported (driver >= 525); older drivers: the plain table header.
-    "gpu_version": _need("nvidia-smi", "nvidia-smi --version 2>/dev/null || nvidia-smi"),
-    "docker_version": _need("docker", "docker version --format '{{json .}}'"),
-    "docker_images": _need("docker", "docker image ls --quiet --no-trunc"),
-    # system df sizes every layer and container: bounded so a busy engine cannot stall status
-    "docker_df": _need(
-        "docker", "if command -v timeout >/dev/null 2>&1; then "
-        f"timeout {DOCKER_DF_TIMEOUT} docker system df --format '{{{{json .}}}}'; "
-        "else docker system df --format '{{json .}}'; fi"),
+    "gpu_version": _need("nvidia-smi", _bounded(NVIDIA_SMI_TIMEOUT, "nvidia-smi --version")
+                         + " 2>/dev/null || " + _bounded(NVIDIA_SMI_TIMEOUT, "nvidia-smi")),
+    "docker_version": _need("docker", _bounded(DOCKER_TIMEOUT,
+                                               "docker version --format '{{json .}}'")),
+    "docker_images": _need("docker", _bounded(DOCKER_TIMEOUT,
+                                              "docker image ls --quiet --no-trunc")),
+    # system df sizes every layer and container: slow on a busy engine
+    "docker_df": _need("docker", _bounded(DOCKER_TIMEOUT,
+                                          "docker system df --format '{{json .}}'")),
 }
 
 

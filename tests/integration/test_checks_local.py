@@ -114,9 +114,20 @@ def test_ps_finds_a_process_like_ps_does(capsys, sleeper):
     assert len(procs) == 3 and procs[0]["mem_percent"] >= procs[2]["mem_percent"]
 
 
-def test_status_matches_this_machine(capsys, docker_client):
+def test_status_matches_this_machine(capsys, docker_client, monkeypatch):
+    from opskit.hosts.local import LocalTransport
+
+    calls = []
+    real_run = LocalTransport.run
+
+    def counting_run(self, argv, **kw):
+        calls.append(list(argv))
+        return real_run(self, argv, **kw)
+
+    monkeypatch.setattr(LocalTransport, "run", counting_run)
     code, out, err = opskit(capsys, "status", "--json")
     assert code == 0, err
+    assert calls == [["sh", "-s"]]  # the whole snapshot in one round trip
     s = json.loads(out)["hosts"]["localhost"]
     assert s["hostname"] == Path("/proc/sys/kernel/hostname").read_text().strip()
     assert s["kernel"]["release"] == os.uname().release and s["cpus"] == os.cpu_count()

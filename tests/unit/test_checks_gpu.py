@@ -96,6 +96,8 @@ def test_report_states():
         "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"), "", 9),
         None, None)
     assert broken.status == "error" and gpu_fail.strip() in broken.message
+    hung = gpu.gpu_report("h", Section("gpu_query", "", "", 124), None, None)
+    assert hung.status == "error" and hung.message == "nvidia-smi did not answer within 20s"
 
 
 # -- the fake nvidia-smi ----------------------------------------------------------------------

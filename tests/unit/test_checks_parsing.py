@@ -270,6 +270,11 @@ def test_docker_garbage():
         dockerinfo.parse_version("{not json\n", "h")
 
 
+def test_docker_engine_that_does_not_answer():
+    info = dockerinfo.docker_info("h", _section("docker_version", "", "", 124), None)
+    assert info.state == "error" and info.message == "Docker: the engine did not answer within 10s"
+
+
 def test_docker_df_timed_out_still_reports_the_engine():
     info = dockerinfo.docker_info(
         "h", _section("docker_version", fixture("docker-version.jsonl")),

@@ -149,17 +149,21 @@ def test_snapshot_garbage_names_host_and_line():
         build_snapshot("c7", captured_sections(nproc=Section("nproc", "many\n", "", 0)))
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="needs Linux /proc")
-def test_snapshot_of_this_machine_runs_one_command():
-    calls = []
+def test_a_hung_nvidia_smi_is_cut_short(monkeypatch, tmp_path):
+    """The fake nvidia-smi told to hang: the snapshot's bound ends it and says so."""
+    import json
+    import sys
 
-    class Counting(LocalTransport):
-        def run(self, argv, **kw):
-            calls.append(argv)
-            return super().run(argv, **kw)
+    fake_bin = Path(__file__).resolve().parents[2] / "opskit" / "testing" / "bin"
+    (tmp_path / "gpus.json").write_text(json.dumps({"hang": 30, "gpus": [{"name": "X"}]}))
+    monkeypatch.setenv("OPSKIT_FAKE_NVIDIA_SMI", str(tmp_path / "gpus.json"))
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    monkeypatch.setitem(sec.SNIPPETS, "gpu_query", sec._need(
+        "nvidia-smi", sec._bounded(1, "nvidia-smi --query-gpu=index --format=csv")))
+    assert sys.executable
+    from opskit.checks.gpu import gpu_report
 
-    from opskit.checks.status import snapshot
-
-    snap = snapshot(Counting())
-    assert len(calls) == 1 and list(calls[0]) == ["sh", "-s"]
-    assert snap.cpus == os.cpu_count() and snap.disks
+    got = run_sections(LocalTransport(), ["gpu_query"], timeout=20)
+    report = gpu_report("local", got["gpu_query"], None, None)
+    assert got["gpu_query"].exit_code == 124 and report.status == "error"
+    assert report.message.startswith("nvidia-smi did not answer within")
