@@ -9,6 +9,7 @@ paramiko's own loader gives up on a whole file at one undecodable line and reads
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,3 +70,34 @@ def _read_line(known: KnownHosts, line: str, where: str) -> None:
         return
     for name in entry.hostnames:
         known.keys.add(name, entry.key.get_name(), entry.key)
+
+
+_CACHE: dict[tuple, KnownHosts] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_known_hosts(paths: list[str], host: str = "") -> KnownHosts:
+    """``read_known_hosts`` once per version of the files (path, inode, size, mtime).
+
+    Many connections at once (a fan-out) share one parsed copy; a file that changes (e.g.
+    ``opskit hosts trust`` pinned a key) is read again. Treat the result as read-only.
+    """
+    stamp = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            stamp.append((path, None))
+            continue
+        except OSError as exc:
+            raise HostError(host or path, f"cannot read known_hosts file {path}: {exc}") from exc
+        stamp.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
+    key = tuple(stamp)
+    with _CACHE_LOCK:
+        known = _CACHE.get(key)
+        if known is None:
+            known = read_known_hosts(paths, host)
+            if len(_CACHE) > 64:
+                _CACHE.clear()
+            _CACHE[key] = known
+    return known

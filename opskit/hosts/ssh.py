@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.errors import HostError, HostKeyError, OpskitError
-from opskit.hosts.knownhosts import read_known_hosts
+from opskit.hosts.knownhosts import cached_known_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import CommandResult, FileStat, shell_command
 
@@ -65,6 +65,33 @@ def identity_files(spec: HostSpec) -> list[str]:
         if os.path.exists(path):
             out.append(path)
     return out
+
+
+_KEYS: dict[tuple, Any] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def _identities(paths: list[str]) -> tuple[Any, list[str]]:
+    """The first identity file as a loaded key (parsed once per file version), and the
+    other files for paramiko to try if that one is refused. A key that needs a passphrase
+    or does not parse is left to paramiko, which reports it."""
+    import paramiko
+
+    for i, path in enumerate(paths):
+        try:
+            st = os.stat(path)
+            stamp = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+            with _KEYS_LOCK:
+                key = _KEYS.get(stamp)
+            if key is None:
+                key = paramiko.PKey.from_path(path)
+        except (paramiko.SSHException, ValueError, OSError):
+            continue  # encrypted, unknown or gone: paramiko tries it from key_filename
+        else:
+            with _KEYS_LOCK:
+                _KEYS[stamp] = key
+            return key, paths[:i] + paths[i + 1:]
+    return None, paths
 
 
 def _proxy_command(spec: HostSpec) -> Any:
@@ -197,15 +224,19 @@ class SSHTransport:
         spec = self.spec
         spec.check_jump()
         client = paramiko.SSHClient()
-        known = read_known_hosts(known_hosts_files(spec), spec.name, into=client.get_host_keys())
+        known = cached_known_hosts(known_hosts_files(spec), spec.name)
+        # Shared, parsed once per file version; read-only here (no policy ever adds keys).
+        client._host_keys = known.keys
         client.set_missing_host_key_policy(_refuse_unknown_policy(spec))
+        pkey, other_files = _identities(identity_files(spec))
         sock = self._open_socket()
         try:
             client.connect(
                 spec.hostname,
                 port=spec.port,
                 username=spec.user,
-                key_filename=identity_files(spec) or None,
+                pkey=pkey,
+                key_filename=other_files or None,
                 look_for_keys=not spec.identities_only,
                 allow_agent=not spec.identities_only,
                 timeout=spec.connect_timeout,

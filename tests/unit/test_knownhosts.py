@@ -29,3 +29,35 @@ def test_read_known_hosts(tmp_path: Path) -> None:
     assert known.revoked == {k2.split()[1]}
     assert len(known.skipped) == 4
     assert all(s.startswith(f"{kh}:") for s in known.skipped)
+
+
+def test_cache_reused_until_the_file_changes(tmp_path: Path) -> None:
+    from opskit.hosts.knownhosts import cached_known_hosts
+
+    k1 = " ".join(make_client_key(tmp_path / "k1").split()[:2])
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"h1 {k1}\n")
+    first = cached_known_hosts([str(kh)])
+    assert cached_known_hosts([str(kh)]) is first
+    with kh.open("a") as fh:
+        fh.write(f"h2 {k1}\n")
+    second = cached_known_hosts([str(kh)])
+    assert second is not first and second.keys.lookup("h2") is not None
+
+
+def test_identities_loaded_once_and_encrypted_left_to_paramiko(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from opskit.hosts.ssh import _identities
+
+    enc = tmp_path / "encrypted"
+    enc.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(b"secret")))
+    make_client_key(tmp_path / "plain")
+    paths = [str(enc), str(tmp_path / "plain")]
+    key, rest = _identities(paths)
+    assert key is not None and rest == [str(enc)]
+    assert _identities(paths)[0] is key  # cached
+    assert _identities([str(enc)]) == (None, [str(enc)])
