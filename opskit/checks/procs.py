@@ -99,7 +99,7 @@ class ProcessFilter:
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise UsageError(f"invalid sort key {self.sort!r}", f"use one of: {', '.join(SORT_KEYS)}")
-        if self.user is not None:
+        if self.user is not None and not self.user.isdigit():  # ps shows bare uids too
             check_user_name(self.user)
         if self.name is not None:
             try:

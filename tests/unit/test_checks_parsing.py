@@ -136,6 +136,7 @@ def test_filter_sort_limit():
     assert named and all(p.command.startswith("sshd: ") for p in named)
     assert procs.ProcessFilter(user="nobody").apply(ps) == []
     assert len(procs.ProcessFilter(user="root").apply(ps)) == len(ps)
+    assert procs.ProcessFilter(user="1000").apply(ps) == []  # a bare uid is a valid filter
 
 
 @pytest.mark.parametrize("kwargs, message", [
