@@ -85,7 +85,7 @@ def _identities(paths: list[str]) -> tuple[Any, list[str]]:
                 key = _KEYS.get(stamp)
             if key is None:
                 key = paramiko.PKey.from_path(path)
-        except (paramiko.SSHException, ValueError, OSError):
+        except (paramiko.SSHException, ValueError, TypeError, OSError):
             continue  # encrypted, unknown or gone: paramiko tries it from key_filename
         else:
             with _KEYS_LOCK:
