@@ -52,10 +52,8 @@ def test_bounded_pool_runs_in_parallel() -> None:
             running -= 1
         return t.host
 
-    start = time.monotonic()
     result = run_on_hosts(specs(12), fn, workers=4, transport_factory=lambda s: FakeTransport(s.name))
-    assert result.ok and peak == 4
-    assert time.monotonic() - start < 12 * 0.05  # not one after another
+    assert result.ok and peak == 4  # parallel, and never more than the pool's size
 
 
 def test_factory_failure_and_unexpected_exception_are_per_host() -> None:
