@@ -106,6 +106,12 @@ SNIPPETS: dict[str, str] = {
 }
 
 
+# Sections made of shell builtins reading /proc (plus uname): they say nothing useful on
+# stderr, so theirs is dropped instead of captured (their exit status still tells).
+QUIET = frozenset({"self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc",
+                   "cpu_model", "meminfo"})
+
+
 @dataclass(frozen=True)
 class Section:
     """What one snippet printed, and its exit status."""
@@ -137,10 +143,12 @@ def build_script(names: Iterable[str]) -> str:
     parts = [PRELUDE, "_opskit_body() {"]
     for name in names:
         snippet = SNIPPETS[name]  # KeyError for an unknown name: a programming error
+        if name in QUIET:  # no subshell to capture stderr: one fork less on the host
+            run = f"{{ {snippet}\n}} 2>/dev/null </dev/null; _rc=$?; _e="
+        else:  # stdout -> fd 3 (the buffer), stderr -> $_e; stdin never the script's
+            run = f"_e=$({{ {snippet}\n}} 2>&1 >&3 3>&- </dev/null); _rc=$?"
         parts.append(
-            f"printf '%s\\n' '{MARK}begin {name}'\n"
-            # stdout -> fd 3 (the buffer), stderr -> $_e; stdin never the script's
-            f"_e=$({{ {snippet}\n}} 2>&1 >&3 3>&- </dev/null); _rc=$?\n"
+            f"printf '%s\\n' '{MARK}begin {name}'\n{run}\n"
             f"[ -z \"$_e\" ] || printf '\\n%s\\n%s' '{MARK}stderr {name}' \"$_e\"\n"
             f"printf '\\n%s %s\\n' '{MARK}end {name}' \"$_rc\""
         )
