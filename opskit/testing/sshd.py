@@ -16,7 +16,9 @@ import hashlib
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,13 +183,16 @@ class SSHTestBed:
         _write_inventory(self)
 
     def close(self) -> None:
-        errors = []
-        for host in self.hosts:
+        def remove(host: SSHTestHost) -> str | None:
             try:
                 host.container.remove(force=True, v=True)
             except Exception as exc:  # noqa: BLE001 - collected, raised below
                 if "No such container" not in str(exc):
-                    errors.append(f"{host.name}: {exc}")
+                    return f"{host.name}: {exc}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
+            errors = [e for e in pool.map(remove, self.hosts) if e]
         self.hosts = []
         if errors:
             raise OpskitError("could not remove test containers: " + "; ".join(errors))
@@ -369,15 +374,24 @@ def start_ssh_hosts(
         inventory_path=workdir / "hosts.yaml", ssh_config_path=workdir / "ssh_config",
         known_hosts_path=workdir / "known_hosts",
     )
+    lock = threading.Lock()
+
+    def start_one(i: int) -> None:
+        name = f"{name_prefix}-{i}"
+        container = _run_container(client, image, f"{name}-{token}", pubkey, run_kwargs or {})
+        host = SSHTestHost(name, container, 0)
+        with lock:  # recorded at once, so that close() removes it whatever happens next
+            bed.hosts.append(host)
+        host.port = _published_port(container)
+        wait_for_sshd(host)
+
     try:
-        for i in range(1, n + 1):
-            name = f"{name_prefix}-{i}"
-            container = _run_container(client, image, f"{name}-{token}", pubkey, run_kwargs or {})
-            bed.hosts.append(SSHTestHost(name, container, 0))
-        for host in bed.hosts:
-            host.port = _published_port(host.container)
-        for host in bed.hosts:
-            wait_for_sshd(host)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, n))) as pool:
+            futures = [pool.submit(start_one, i) for i in range(1, n + 1)]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
+        bed.hosts.sort(key=lambda h: int(h.name.rsplit("-", 1)[1]))
         bed.write_files()
     except BaseException:
         bed.close()
