@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opskit.checks.sections import (
     GPU_APP_FIELDS,
@@ -123,7 +124,7 @@ class Gpu:
     values: dict
     processes: tuple[GpuProcess, ...] = ()
 
-    def __getitem__(self, key: str):  # noqa: ANN204
+    def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
     def to_dict(self) -> dict:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
+from opskit.checks.sections import Section
 from opskit.errors import HostError, ParseError, UsageError
 from opskit.safety import check_user_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opskit.checks.gpu import GpuProcess
 
 _HEADER = ("PID", "PPID", "USER", "%CPU", "%MEM", "RSS", "ELAPSED", "COMMAND")
 SORT_KEYS = ("cpu", "mem", "pid", "time")
@@ -131,7 +136,8 @@ def sort_processes(processes: list[Process], key: str) -> list[Process]:
     return sorted(processes, key=lambda p: p.pid)
 
 
-def with_gpu_usage(processes: list[Process], gpu_processes: Iterable) -> list[Process]:  # noqa: ANN001
+def with_gpu_usage(processes: list[Process], gpu_processes: Iterable[GpuProcess]
+                   ) -> list[Process]:
     """Attach GPU memory (MiB, summed over GPUs) and the first GPU index to matching pids."""
     usage: dict[int, tuple[int | None, int | None]] = {}
     for gp in gpu_processes:
@@ -157,7 +163,7 @@ def format_elapsed(seconds: int) -> str:
     return f"{minutes:02d}:{secs:02d}"
 
 
-def processes_from_section(host: str, section, self_pid: int | None) -> list[Process]:  # noqa: ANN001
+def processes_from_section(host: str, section: Section, self_pid: int | None) -> list[Process]:
     """The ps section of a script run -> processes, without opskit's own commands."""
     if section.not_found:
         raise HostError(host, "ps: command not found", "install procps on the host")
