@@ -235,6 +235,7 @@ class ResNet(nn.Module):
 
 
 _SMALL = {"widths": (16, 32, 64, 128), "num_classes": 10}
+_SMALLER = {"widths": (8, 16, 32, 64), "num_classes": 10}
 _REF = {"num_classes": 1000, "in_channels": 3}
 
 
@@ -250,7 +251,7 @@ def resnet18(**cfg) -> ResNet:
 @register_model(
     "resnet34", family="resnet", task="classification",
     description="ResNet-34: BasicBlocks [3, 4, 6, 3] (21.8M parameters).",
-    reference=_REF, small=_SMALL, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
+    reference=_REF, small=_SMALLER, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
 )
 def resnet34(**cfg) -> ResNet:
     return ResNet(BasicBlock, [3, 4, 6, 3], **cfg)
@@ -259,7 +260,7 @@ def resnet34(**cfg) -> ResNet:
 @register_model(
     "resnet50", family="resnet", task="classification",
     description="ResNet-50: Bottlenecks [3, 4, 6, 3] (25.6M parameters).",
-    reference=_REF, small={"widths": (8, 16, 32, 64), "num_classes": 10},
+    reference=_REF, small=_SMALLER,
     input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
 )
 def resnet50(**cfg) -> ResNet:

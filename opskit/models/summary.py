@@ -402,6 +402,21 @@ def _walk(model: nn.Module, name: str, input_shape: Shape) -> ModelSummary:
     )
 
 
+def parameter_summary(model: nn.Module, name: str | None = None) -> ModelSummary:
+    """Parameters per layer without shapes, for models the walk cannot follow (e.g. RNNs)."""
+    rows = []
+    for mod_name, m in model.named_modules():
+        if mod_name and not any(True for _ in m.children()):
+            depth = mod_name.count(".")
+            rows.append(LayerRow(mod_name, type(m).__name__, depth, (), (), leaf_params(m)))
+    params = {id(p): p for p in model.parameters()}
+    return ModelSummary(
+        model=name or type(model).__name__, input_shape=(), output_shape=(), rows=rows,
+        total_params=sum(p.numel() for p in params.values()),
+        trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
+    )
+
+
 def _fits(model: nn.Module, name: str, shape: Shape) -> bool:
     try:
         _walk(model, name, shape)

@@ -24,7 +24,7 @@ classifier maps 25088 -> 4096 -> 4096 -> num_classes. The classifier holds about
 138 million parameters.
 
 Size options: ``width`` (a multiplier on every convolution's channels), ``hidden``,
-``pool_size``, ``dropout``, ``num_classes``, ``in_channels``. Module names match
+``pool_size``, ``dropout``, ``num_classes``, ``in_channels``; ``head_init_std``. Module names match
 torchvision's (``features.0.weight`` ... ``classifier.6.weight``).
 """
 
@@ -72,8 +72,10 @@ class VGG(nn.Module):
         hidden: int = 4096,
         pool_size: int = 7,
         dropout: float = 0.5,
+        head_init_std: float | None = 0.01,
     ):
         super().__init__()
+        self.head_init_std = head_init_std
         self.features, ch = make_features(CONFIGS[config], in_channels, width, batch_norm)
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
         self.classifier = nn.Sequential(
@@ -88,7 +90,10 @@ class VGG(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """He init for convolutions, small normal for the dense layers (as torchvision)."""
+        """He init for convolutions; the dense layers N(0, 0.01) as in the paper (and
+        torchvision). That tiny start suits the full-size net but starves a narrow one of
+        gradient for many steps, so ``head_init_std=None`` keeps PyTorch's default (scaled
+        to the fan-in) instead: the small variants use it."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -96,8 +101,8 @@ class VGG(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+            elif isinstance(m, nn.Linear) and self.head_init_std is not None:
+                nn.init.normal_(m.weight, 0, self.head_init_std)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +116,8 @@ class VGG(nn.Module):
 
 
 _REF = {"num_classes": 1000, "in_channels": 3}
-_SMALL = {"width": 0.125, "hidden": 128, "pool_size": 1, "num_classes": 10, "dropout": 0.0}
+_SMALL = {"width": 0.125, "hidden": 128, "pool_size": 1, "num_classes": 10, "dropout": 0.0,
+          "head_init_std": None}
 _SHAPES = {"input_shape": (3, 224, 224), "small_input_shape": (3, 32, 32)}
 
 

@@ -1,0 +1,184 @@
+"""``opskit models list|show``: the model zoo, its layer shapes and parameter counts.
+
+``list`` prints every registered model with its family, task and the parameter count of its
+reference (paper) configuration. ``show NAME`` prints, layer by layer, the output shape (per
+sample, worked out with the convolution/pooling formulas, no forward pass) and the parameter
+count, then the total. Models are built on PyTorch's ``meta`` device: no memory, no weights.
+
+JSON keys (stable). list: ``models`` -> [{``name``, ``family``, ``task``, ``description``,
+``parameters``, ``input_shape``, ``small_input_shape``}]. show: ``model``, ``config``
+("reference" | "small"), ``input_shape``, ``output_shape``, ``layers`` -> [{``name``,
+``kind``, ``depth``, ``input_shape``, ``output_shape``, ``params``, ``is_block``}],
+``total_params``, ``trainable_params``, ``shapes`` (false when only parameters are known).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from opskit.cli.common import json_option, traceback_option
+
+
+@click.group("models")
+def models() -> None:
+    """The model zoo: list models, show layer shapes and parameters."""
+
+
+def _info(name: str) -> Any:
+    from opskit.errors import UsageError
+    from opskit.models.registry import UnknownModelError, get_model_info
+
+    try:
+        return get_model_info(name)
+    except UnknownModelError as exc:
+        raise UsageError(
+            f"unknown model {name!r}",
+            f"known models: {', '.join(exc.known)} (see 'opskit models list')",
+        ) from None
+
+
+def _build_meta(info: Any, small: bool) -> Any:
+    """The model on the meta device (shapes only); on the CPU if its builder needs data."""
+    import torch
+
+    cfg = info.small if small else info.reference
+    try:
+        with torch.device("meta"):
+            return info.builder(**cfg)
+    except (RuntimeError, NotImplementedError):
+        return info.builder(**cfg)
+
+
+def _count(model: Any) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+@models.command("list")
+@json_option
+@traceback_option
+def list_models(as_json: bool) -> None:
+    """Every model with family, task and parameters of its reference configuration."""
+    from opskit.cli import render
+    from opskit.models.registry import get_model_info
+    from opskit.models.registry import list_models as names
+
+    rows = []
+    for name in names():
+        info = get_model_info(name)
+        rows.append({
+            "name": name, "family": info.family, "task": info.task,
+            "description": info.description,
+            "parameters": _count(_build_meta(info, small=False)),
+            "input_shape": list(info.input_shape),
+            "small_input_shape": list(info.small_input_shape),
+        })
+    if as_json:
+        render.print_json({"models": rows})
+        return
+    render.print_table(
+        ["NAME", "FAMILY", "TASK", "PARAMETERS", "INPUT", "SMALL INPUT"],
+        [[r["name"], r["family"], r["task"], f"{r['parameters']:,}",
+          _fmt(r["input_shape"]), _fmt(r["small_input_shape"])] for r in rows],
+        justify={"PARAMETERS": "right"},
+    )
+
+
+def _parse_input(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from opskit.models.summary import parse_input_shape
+
+    try:
+        return parse_input_shape(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--input", "input_shape", metavar="CxHxW", callback=_parse_input,
+              help="One sample's shape, e.g. 3x224x224 (default: the model's own).")
+@click.option("--small", is_flag=True, help="The small variant (fast on a CPU) instead of "
+              "the reference configuration.")
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="Show rows nested at most this deep (0: top-level blocks only).")
+@json_option
+@traceback_option
+def show(name: str, input_shape: tuple | None, small: bool, depth: int | None,
+         as_json: bool) -> None:
+    """Per layer: output shape and parameters, then the total (no forward pass)."""
+    from opskit.cli import render
+
+    info = _info(name)
+    model = _build_meta(info, small)
+    shape = tuple(input_shape or (info.small_input_shape if small else info.input_shape))
+    data = _summary_dict(info, model, shape)
+    data["config"] = "small" if small else "reference"
+    if as_json:
+        render.print_json(data)
+        return
+    _print_summary(data, depth)
+
+
+def _summary_dict(info: Any, model: Any, shape: tuple) -> dict:
+    from opskit.errors import UsageError
+    from opskit.models.summary import (
+        InputShapeError,
+        NoShapeRuleError,
+        parameter_summary,
+        summarize,
+    )
+
+    if not shape or len(shape) != 3:
+        return {**parameter_summary(model, info.name).to_dict(), "shapes": False,
+                "note": "this model takes no CxHxW image input: parameters only"}
+    try:
+        return {**summarize(model, shape, name=info.name).to_dict(), "shapes": True}
+    except NoShapeRuleError as exc:
+        return {**parameter_summary(model, info.name).to_dict(), "shapes": False,
+                "note": str(exc)}
+    except InputShapeError as exc:
+        small = f" or --small (input {'x'.join(map(str, info.small_input_shape))})"
+        raise UsageError(
+            str(exc), f"give a larger --input (default {'x'.join(map(str, info.input_shape))})"
+            + (small if info.small_input_shape else ""),
+        ) from None
+
+
+def _fmt(shape: Any) -> str:
+    return "x".join(map(str, shape)) if shape else "-"
+
+
+def _print_summary(data: dict, depth: int | None) -> None:
+    from opskit.cli import render
+
+    rows = [r for r in data["layers"] if depth is None or r["depth"] <= depth]
+    columns = ["LAYER", "TYPE", "OUTPUT", "PARAMS"] if data["shapes"] else [
+        "LAYER", "TYPE", "PARAMS"]
+    table = []
+    for r in rows:
+        label = "  " * r["depth"] + r["name"]
+        params = f"{r['params']:,}" if r["params"] or not r["is_block"] else "0"
+        cells = [label, r["kind"], _fmt(r["output_shape"]), params] if data["shapes"] else [
+            label, r["kind"], params]
+        table.append(cells)
+    title = f"{data['model']} ({data['config']})"
+    if data["shapes"]:
+        title += f", input {_fmt(data['input_shape'])}"
+    render.print_table(columns, table, title=title, justify={"PARAMS": "right"})
+    if data["shapes"]:
+        render.print_line(f"output: {_fmt_output(data['output_shape'])}")
+    else:
+        render.print_line(f"output shapes: not available ({data['note']})")
+    render.print_line(f"total parameters: {data['total_params']:,} "
+                      f"(trainable {data['trainable_params']:,})")
+
+
+def _fmt_output(shape: Any) -> str:
+    if isinstance(shape, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in shape.items())
+    if shape and isinstance(shape[0], list):
+        return ", ".join(_fmt(s) for s in shape)
+    return _fmt(shape)
