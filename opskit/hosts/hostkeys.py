@@ -16,14 +16,15 @@ from typing import Any
 
 from opskit import atomic
 from opskit.errors import HostError, HostKeyError
-from opskit.hosts.knownhosts import KnownHosts, read_known_hosts
-from opskit.hosts.spec import HostSpec
-from opskit.hosts.ssh import (
+from opskit.hosts.knownhosts import (
+    KnownHosts,
     fingerprint,
     known_hosts_entry_name,
     known_hosts_files,
-    quiet_paramiko_logs,
+    read_known_hosts,
 )
+from opskit.hosts.spec import HostSpec
+from opskit.hosts.sshconnect import quiet_paramiko_logs
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,49 @@ paramiko's own loader gives up on a whole file at one undecodable line and reads
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import HostError
+from opskit.errors import HostError, HostKeyError
+from opskit.hosts.spec import HostSpec
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+def fingerprint(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a paramiko key (``SHA256:...``)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_files(spec: HostSpec) -> list[str]:
+    files = spec.known_hosts or (os.environ.get("OPSKIT_KNOWN_HOSTS") or DEFAULT_KNOWN_HOSTS,)
+    return [os.path.expanduser(f) for f in files]
+
+
+def known_hosts_entry_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def refuse_unknown_policy(spec: HostSpec) -> Any:
+    import paramiko
+
+    class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):  # noqa: ANN001
+            raise HostKeyError(
+                spec.name,
+                f"unknown host key for {known_hosts_entry_name(spec.hostname, spec.port)}: "
+                f"{key.get_name()} {fingerprint(key)}",
+                f"check the fingerprint with the host's owner, then pin it with "
+                f"'opskit hosts trust {spec.name}'",
+            )
+
+    return RefuseUnknown()
+
 
 
 @dataclass

@@ -8,11 +8,6 @@ Security rules (never relaxed in a default path):
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import logging
-import os
-import socket
 import stat as stat_mod
 import threading
 import time
@@ -20,169 +15,24 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.errors import HostError, HostKeyError, OpskitError
-from opskit.hosts.knownhosts import cached_known_hosts
+from opskit.hosts.knownhosts import (  # noqa: F401 - fingerprint & co. are re-exported
+    DEFAULT_KNOWN_HOSTS,
+    cached_known_hosts,
+    fingerprint,
+    known_hosts_entry_name,
+    known_hosts_files,
+    refuse_unknown_policy,
+)
 from opskit.hosts.spec import HostSpec
+from opskit.hosts.sshconnect import (  # noqa: F401 - quiet_paramiko_logs is re-exported
+    connect_error,
+    identity_files,
+    load_identities,
+    proxy_command,
+    quiet_paramiko_logs,
+    tcp_connect,
+)
 from opskit.hosts.transport import CommandResult, FileStat, shell_command
-
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-
-
-def fingerprint(key: Any) -> str:
-    """OpenSSH's SHA256 fingerprint of a paramiko key (``SHA256:...``)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def quiet_paramiko_logs() -> None:
-    """Keep paramiko's transport thread from printing tracebacks to stderr.
-
-    Without a handler, Python's last-resort handler prints paramiko's ERROR records (e.g. a
-    banner that never came); opskit reports those failures itself as HostErrors.
-    """
-    logger = logging.getLogger("paramiko")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-
-
-def known_hosts_files(spec: HostSpec) -> list[str]:
-    files = spec.known_hosts or (os.environ.get("OPSKIT_KNOWN_HOSTS") or DEFAULT_KNOWN_HOSTS,)
-    return [os.path.expanduser(f) for f in files]
-
-
-def known_hosts_entry_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
-
-
-def identity_files(spec: HostSpec) -> list[str]:
-    """The spec's IdentityFile entries that exist, with ``~`` and ``%`` tokens expanded."""
-    from opskit.hosts.sshconfig import expand_path_tokens
-
-    out = []
-    for raw in spec.identityfile:
-        path = expand_path_tokens(
-            raw, host=spec.name, hostname=spec.hostname, port=spec.port, user=spec.user or ""
-        )
-        if os.path.exists(path):
-            out.append(path)
-    return out
-
-
-_KEYS: dict[tuple, Any] = {}
-_KEYS_LOCK = threading.Lock()
-
-
-def _identities(paths: list[str]) -> tuple[Any, list[str]]:
-    """The first identity file as a loaded key (parsed once per file version), and the
-    other files for paramiko to try if that one is refused. A key that needs a passphrase
-    or does not parse is left to paramiko, which reports it."""
-    import paramiko
-
-    for i, path in enumerate(paths):
-        try:
-            st = os.stat(path)
-            stamp = (path, st.st_ino, st.st_size, st.st_mtime_ns)
-            with _KEYS_LOCK:
-                key = _KEYS.get(stamp)
-            if key is None:
-                key = paramiko.PKey.from_path(path)
-        except (paramiko.SSHException, ValueError, TypeError, OSError):
-            continue  # encrypted, unknown or gone: paramiko tries it from key_filename
-        else:
-            with _KEYS_LOCK:
-                _KEYS[stamp] = key
-            return key, paths[:i] + paths[i + 1:]
-    return None, paths
-
-
-def _proxy_command(spec: HostSpec) -> Any:
-    """The user's own ProxyCommand from their ssh config (tokens %h %p %r %n %%)."""
-    import paramiko
-
-    from opskit.hosts.sshconfig import expand_tokens
-
-    command = expand_tokens(
-        spec.proxycommand or "",
-        {"h": spec.hostname, "p": str(spec.port), "r": spec.user or "", "n": spec.name},
-        "ProxyCommand",
-    )
-    try:
-        return paramiko.ProxyCommand(command)
-    except Exception as exc:  # noqa: BLE001 - reported with the command
-        raise HostError(spec.name, f"ProxyCommand {command!r} failed to start: {exc}") from exc
-
-
-def _refuse_unknown_policy(spec: HostSpec) -> Any:
-    import paramiko
-
-    class RefuseUnknown(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client, hostname, key):  # noqa: ANN001
-            raise HostKeyError(
-                spec.name,
-                f"unknown host key for {known_hosts_entry_name(spec.hostname, spec.port)}: "
-                f"{key.get_name()} {fingerprint(key)}",
-                f"check the fingerprint with the host's owner, then pin it with "
-                f"'opskit hosts trust {spec.name}'",
-            )
-
-    return RefuseUnknown()
-
-
-def tcp_connect(spec: HostSpec) -> socket.socket:
-    """A TCP connection to the host's SSH port within ``connect_timeout``, errors spelled out."""
-    where = f"{spec.hostname}:{spec.port}"
-    try:
-        sock = socket.create_connection((spec.hostname, spec.port), spec.connect_timeout)
-    except ConnectionRefusedError as exc:
-        raise HostError(
-            spec.name, f"connection refused by {where}",
-            "is sshd running there, and is the port right (Port in ~/.ssh/config or the inventory)?",
-        ) from exc
-    except TimeoutError as exc:
-        raise HostError(
-            spec.name, f"no answer from {where} within {spec.connect_timeout:g}s",
-            "is the host up and reachable from here?",
-        ) from exc
-    except socket.gaierror as exc:
-        raise HostError(spec.name, f"cannot resolve host name {spec.hostname!r}: {exc}") from exc
-    except OSError as exc:
-        raise HostError(spec.name, f"cannot connect to {where}: {exc.strerror or exc}") from exc
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def _connect_error(spec: HostSpec, exc: BaseException) -> OpskitError:
-    """A paramiko connect failure -> a HostError that says what happened and what to do."""
-    import paramiko
-
-    where = f"{spec.hostname}:{spec.port}"
-    if isinstance(exc, OpskitError):
-        return exc
-    if isinstance(exc, paramiko.BadHostKeyException):
-        entry = known_hosts_entry_name(spec.hostname, spec.port)
-        return HostKeyError(
-            spec.name,
-            f"HOST KEY CHANGED for {entry}: expected {fingerprint(exc.expected_key)}, got "
-            f"{exc.key.get_name()} {fingerprint(exc.key)}. Someone may be intercepting the "
-            "connection",
-            f"if the host was really reinstalled, remove its old line (ssh-keygen -R '{entry}' "
-            f"-f FILE; known_hosts: {' '.join(known_hosts_files(spec))}) "
-            f"and run 'opskit hosts trust {spec.name}'",
-        )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return HostError(
-            spec.name, f"authentication failed as {spec.user or 'the current user'}: {exc}",
-            "check User and IdentityFile for this host in ~/.ssh/config or the inventory",
-        )
-    text = str(exc)
-    silent = ("banner", "no existing session", "negotiation failed", "timed out")
-    if isinstance(exc, (TimeoutError, EOFError)) or any(w in text.lower() for w in silent):
-        return HostError(
-            spec.name,
-            f"{where} accepted the connection but did not speak SSH within "
-            f"{spec.connect_timeout:g}s",
-            "is it an SSH server, and is the port right? (an overloaded host answers late too)",
-        )
-    return HostError(spec.name, f"cannot connect to {where}: {text or type(exc).__name__}")
 
 
 class SSHTransport:
@@ -227,8 +77,8 @@ class SSHTransport:
         known = cached_known_hosts(known_hosts_files(spec), spec.name)
         # Shared, parsed once per file version; read-only here (no policy ever adds keys).
         client._host_keys = known.keys
-        client.set_missing_host_key_policy(_refuse_unknown_policy(spec))
-        pkey, other_files = _identities(identity_files(spec))
+        client.set_missing_host_key_policy(refuse_unknown_policy(spec))
+        pkey, other_files = load_identities(identity_files(spec))
         sock = self._open_socket()
         try:
             client.connect(
@@ -248,7 +98,7 @@ class SSHTransport:
         except Exception as exc:
             client.close()
             sock.close()
-            raise _connect_error(spec, exc) from exc
+            raise connect_error(spec, exc) from exc
         server_key = client.get_transport().get_remote_server_key()
         if known.is_revoked(server_key):
             client.close()
@@ -280,7 +130,7 @@ class SSHTransport:
                     f"{spec.jump.name}: {exc}"
                 ) from exc
         if spec.proxycommand:
-            return _proxy_command(spec)
+            return proxy_command(spec)
         return tcp_connect(spec)
 
     def _drop(self) -> None:

@@ -103,7 +103,7 @@ def handshake_host_key(port: int, host: str = "127.0.0.1", timeout: float = 5.0)
     """Do a real SSH handshake (no authentication) and return the server's host key."""
     import paramiko
 
-    from opskit.hosts.ssh import quiet_paramiko_logs
+    from opskit.hosts.sshconnect import quiet_paramiko_logs
 
     quiet_paramiko_logs()
     sock = socket.create_connection((host, port), timeout=timeout)

@@ -49,7 +49,7 @@ def test_identities_loaded_once_and_encrypted_left_to_paramiko(tmp_path: Path) -
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from opskit.hosts.ssh import _identities
+    from opskit.hosts.sshconnect import load_identities
 
     enc = tmp_path / "encrypted"
     enc.write_bytes(Ed25519PrivateKey.generate().private_bytes(
@@ -57,7 +57,7 @@ def test_identities_loaded_once_and_encrypted_left_to_paramiko(tmp_path: Path) -
         serialization.BestAvailableEncryption(b"secret")))
     make_client_key(tmp_path / "plain")
     paths = [str(enc), str(tmp_path / "plain")]
-    key, rest = _identities(paths)
+    key, rest = load_identities(paths)
     assert key is not None and rest == [str(enc)]
-    assert _identities(paths)[0] is key  # cached
-    assert _identities([str(enc)]) == (None, [str(enc)])
+    assert load_identities(paths)[0] is key  # cached
+    assert load_identities([str(enc)]) == (None, [str(enc)])
