@@ -69,10 +69,10 @@ def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def short_instruction(text: str) -> str:
+def short_instruction(text: str, width: int = 60) -> str:
     from opskit.images.layers import short_instruction as short
 
-    return short(text)
+    return short(text, width)
 
 
 class BuildView:
@@ -98,7 +98,7 @@ class BuildView:
             if event.status != "meta":
                 mark = {"cached": "cached", "built": "built ", "from": "from  "}[event.status]
                 self._line(f"  {event.build:5} [{event.index:>2}/{event.total}] {mark} "
-                           f"{event.seconds:6.2f}s  {short_instruction(event.instruction)}")
+                           f"{event.seconds:6.2f}s  {short_instruction(event.instruction, 48)}")
         elif kind in ("phase_started", "phase_done", "warning", "build_failed"):
             self.stop()
             self._phase(event)

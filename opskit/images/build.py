@@ -24,8 +24,6 @@ The API (used by ``opskit build`` and by remote training)::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import subprocess
@@ -36,32 +34,35 @@ from pathlib import Path
 from typing import Any
 
 from opskit import __version__
-from opskit.errors import BuildError, UsageError
+from opskit.errors import UsageError
 from opskit.images import recipes
 from opskit.images.context import BuildContext, make_context, project_files, tree_files
 from opskit.images.events import (
     BUILT,
     CACHED,
-    BuildFailed,
-    Event,
     Notice,
     PhaseDone,
     PhaseStarted,
     StepDone,
-    StreamParser,
 )
 from opskit.images.layers import ImageLayers, Layer, docker_size, image_layers
+from opskit.images.stages import (
+    LABEL,
+    BuildCall,
+    EventCallback,
+    StepFailed,
+    ensure_base,
+    ensure_deps,
+    run_build,
+    with_labels,
+)
 from opskit.images.wheelhouse import (
-    ensure_wheelhouse,
     read_requirements,
-    requirements_key,
     with_torch,
     without,
 )
 
 SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
-LABEL = "org.opskit"
-DEPS_REPO = "opskit-deps"
 RUNTIME_SMOKE_TEST = b'''"""Smoke test of opskit's training runtime in this image: python test/test_runtime.py"""
 import opskit.models
 import opskit.train  # noqa: F401
@@ -70,22 +71,7 @@ print("models:", ", ".join(opskit.models.list_models()))
 '''
 DEFAULT_PROJECT_NOTE = b"The training runtime of this image is the project itself: /app/src/opskit.\n"
 
-EventCallback = Callable[[Event], None]
-
-
-class StepFailed(BuildError):
-    """A build step failed; ``failure`` holds the step, the engine's message and output tail."""
-
-    def __init__(self, what: str, failure: BuildFailed):
-        where = (f"step {failure.index}: {failure.instruction}" if failure.index
-                 else "before the first step")
-        tail = "".join(f"\n    {line}" for line in failure.tail)
-        super().__init__(
-            f"{what} build failed at {where}\n  {failure.message}"
-            + (f"\n  output of the step (last {len(failure.tail)} lines):{tail}" if tail else ""),
-            "fix that step of the recipe (or its inputs) and build again",
-        )
-        self.failure = failure
+__all__ = ["BuildRequest", "BuildResult", "StepFailed", "build_image", "plan_build"]
 
 
 @dataclass
@@ -155,7 +141,7 @@ def _short(image_id: str | None) -> str:
 
 
 @dataclass
-class _Plan:
+class BuildPlan:
     profile: recipes.Profile
     base: str
     tag: str
@@ -192,9 +178,12 @@ def default_tag(project: str | None, profile: str) -> str:
     return f"opskit-train-{slug or 'project'}:{profile}"
 
 
-def runtime_files(prefix: str) -> dict[str, str]:
-    """opskit's training runtime (``opskit/__init__.py``, ``train/``, ``models/``) as context files."""
-    package = Path(__file__).resolve().parents[1]
+def runtime_files(prefix: str, package: Path | None = None) -> dict[str, str]:
+    """opskit's training runtime (``opskit/__init__.py``, ``train/``, ``models/``) as context files.
+
+    ``package`` is the ``opskit`` package folder to take them from (default: this one).
+    """
+    package = package or Path(__file__).resolve().parents[1]
     out: dict[str, str] = {}
     for part in recipes.RUNTIME_PARTS:
         path = package / part
@@ -205,7 +194,7 @@ def runtime_files(prefix: str) -> dict[str, str]:
     return out
 
 
-def plan_build(request: BuildRequest) -> _Plan:
+def plan_build(request: BuildRequest) -> BuildPlan:
     """Everything decided before the engine is asked anything (bad input fails here)."""
     from docker.utils.build import match_tag
 
@@ -241,7 +230,7 @@ def plan_build(request: BuildRequest) -> _Plan:
         requirements = with_torch(requirements)
     requirements, dropped = without(requirements, profile.provided)
     base = request.base or profile.base_image(request.build_args)
-    return _Plan(profile, base, tag, os.path.basename(recipe_path), text, root, files, extra,
+    return BuildPlan(profile, base, tag, os.path.basename(recipe_path), text, root, files, extra,
                  requirements, dropped, dict(request.build_args))
 
 
@@ -277,7 +266,7 @@ def build_image(
         build_args = {"BASE_IMAGE": plan.base, "DEPS_IMAGE": deps_tag, **plan.build_args}
         emit(PhaseStarted("image", plan.tag))
         t0 = time.monotonic()
-        image_id, steps = run_build(client, context, _BuildCall(plan.tag, build_args,
+        image_id, steps = run_build(client, context, BuildCall(plan.tag, build_args,
                                                                request.no_cache), "image", emit)
     finally:
         context.close()
@@ -289,82 +278,7 @@ def build_image(
                        labels, steps, client)
 
 
-def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
-    """The base image's id; pulled when the profile allows and the engine lacks it."""
-    from docker.errors import APIError, ImageNotFound
-
-    try:
-        return client.images.get(base).id
-    except ImageNotFound:
-        pass
-    bootstrap_hint = "make it with 'opskit base bootstrap" + (
-        f" --tag {base}'" if base != "opskit-base:bookworm" else "'")
-    if not profile.pullable:
-        raise UsageError(f"base image {base} is not on this engine (profile {profile.name} "
-                         "never pulls)", bootstrap_hint)
-    emit(PhaseStarted("pull", base))
-    t0 = time.monotonic()
-    repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "latest")
-    try:
-        for chunk in client.api.pull(repo, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise APIError(chunk["error"])
-        image = client.images.get(base)
-    except (APIError, ImageNotFound) as exc:
-        raise UsageError(
-            f"base image {base} is not on this engine and cannot be pulled ({exc})",
-            f"where no registry can be reached, use --profile offline and {bootstrap_hint}, "
-            "or 'docker load' the base image",
-        ) from exc
-    emit(PhaseDone("pull", round(time.monotonic() - t0, 4), detail={"image_id": image.id}))
-    return image.id
-
-
-def _image_labels_or_none(client: Any, tag: str) -> dict[str, str] | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(tag).labels or {}
-    except ImageNotFound:
-        return None
-
-
-def ensure_deps(
-    client: Any, plan: _Plan, base_id: str, no_cache: bool, emit: EventCallback
-) -> tuple[str, dict[str, str], bool]:
-    """(tag, labels, reused) of the deps image for the plan's requirements on its base."""
-    _, deps_text = recipes.read_recipe(recipes.DEPS_RECIPE)
-    profile = plan.profile
-    req_key = requirements_key(plan.requirements, profile.python_version)
-    key = hashlib.sha256(json.dumps(
-        [req_key, base_id, profile.python, profile.venv_flags, deps_text]).encode()).hexdigest()
-    tag = f"{DEPS_REPO}:{key[:16]}"
-    emit(PhaseStarted("deps", tag))
-    t0 = time.monotonic()
-    labels = _image_labels_or_none(client, tag)
-    if labels is not None and not no_cache:
-        emit(PhaseDone("deps", round(time.monotonic() - t0, 4), reused=True, detail={"tag": tag}))
-        return tag, labels, True
-    emit(PhaseStarted("wheelhouse", " ".join(plan.requirements)))
-    wheels = ensure_wheelhouse(plan.requirements, python_version=profile.python_version,
-                               log=lambda line: emit(Notice(line)) if line.startswith("$") else None)
-    emit(PhaseDone("wheelhouse", round(time.monotonic() - t0, 4), reused=wheels.reused,
-                   detail=wheels.to_dict()))
-    torch = wheels.version_of("torch") or plan.build_args.get("TORCH_VERSION", "unknown")
-    labels = {f"{LABEL}.version": __version__, f"{LABEL}.deps.key": key,
-              f"{LABEL}.requirements.sha256": req_key, f"{LABEL}.torch": torch}
-    files = {name: os.path.join(wheels.path, name) for name in (*wheels.files, "requirements.txt")}
-    context = make_context(files, recipe=(recipes.DOCKERFILE, lambda _: with_labels(deps_text, labels)))
-    try:
-        args = {"BASE_IMAGE": plan.base, "PYTHON": profile.python, "VENV_FLAGS": profile.venv_flags}
-        run_build(client, context, _BuildCall(tag, args, no_cache), "deps", emit)
-    finally:
-        context.close()
-    emit(PhaseDone("deps", round(time.monotonic() - t0, 4), detail={"tag": tag}))
-    return tag, labels, False
-
-
-def _context(plan: _Plan, recipe: Callable[[str], bytes], emit: EventCallback) -> BuildContext:
+def _context(plan: BuildPlan, recipe: Callable[[str], bytes], emit: EventCallback) -> BuildContext:
     emit(PhaseStarted("context", plan.root or "opskit runtime"))
     t0 = time.monotonic()
     context = make_context(plan.files, plan.extra, (recipes.DOCKERFILE, recipe))
@@ -393,7 +307,7 @@ def git_state(path: str) -> tuple[str, str]:
 
 
 def image_labels(
-    plan: _Plan, source_sha256: str, git: tuple[str, str], deps_tag: str, deps_labels: dict
+    plan: BuildPlan, source_sha256: str, git: tuple[str, str], deps_tag: str, deps_labels: dict
 ) -> dict[str, str]:
     versions = {**plan.profile.build_args, **plan.build_args}
     if "torch" in plan.profile.provided:  # the base brings torch: its versions are build args
@@ -410,49 +324,6 @@ def image_labels(
         f"{LABEL}.source.sha256": source_sha256, f"{LABEL}.deps": deps_tag,
         f"{LABEL}.base": plan.base,
     }
-
-
-def with_labels(recipe_text: str, labels: dict[str, str]) -> bytes:
-    """The recipe with one ``LABEL`` line appended (the API's ``labels=`` makes a step per label)."""
-    pairs = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
-    return (recipe_text.rstrip("\n") + f"\nLABEL {pairs}\n").encode()
-
-
-@dataclass
-class _BuildCall:
-    tag: str
-    build_args: dict[str, str]
-    no_cache: bool
-
-
-def run_build(
-    client: Any, context: BuildContext, call: _BuildCall, what: str, emit: EventCallback
-) -> tuple[str, list[StepDone]]:
-    """Stream one legacy-builder build; (image id, steps) or :class:`StepFailed`."""
-    from docker.errors import APIError
-
-    parser = StreamParser(what)
-    try:
-        stream = client.api.build(
-            fileobj=context.fileobj, custom_context=True, dockerfile=recipes.DOCKERFILE,
-            tag=call.tag, buildargs=call.build_args, nocache=call.no_cache,
-            rm=True, forcerm=True, pull=False, decode=True,
-        )
-        for chunk in stream:
-            for event in parser.feed(chunk):
-                emit(event)
-            if parser.failed is not None:
-                break
-        else:
-            for event in parser.finish():
-                emit(event)
-    except APIError as exc:
-        raise BuildError(f"the engine refused the {what} build: {exc.explanation or exc}",
-                         "check the recipe's syntax") from exc
-    if parser.failed is not None:
-        raise StepFailed(what, parser.failed)
-    assert parser.image_id is not None
-    return parser.image_id, parser.steps
 
 
 def _sizes(client: Any, image_id: str, steps: list[StepDone]) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,30 @@ def _git(root: Path, *argv: str) -> str:
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
     return subprocess.run(["git", "-C", str(root), *argv], check=True, capture_output=True,
                           text=True, env=env).stdout.strip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A copy of opskit's training runtime taken once, so that edits to opskit/train in the
+    working tree during this module (a shared checkout) cannot change the runtime layer."""
+    import opskit
+    from opskit.images import build as build_module
+    from opskit.images.recipes import RUNTIME_PARTS
+
+    package = tmp_path_factory.mktemp("runtime") / "opskit"
+    source = Path(opskit.__file__).parent
+    package.mkdir()
+    for part in RUNTIME_PARTS:
+        if (source / part).is_dir():
+            shutil.copytree(source / part, package / part,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source / part, package / part)
+    frozen = build_module.runtime_files
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build_module, "runtime_files",
+                   lambda prefix, package_dir=package: frozen(prefix, package_dir))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +255,16 @@ def test_cli_json_streams_events_and_the_result(project: Path, base_image: str, 
     result = events[-1]
     assert result["event"] == "result" and result["tag"] == TAG
     assert {row["role"] for row in result["layers"]} >= {"base", "deps", "runtime", "code"}
+
+
+def test_cpu_recipe_builds_on_a_local_base(project: Path, docker_client: Any, base_image: str) -> None:
+    """The cpu recipe (python:3.11-slim by default) on the offline base: same layers, so the
+    engine reuses them; the recipe and its labels are what this checks."""
+    result = build_image(BuildRequest(project=str(project), profile="cpu", base=base_image,
+                                      tag="opskit-buildtest-tiny:cpu"), client=docker_client)
+    labels = docker_client.images.get("opskit-buildtest-tiny:cpu").labels
+    assert labels["org.opskit.recipe"] == "cpu.Dockerfile" and labels["org.opskit.profile"] == "cpu"
+    assert labels["org.opskit.torch"] == "2.13.0+cpu"
+    rows = result.layer_rows()
+    assert [r["role"] for r in rows if r["role"] in ("deps", "runtime", "code")] == [
+        "deps", "runtime", "code", "code"]

@@ -1,0 +1,173 @@
+"""The engine side of a build: the base image, the deps image, and one streamed build.
+
+``run_build`` sends a context to docker-py's low-level ``api.build`` (the legacy builder) and
+turns its JSON stream into events; a failed step raises :class:`StepFailed` naming the step
+with the tail of its output. ``ensure_base`` finds (or, where the profile allows, pulls) the
+base image; ``ensure_deps`` makes or reuses the deps image ``opskit-deps:<hash>``: a venv at
+/opt/venv installed from a wheelhouse with no network, FROM scratch, no wheel bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opskit import __version__
+from opskit.errors import BuildError, UsageError
+from opskit.images import recipes
+from opskit.images.context import BuildContext, make_context
+from opskit.images.events import (
+    BuildFailed,
+    Event,
+    PhaseDone,
+    PhaseStarted,
+    StepDone,
+    StepOutput,
+    StreamParser,
+)
+from opskit.images.wheelhouse import ensure_wheelhouse, requirements_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opskit.images.build import BuildPlan
+
+LABEL = "org.opskit"
+DEPS_REPO = "opskit-deps"
+EventCallback = Callable[[Event], None]
+
+
+class StepFailed(BuildError):
+    """A build step failed; ``failure`` holds the step, the engine's message and output tail."""
+
+    def __init__(self, what: str, failure: BuildFailed):
+        where = (f"step {failure.index}: {failure.instruction}" if failure.index
+                 else "before the first step")
+        tail = "".join(f"\n    {line}" for line in failure.tail)
+        super().__init__(
+            f"{what} build failed at {where}\n  {failure.message}"
+            + (f"\n  output of the step (last {len(failure.tail)} lines):{tail}" if tail else ""),
+            "fix that step of the recipe (or its inputs) and build again",
+        )
+        self.failure = failure
+
+
+def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
+    """The base image's id; pulled when the profile allows and the engine lacks it."""
+    from docker.errors import APIError, ImageNotFound
+
+    try:
+        return client.images.get(base).id
+    except ImageNotFound:
+        pass
+    bootstrap_hint = "make it with 'opskit base bootstrap" + (
+        f" --tag {base}'" if base != "opskit-base:bookworm" else "'")
+    if not profile.pullable:
+        raise UsageError(f"base image {base} is not on this engine (profile {profile.name} "
+                         "never pulls)", bootstrap_hint)
+    emit(PhaseStarted("pull", base))
+    t0 = time.monotonic()
+    repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "latest")
+    try:
+        for chunk in client.api.pull(repo, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise APIError(chunk["error"])
+        image = client.images.get(base)
+    except (APIError, ImageNotFound) as exc:
+        raise UsageError(
+            f"base image {base} is not on this engine and cannot be pulled ({exc})",
+            f"where no registry can be reached, use --profile offline and {bootstrap_hint}, "
+            "or 'docker load' the base image",
+        ) from exc
+    emit(PhaseDone("pull", round(time.monotonic() - t0, 4), detail={"image_id": image.id}))
+    return image.id
+
+
+def _image_labels_or_none(client: Any, tag: str) -> dict[str, str] | None:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag).labels or {}
+    except ImageNotFound:
+        return None
+
+
+def ensure_deps(
+    client: Any, plan: BuildPlan, base_id: str, no_cache: bool, emit: EventCallback
+) -> tuple[str, dict[str, str], bool]:
+    """(tag, labels, reused) of the deps image for the plan's requirements on its base."""
+    _, deps_text = recipes.read_recipe(recipes.DEPS_RECIPE)
+    profile = plan.profile
+    req_key = requirements_key(plan.requirements, profile.python_version)
+    key = hashlib.sha256(json.dumps(
+        [req_key, base_id, profile.python, profile.venv_flags, deps_text]).encode()).hexdigest()
+    tag = f"{DEPS_REPO}:{key[:16]}"
+    emit(PhaseStarted("deps", tag))
+    t0 = time.monotonic()
+    labels = _image_labels_or_none(client, tag)
+    if labels is not None and not no_cache:
+        emit(PhaseDone("deps", round(time.monotonic() - t0, 4), reused=True, detail={"tag": tag}))
+        return tag, labels, True
+    emit(PhaseStarted("wheelhouse", " ".join(plan.requirements)))
+    wheels = ensure_wheelhouse(plan.requirements, python_version=profile.python_version,
+                               log=lambda line: emit(StepOutput("wheelhouse", 0, line)))
+    emit(PhaseDone("wheelhouse", round(time.monotonic() - t0, 4), reused=wheels.reused,
+                   detail=wheels.to_dict()))
+    torch = wheels.version_of("torch") or plan.build_args.get("TORCH_VERSION", "unknown")
+    labels = {f"{LABEL}.version": __version__, f"{LABEL}.deps.key": key,
+              f"{LABEL}.requirements.sha256": req_key, f"{LABEL}.torch": torch}
+    files = {name: os.path.join(wheels.path, name) for name in (*wheels.files, "requirements.txt")}
+    context = make_context(files, recipe=(recipes.DOCKERFILE, lambda _: with_labels(deps_text, labels)))
+    try:
+        args = {"BASE_IMAGE": plan.base, "PYTHON": profile.python, "VENV_FLAGS": profile.venv_flags}
+        run_build(client, context, BuildCall(tag, args, no_cache), "deps", emit)
+    finally:
+        context.close()
+    emit(PhaseDone("deps", round(time.monotonic() - t0, 4), detail={"tag": tag}))
+    return tag, labels, False
+
+
+def with_labels(recipe_text: str, labels: dict[str, str]) -> bytes:
+    """The recipe with one ``LABEL`` line appended (the API's ``labels=`` makes a step per label)."""
+    pairs = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
+    return (recipe_text.rstrip("\n") + f"\nLABEL {pairs}\n").encode()
+
+
+@dataclass
+class BuildCall:
+    tag: str
+    build_args: dict[str, str]
+    no_cache: bool
+
+
+def run_build(
+    client: Any, context: BuildContext, call: BuildCall, what: str, emit: EventCallback
+) -> tuple[str, list[StepDone]]:
+    """Stream one legacy-builder build; (image id, steps) or :class:`StepFailed`."""
+    from docker.errors import APIError
+
+    parser = StreamParser(what)
+    try:
+        stream = client.api.build(
+            fileobj=context.fileobj, custom_context=True, dockerfile=recipes.DOCKERFILE,
+            tag=call.tag, buildargs=call.build_args, nocache=call.no_cache,
+            rm=True, forcerm=True, pull=False, decode=True,
+        )
+        for chunk in stream:
+            for event in parser.feed(chunk):
+                emit(event)
+            if parser.failed is not None:
+                break
+        else:
+            for event in parser.finish():
+                emit(event)
+    except APIError as exc:
+        raise BuildError(f"the engine refused the {what} build: {exc.explanation or exc}",
+                         "check the recipe's syntax") from exc
+    if parser.failed is not None:
+        raise StepFailed(what, parser.failed)
+    assert parser.image_id is not None
+    return parser.image_id, parser.steps
