@@ -152,12 +152,13 @@ class SSHConfig:
             self.files = [os.path.expanduser(path)]
         else:
             self.files = [os.path.expanduser(USER_CONFIG), SYSTEM_CONFIG]
+        self._parsed: dict[str, list] = {}  # file -> its lines, Includes spliced in
 
     def literal_hosts(self) -> list[str]:
         """Names written literally on Host lines (no wildcards, no negation), file order."""
         names: list[str] = []
         for path, user_cfg in self._existing():
-            for _lineno, keyword, args in self._lines(path, user_cfg, 0):
+            for _where, keyword, args in self._file_lines(path, user_cfg):
                 if keyword == "host":
                     names += [a for a in args if not any(c in a for c in "*?!")]
         return list(dict.fromkeys(names))
@@ -212,11 +213,17 @@ class SSHConfig:
                 for inc in sorted(glob.glob(pattern)):
                     yield from self._lines(inc, user_cfg, depth + 1)
 
+    def _file_lines(self, path: str, user_cfg: bool) -> list:
+        """The lines of one top-level file, read once per SSHConfig (one command's run)."""
+        if path not in self._parsed:
+            self._parsed[path] = list(self._lines(path, user_cfg, 0))
+        return self._parsed[path]
+
     def _pass(self, ctx: _Context) -> None:
         for path, user_cfg in self._existing():
             ctx.user_config = user_cfg
             active = True
-            for (fpath, lineno), keyword, args in self._lines(path, user_cfg, 0):
+            for (fpath, lineno), keyword, args in self._file_lines(path, user_cfg):
                 if keyword == "host":
                     active = _host_line_matches(ctx, args)
                 elif keyword == "match":
