@@ -50,7 +50,8 @@ def list_hosts(inventory: str | None, as_json: bool) -> None:
 
     inv = load_inventory(inventory)
     rows, errors = [], {}
-    for name in inv.known_names():
+    members = [m for group in inv.groups.values() for m in group]
+    for name in dict.fromkeys([*inv.known_names(), *members]):  # a group may name a stranger
         try:
             rows.append(_host_dict(inv, inv.resolve(name)))
         except Exception as exc:  # noqa: BLE001 - reported per host below

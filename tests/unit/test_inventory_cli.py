@@ -91,3 +91,13 @@ def test_bad_inventory_names_file_and_key(setup, tmp_path: Path) -> None:
     res = opskit(["hosts", "list"], env, tmp_path)
     assert res.returncode == 2
     assert env["OPSKIT_INVENTORY"] in res.stderr and "unknown key 'prot' in hosts.a" in res.stderr
+
+
+def test_list_reports_group_members_nobody_defines(setup, tmp_path: Path) -> None:
+    _, env = setup
+    Path(env["OPSKIT_INVENTORY"]).write_text("groups:\n  g: [web1, ghost]\n")
+    res = opskit(["hosts", "list", "--json"], env, tmp_path)
+    assert res.returncode == 1
+    data = json.loads(res.stdout)
+    assert "ghost" in data["errors"] and "unknown host 'ghost'" in data["errors"]["ghost"]["message"]
+    assert "web1" in [h["name"] for h in data["hosts"]]
