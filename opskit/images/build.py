@@ -255,7 +255,7 @@ def build_image(
     base_id = ensure_base(client, plan.base, plan.profile, emit)
     deps_tag, deps_labels, deps_reused = ensure_deps(client, plan, base_id, request.no_cache, emit)
     labels: dict[str, str] = {}
-    git = git_state(plan.root or str(Path(__file__).resolve().parent))
+    git = git_state(plan.root or str(Path(__file__).resolve().parents[1]))  # the opskit package
 
     def recipe(source_sha256: str) -> bytes:
         labels.update(image_labels(plan, source_sha256, git, deps_tag, deps_labels))
