@@ -5,9 +5,17 @@ from ``opskit/testing/images/sshd/`` on the offline base, reused by a stable tag
 container makes its own host keys when it starts; the session gets its own client key; ports
 are published on 127.0.0.1 only; the workdir holds an inventory, an ssh config, a key and a
 known_hosts file pinned from the keys read inside each container (never from the network).
+Login user ``opskit``: no password, passwordless sudo, in group ``docker`` if it exists.
 
 Fixtures: ``ssh_testbed`` (session scope, 2 hosts) and ``ssh_testbed_factory`` (start more,
 e.g. ``factory(16)`` or Docker-in-Docker hosts with ``image=`` and ``run_kwargs=``).
+
+Deriving an image (``FROM`` the tag ``ssh_host_image`` returns; keep its ENTRYPOINT):
+executables in ``/etc/opskit-host/start.d/`` run in name order before sshd starts (start
+daemons there). Container environment: ``OPSKIT_AUTHORIZED_KEY`` (set by
+``start_ssh_hosts``), ``OPSKIT_HOST_KEY_TYPES`` (default ``"ed25519 ecdsa"``),
+``OPSKIT_SSHD_FLAGS`` (default ``-r``). ``opskit-host-entry --new-host-keys`` (docker exec)
+gives a running host new keys, see ``restart_with_new_host_keys``.
 """
 
 from __future__ import annotations
