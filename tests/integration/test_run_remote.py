@@ -67,7 +67,7 @@ def wait_for_training(bed, name: str, run_id: str) -> None:
 def test_run_then_results_collected_and_verified(hosts, env, training_image, docker_client, tmp_path):
     h1 = hosts.names[0]
     res = opskit(env, "run-remote", "--host", h1, "--image", training_image, "--run-id", "rt-a",
-                 *QUICK, "--seed", "3")
+                 "--gpus", "all", *QUICK, "--seed", "3")
     assert res.returncode == 0, res.stderr + res.stdout
     assert f"[{h1}] " in res.stdout and "step 12/12" in res.stdout  # followed, host prefix
     assert "preflight disk:" in res.stderr and "free at /var/lib/docker" in res.stderr
@@ -82,7 +82,12 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
     assert card["image"]["id"] == local.id and card["image"]["layers"] == local.attrs["RootFS"]["Layers"]
     assert card["state"] == "exited" and card["exit_code"] == 0 and card["oom_killed"] is False
     assert card["seed"] == 3 and card["args"][-2:] == ["--seed", "3"] and card["host"] == h1
-    assert card["host_facts"]["docker_root"] == "/var/lib/docker" and "gpus" in card["host_facts"]
+    facts = card["host_facts"]  # the test hosts' fake nvidia-smi: two H100s
+    assert facts["docker_root"] == "/var/lib/docker" and facts["cuda"]
+    assert [g["index"] for g in facts["gpus"]] == ["0", "1"] and "H100" in facts["gpus"][0]["name"]
+    code, out = host_exec(hosts, h1, ["docker", "inspect", "-f", "{{json .HostConfig.DeviceRequests}}", "opskit-run-rt-a"])
+    [request] = json.loads(out)  # the GPUs went to the engine as a device request
+    assert request["Driver"] == "nvidia" and request["Count"] == -1 and request["Capabilities"] == [["gpu"]]
     assert "commit" in card["git"] and card["collected"]["verified"] is True
 
     again = opskit(env, "collect", "rt-a")  # idempotent
@@ -189,6 +194,9 @@ def test_bad_model_or_option_fails_before_anything_travels(hosts, env, training_
     for args, needle in ((["lenett"], "unknown model 'lenett'"), (["lenet", "--steps", "x"], "--steps")):
         res = opskit(env, "run-remote", "--host", h2, "--image", "no-such-image:never", "--run-id", "rt-bad", *args)
         assert res.returncode == 2 and needle in res.stderr, res.stderr
+    assert container_state(hosts, h2, "rt-bad") == "absent"
+    res = opskit(env, "run-remote", "--host", h2, "--image", training_image, "--run-id", "rt-bad", "--gpus", "4", *QUICK)
+    assert res.returncode == 1 and "gpus: 4 GPU(s) asked for; 2 GPU(s) visible" in res.stderr, res.stderr
     assert container_state(hosts, h2, "rt-bad") == "absent"
     res = opskit(env, "logs", "rt-nope")
     assert res.returncode == 2 and "unknown run ID 'rt-nope'" in res.stderr
