@@ -16,11 +16,11 @@ KEYS = ("hostname", "port", "user", "identityfile", "proxyjump")
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
 
 
-def ssh_G(config: Path, host: str) -> dict:
+def ssh_G(config: Path, host: str, *options: str) -> dict:
     """The five keys as the real ssh client resolves them."""
     out = subprocess.run(
-        ["ssh", "-F", str(config), "-G", host], capture_output=True, text=True, check=True,
-        stdin=subprocess.DEVNULL,
+        ["ssh", "-F", str(config), *options, "-G", host], capture_output=True, text=True,
+        check=True, stdin=subprocess.DEVNULL,
     ).stdout
     got: dict = {"identityfile": [], "proxyjump": None}
     for line in out.splitlines():
@@ -154,3 +154,30 @@ def test_expand_path_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert got == f"{tmp_path}/.ssh/k_web1.ex_bob_2200_web1_%"
     with pytest.raises(ConfigError, match="unknown token %z"):
         expand_path_tokens("a%z", host="h", hostname="h", port=22, user="u")
+
+
+CONFIG_USERS = """\
+Match user admin
+  Port 2022
+Host "quoted" other
+  User fromquoted
+Host db?
+  IdentityFile ~/.ssh/db_%r
+Match host *.internal,!bad.internal
+  ProxyJump gate
+Host *.internal
+  HostName %h
+"""
+
+
+@needs_ssh
+@pytest.mark.parametrize(
+    ("host", "user"),
+    [("db1", "admin"), ("db1", None), ("quoted", None), ("other", "me"), ("a.internal", None),
+     ("bad.internal", None), ("db12", "admin")],
+)
+def test_user_and_lists_like_ssh_G(tmp_path: Path, host: str, user: str | None) -> None:
+    cfg = tmp_path / "config"
+    cfg.write_text(CONFIG_USERS)
+    expected = ssh_G(cfg, host, *(["-l", user] if user else []))
+    assert SSHConfig(str(cfg)).resolve(host, user=user).to_dict() == expected
