@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,11 @@ def bootstrap(
     log: Callable[[str], None] = lambda line: None,
 ) -> BaseResult:
     """Make (or reuse) the base image. Idempotent: an existing tag is reused unless ``force``."""
+    from docker.utils.build import match_tag
+
     tag = tag or default_tag(suite)
+    if not match_tag(tag):
+        raise UsageError(f"image tag {tag!r} is not valid", "use lowercase NAME[:TAG], e.g. opskit-base:bookworm")
     existing = _image_or_none(client, tag)
     if existing is not None and not force:
         return BaseResult(tag, existing.id, existing.attrs.get("Size", 0), True, "existing")
@@ -100,6 +105,11 @@ def bootstrap(
     if from_rootfs:
         if not os.path.isfile(from_rootfs):
             raise UsageError(f"root filesystem archive {from_rootfs} does not exist")
+        if not tarfile.is_tarfile(from_rootfs):
+            raise UsageError(
+                f"{from_rootfs} is not a tar archive",
+                "make one with 'tar -C ROOTFS -cf rootfs.tar .' (gzip, bzip2 and xz also work)",
+            )
         image = _import(client, from_rootfs, repo, version or "latest", changes)
         return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, f"rootfs:{from_rootfs}")
     if shutil.which("debootstrap") is None:
@@ -141,5 +151,12 @@ def bootstrap(
 
 
 def _import(client: Any, archive: str, repo: str, version: str, changes: list[str]) -> Any:
-    client.api.import_image_from_file(archive, repository=repo, tag=version, changes=changes)
+    from docker.errors import APIError
+
+    try:
+        client.api.import_image_from_file(archive, repository=repo, tag=version, changes=changes)
+    except APIError as exc:
+        raise BuildError(f"the engine could not import {archive} as {repo}:{version}: "
+                         f"{exc.explanation or exc}",
+                         "check that the archive holds a whole root filesystem") from exc
     return client.images.get(f"{repo}:{version}")

@@ -79,3 +79,27 @@ def test_from_rootfs_imports_then_reuses_then_force(
 def test_missing_rootfs_is_a_usage_error(tmp_path: Path, docker_client: Any, opskit: Any) -> None:
     proc = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "none.tar"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_not_a_tar_and_bad_tag_are_usage_errors(tmp_path: Path, opskit: Any) -> None:
+    (tmp_path / "notes.txt").write_text("not a root filesystem\n")
+    run = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "notes.txt"))
+    assert run.returncode == 2 and "is not a tar archive" in run.stderr
+    run = opskit("base", "bootstrap", "--tag", "Bad Tag")
+    assert run.returncode == 2 and "is not valid" in run.stderr
+
+
+def test_truncated_archive_fails_cleanly(tmp_path: Path, opskit: Any, docker_client: Any, cleanup: None) -> None:
+    from docker.errors import ImageNotFound
+
+    path = tmp_path / "cut.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("big.bin")
+        info.size = 1024 * 1024
+        tar.addfile(info, io.BytesIO(b"\1" * info.size))
+    with open(path, "r+b") as fh:
+        fh.truncate(300 * 1024)
+    run = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(path))
+    assert run.returncode == 1 and "could not import" in run.stderr
+    with pytest.raises(ImageNotFound):
+        docker_client.images.get(TAG)
