@@ -181,3 +181,21 @@ def test_bad_tag_and_missing_recipe(tmp_path: Path) -> None:
 def test_secret_arg_is_refused_before_anything_else(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="secret"):
         plan_build(BuildRequest(project=str(tmp_path / "missing"), build_args={"MY_TOKEN": "x"}))
+
+
+def test_large_context_warns_with_its_largest_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opskit.images import build, context
+    from opskit.images.events import Notice, PhaseDone
+
+    root = _project(tmp_path)
+    (root / "src" / "weights.pt").write_bytes(b"\0" * 50_000)
+    monkeypatch.setattr(context, "LARGE_CONTEXT", 10_000)
+    events: list = []
+    ctx = build._context(plan_build(BuildRequest(project=str(root))), lambda sha: b"FROM x\n",
+                         events.append)
+    ctx.close()
+    done = next(e for e in events if isinstance(e, PhaseDone))
+    assert done.detail["largest"][0] == {"path": "src/weights.pt", "bytes": 50_000}
+    notice = next(e for e in events if isinstance(e, Notice))
+    assert "build context is large" in notice.message and "src/weights.pt (50kB)" in notice.message
+    assert str(root / ".dockerignore") in notice.message
