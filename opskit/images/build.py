@@ -16,7 +16,8 @@ The API (used by ``opskit build`` and by remote training)::
   base image exists -> the deps image (``opskit-deps:<hash>``; reused while requirements,
   base and Python are unchanged; else a wheelhouse is fetched on this host and installed with
   no network) -> the build context (``.dockerignore`` honoured) -> the image, streamed through
-  docker-py's low-level ``api.build`` (legacy builder) -> its layers.
+  docker-py's low-level ``api.build`` (legacy builder) -> its size and the bytes this build
+  added. ``result.layers`` / ``result.layer_rows()`` ask the engine for the layer table on use.
 * Errors: :class:`~opskit.errors.UsageError` for bad input (says what to do),
   :class:`StepFailed` (a :class:`~opskit.errors.BuildError`) naming the failing step with the
   tail of its output, :class:`~opskit.errors.DockerUnavailable` when there is no engine.
@@ -56,11 +57,7 @@ from opskit.images.stages import (
     run_build,
     with_labels,
 )
-from opskit.images.wheelhouse import (
-    read_requirements,
-    with_torch,
-    without,
-)
+from opskit.images.wheelhouse import read_requirements, with_torch, without
 
 SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
 RUNTIME_SMOKE_TEST = b'''"""Smoke test of opskit's training runtime in this image: python test/test_runtime.py"""
