@@ -44,7 +44,12 @@ def _host_dict(inv: Any, spec: Any) -> dict:
 @json_option
 @traceback_option
 def list_hosts(inventory: str | None, as_json: bool) -> None:
-    """Every host of the inventory and ~/.ssh/config (literal Host names), and the groups."""
+    """Hosts of the inventory and ssh config, and the groups.
+
+    Lists inventory hosts and the literal Host names of the ssh config. --json:
+    {"hosts": [HOST...], "groups": {name: [members]}, "inventory": path, "errors": {}},
+    HOST as in 'opskit hosts show --json'. Exit 1 if a host cannot be resolved.
+    """
     from opskit.cli import render
     from opskit.hosts.inventory import load_inventory
 
@@ -87,7 +92,11 @@ def list_hosts(inventory: str | None, as_json: bool) -> None:
 @json_option
 @traceback_option
 def show(host: str, inventory: str | None, as_json: bool) -> None:
-    """How HOST is reached: the settings ssh -G gives, plus the inventory's."""
+    """How HOST is reached (as ssh -G resolves it, plus the inventory).
+
+    --json keys: name, local, hostname, port, user, identityfile (list), proxyjump,
+    known_hosts (list), groups (list), source (inventory, ssh_config or local).
+    """
     from opskit.cli import render
     from opskit.hosts.inventory import load_inventory
 
@@ -114,9 +123,11 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
 @json_option
 @traceback_option
 def trust(host: str, yes: bool, expected: str | None, inventory: str | None, as_json: bool) -> None:
-    """Show HOST's key (type and SHA256 fingerprint) and pin it in known_hosts.
+    """Show HOST's key and pin it in known_hosts.
 
-    Connects without logging in. A key that differs from one already pinned is refused.
+    Connects without logging in, shows the key type and SHA256 fingerprint, and asks.
+    A key that differs from one already pinned is always refused. --json keys: host,
+    entry, type, fingerprint, state (pinned or already pinned), known_hosts.
     """
     from opskit.cli import render
     from opskit.errors import HostKeyError, UsageError
