@@ -20,7 +20,7 @@ from opskit.train.entry import resolve, train
 CASES = [
     # model, steps, lr, batch, threshold
     ("lenet", 150, 2e-3, 32, 0.75),
-    ("alexnet", 150, 1e-3, 32, 0.75),
+    ("alexnet", 250, 1e-3, 32, 0.75),
     ("vgg11", 300, 1e-3, 32, 0.75),
     ("googlenet", 100, 2e-3, 32, 0.75),
     ("resnet18", 100, 2e-3, 32, 0.75),
