@@ -14,7 +14,9 @@ A local host (``localhost``) shares this machine's engine: nothing travels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -46,13 +48,29 @@ ProgressFn = Callable[[str, int], None]  # (host, bytes just sent)
 EventFn = Callable[[str, str], None]  # (host, message)
 
 
-@dataclass(frozen=True)
 class LocalImage:
-    ref: str
-    image_id: str
-    repo_tags: tuple[str, ...]
-    layers: tuple[LayerInfo, ...]
-    size: int
+    """A local image: ID, tags and layer identities at once; sizes and instructions (a few
+    more engine calls) only when a plan needs them."""
+
+    def __init__(self, client: Any, ref: str, attrs: dict):
+        self._client = client
+        self.ref = ref
+        self.image_id: str = attrs["Id"]
+        self.repo_tags: tuple[str, ...] = tuple(attrs.get("RepoTags") or ())
+        self.diff_ids: list[str] = list((attrs.get("RootFS") or {}).get("Layers") or [])
+        self.size = int(attrs.get("Size") or 0)
+
+    @functools.cached_property
+    def layers(self) -> tuple[LayerInfo, ...]:
+        from opskit.images.layers import image_layers
+
+        info = image_layers(self._client, self.image_id)
+        chains = chain_ids(self.diff_ids)
+        by_diff = [lay for lay in info.layers if lay.diff_id]
+        if [lay.diff_id for lay in by_diff] == self.diff_ids:
+            return tuple(LayerInfo(i, lay.diff_id or "", chains[i], lay.size, lay.instruction)
+                         for i, lay in enumerate(by_diff))
+        return tuple(LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(self.diff_ids))
 
     def to_dict(self) -> dict:
         return {
@@ -104,23 +122,15 @@ class ShipResult:
 
 # -- local side ---------------------------------------------------------------------------------
 def local_image(client: Any, ref: str) -> LocalImage:
-    """The local image and its layers (instruction and size from :mod:`opskit.images.layers`)."""
-    from opskit.images.layers import image_layers
+    from docker.errors import ImageNotFound, NotFound
 
     try:
-        info = image_layers(client, ref)
-    except UsageError as exc:
+        attrs = client.api.inspect_image(ref)
+    except (ImageNotFound, NotFound) as exc:
         raise UsageError(
             f"no local image {ref!r}", "build it with 'opskit build', or list images with 'docker images'"
         ) from exc
-    chains = chain_ids(list(info.diff_ids))
-    by_diff = [lay for lay in info.layers if lay.diff_id]
-    if len(by_diff) == len(info.diff_ids):
-        layers = [LayerInfo(i, lay.diff_id or "", chains[i], lay.size, lay.instruction)
-                  for i, lay in enumerate(by_diff)]
-    else:
-        layers = [LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(info.diff_ids)]
-    return LocalImage(ref, info.image_id, info.tags, tuple(layers), info.size)
+    return LocalImage(client, ref, attrs)
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -145,23 +155,32 @@ def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
     """What ``image`` costs to bring to this host's engine (touches the host, sends nothing)."""
     if transport.is_local:
         return HostPlan(transport.host, True, True, "this machine's own engine", local=True)
-    client = transport.docker()
-    from docker.errors import ImageNotFound
-
-    try:
-        have = client.images.get(image.image_id)
-    except ImageNotFound:
-        have = None
-    if have is not None and have.id == image.image_id:
+    present = image_on_host(transport, image)
+    if present is not None:
         hp = HostPlan(transport.host, True, True, "the image is already there")
-        hp.missing_tags = [t for t in image.repo_tags if t not in have.tags]
+        hp.missing_tags = [t for t in image.repo_tags if t not in present]
         return hp
+    client = transport.docker()
     partial_ok, reason = engine_takes_partial(client.info())
     held = held_chain_ids(i.attrs for i in client.images.list(all=True)) if partial_ok else set()
     send = [lay for lay in image.layers if lay.chain_id not in held]
     if partial_ok and not reason:
         reason = f"{len(image.layers) - len(send)} of {len(image.layers)} layers already there"
     return HostPlan(transport.host, False, partial_ok, reason, send, remote_codec(transport))
+
+
+def image_on_host(transport: Transport, image: LocalImage) -> list[str] | None:
+    """The host's tags for our image ID, or None when it lacks the image (one command: the
+    fast path of a re-ship with nothing changed)."""
+    fmt = "{{.Id}} {{json .RepoTags}}"
+    res = transport.run(["docker", "image", "inspect", "--format", fmt, image.image_id])
+    image_id, _, tags = res.stdout.strip().partition(" ")
+    if not res.ok or image_id != image.image_id:
+        return None  # absent (or the engine is not usable: the docker-py path says why)
+    try:
+        return list(json.loads(tags) or [])
+    except json.JSONDecodeError:
+        return []
 
 
 def plan(specs: Sequence[HostSpec], image: LocalImage) -> GroupResult[HostPlan]:
@@ -326,7 +345,7 @@ def ship_one(transport: Transport, image: LocalImage, hp: HostPlan, saved: Saved
         opts.on_event(transport.host, "loading")
     verify_and_load(transport, final + ".part", final, digest, hp.codec)
     check_loaded(transport, image)
-    mode = "delta" if hp.partial_ok and len(hp.send) < len(image.layers) else "full"
+    mode = "delta" if hp.partial_ok and len(hp.send) < len(image.diff_ids) else "full"
     return ShipResult(transport.host, image.image_id, mode, len(hp.send), archive.raw_bytes, sent, resumed,
                       time.monotonic() - start, hp.codec, hp.reason, saved.source)
 
@@ -340,7 +359,7 @@ def save_wanted(client: Any, image: LocalImage, plans: list[HostPlan], spool_dir
     from opskit.images.layerstore import StoreUnavailable, open_local_store
 
     saved: dict[str, SavedImage] = {}
-    diff_ids = [lay.diff_id for lay in image.layers]
+    diff_ids = image.diff_ids
     for codec in sorted({p.codec for p in plans if not (p.local or p.image_present)}):
         wanted = {lay.index for p in plans if p.codec == codec for lay in p.send}
         try:

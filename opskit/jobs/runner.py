@@ -85,7 +85,7 @@ def initial_card(job: JobSpec, spec: HostSpec, image: shipmod.LocalImage, parsed
         "parsed_args": parsed,
         "seed": parsed.get("seed"),
         "image": {"ref": job.image, "id": image.image_id, "tags": list(image.repo_tags),
-                  "layers": [lay.diff_id for lay in image.layers]},
+                  "layers": list(image.diff_ids)},
         "git": git_facts(),
         "job": job.to_dict(),
         "state": "starting",

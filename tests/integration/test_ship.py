@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -81,6 +84,16 @@ def test_plan_sends_nothing(docker_client, gpu_hosts, training_image, tmp_path):
     assert not p.image_present and p.send and p.send_bytes == sum(lay.size for lay in p.send)
     code, _ = gpu_hosts.hosts[1].exec(["docker", "image", "inspect", v9])
     assert code != 0  # --plan sent nothing
+    env = {**os.environ, **gpu_hosts.env()}
+    name = gpu_hosts.names[1]
+    cli = [sys.executable, "-m", "opskit", "ship", v9, "--host", name]
+    planned = json.loads(subprocess.run([*cli, "--plan", "--json"], env=env, capture_output=True, text=True,
+                                        check=True).stdout)
+    assert planned["hosts"][name]["bytes"] == p.send_bytes and planned["image"]["image_id"] == image.image_id
+    shipped = subprocess.run([*cli, "--json"], env=env, capture_output=True, text=True, check=False)
+    assert shipped.returncode == 0, shipped.stderr
+    r = json.loads(shipped.stdout)["hosts"][name]
+    assert r["image_id"] == image.image_id and r["layers_sent"] == len(p.send) and r["mode"] == "delta"
 
 
 def test_connection_cut_mid_transfer_then_rerun_resumes_and_verifies(docker_client, gpu_hosts, training_image, tmp_path):
