@@ -49,6 +49,7 @@ HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "vars": dict,
 }
 TOP_KEYS = {"defaults", "hosts", "groups"}
+MAX_NAMES_IN_HINT = 25
 
 
 def _as_list(value: Any) -> list[str]:
@@ -119,6 +120,9 @@ class Inventory:
 
     def unknown_host_hint(self) -> str:
         known = self.known_names()
+        if len(known) > MAX_NAMES_IN_HINT:
+            more = len(known) - MAX_NAMES_IN_HINT
+            known = [*known[:MAX_NAMES_IN_HINT], f"... ({more} more: opskit hosts list)"]
         groups = ", ".join("@" + g for g in sorted(self.groups))
         where = f"inventory {self.path}" if self.path else "no inventory file found"
         config = self.ssh_config_path or "~/.ssh/config"

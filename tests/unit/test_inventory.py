@@ -179,3 +179,12 @@ def test_no_files_anywhere_means_defaults(tmp_path: Path, monkeypatch: pytest.Mo
     assert inv.path is None
     assert inv.expand([]) == []
     assert inv.resolve("localhost").local
+
+
+def test_unknown_host_hint_stays_short(tmp_path: Path) -> None:
+    (tmp_path / "ssh_config").write_text("".join(f"Host h{i}\n  Port 22\n" for i in range(100)))
+    inv = load_inventory(None, ssh_config=str(tmp_path / "ssh_config"))
+    with pytest.raises(UsageError) as info:
+        inv.resolve("nosuch")
+    assert "h0, h1" in info.value.hint and "(75 more: opskit hosts list)" in info.value.hint
+    assert "h99" not in info.value.hint
