@@ -176,12 +176,13 @@ class GoogLeNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _stem(self):
+    def _up_to_4a(self) -> tuple[nn.Module, ...]:
+        """The layers before the first auxiliary head, in order."""
         return (self.conv1, self.maxpool1, self.conv2, self.conv3, self.maxpool2,
                 self.inception3a, self.inception3b, self.maxpool3, self.inception4a)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
-        for layer in self._stem():
+        for layer in self._up_to_4a():
             x = layer(x)  # N x 512 x 14 x 14 after inception4a (at 224x224)
         use_aux = self.training and self.aux1 is not None
         aux1 = self.aux1(x) if use_aux else None
@@ -196,7 +197,7 @@ class GoogLeNet(nn.Module):
 
     def shape_flow(self, x, t):
         """Shapes in training mode: the auxiliary heads are included when present."""
-        for layer in self._stem():
+        for layer in self._up_to_4a():
             x = t(layer, x)
         t(self.aux1, x)
         x = t(self.inception4d, t(self.inception4c, t(self.inception4b, x)))

@@ -255,9 +255,13 @@ class Tracer:
         if rule is None:
             if isinstance(m, _ELEMENTWISE):
                 return x
+            if any(True for _ in m.children()):
+                why = (f"block {name} ({type(m).__name__}) has no shape_flow() method, so "
+                       "the order of its layers is unknown")
+            else:
+                why = f"no shape rule for layer {name} ({type(m).__name__})"
             raise NoShapeRuleError(
-                f"{self.model_name}: no shape rule for layer {name} ({type(m).__name__}); "
-                "shape summaries cover convolutional networks")
+                f"{self.model_name}: {why}; shape summaries cover convolutional networks")
         try:
             out = rule(m, x)
         except _Mismatch as exc:
