@@ -44,31 +44,40 @@ def remove_small(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
     return torch.nonzero((wh >= min_size).all(dim=1)).flatten()
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_output: int | None = None
+) -> torch.Tensor:
     """Greedy non-maximum suppression; indices of the kept boxes, highest score first.
 
     Take the best remaining box, drop every remaining box that overlaps it by more than
-    ``iou_threshold``, repeat. A box that was dropped never suppresses anything itself - that
-    ordering is what the unit test checks (a chain A > B > C where only B overlaps both).
+    ``iou_threshold``, repeat (at most ``max_output`` times). A box that was dropped never
+    suppresses anything itself - that ordering is what the unit test checks (a chain
+    A > B > C where only B overlaps both).
     """
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.argsort(scores, descending=True)
-    iou = box_iou(boxes[order], boxes[order])
-    # Upper triangle: iou[i, j] for j after i in score order.
-    overlaps = torch.triu(iou > iou_threshold, diagonal=1).cpu()
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu()
+    alive = torch.ones(len(order), dtype=torch.bool)
+    keep: list[int] = []
+    limit = len(order) if max_output is None else max_output
+    while len(keep) < limit:
+        remaining = torch.nonzero(alive)
+        if remaining.numel() == 0:
+            break
+        i = int(remaining[0])
         keep.append(i)
-        suppressed |= overlaps[i]
+        alive &= ~overlaps[i]
+        alive[i] = False
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
 def batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    groups: torch.Tensor,
+    iou_threshold: float,
+    max_output: int | None = None,
 ) -> torch.Tensor:
     """NMS within each group (class, or image), never across groups.
 
@@ -78,7 +87,7 @@ def batched_nms(
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     offsets = groups.to(boxes.dtype) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    return nms(boxes + offsets[:, None], scores, iou_threshold, max_output)
 
 
 def box_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from opskit.models.detection.boxes import (
     box_iou,
     clip_boxes,
     match_boxes,
+    nms,
     remove_small,
     sample_balanced,
 )
@@ -136,8 +137,8 @@ class FasterRCNN(nn.Module):
             boxes = clip_boxes(self.rpn_coder.decode(anchors[top], dl[top]), *image_hw)
             keep = remove_small(boxes, 1.0)
             boxes, scores = boxes[keep], lg[top][keep]
-            keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.long), 0.7)
-            out.append(boxes[keep[: self.post_nms]])
+            keep = nms(boxes, scores, 0.7, self.post_nms)
+            out.append(boxes[keep])
         return out
 
     def _pool(self, features: torch.Tensor, proposals: list[torch.Tensor]) -> torch.Tensor:
@@ -225,7 +226,7 @@ class FasterRCNN(nn.Module):
             b, s = b[idx, label], s[idx, label]
             keep = remove_small(b, 1e-2)
             b, s, label = b[keep], s[keep], label[keep]
-            keep = batched_nms(b, s, label, nms_threshold)[: self.detections_per_image]
+            keep = batched_nms(b, s, label, nms_threshold, self.detections_per_image)
             results.append({"boxes": b[keep], "scores": s[keep], "labels": label[keep]})
         return results
 

@@ -1,5 +1,9 @@
 """Mean average precision at IoU 0.5 (PASCAL VOC's metric, all-point interpolation).
 
+Matching follows COCO's rule (the best-overlapping object *not yet matched*); VOC's devkit
+instead takes the best-overlapping object and counts a false positive if it was already
+matched. The two differ only when objects of one class overlap each other.
+
 For each class: sort every detection of that class (over all images) by score; walk down the
 list and call a detection a true positive if it overlaps a not-yet-matched ground-truth box of
 the same image by IoU >= 0.5, else a false positive (a second detection of an already-found
@@ -31,29 +35,30 @@ def _class_ap(detections: list[dict], targets: list[dict], cls: int, iou_thr: fl
     n_gt = sum(int(g.shape[0]) for g in gts)
     if n_gt == 0:
         return None
-    scores, image_ids, boxes = [], [], []
+    # One IoU matrix per image (detections x objects); the greedy walk is plain Python.
+    entries = []  # (score, image, row in that image's IoU matrix)
+    ious = []
     for i, d in enumerate(detections):
         keep = d["labels"] == cls
-        scores.append(d["scores"][keep])
-        boxes.append(d["boxes"][keep])
-        image_ids.append(torch.full((int(keep.sum()),), i, dtype=torch.long))
-    scores, boxes, image_ids = torch.cat(scores), torch.cat(boxes), torch.cat(image_ids)
-    order = torch.argsort(scores, descending=True, stable=True)
-    taken = [torch.zeros(g.shape[0], dtype=torch.bool) for g in gts]
-    tp = torch.zeros(order.numel())
-    for rank, k in enumerate(order.tolist()):
-        gt = gts[int(image_ids[k])]
-        if gt.shape[0] == 0:
+        boxes, scores = d["boxes"][keep], d["scores"][keep]
+        ious.append(box_iou(boxes, gts[i]).tolist() if gts[i].shape[0] else [])
+        entries += [(s, i, r) for r, s in enumerate(scores.tolist())]
+    entries.sort(key=lambda e: -e[0])  # stable: ties keep image order
+    taken = [[False] * g.shape[0] for g in gts]
+    tp = torch.zeros(len(entries))
+    for rank, (_, image, row) in enumerate(entries):
+        if not taken[image]:  # no object of this class in that image: a false positive
             continue
-        ious = box_iou(boxes[k : k + 1], gt)[0]
-        ious[taken[int(image_ids[k])]] = -1.0  # each object can be found only once
-        best = int(torch.argmax(ious))
-        if ious[best] >= iou_thr:
-            tp[rank] = 1.0
-            taken[int(image_ids[k])][best] = True
+        # Each object can be found only once: a later detection of it is a false positive.
+        candidates = [(v, j) for j, v in enumerate(ious[image][row]) if not taken[image][j]]
+        if candidates:
+            best, j = max(candidates)
+            if best >= iou_thr:
+                tp[rank] = 1.0
+                taken[image][j] = True
     tp_cum = torch.cumsum(tp, 0)
     recall = tp_cum / n_gt
-    precision = tp_cum / torch.arange(1, order.numel() + 1)
+    precision = tp_cum / torch.arange(1, len(entries) + 1)
     return average_precision(recall, precision)
 
 

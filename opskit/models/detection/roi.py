@@ -18,6 +18,7 @@ Boxes are ``rois (K, 5)``: ``(batch_index, x1, y1, x2, y2)`` in input-image pixe
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _bilinear(features: torch.Tensor, batch: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
@@ -78,8 +79,8 @@ def roi_align(
     grid_y = ys[:, :, None].expand(k, out_h * s, out_w * s).reshape(k, -1)
     grid_x = xs[:, None, :].expand(k, out_h * s, out_w * s).reshape(k, -1)
     values = _bilinear(features, rois[:, 0].long(), grid_y, grid_x)  # (K, P, C)
-    values = values.reshape(k, out_h, s, out_w, s, c)
-    return values.mean(dim=(2, 4)).permute(0, 3, 1, 2).contiguous()
+    values = values.reshape(k, out_h * s, out_w * s, c).permute(0, 3, 1, 2)
+    return F.avg_pool2d(values, s) if s > 1 else values.contiguous()  # mean of each bin
 
 
 def roi_pool(

@@ -178,7 +178,7 @@ class YOLO(nn.Module):
                 1,
             )
             kept_scores = s[anchor_idx, label]
-            keep = batched_nms(kept_boxes, kept_scores, label, self.nms_threshold)[:max_detections]
+            keep = batched_nms(kept_boxes, kept_scores, label, self.nms_threshold, max_detections)
             results.append(
                 {"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]}
             )
