@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 LABEL = "org.opskit"
 DEPS_REPO = "opskit-deps"
 EventCallback = Callable[[Event], None]
+# Seconds a build may send nothing (one step working silently) before opskit gives up on it.
+SILENCE_TIMEOUT = 1800
 
 
 class StepFailed(BuildError):
@@ -148,13 +150,14 @@ def run_build(
 ) -> tuple[str, list[StepDone]]:
     """Stream one legacy-builder build; (image id, steps) or :class:`StepFailed`."""
     from docker.errors import APIError
+    from requests.exceptions import RequestException
 
     parser = StreamParser(what)
     try:
         stream = client.api.build(
             fileobj=context.fileobj, custom_context=True, dockerfile=recipes.DOCKERFILE,
             tag=call.tag, buildargs=call.build_args, nocache=call.no_cache,
-            rm=True, forcerm=True, pull=False, decode=True,
+            rm=True, forcerm=True, pull=False, decode=True, timeout=SILENCE_TIMEOUT,
         )
         for chunk in stream:
             for event in parser.feed(chunk):
@@ -167,6 +170,12 @@ def run_build(
     except APIError as exc:
         raise BuildError(f"the engine refused the {what} build: {exc.explanation or exc}",
                          "check the recipe's syntax") from exc
+    except RequestException as exc:  # the engine went silent or away in the middle of a build
+        step = parser.steps[-1].index + 1 if parser.steps else 1
+        raise BuildError(
+            f"the {what} build lost the engine during step {step} ({type(exc).__name__}: {exc})",
+            f"a step may not stay silent for more than {SILENCE_TIMEOUT} s; check 'docker info'",
+        ) from exc
     if parser.failed is not None:
         raise StepFailed(what, parser.failed)
     assert parser.image_id is not None
