@@ -18,6 +18,7 @@ Fixtures: ``gpu_hosts`` (session scope, 2 hosts ``opskit-gpu-1``/``opskit-gpu-2`
 from __future__ import annotations
 
 import functools
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -97,29 +98,28 @@ def gpu_host_image(client: Any, base_image: str) -> str:
     return tag
 
 
-@functools.lru_cache(maxsize=4)
-def dind_run_kwargs(client_id: str, image: str) -> tuple[tuple[str, Any], ...]:
+@functools.lru_cache(maxsize=8)
+def dind_run_kwargs(client: Any, image: str) -> tuple[tuple[str, Any], ...]:
     """The privileges that let a Docker-in-Docker container start on this engine.
 
     ``privileged=True`` first; the documented fallback set where the engine refuses it.
-    Cached per engine (``client_id``) and image: the probe costs one short container.
+    Cached per client and image: the probe costs one short container (always removed).
     """
-    import docker
-    from docker.errors import APIError
+    from docker.errors import APIError, NotFound
 
-    client = docker.from_env()
+    name = f"opskit-dind-probe-{secrets.token_hex(4)}"
     try:
-        try:
-            client.containers.run(
-                image, entrypoint=["true"], privileged=True, remove=True, labels={LABEL: "probe"}
-            )
-            return (("privileged", True),)
-        except APIError as exc:
-            if "caps" not in str(exc) and "operation not permitted" not in str(exc):
-                raise OpskitError(f"cannot start a privileged container: {exc}") from exc
+        client.containers.run(image, entrypoint=["true"], privileged=True, name=name, labels={LABEL: "probe"})
+        return (("privileged", True),)
+    except APIError as exc:
+        if "caps" not in str(exc) and "operation not permitted" not in str(exc):
+            raise OpskitError(f"cannot start a privileged container: {exc}") from exc
         return tuple(FALLBACK_RUN_KWARGS.items())
     finally:
-        client.close()
+        try:
+            client.containers.get(name).remove(force=True)
+        except NotFound:
+            pass
 
 
 def gpu_host_run_kwargs(
@@ -133,7 +133,7 @@ def gpu_host_run_kwargs(
     """
     from docker.types import Mount
 
-    kwargs = dict(dind_run_kwargs(client.info().get("ID", ""), image))
+    kwargs = dict(dind_run_kwargs(client, image))
     if disk:
         mounts = []
         kwargs["tmpfs"] = {"/var/lib/docker": f"rw,size={disk},mode=0710"}
