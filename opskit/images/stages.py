@@ -81,8 +81,8 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
     except (APIError, ImageNotFound) as exc:
         raise UsageError(
             f"base image {base} is not on this engine and cannot be pulled ({exc})",
-            f"where no registry can be reached, use --profile offline and {bootstrap_hint}, "
-            "or 'docker load' the base image",
+            "where no registry can be reached, 'docker load' the base image from an archive, "
+            "or use --profile offline (its base comes from 'opskit base bootstrap')",
         ) from exc
     emit(PhaseDone("pull", round(time.monotonic() - t0, 4), detail={"image_id": image.id}))
     return image.id

@@ -199,3 +199,38 @@ def test_large_context_warns_with_its_largest_files(tmp_path: Path, monkeypatch:
     notice = next(e for e in events if isinstance(e, Notice))
     assert "build context is large" in notice.message and "src/weights.pt (50kB)" in notice.message
     assert str(root / ".dockerignore") in notice.message
+
+
+class _NoImages:
+    """A docker-py client stand-in with no images and no registry (control flow only; the
+    real engine path of a missing base is in tests/integration/test_build.py)."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.pulled: list[tuple[str, str]] = []
+        self.images = SimpleNamespace(get=self._get)
+        self.api = SimpleNamespace(pull=self._pull)
+
+    def _get(self, ref: str) -> None:
+        from docker.errors import ImageNotFound
+
+        raise ImageNotFound(f"no such image: {ref}")
+
+    def _pull(self, repo: str, tag: str, stream: bool, decode: bool):  # noqa: ANN202
+        self.pulled.append((repo, tag))
+        yield {"error": "dial tcp: lookup registry-1.docker.io: no such host"}
+
+
+def test_missing_base_is_pulled_only_where_the_profile_allows() -> None:
+    from opskit.images.stages import ensure_base
+
+    client = _NoImages()
+    with pytest.raises(UsageError, match="never pulls") as info:
+        ensure_base(client, "opskit-base:bookworm", recipes.PROFILES["offline"], lambda e: None)
+    assert info.value.hint == "make it with 'opskit base bootstrap'" and client.pulled == []
+    with pytest.raises(UsageError, match="cannot be pulled") as info:
+        ensure_base(client, "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", recipes.PROFILES["gpu"],
+                    lambda e: None)
+    assert client.pulled == [("pytorch/pytorch", "2.5.1-cuda12.4-cudnn9-runtime")]
+    assert "docker load" in (info.value.hint or "") and "--profile offline" in (info.value.hint or "")
