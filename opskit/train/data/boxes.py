@@ -28,38 +28,41 @@ def _draw(kind: torch.Tensor, cx, cy, half, yy, xx) -> torch.Tensor:
     return torch.where(k == 0, square, torch.where(k == 1, disk, triangle))
 
 
-def make_shapes(n: int, seed: int, size: int = 48) -> tuple[torch.Tensor, ...]:
+def make_shapes(n: int, seed: int, size: int = 48, chunk: int = 256) -> tuple[torch.Tensor, ...]:
     """``images (n, 3, size, size)`` uint8, ``boxes (n, 4, 4)``, ``labels (n, 4)`` (-1 = none).
 
     Objects are ``size / 6`` to ``size * 5 / 12`` pixels wide (8 to 20 at 48x48). Images are
-    stored as bytes (a quarter of the memory); divide by 255 to train.
+    stored as bytes (a quarter of the memory); divide by 255 to train. The objects are drawn
+    first, then the pixels ``chunk`` images at a time, so large sizes stay within memory.
     """
     if size < 24:
         raise ValueError(f"detection images must be at least 24x24, got {size}")
     min_size, max_size = max(4, size // 6), size * 5 // 12
     g = torch.Generator().manual_seed(seed)
-    images = 0.15 * torch.rand(n, 3, size, size, generator=g)
-    centres = torch.arange(size, dtype=torch.float32) + 0.5
-    yy, xx = centres[:, None], centres[None, :]
     present = torch.rand(n, 4, generator=g) < 0.5
     present[torch.arange(n), torch.randint(0, 4, (n,), generator=g)] = True  # at least one
-    labels = torch.full((n, 4), -1, dtype=torch.long)
-    boxes = torch.zeros(n, 4, 4)
     q = size // 2
-    for slot in range(4):
-        qx, qy = (slot % 2) * q, (slot // 2) * q
-        side = torch.randint(min_size, max_size + 1, (n,), generator=g).float()
-        half = side / 2
-        cx = qx + half + torch.rand(n, generator=g) * (q - side).clamp(min=0)
-        cy = qy + half + torch.rand(n, generator=g) * (q - side).clamp(min=0)
-        kind = torch.randint(0, len(CLASSES), (n,), generator=g)
-        colour = 0.5 + 0.5 * torch.rand(n, 3, generator=g)
-        mask = _draw(kind, cx, cy, half, yy, xx) & present[:, slot, None, None]
-        images = torch.where(mask[:, None], colour[:, :, None, None], images)
-        boxes[:, slot] = torch.stack((cx - half, cy - half, cx + half, cy + half), 1)
-        labels[:, slot] = torch.where(present[:, slot], kind, -1)
-    boxes = boxes * (labels >= 0)[..., None]
-    return (images * 255).round().to(torch.uint8), boxes, labels
+    half = torch.randint(min_size, max_size + 1, (n, 4), generator=g).float() / 2
+    room = (q - 2 * half).clamp(min=0)
+    offset = torch.tensor([[0, 0], [q, 0], [0, q], [q, q]], dtype=torch.float32)  # quadrants
+    cx = offset[:, 0] + half + torch.rand(n, 4, generator=g) * room
+    cy = offset[:, 1] + half + torch.rand(n, 4, generator=g) * room
+    kind = torch.randint(0, len(CLASSES), (n, 4), generator=g)
+    colour = 0.5 + 0.5 * torch.rand(n, 4, 3, generator=g)
+    labels = torch.where(present, kind, -1)
+    boxes = torch.stack((cx - half, cy - half, cx + half, cy + half), 2) * present[..., None]
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    yy, xx = centres[:, None], centres[None, :]
+    images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        img = 0.15 * torch.rand(b - a, 3, size, size, generator=g)
+        for slot in range(4):
+            mask = _draw(kind[a:b, slot], cx[a:b, slot], cy[a:b, slot], half[a:b, slot], yy, xx)
+            mask &= present[a:b, slot, None, None]
+            img = torch.where(mask[:, None], colour[a:b, slot, :, None, None], img)
+        images[a:b] = (img * 255).round().to(torch.uint8)
+    return images, boxes, labels
 
 
 def shapes_datasets(seed: int, n_train: int = 2048, n_val: int = 256, size: int = 48):
