@@ -1,5 +1,6 @@
 import pytest
 
+from opskit.testing.cli import opskit_cli  # noqa: F401  (fixture: the CLI run in-process)
 from opskit.testing.engine import configure_testcontainers
 
 configure_testcontainers()

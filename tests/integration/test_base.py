@@ -15,15 +15,7 @@ from typing import Any
 
 import pytest
 
-from opskit.testing.cli import cli_runner
-
 TAG = "opskit-buildtest-rootfs:it"
-
-
-@pytest.fixture()
-def opskit(capsys: pytest.CaptureFixture) -> Any:
-    """The real CLI entry (error boundary, exit codes) run in this process."""
-    return cli_runner(capsys)
 
 
 @pytest.fixture()
@@ -48,48 +40,48 @@ def cleanup(docker_client: Any) -> Iterator[None]:
         pass
 
 
-def test_existing_base_is_reused(base_image: str, docker_client: Any, opskit: Any) -> None:
-    proc = opskit("base", "bootstrap", "--tag", base_image, "--json")
+def test_existing_base_is_reused(base_image: str, docker_client: Any, opskit_cli: Any) -> None:
+    proc = opskit_cli("base", "bootstrap", "--tag", base_image, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["reused"] is True and out["source"] == "existing" and out["tag"] == base_image
     assert out["image_id"] == docker_client.images.get(base_image).id
-    table = opskit("base", "bootstrap", "--tag", base_image)
+    table = opskit_cli("base", "bootstrap", "--tag", base_image)
     assert table.returncode == 0 and "reused" in table.stdout
 
 
 def test_from_rootfs_imports_then_reuses_then_force(
-    rootfs: Path, docker_client: Any, cleanup: None, opskit: Any
+    rootfs: Path, docker_client: Any, cleanup: None, opskit_cli: Any
 ) -> None:
-    made = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs), "--json")
+    made = opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs), "--json")
     assert made.returncode == 0, made.stderr
     first = json.loads(made.stdout)
     assert first["reused"] is False and first["source"] == f"rootfs:{rootfs}"
     image = docker_client.images.get(TAG)
     assert image.labels["org.opskit.base.suite"] == "bookworm"
     assert image.attrs["Config"]["Env"][0] == "LANG=C.UTF-8"
-    again = json.loads(opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs),
+    again = json.loads(opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs),
                                "--json").stdout)
     assert again["reused"] is True and again["image_id"] == first["image_id"]
-    forced = json.loads(opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs),
+    forced = json.loads(opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(rootfs),
                                 "--force", "--json").stdout)
     assert forced["reused"] is False
 
 
-def test_missing_rootfs_is_a_usage_error(tmp_path: Path, docker_client: Any, opskit: Any) -> None:
-    proc = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "none.tar"))
+def test_missing_rootfs_is_a_usage_error(tmp_path: Path, docker_client: Any, opskit_cli: Any) -> None:
+    proc = opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "none.tar"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
-def test_not_a_tar_and_bad_tag_are_usage_errors(tmp_path: Path, opskit: Any) -> None:
+def test_not_a_tar_and_bad_tag_are_usage_errors(tmp_path: Path, opskit_cli: Any) -> None:
     (tmp_path / "notes.txt").write_text("not a root filesystem\n")
-    run = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "notes.txt"))
+    run = opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(tmp_path / "notes.txt"))
     assert run.returncode == 2 and "is not a tar archive" in run.stderr
-    run = opskit("base", "bootstrap", "--tag", "Bad Tag")
+    run = opskit_cli("base", "bootstrap", "--tag", "Bad Tag")
     assert run.returncode == 2 and "is not valid" in run.stderr
 
 
-def test_truncated_archive_fails_cleanly(tmp_path: Path, opskit: Any, docker_client: Any, cleanup: None) -> None:
+def test_truncated_archive_fails_cleanly(tmp_path: Path, opskit_cli: Any, docker_client: Any, cleanup: None) -> None:
     from docker.errors import ImageNotFound
 
     path = tmp_path / "cut.tar"
@@ -99,7 +91,7 @@ def test_truncated_archive_fails_cleanly(tmp_path: Path, opskit: Any, docker_cli
         tar.addfile(info, io.BytesIO(b"\1" * info.size))
     with open(path, "r+b") as fh:
         fh.truncate(300 * 1024)
-    run = opskit("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(path))
+    run = opskit_cli("base", "bootstrap", "--tag", TAG, "--from-rootfs", str(path))
     assert run.returncode == 1 and "could not import" in run.stderr
     with pytest.raises(ImageNotFound):
         docker_client.images.get(TAG)

@@ -20,16 +20,10 @@ import pytest
 from opskit.errors import UsageError
 from opskit.images.build import BuildRequest, StepFailed, build_image
 from opskit.images.events import BUILT, CACHED, Event, PhaseDone, StepDone
-from opskit.testing.cli import CliRun, cli_runner
+from opskit.testing.cli import CliRun
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny"
 TAG = "opskit-buildtest-tiny:it"
-
-
-@pytest.fixture()
-def opskit_cli(capsys: pytest.CaptureFixture) -> Any:
-    """The real CLI entry (error boundary, exit codes) run in this process."""
-    return cli_runner(capsys)
 
 
 BIG = 30 * 1024 * 1024

@@ -6,23 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from _helpers import point_opskit_at
 
-from opskit.cli.main import main
-
-
-def opskit(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+from opskit.testing.cli import run_cli as opskit
 
 
 @pytest.fixture
 def gpu_bed(gpu_hosts, monkeypatch, tmp_path):
-    for key, value in gpu_hosts.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return gpu_hosts
+    return point_opskit_at(gpu_hosts, monkeypatch, tmp_path)
 
 
 def test_status_on_a_gpu_host(capsys, gpu_bed):

@@ -11,46 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import assert_df_bytes, parse_df_b1
 
-from opskit.cli.main import main
+from opskit.testing.cli import run_cli as opskit
 
 FAKE_BIN = Path(__file__).resolve().parents[2] / "opskit" / "testing" / "bin"
-
-
-def opskit(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def df_b1(*extra: str) -> dict[str, tuple[int, int, int]]:
     out = subprocess.run(["df", "-B1", "-P", *extra], capture_output=True, text=True,
                          env={**os.environ, "LC_ALL": "C"}).stdout
-    rows = {}
-    for line in out.splitlines()[1:]:
-        parts = line.split(None, 5)
-        rows[parts[5]] = (int(parts[1]), int(parts[2]), int(parts[3]))
-    return rows
-
-
-SLACK = 256 * 1024 * 1024
-
-
-def assert_df_bytes(ours: dict, before: dict, after: dict) -> int:
-    """Every filesystem: size exactly df -B1's; used and free exactly the df run just before
-    or after, or (a disk other processes write to all the time) inside their range +- SLACK.
-    Returns how many filesystems matched exactly."""
-    exact = 0
-    for mount, (size, used, free) in ours.items():
-        b, a = before[mount], after[mount]
-        assert size == b[0] == a[0], (mount, size, b, a)
-        if (size, used, free) in (b, a):
-            exact += 1
-            continue
-        for i, value in ((1, used), (2, free)):
-            assert min(b[i], a[i]) - SLACK <= value <= max(b[i], a[i]) + SLACK, (mount, ours, b, a)
-    return exact
+    return parse_df_b1(out)
 
 
 @pytest.fixture(autouse=True)

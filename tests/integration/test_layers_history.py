@@ -16,15 +16,8 @@ import pytest
 
 from opskit.images.build import BuildRequest, build_image
 from opskit.images.layers import compare, docker_size, image_layers
-from opskit.testing.cli import cli_runner
 
 TAG = "opskit-buildtest-default:it"
-
-
-@pytest.fixture()
-def opskit_cli(capsys: pytest.CaptureFixture) -> Any:
-    """The real CLI entry (error boundary, exit codes) run in this process."""
-    return cli_runner(capsys)
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,6 @@ from opskit.images.events import (
     StepOutput,
     StepStarted,
 )
-from opskit.testing.cli import cli_runner
-
-
-@pytest.fixture()
-def opskit_cli(capsys: pytest.CaptureFixture) -> Any:
-    return cli_runner(capsys)
 
 
 def test_build_args_are_key_value() -> None:

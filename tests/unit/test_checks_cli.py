@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.cli.main import main
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+from opskit.testing.cli import run_cli
 
 
 @pytest.fixture(autouse=True)

@@ -8,14 +8,11 @@ import sys
 
 import pytest
 
-from opskit.cli.main import main
+from opskit.testing.cli import CliRun, run_cli
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["models", *args])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+def run(capsys, *args: str) -> CliRun:
+    return run_cli(capsys, "models", *args)
 
 
 def test_list_json_has_reference_parameter_counts(capsys) -> None:

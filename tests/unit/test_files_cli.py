@@ -8,16 +8,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from opskit.cli.main import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
+from opskit.testing.cli import run_cli as run
 
 
 def test_chmod_explain_alone_connects_nowhere(capsys, monkeypatch):
