@@ -60,6 +60,9 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.main(z)
 
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        return t(self.main, x)
+
 
 class Discriminator(nn.Module):
     """Image ``(N, channels, S, S)`` -> one real/fake logit per image, ``(N,)``."""
@@ -84,6 +87,9 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.main(images).flatten()
+
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        return t(self.main, x)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -125,6 +131,12 @@ class DCGAN(nn.Module):
         if part == "discriminator":
             return self.discriminator(x)
         raise ValueError(f"part must be 'generator' or 'discriminator', not {part!r}")
+
+    def shape_flow(self, x, t):
+        """For opskit.models.summary: the generator, then the discriminator on its output."""
+        images = t(self.generator, x)
+        t(self.discriminator, images)
+        return images
 
     def latent(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.nz, 1, 1, device=device, generator=generator)

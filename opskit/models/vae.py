@@ -48,6 +48,14 @@ class VAE(nn.Module):
         """Bernoulli logits ``(N, C, H, W)``; ``sigmoid`` gives pixel probabilities."""
         return self.dec_out(F.relu(self.dec(z))).view(-1, *self.shape)
 
+    def shape_flow(self, x, t):
+        """For opskit.models.summary: encoder, sampled z, decoder (the logits' shape)."""
+        h = t(self.enc, t.flatten(x))
+        t(self.enc_logvar, h)
+        z = t.op("reparameterize", t(self.enc_mu, h), (self.latent,))
+        out = t(self.dec_out, t(self.dec, z))
+        return t.op("view", self.shape, out)
+
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)

@@ -94,3 +94,23 @@ def test_shapes_data_deterministic_and_boxes_tight():
             assert 0 <= x1 < x2 <= 48 and 0 <= y1 < y2 <= 48
             inside = images[i, :, int(y1) : int(y2) + 1, int(x1) : int(x2) + 1]
             assert inside.max() >= 128, "the object is drawn inside its box"
+
+
+@pytest.mark.parametrize(
+    ("model_cfg", "input_shape", "match"),
+    [
+        ({"num_classes": 3}, (3, 4, 4), "at least 24x24"),
+        ({"num_classes": 2}, None, "num_classes=3"),
+    ],
+)
+def test_detection_task_refuses_bad_input_with_a_hint(model_cfg, input_shape, match):
+    from opskit.train.args import TrainArgs
+    from opskit.train.errors import DataError
+    from opskit.train.tasks.base import get_task
+
+    info = get_model_info("yolo")
+    args = TrainArgs(model="yolo", small=True, input=input_shape, train_samples=8, val_samples=8)
+    task = get_task("detection")(info, {**info.small, **model_cfg}, args)
+    with pytest.raises(DataError, match=match) as err:
+        task.datasets(0)
+    assert err.value.hint

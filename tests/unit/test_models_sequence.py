@@ -75,3 +75,15 @@ def test_ngram_entropy_hand_cases():
     assert ngram_entropy(torch.tensor([0, 1, 0, 1]), 1) == pytest.approx(math.log(2))
     # Alternating 0101...: the next character is certain given the previous one.
     assert ngram_entropy(torch.tensor([0, 1] * 50), 2) == pytest.approx(0.0)
+
+
+def test_language_model_task_refuses_a_too_small_vocabulary():
+    from opskit.train.args import TrainArgs
+    from opskit.train.errors import DataError
+    from opskit.train.tasks.base import get_task
+
+    info = get_model_info("gru")
+    task = get_task("language_model")(info, {**info.small, "vocab_size": 5}, TrainArgs(model="gru"))
+    with pytest.raises(DataError, match="vocab_size=13") as err:
+        task.datasets(0)
+    assert err.value.hint

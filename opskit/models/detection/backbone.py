@@ -40,6 +40,9 @@ class ConvBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        return t(self.body, x)
+
 
 def unpad_targets(boxes: torch.Tensor, labels: torch.Tensor) -> list[dict]:
     """Padded ``boxes (B, M, 4)`` / ``labels (B, M)`` (-1 = no object) -> one dict per image."""

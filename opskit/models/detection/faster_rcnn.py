@@ -57,6 +57,11 @@ class RPN(nn.Module):
         deltas = self.deltas(t).permute(0, 2, 3, 1).reshape(n, -1, 4)
         return logits, deltas
 
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        x = t(self.conv, x)
+        t(self.deltas, x)
+        return t(self.objectness, x)
+
 
 class BoxHead(nn.Module):
     """Two fully connected layers on pooled features, then class scores and box deltas."""
@@ -75,6 +80,11 @@ class BoxHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
         return self.cls_score(x), self.bbox_pred(x)
+
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        x = t(self.fc7, t(self.fc6, t.flatten(x)))
+        t(self.bbox_pred, x)
+        return t(self.cls_score, x)
 
 
 class FasterRCNN(nn.Module):
@@ -122,6 +132,13 @@ class FasterRCNN(nn.Module):
         features = self.backbone(images)
         logits, deltas = self.rpn(features)
         return features, logits, deltas
+
+    def shape_flow(self, x, t):
+        """For opskit.models.summary: backbone, RPN, and the head on one pooled region."""
+        features = t(self.backbone, x)
+        t(self.rpn, features)
+        pooled = t.op("roi_align", (features[0], self.pool_size, self.pool_size), features)
+        return t(self.head, pooled)
 
     def anchors(self, features: torch.Tensor) -> torch.Tensor:
         return grid_anchors(

@@ -80,6 +80,9 @@ class YOLO(nn.Module):
             return self.loss(images, boxes, labels)
         return self.head(self.neck(self.backbone(images)))
 
+    def shape_flow(self, x, t):  # for opskit.models.summary
+        return t(self.head, t(self.neck, t(self.backbone, x)))
+
     def _split(self, raw: torch.Tensor) -> torch.Tensor:
         n, _, s_h, s_w = raw.shape
         a = self.anchors.shape[0]

@@ -51,8 +51,11 @@ class Detection(Task):
                 f"pass --model-arg num_classes={len(CLASSES)} (or more)",
             )
         c, h, w = self.input_shape()
-        if c != 3 or h != w:
-            raise DataError(f"shapes are square RGB images, not {c}x{h}x{w}", "use --input 3xSxS")
+        if c != 3 or h != w or h < 24:
+            raise DataError(
+                f"the shapes data are square RGB images of at least 24x24, not {c}x{h}x{w}",
+                "use --input 3xSxS with S >= 24 (the small variants take 3x48x48)",
+            )
         return shapes_datasets(
             seed,
             getattr(self.args, "train_samples", 4096),
