@@ -129,7 +129,7 @@ class Trainer:
                 meter = Meter()  # the window after an evaluation starts now
             if self.on_step is not None:
                 self.on_step(self)
-            if any_rank(self._stop, self.dist):
+            if self._should_stop(boundary):
                 self.meter_state = meter.state()
                 self.save()
                 progress.line(f"SIGTERM: checkpoint written at step {self.step}, stopping")
@@ -139,6 +139,15 @@ class Trainer:
         self.meter_state = None
         self.save()
         return 0
+
+    def _should_stop(self, boundary: bool) -> bool:
+        """SIGTERM seen (on any rank). Ranks agree only at logging points, so a multi-process
+        run pays for one small all-reduce per ``--log-every`` steps, not one per step."""
+        if not self.dist.distributed:
+            return self._stop
+        if boundary or self.step % self.args.log_every == 0:
+            return any_rank(self._stop, self.dist)
+        return False
 
     def _one_step(self, meter: Meter) -> Meter:
         t0 = time.perf_counter()

@@ -159,7 +159,7 @@ class Progress:
 
 def format_figures(values: dict, keys: tuple = ()) -> str:
     parts = []
-    for key in keys or tuple(values):
+    for key in dict.fromkeys(keys or tuple(values)):
         if key in values and isinstance(values[key], (int, float)):
             v = values[key]
             parts.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")

@@ -49,3 +49,42 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
 
     init = get_model("lenet", **get_model_info("lenet").small).state_dict()
     assert any(not torch.allclose(init[k], v, atol=1e-4) for k, v in w_one.items())
+
+
+def test_sigterm_to_torchrun_checkpoints_once_and_resumes(tmp_path):
+    """torchrun forwards SIGTERM to both ranks; they agree on one step, rank 0 checkpoints."""
+    import signal
+    import time
+
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "-m", "opskit.train"]  # fmt: skip
+    opts = ["lenet", "--small", "--batch-size", "8", "--train-samples", "256", "--val-samples",
+            "16", "--threads", "1", "--device", "cpu", "--log-every", "2", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen([*launcher, *opts, "--steps", "100000"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        metrics, deadline = out / "metrics.jsonl", time.monotonic() + 180
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "no metrics within 180 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0  # torchrun reports the signal as a failure of its own
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 143, output[-3000:]
+    stopped = summary["step"]
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == stopped
+    assert output.count("SIGTERM: checkpoint written") == 1  # rank 0 only
+
+    resumed = subprocess.run([*launcher, *opts, "--steps", str(stopped + 4), "--resume"],
+                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["step"] == stopped + 4

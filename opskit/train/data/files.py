@@ -76,7 +76,10 @@ def read_npz(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All arrays of an ``.npz`` file as tensors; ``DataError`` naming the file if malformed."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such data file", "give --data an existing .npz file")
+        raise DataError(
+            f"{path}: no such data file",
+            "give --data an existing .npz file, or 'shapes' (generated) or 'synthetic'",
+        )
     try:
         with zipfile.ZipFile(path) as zf:
             arrays = {}
