@@ -100,7 +100,7 @@ def test_shapes_data_deterministic_and_boxes_tight():
     ("model_cfg", "input_shape", "match"),
     [
         ({"num_classes": 3}, (3, 4, 4), "at least 24x24"),
-        ({"num_classes": 2}, None, "num_classes=3"),
+        ({"num_classes": 2}, None, "3 classes, the model 2"),
     ],
 )
 def test_detection_task_refuses_bad_input_with_a_hint(model_cfg, input_shape, match):

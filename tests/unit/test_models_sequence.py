@@ -84,6 +84,6 @@ def test_language_model_task_refuses_a_too_small_vocabulary():
 
     info = get_model_info("gru")
     task = get_task("language_model")(info, {**info.small, "vocab_size": 5}, TrainArgs(model="gru"))
-    with pytest.raises(DataError, match="vocab_size=13") as err:
+    with pytest.raises(DataError, match="13 characters") as err:
         task.datasets(0)
     assert err.value.hint
