@@ -11,9 +11,14 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.errors import HostError
-from opskit.hosts.transport import CommandResult, FileStat, shell_command
+from opskit.hosts.transport import CommandResult, FileStat, command_argv, shell_command
 
 DEFAULT_TIMEOUT = 120.0
+
+
+def _full_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    """This process's environment plus ENV (None: inherit it unchanged)."""
+    return {**os.environ, **env} if env else None
 
 
 class LocalTransport:
@@ -39,10 +44,8 @@ class LocalTransport:
         check: bool = False,
         env: dict[str, str] | None = None,
     ) -> CommandResult:
-        argv = tuple(str(a) for a in argv)
-        shell_command(argv)  # refuses an empty argv
+        argv = command_argv(argv)
         limit = self.command_timeout if timeout is None else timeout
-        full_env = {**os.environ, **env} if env else None
         start = time.monotonic()
         try:
             proc = subprocess.run(
@@ -50,7 +53,7 @@ class LocalTransport:
                 input=stdin,
                 capture_output=True,
                 timeout=limit,
-                env=full_env,
+                env=_full_env(env),
                 check=False,
             )
         except FileNotFoundError:
@@ -79,13 +82,12 @@ class LocalTransport:
         return result.check() if check else result
 
     def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> _LocalProcess:
-        full_env = {**os.environ, **env} if env else None
         proc = subprocess.Popen(
-            [str(a) for a in argv],
+            command_argv(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=full_env,
+            env=_full_env(env),
         )
         return _LocalProcess(proc)
 

@@ -32,7 +32,7 @@ from opskit.hosts.sshconnect import (  # noqa: F401 - quiet_paramiko_logs is re-
     quiet_paramiko_logs,
     tcp_connect,
 )
-from opskit.hosts.transport import CommandResult, FileStat, shell_command
+from opskit.hosts.transport import CommandResult, FileStat, command_argv, env_argv, shell_command
 
 
 class SSHTransport:
@@ -151,10 +151,7 @@ class SSHTransport:
 
     # -- commands ---------------------------------------------------------------------------
     def _open_channel(self, argv: Sequence[str], env: dict[str, str] | None) -> Any:
-        argv = [str(a) for a in argv]
-        if env:
-            argv = ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
-        command = shell_command(argv)
+        command = shell_command(env_argv(argv, env))
         try:
             chan = self.client().get_transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(command)
@@ -174,7 +171,7 @@ class SSHTransport:
         check: bool = False,
         env: dict[str, str] | None = None,
     ) -> CommandResult:
-        argv_t = tuple(str(a) for a in argv)
+        argv_t = command_argv(argv)
         limit = self.spec.command_timeout if timeout is None else timeout
         start = time.monotonic()
         deadline = start + limit

@@ -108,8 +108,23 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def shell_command(argv: Sequence[str]) -> str:
-    """The one place argv becomes a command line for a remote shell."""
-    if not argv:
+def command_argv(argv: Sequence[object]) -> tuple[str, ...]:
+    """The argv every transport runs and records: a tuple of strings. Refuses an empty one."""
+    argv_t = tuple(str(a) for a in argv)
+    if not argv_t:
         raise ValueError("empty command")
-    return shlex.join([str(a) for a in argv])
+    return argv_t
+
+
+def env_argv(argv: Sequence[object], env: dict[str, str] | None) -> tuple[str, ...]:
+    """argv that sets ENV for this one command where only a command line reaches the host
+    (``env K=V ... argv``); argv itself when there is no ENV."""
+    argv_t = command_argv(argv)
+    if not env:
+        return argv_t
+    return ("env", *[f"{k}={v}" for k, v in env.items()], *argv_t)
+
+
+def shell_command(argv: Sequence[object]) -> str:
+    """The one place argv becomes a command line for a remote shell."""
+    return shlex.join(command_argv(argv))

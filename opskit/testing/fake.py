@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from opskit.hosts.transport import CommandResult, FileStat, shell_command
+from opskit.hosts.transport import CommandResult, FileStat, command_argv, shell_command
 
 
 class UnexpectedCommand(AssertionError):
@@ -127,7 +127,7 @@ class FakeTransport:
         check: bool = False,
         env: dict[str, str] | None = None,
     ) -> CommandResult:
-        argv_t = tuple(str(a) for a in argv)
+        argv_t = command_argv(argv)
         self.calls.append((argv_t, stdin, dict(env) if env else None))
         start = time.monotonic()
         reply = self._answer(argv_t, stdin)
@@ -138,7 +138,7 @@ class FakeTransport:
         return result.check() if check else result
 
     def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> FakeProcess:
-        argv_t = tuple(str(a) for a in argv)
+        argv_t = command_argv(argv)
         self.calls.append((argv_t, None, dict(env) if env else None))
         return FakeProcess(self, argv_t)
 

@@ -9,6 +9,7 @@ import pytest
 
 from opskit.errors import CommandFailed, HostError
 from opskit.hosts.local import LocalTransport
+from opskit.hosts.transport import command_argv, env_argv, shell_command
 
 
 def test_run_results_like_a_shell() -> None:
@@ -22,6 +23,19 @@ def test_run_results_like_a_shell() -> None:
         t.run(["false"], check=True)
     with pytest.raises(ValueError, match="empty command"):
         t.run([])
+
+
+def test_argv_and_env_as_every_transport_builds_them() -> None:
+    assert command_argv(["ls", 1, Path("/tmp")]) == ("ls", "1", "/tmp")
+    assert env_argv(["sh", "-c", "echo $X"], None) == ("sh", "-c", "echo $X")
+    argv = env_argv(["sh", "-c", "echo $X"], {"X": "y z", "Y": "$(reboot)"})
+    assert argv == ("env", "X=y z", "Y=$(reboot)", "sh", "-c", "echo $X")
+    assert shell_command(argv) == "env 'X=y z' 'Y=$(reboot)' sh -c 'echo $X'"
+    for bad in ([], ()):
+        with pytest.raises(ValueError, match="empty command"):
+            env_argv(bad, {"X": "1"})  # never a bare `env` that prints the environment
+    with pytest.raises(ValueError, match="empty command"):
+        LocalTransport().popen([])
 
 
 def test_not_executable_is_126(tmp_path: Path) -> None:
