@@ -21,14 +21,19 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")(f)
 
 
-def host_option(f: F) -> F:
-    f = click.option(
+def inventory_option(f: F) -> F:
+    return click.option(
         "--inventory",
         type=click.Path(dir_okay=False),
         default=None,
         envvar="OPSKIT_INVENTORY",
         help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
     )(f)
+
+
+def host_option(f: F) -> F:
+    """--host/-H (repeatable) and --inventory."""
+    f = inventory_option(f)
     return click.option(
         "--host",
         "-H",

@@ -9,19 +9,9 @@ from typing import Any
 
 import click
 
-from opskit.cli.common import common_options, json_option, traceback_option
+from opskit.cli.common import common_options, inventory_option, json_option, traceback_option
 
 MAX_FILES_LISTED = 20
-
-
-def _inventory_option(f: Any) -> Any:
-    return click.option(
-        "--inventory",
-        type=click.Path(dir_okay=False),
-        default=None,
-        envvar="OPSKIT_INVENTORY",
-        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
-    )(f)
 
 
 def _endpoints(src: Any, dst: Any, inventory: str | None) -> tuple[Any, Any, list[Any]]:
@@ -70,7 +60,7 @@ def _print_copy(result: Any) -> None:
 @click.argument("src")
 @click.argument("dst")
 @click.option("-r", "--recursive", is_flag=True, help="Copy a folder and everything in it.")
-@_inventory_option
+@inventory_option
 @json_option
 @traceback_option
 def scp(src: str, dst: str, recursive: bool, inventory: str | None, as_json: bool) -> int:

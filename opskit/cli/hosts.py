@@ -12,17 +12,7 @@ from typing import Any
 
 import click
 
-from opskit.cli.common import json_option, traceback_option
-
-
-def _inventory_option(f: Any) -> Any:
-    return click.option(
-        "--inventory",
-        type=click.Path(dir_okay=False),
-        default=None,
-        envvar="OPSKIT_INVENTORY",
-        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
-    )(f)
+from opskit.cli.common import inventory_option, json_option, traceback_option
 
 
 @click.group("hosts")
@@ -40,7 +30,7 @@ def _host_dict(inv: Any, spec: Any) -> dict:
 
 
 @hosts.command("list")
-@_inventory_option
+@inventory_option
 @json_option
 @traceback_option
 def list_hosts(inventory: str | None, as_json: bool) -> None:
@@ -88,7 +78,7 @@ def list_hosts(inventory: str | None, as_json: bool) -> None:
 
 @hosts.command("show")
 @click.argument("host")
-@_inventory_option
+@inventory_option
 @json_option
 @traceback_option
 def show(host: str, inventory: str | None, as_json: bool) -> None:
@@ -119,7 +109,7 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Pin the key without asking.")
 @click.option("--fingerprint", "expected", metavar="SHA256:...",
               help="Pin only if the host's key has this fingerprint (no question asked).")
-@_inventory_option
+@inventory_option
 @json_option
 @traceback_option
 def trust(host: str, yes: bool, expected: str | None, inventory: str | None, as_json: bool) -> None:
