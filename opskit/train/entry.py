@@ -151,7 +151,6 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     """Build everything and check it; the output folder is opened only at the end."""
     import torch
 
-    from opskit.train import checkpoint as ckpt
     from opskit.train.loop import Trainer, place_dataset
     from opskit.train.metrics import RunFiles
 
@@ -165,14 +164,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     shape = data_input_shape(task, train_ds)
     if shape is not None:
         check_input(model, shape, info.name)
-    resume_path, state = None, None
-    if args.resume:
-        resume_path = (
-            Path(args.out) / "checkpoints" / "last.pt" if args.resume == "auto" else args.resume
-        )
-        state = ckpt.load_checkpoint(resume_path)
-        ckpt.check_matches(state, resume_path, info.name, model_cfg)
-        ckpt.load_model_state(model, state["model"], resume_path)
+    resume_path, state = load_resume(args, info.name, model_cfg, model)
     steps_per_epoch = len(train_ds) // (args.batch_size * dist.world_size)
     if steps_per_epoch == 0:
         raise TrainUsageError(
@@ -208,6 +200,19 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     if state is not None:
         trainer.restore(state, str(resume_path))
     return trainer, state is not None
+
+
+def load_resume(args: TrainArgs, name: str, model_cfg: dict, model: Any) -> tuple:
+    """(path, state) of the checkpoint to resume from, checked and loaded into ``model``."""
+    from opskit.train import checkpoint as ckpt
+
+    if not args.resume:
+        return None, None
+    path = Path(args.out) / "checkpoints" / "last.pt" if args.resume == "auto" else args.resume
+    state = ckpt.load_checkpoint(path)
+    ckpt.check_matches(state, path, name, model_cfg)
+    ckpt.load_model_state(model, state["model"], path)
+    return path, state
 
 
 def make_context(args: TrainArgs, dist: Any):

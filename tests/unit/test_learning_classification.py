@@ -16,6 +16,7 @@ import torch
 
 from opskit.train.args import TrainArgs
 from opskit.train.entry import resolve, train
+from opskit.train.tasks.base import StepContext
 
 CASES = [
     # model, steps, lr, batch, threshold
@@ -42,8 +43,6 @@ def untrained_score(args: TrainArgs) -> float:
     info, cfg, task = resolve(args)
     model = task.build_model().eval()
     _, val = task.datasets(args.seed)
-    from opskit.train.tasks.base import StepContext
-
     batches = (
         val.get_batch(torch.arange(i, min(len(val), i + 64))) for i in range(0, len(val), 64)
     )
