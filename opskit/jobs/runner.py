@@ -116,6 +116,7 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
         ship_with(client, transport, image, hp, opts)
         card = initial_card(job, spec, image, parsed)
         card["host_facts"] = facts.to_dict()
+        card["host_snapshot"] = host_snapshot(transport, emit)
         card["preflight"] = [c.to_dict() for c in checks]
         store.save(job.run_id, card)
         launch.start_container(transport, job, facts, image.image_id)
@@ -126,6 +127,18 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
     except BaseException:
         transport.close()
         raise
+
+
+def host_snapshot(transport: Transport, emit: EventFn) -> dict:
+    """The checks' one-round-trip snapshot of the host (OS, CPUs, memory, disks, GPUs, Docker)
+    for the run card; a host that cannot give one is noted there, and the run goes on."""
+    from opskit.checks.status import snapshot
+
+    try:
+        return snapshot(transport).to_dict()
+    except OpskitError as exc:
+        emit(transport.host, f"no host snapshot for the run card: {exc.message}")
+        return {"error": exc.message}
 
 
 def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan, opts: RunOptions) -> None:

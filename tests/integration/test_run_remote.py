@@ -89,6 +89,7 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
     [request] = json.loads(out)  # the GPUs went to the engine as a device request
     assert request["Driver"] == "nvidia" and request["Count"] == -1 and request["Capabilities"] == [["gpu"]]
     assert "commit" in card["git"] and card["collected"]["verified"] is True
+    assert card["host_snapshot"]["gpu"]["cuda_version"] == facts["cuda"]  # opskit.checks snapshot
 
     again = opskit(env, "collect", "rt-a")  # idempotent
     assert again.returncode == 0 and "0 copied" in again.stdout, again.stderr
@@ -114,7 +115,7 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
 def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts, env, training_image):
     h2 = hosts.names[1]
     proc = spawn(env, "run-remote", "--host", h2, "--image", training_image, "--run-id", "rt-cut",
-                 *QUICK[:3], "40", *QUICK[4:])
+                 *QUICK[:3], "300", *QUICK[4:])
     try:
         wait_for_training(hosts, h2, "rt-cut")
         host_exec(hosts, h2, ["pkill", "-f", "sshd: opskit"])  # every SSH session of the user dies
@@ -126,7 +127,7 @@ def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts,
     assert container_state(hosts, h2, "rt-cut") in ("running", "exited")  # the job went on
     logs = opskit(env, "logs", "rt-cut", "-f")
     assert logs.returncode == 0, logs.stderr
-    assert "step 40/40" in logs.stdout and "exited (exit 0)" in logs.stderr
+    assert "step 300/300" in logs.stdout and "exited (exit 0)" in logs.stderr
     got = opskit(env, "collect", "rt-cut", "--remove-remote")
     assert got.returncode == 0, got.stderr
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-cut"
