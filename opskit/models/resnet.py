@@ -239,29 +239,21 @@ _SMALLER = {"widths": (8, 16, 32, 64), "num_classes": 10}
 _REF = {"num_classes": 1000, "in_channels": 3}
 
 
-@register_model(
-    "resnet18", family="resnet", task="classification",
-    description="ResNet-18: BasicBlocks [2, 2, 2, 2] (11.7M parameters).",
-    reference=_REF, small=_SMALL, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-)
-def resnet18(**cfg) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], **cfg)
+def _variant(name: str, block: type, layers: list[int], params: str, small: dict):
+    """Register ``name``: ResNet(block, layers) with the shared reference/small settings."""
+
+    def build(**cfg) -> ResNet:
+        return ResNet(block, layers, **cfg)
+
+    build.__name__ = build.__qualname__ = name
+    depth = name.removeprefix("resnet")
+    return register_model(
+        name, family="resnet", task="classification",
+        description=f"ResNet-{depth}: {block.__name__}s {layers} ({params} parameters).",
+        reference=_REF, small=small, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
+    )(build)
 
 
-@register_model(
-    "resnet34", family="resnet", task="classification",
-    description="ResNet-34: BasicBlocks [3, 4, 6, 3] (21.8M parameters).",
-    reference=_REF, small=_SMALLER, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-)
-def resnet34(**cfg) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], **cfg)
-
-
-@register_model(
-    "resnet50", family="resnet", task="classification",
-    description="ResNet-50: Bottlenecks [3, 4, 6, 3] (25.6M parameters).",
-    reference=_REF, small=_SMALLER,
-    input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-)
-def resnet50(**cfg) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], **cfg)
+resnet18 = _variant("resnet18", BasicBlock, [2, 2, 2, 2], "11.7M", _SMALL)
+resnet34 = _variant("resnet34", BasicBlock, [3, 4, 6, 3], "21.8M", _SMALLER)
+resnet50 = _variant("resnet50", Bottleneck, [3, 4, 6, 3], "25.6M", _SMALLER)
