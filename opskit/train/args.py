@@ -102,7 +102,8 @@ def build_parser(prog: str = "python -m opskit.train") -> argparse.ArgumentParse
         "--data",
         default="shapes",
         help="'shapes' (generated, learnable; default), 'synthetic' (random, for speed) "
-        "or a .npz file with arrays x and y (see opskit.train.data.files)",
+        "a .npz file with arrays x and y (see opskit.train.data.files) or a folder of "
+        "class folders of images (needs Pillow; see opskit.train.data.folders)",
     )
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.add_argument(

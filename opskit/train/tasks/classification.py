@@ -9,11 +9,13 @@ forward returns several outputs (GoogLeNet's auxiliary classifiers) are trained 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from opskit.train.data.files import load_npz_dataset, max_label
+from opskit.train.data.folders import load_image_folder
 from opskit.train.data.shapes import shapes_classification
 from opskit.train.data.synthetic import synthetic_images
 from opskit.train.errors import DataError
@@ -75,11 +77,16 @@ class ImageTask(Task):
             n_val = min(n_val, max(1, cap // 8))
             n_train = min(n_train, max(1, cap - n_val))
             return self.generate(n_train, shape, seed), self.generate(n_val, shape, seed + 10_007)
-        train, val = load_npz_dataset(source, dense=self.dense)
+        if Path(source).is_dir():
+            if self.dense:
+                raise DataError(f"{source}: image folders hold classes, not segmentation masks")
+            train, val = load_image_folder(source, shape)
+        else:
+            train, val = load_npz_dataset(source, dense=self.dense)
         top = max_label(train, val)
         if top >= self.num_classes():
             raise DataError(
-                f"{source}: class index {top} in y, but the model has {self.num_classes()} classes",
+                f"{source}: class index {top} in the data, but the model has {self.num_classes()} classes",
                 f"pass --model-arg num_classes={top + 1}",
             )
         return train, val
