@@ -80,7 +80,7 @@ def ssh_noop(spec) -> float:
 
 
 def row(name: str, ours: str, base: str, ratio: float, target: str, ok: bool) -> str:
-    return f"{name:<34} {ours:>14} {base:>14} {ratio:>9.4f}  {target:<8} {'PASS' if ok else 'MISS'}"
+    return f"{name:<34} {ours:>14} {base:>14} {ratio:>9.3g}  {target:<8} {'PASS' if ok else 'MISS'}"
 
 
 def main(argv: list[str] | None = None) -> int:
