@@ -62,13 +62,7 @@ def small(name: str, **overrides) -> tuple[nn.Module, tuple]:
     return get_model(name, **{**info.small, **overrides}), tuple(info.small_input_shape)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU models run faster on one thread on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/unit/conftest.py
 
 
 def n_params(model: nn.Module) -> int:
