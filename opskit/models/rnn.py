@@ -26,6 +26,9 @@ exactly the equations above).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -34,20 +37,28 @@ from opskit.models.registry import register_model
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+@dataclass(frozen=True)
+class CharLMConfig:
+    """Sizes of a character language model (the builder's keyword arguments)."""
+
+    cell: str = "lstm"  # "rnn", "lstm" or "gru"
+    vocab_size: int = 128
+    embed_dim: int = 64
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+    tie_weights: bool = False  # share embedding and decoder weights (Press & Wolf)
+
+
 class CharLM(nn.Module):
     """Embedding -> recurrent layers -> linear decoder to next-character logits."""
 
-    def __init__(
-        self,
-        cell: str = "lstm",
-        vocab_size: int = 128,
-        embed_dim: int = 64,
-        hidden_size: int = 256,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-    ):
+    def __init__(self, config: CharLMConfig | None = None):
         super().__init__()
+        cfg = config or CharLMConfig()
+        self.config = cfg
+        cell, vocab_size, embed_dim = cfg.cell, cfg.vocab_size, cfg.embed_dim
+        hidden_size, num_layers, dropout = cfg.hidden_size, cfg.num_layers, cfg.dropout
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(CELLS)}")
         self.cell = cell
@@ -62,35 +73,32 @@ class CharLM(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, vocab_size)
-        if tie_weights:  # Press & Wolf: share the input and output embeddings
+        if cfg.tie_weights:  # Press & Wolf: share the input and output embeddings
             if embed_dim != hidden_size:
                 raise ValueError("tie_weights needs embed_dim == hidden_size")
             self.decoder.weight = self.embed.weight
 
-    def forward(self, tokens: torch.Tensor, state=None):
-        """``tokens (N, T)`` int64 -> ``logits (N, T, vocab)``; pass ``state`` to continue.
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens (N, T)`` int64 -> next-character ``logits (N, T, vocab)``."""
+        return self.step(tokens)[0]
 
-        Returns the logits only when ``state`` is None (the usual training call), else
-        ``(logits, new_state)``.
-        """
+    def step(self, tokens: torch.Tensor, state=None) -> tuple[torch.Tensor, Any]:
+        """Logits and the recurrent state after ``tokens``, continuing from ``state``."""
         out, new_state = self.rnn(self.drop(self.embed(tokens)), state)
-        logits = self.decoder(self.drop(out))
-        return logits if state is None else (logits, new_state)
+        return self.decoder(self.drop(out)), new_state
 
     @torch.no_grad()
     def generate(
         self, prefix: torch.Tensor, length: int, generator=None, temperature: float = 1.0
     ) -> torch.Tensor:
         """Sample ``length`` characters after ``prefix (N, T)``; returns ``(N, length)``."""
-        out, state = self.rnn(self.embed(prefix))
-        logits = self.decoder(out[:, -1])
+        logits, state = self.step(prefix)
         samples = []
         for _ in range(length):
-            probs = torch.softmax(logits / temperature, dim=-1)
+            probs = torch.softmax(logits[:, -1] / temperature, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator)
             samples.append(nxt)
-            out, state = self.rnn(self.embed(nxt), state)
-            logits = self.decoder(out[:, -1])
+            logits, state = self.step(nxt, state)
         return torch.cat(samples, dim=1)
 
 
@@ -107,7 +115,7 @@ _SMALL = {"vocab_size": 32, "embed_dim": 16, "hidden_size": 64, "num_layers": 1}
 @register_model("rnn", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
 def rnn(**cfg) -> CharLM:
     """Character-level language model with an Elman RNN (tanh) cell."""
-    return CharLM("rnn", **cfg)
+    return CharLM(CharLMConfig("rnn", **cfg))
 
 
 @register_model(
@@ -115,10 +123,10 @@ def rnn(**cfg) -> CharLM:
 )
 def lstm(**cfg) -> CharLM:
     """Character-level language model with an LSTM cell (input, forget, output gates)."""
-    return CharLM("lstm", **cfg)
+    return CharLM(CharLMConfig("lstm", **cfg))
 
 
 @register_model("gru", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
 def gru(**cfg) -> CharLM:
     """Character-level language model with a GRU cell (reset and update gates)."""
-    return CharLM("gru", **cfg)
+    return CharLM(CharLMConfig("gru", **cfg))

@@ -27,9 +27,8 @@ def test_char_lm_shapes_and_state(name):
     logits = model(tokens)
     assert logits.shape == (3, 10, 32)
     # Running in two halves with the carried state equals one pass over the whole sequence.
-    first = model(tokens[:, :4])
-    _, state = model.rnn(model.embed(tokens[:, :4]))
-    second, _ = model(tokens[:, 4:], state=state)
+    first, state = model.step(tokens[:, :4])
+    second, _ = model.step(tokens[:, 4:], state)
     assert torch.allclose(torch.cat((first, second), 1), logits, atol=1e-5)
     assert model.generate(tokens[:, :2], 5).shape == (3, 5)
 

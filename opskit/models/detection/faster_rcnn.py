@@ -17,6 +17,8 @@ smooth-L1, head cross-entropy and head box smooth-L1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,35 +89,41 @@ class BoxHead(nn.Module):
         return t(self.cls_score, x)
 
 
+@dataclass(frozen=True)
+class FasterRCNNConfig:
+    """Sizes of the two-stage detector (the builder's keyword arguments)."""
+
+    num_classes: int = 20
+    width: int = 64  # channels of the first backbone stage, doubling per stage
+    stages: int = 4  # backbone stride 2**stages
+    anchor_sizes: tuple = (128, 256, 512)
+    aspect_ratios: tuple = (0.5, 1.0, 2.0)
+    pool_size: int = 7  # RoIAlign output is pool_size x pool_size
+    hidden: int = 1024  # width of the head's two fully connected layers
+    in_channels: int = 3
+    proposals: tuple = (2000, 300)  # kept before / after the RPN's NMS
+    detections_per_image: int = 100
+
+
 class FasterRCNN(nn.Module):
     """Backbone -> RPN -> proposals -> RoIAlign -> box head."""
 
-    def __init__(
-        self,
-        num_classes: int = 20,
-        width: int = 64,
-        stages: int = 4,
-        anchor_sizes: tuple = (128, 256, 512),
-        aspect_ratios: tuple = (0.5, 1.0, 2.0),
-        pool_size: int = 7,
-        hidden: int = 1024,
-        in_channels: int = 3,
-        proposals: tuple = (2000, 300),
-        detections_per_image: int = 100,
-    ):
+    def __init__(self, config: FasterRCNNConfig | None = None):
         super().__init__()
-        self.num_classes = num_classes
-        self.anchor_sizes, self.aspect_ratios = tuple(anchor_sizes), tuple(aspect_ratios)
-        self.backbone = ConvBackbone(in_channels, width, stages)
+        cfg = config or FasterRCNNConfig()
+        self.config = cfg
+        self.num_classes = cfg.num_classes
+        self.anchor_sizes, self.aspect_ratios = tuple(cfg.anchor_sizes), tuple(cfg.aspect_ratios)
+        self.backbone = ConvBackbone(cfg.in_channels, cfg.width, cfg.stages)
         c = self.backbone.out_channels
         self.stride = self.backbone.stride
         self.rpn = RPN(c, len(self.anchor_sizes) * len(self.aspect_ratios))
-        self.pool_size = pool_size
-        self.head = BoxHead(c * pool_size * pool_size, hidden, num_classes)
+        self.pool_size = cfg.pool_size
+        self.head = BoxHead(c * cfg.pool_size**2, cfg.hidden, cfg.num_classes)
         self.rpn_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
         self.head_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-        self.pre_nms, self.post_nms = proposals
-        self.detections_per_image = detections_per_image
+        self.pre_nms, self.post_nms = cfg.proposals
+        self.detections_per_image = cfg.detections_per_image
 
     def forward(
         self,
@@ -277,7 +285,7 @@ class FasterRCNN(nn.Module):
 )
 def faster_rcnn(**cfg) -> FasterRCNN:
     """Two-stage detector: region proposal network, RoIAlign, classification head."""
-    return FasterRCNN(**cfg)
+    return FasterRCNN(FasterRCNNConfig(**cfg))
 
 
 __all__ = ["FasterRCNN", "RPN", "BoxHead", "faster_rcnn"]

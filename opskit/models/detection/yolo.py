@@ -19,6 +19,8 @@ dropped and non-maximum suppression removes duplicates per class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,31 +42,36 @@ VOC_ANCHORS = tuple(
 )
 
 
+@dataclass(frozen=True)
+class YOLOConfig:
+    """Sizes of the one-stage detector (the builder's keyword arguments)."""
+
+    num_classes: int = 20
+    width: int = 32  # channels of the first backbone stage, doubling per stage
+    stages: int = 5  # grid stride 2**stages (32: a 13x13 grid at 416x416)
+    anchors: tuple = VOC_ANCHORS  # (width, height) in pixels
+    in_channels: int = 3
+    score_threshold: float = 0.05
+    nms_threshold: float = 0.45
+
+
 class YOLO(nn.Module):
     """Backbone + one 1x1 convolution giving ``A * (5 + C)`` numbers per grid cell."""
 
-    def __init__(
-        self,
-        num_classes: int = 20,
-        width: int = 32,
-        stages: int = 5,
-        anchors: tuple = VOC_ANCHORS,
-        in_channels: int = 3,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.45,
-    ):
+    def __init__(self, config: YOLOConfig | None = None):
         super().__init__()
-        self.num_classes = num_classes
-        self.register_buffer(
-            "anchors", torch.tensor(anchors, dtype=torch.float32), persistent=False
-        )
-        self.backbone = ConvBackbone(in_channels, width, stages)
+        cfg = config or YOLOConfig()
+        self.config = cfg
+        self.num_classes = cfg.num_classes
+        anchors = torch.tensor(cfg.anchors, dtype=torch.float32)
+        self.register_buffer("anchors", anchors, persistent=False)
+        self.backbone = ConvBackbone(cfg.in_channels, cfg.width, cfg.stages)
         c = self.backbone.out_channels
         self.neck = conv_bn_act(c, c)
-        self.head = nn.Conv2d(c, len(anchors) * (5 + num_classes), 1)
+        self.head = nn.Conv2d(c, len(cfg.anchors) * (5 + cfg.num_classes), 1)
         self.stride = self.backbone.stride
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
+        self.score_threshold = cfg.score_threshold
+        self.nms_threshold = cfg.nms_threshold
 
     def forward(
         self,
@@ -200,4 +207,4 @@ class YOLO(nn.Module):
 )
 def yolo(**cfg) -> YOLO:
     """One-stage YOLO-style detector: grid cells x anchors predict box, objectness, class."""
-    return YOLO(**cfg)
+    return YOLO(YOLOConfig(**cfg))
