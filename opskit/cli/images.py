@@ -40,13 +40,13 @@ def bootstrap_cmd(suite: str, tag: str | None, mirror: str | None, from_rootfs: 
     machines without a registry starts from it (opskit build --profile offline).
     """
     from opskit.hosts.engine import local_docker_client
-    from opskit.images.base import bootstrap
+    from opskit.images.base import BaseRequest, bootstrap
 
     client = local_docker_client()
-    result = bootstrap(
-        client, suite=suite, tag=tag, mirror=mirror, from_rootfs=from_rootfs, force=force,
+    result = bootstrap(client, BaseRequest(
+        suite=suite, tag=tag, mirror=mirror, from_rootfs=from_rootfs, force=force,
         log=(lambda line: None) if as_json else (lambda line: render.print_line(line, err=True)),
-    )
+    ))
     if as_json:
         render.print_json(result.to_dict())
         return

@@ -75,43 +75,63 @@ def _image_or_none(client: Any, tag: str) -> Any:
         return None
 
 
-def bootstrap(
-    client: Any,
-    *,
-    suite: str = DEFAULT_SUITE,
-    tag: str | None = None,
-    mirror: str | None = None,
-    from_rootfs: str | None = None,
-    force: bool = False,
-    include: tuple[str, ...] = DEFAULT_INCLUDE,
-    log: Callable[[str], None] = lambda line: None,
-) -> BaseResult:
+@dataclass(frozen=True)
+class BaseRequest:
+    """What ``bootstrap`` should make: the suite, the tag (default ``opskit-base:SUITE``), the
+    mirror (default: this host's apt mirror) or a root filesystem archive to import instead."""
+
+    suite: str = DEFAULT_SUITE
+    tag: str | None = None
+    mirror: str | None = None
+    from_rootfs: str | None = None
+    force: bool = False
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    log: Callable[[str], None] = lambda line: None
+
+
+def bootstrap(client: Any, request: BaseRequest | None = None) -> BaseResult:
     """Make (or reuse) the base image. Idempotent: an existing tag is reused unless ``force``."""
     from docker.utils.build import match_tag
 
-    tag = tag or default_tag(suite)
+    req = request or BaseRequest()
+    tag = req.tag or default_tag(req.suite)
     if not match_tag(tag):
         raise UsageError(f"image tag {tag!r} is not valid", "use lowercase NAME[:TAG], e.g. opskit-base:bookworm")
     existing = _image_or_none(client, tag)
-    if existing is not None and not force:
+    if existing is not None and not req.force:
         return BaseResult(tag, existing.id, existing.attrs.get("Size", 0), True, "existing")
     repo, _, version = tag.partition(":")
     changes = [
         "ENV LANG=C.UTF-8",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         'CMD ["/bin/bash"]',
-        f"LABEL org.opskit.base.suite={suite} org.opskit.version={__version__}",
+        f"LABEL org.opskit.base.suite={req.suite} org.opskit.version={__version__}",
     ]
-    if from_rootfs:
-        if not os.path.isfile(from_rootfs):
-            raise UsageError(f"root filesystem archive {from_rootfs} does not exist")
-        if not tarfile.is_tarfile(from_rootfs):
-            raise UsageError(
-                f"{from_rootfs} is not a tar archive",
-                "make one with 'tar -C ROOTFS -cf rootfs.tar .' (gzip, bzip2 and xz also work)",
-            )
-        image = _import(client, from_rootfs, repo, version or "latest", changes)
-        return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, f"rootfs:{from_rootfs}")
+    if req.from_rootfs:
+        _check_rootfs_archive(req.from_rootfs)
+        image = _import(client, req.from_rootfs, repo, version or "latest", changes)
+        return BaseResult(tag, image.id, image.attrs.get("Size", 0), False,
+                          f"rootfs:{req.from_rootfs}")
+    _check_debootstrap_possible()
+    mirror = req.mirror or host_mirror()
+    with tempfile.TemporaryDirectory(prefix="opskit-rootfs-") as tmp:
+        archive = _debootstrap_archive(req, mirror, tmp)
+        req.log(f"importing {tag}")
+        image = _import(client, archive, repo, version or "latest", changes)
+    return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, "debootstrap")
+
+
+def _check_rootfs_archive(path: str) -> None:
+    if not os.path.isfile(path):
+        raise UsageError(f"root filesystem archive {path} does not exist")
+    if not tarfile.is_tarfile(path):
+        raise UsageError(
+            f"{path} is not a tar archive",
+            "make one with 'tar -C ROOTFS -cf rootfs.tar .' (gzip, bzip2 and xz also work)",
+        )
+
+
+def _check_debootstrap_possible() -> None:
     if shutil.which("debootstrap") is None:
         raise UsageError(
             "debootstrap is not installed",
@@ -119,35 +139,35 @@ def bootstrap(
         )
     if os.geteuid() != 0:
         raise UsageError("debootstrap needs root", "run as root, or pass --from-rootfs TAR")
-    mirror = mirror or host_mirror()
-    with tempfile.TemporaryDirectory(prefix="opskit-rootfs-") as tmp:
-        rootfs = os.path.join(tmp, "rootfs")
-        argv = [
-            "debootstrap", "--variant=minbase", f"--include={','.join(include)}",
-            suite, rootfs, mirror,
-        ]
-        log(f"$ {' '.join(argv)}")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        tail: list[str] = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log(line.rstrip())
-            tail = (tail + [line.rstrip()])[-15:]
-        if proc.wait() != 0:
-            raise BuildError(
-                f"debootstrap {suite} from {mirror} failed (exit {proc.returncode}):\n  "
-                + "\n  ".join(tail),
-                "check that the mirror is reachable from this host",
-            )
-        # Leave out what a fresh apt-get update brings back anyway.
-        for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages"):
-            for f in glob.glob(os.path.join(rootfs, pattern)):
-                os.unlink(f)
-        archive = os.path.join(tmp, "rootfs.tar")
-        subprocess.run(["tar", "-C", rootfs, "-cf", archive, "."], check=True)
-        log(f"importing {tag}")
-        image = _import(client, archive, repo, version or "latest", changes)
-    return BaseResult(tag, image.id, image.attrs.get("Size", 0), False, "debootstrap")
+
+
+def _debootstrap_archive(req: BaseRequest, mirror: str, tmp: str) -> str:
+    """debootstrap SUITE into TMP/rootfs and pack it as TMP/rootfs.tar (the path returned)."""
+    rootfs = os.path.join(tmp, "rootfs")
+    argv = [
+        "debootstrap", "--variant=minbase", f"--include={','.join(req.include)}",
+        req.suite, rootfs, mirror,
+    ]
+    req.log(f"$ {' '.join(argv)}")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        req.log(line.rstrip())
+        tail = (tail + [line.rstrip()])[-15:]
+    if proc.wait() != 0:
+        raise BuildError(
+            f"debootstrap {req.suite} from {mirror} failed (exit {proc.returncode}):\n  "
+            + "\n  ".join(tail),
+            "check that the mirror is reachable from this host",
+        )
+    # Leave out what a fresh apt-get update brings back anyway.
+    for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages"):
+        for f in glob.glob(os.path.join(rootfs, pattern)):
+            os.unlink(f)
+    archive = os.path.join(tmp, "rootfs.tar")
+    subprocess.run(["tar", "-C", rootfs, "-cf", archive, "."], check=True)
+    return archive
 
 
 def _import(client: Any, archive: str, repo: str, version: str, changes: list[str]) -> Any:

@@ -53,8 +53,8 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
     """The offline base image tag (made once with debootstrap if missing; ~40 s)."""
-    from opskit.images.base import bootstrap, default_tag
+    from opskit.images.base import BaseRequest, bootstrap, default_tag
 
     tag = os.environ.get("OPSKIT_TEST_BASE", default_tag())
-    bootstrap(docker_client, tag=tag)
+    bootstrap(docker_client, BaseRequest(tag=tag))
     return tag
