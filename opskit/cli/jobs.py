@@ -130,13 +130,11 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     store = _store(runs_dir)
     opts = runner.RunOptions(
         detach=detach, on_line=lambda h, line: print_line(f"[{h}] {line}"), on_event=_event,
-        remove_remote=remove_remote, profile=profile,
+        remove_remote=remove_remote, profile=profile, ship_progress=lambda what: Progress(what, None),
     )
     print_line(f"run {job.run_id} on {specs[0].name}", err=True)
     try:
-        with Progress("shipping", None) as bar:
-            opts.ship_progress = lambda host, n: bar.advance(n)
-            outcome = runner.run_remote(local_docker_client(), specs[0], job, store, opts)
+        outcome = runner.run_remote(local_docker_client(), specs[0], job, store, opts)
     except runner.Detached as exc:
         print_line(f"[{exc.run_id}] {exc.message}", err=True)
         print_line(f"hint: {exc.hint}", err=True)

@@ -45,7 +45,9 @@ class RunOptions:
     detach: bool = False
     on_line: LineFn | None = None
     on_event: EventFn | None = None
-    ship_progress: Callable[[str, int], None] | None = None
+    # A context manager factory for the upload's progress (the CLI gives a byte bar); called
+    # only when layers travel, so the bar never sits under the followed logs.
+    ship_progress: Callable[[str], Any] | None = None
     remove_remote: bool = False
     profile: str = "offline"
 
@@ -152,7 +154,12 @@ def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: 
     spool = tempfile.mkdtemp(prefix="opskit-ship-")
     try:
         saved = shipmod.save_wanted(client, image, [hp], spool)
-        shipmod.ship_one(transport, image, hp, saved[hp.codec], shipmod.ShipOptions(progress=opts.ship_progress))
+        if opts.ship_progress is None:
+            shipmod.ship_one(transport, image, hp, saved[hp.codec], shipmod.ShipOptions())
+            return
+        with opts.ship_progress(f"[{transport.host}] shipping {image.ref}") as bar:
+            ship_opts = shipmod.ShipOptions(progress=lambda host, n: bar.advance(n))
+            shipmod.ship_one(transport, image, hp, saved[hp.codec], ship_opts)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 

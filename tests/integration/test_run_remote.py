@@ -64,13 +64,26 @@ def wait_for_training(bed, name: str, run_id: str) -> None:
     wait_until(started, 120, f"run {run_id} to start training on {name}", interval=0.5)
 
 
+def derived_image(client, base: str, tmp: Path) -> str:
+    """The training image plus one small layer: what run-remote must ship before it runs."""
+    (tmp / "note.txt").write_text("run-remote ships this layer\n")
+    os.utime(tmp / "note.txt", (0, 0))
+    (tmp / "Dockerfile").write_text(f"FROM {base}\nCOPY note.txt /app/note.txt\n")
+    tag = "opskit-train-runtest:note"
+    client.images.build(path=str(tmp), tag=tag, rm=True, pull=False)
+    return tag
+
+
 def test_run_then_results_collected_and_verified(hosts, env, training_image, docker_client, tmp_path):
     h1 = hosts.names[0]
-    res = opskit(env, "run-remote", "--host", h1, "--image", training_image, "--run-id", "rt-a",
+    image = derived_image(docker_client, training_image, tmp_path)
+    hosts.host(h1).exec(["docker", "image", "rm", "-f", image])  # from an earlier session
+    res = opskit(env, "run-remote", "--host", h1, "--image", image, "--run-id", "rt-a",
                  "--gpus", "all", *QUICK, "--seed", "3")
     assert res.returncode == 0, res.stderr + res.stdout
     assert f"[{h1}] " in res.stdout and "step 12/12" in res.stdout  # followed, host prefix
     assert "preflight disk:" in res.stderr and "free at /var/lib/docker" in res.stderr
+    assert f"[{h1}] shipping 1 of " in res.stderr  # only the new layer travelled
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-a"
     card = json.loads((run / "job.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())["files"]
@@ -78,7 +91,7 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
     for rel, digest in manifest.items():  # hashes made on the host == the local copies
         assert sha256_file(run / rel) == digest
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
-    local = docker_client.images.get(training_image)
+    local = docker_client.images.get(image)
     assert card["image"]["id"] == local.id and card["image"]["layers"] == local.attrs["RootFS"]["Layers"]
     assert card["state"] == "exited" and card["exit_code"] == 0 and card["oom_killed"] is False
     assert card["seed"] == 3 and card["args"][-2:] == ["--seed", "3"] and card["host"] == h1
@@ -98,10 +111,10 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
     jobs = json.loads(opskit(env, "jobs", "--json").stdout)["hosts"][h1]
     assert [(j["run_id"], j["state"], j["model"]) for j in jobs] == [("rt-a", "exited", "lenet")]
 
-    twice = opskit(env, "run-remote", "--host", h1, "--image", training_image, "--run-id", "rt-a", *QUICK)
+    twice = opskit(env, "run-remote", "--host", h1, "--image", image, "--run-id", "rt-a", *QUICK)
     assert twice.returncode == 1 and "already exists" in twice.stderr
     other_store = {**env, "OPSKIT_RUNS_DIR": str(tmp_path / "elsewhere")}  # the host refuses it too
-    twice = opskit(other_store, "run-remote", "--host", h1, "--image", training_image, "--run-id", "rt-a", *QUICK)
+    twice = opskit(other_store, "run-remote", "--host", h1, "--image", image, "--run-id", "rt-a", *QUICK)
     assert twice.returncode == 1 and f"{h1}: run 'rt-a' already exists" in twice.stderr
 
     # A result truncated on the host afterwards: reported, never marked collected.
