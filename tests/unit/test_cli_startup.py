@@ -57,3 +57,29 @@ def test_importtime_agrees() -> None:
                 for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "click" in imported
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+EVERY_HELP = """
+import json, sys
+from opskit.cli.main import COMMANDS, main
+codes = {}
+for name in COMMANDS:
+    try:
+        main([name, "--help"])
+    except SystemExit as exc:
+        codes[name] = exc.code
+print(json.dumps({"codes": codes, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def test_every_command_help_imports_nothing_heavy() -> None:
+    """``opskit CMD --help`` for every command, in one process: the command modules too."""
+    from opskit.cli.main import COMMANDS
+
+    res = subprocess.run([sys.executable, "-c", EVERY_HELP], capture_output=True, text=True,
+                         timeout=120)
+    report = json.loads(res.stderr.strip().splitlines()[-1])
+    assert report["codes"] == {name: 0 for name in COMMANDS}
+    heavy = sorted(m for m in report["modules"] if m.split(".")[0] in HEAVY)
+    assert heavy == [], f"a command's --help imported {heavy}"
+    assert res.stdout.count("Usage: opskit ") >= len(COMMANDS) - 1  # train: argparse's usage
