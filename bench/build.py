@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,84 @@ def _naive_build(client: Any, project: Path, base: str, wheels: Any) -> tuple[fl
     return time.perf_counter() - t0, image_id, size
 
 
+@dataclass
+class Figures:
+    """What one bench run measured (seconds, bytes)."""
+
+    repeat: int
+    warm: list[float] = field(default_factory=list)
+    warm_built: int = 0
+    change: list[float] = field(default_factory=list)
+    reused_all: bool = True
+    added: list[int] = field(default_factory=list)
+    context_bytes: int = 0
+    naive_first: float = 0.0
+    naive_change: float = 0.0
+    naive_ctx: int = 0
+    naive_size: int = 0
+    final: int = 0
+
+
+def _measure(client: Any, project: Path, base: str, repeat: int) -> Figures:
+    from opskit.images.wheelhouse import ensure_wheelhouse, read_requirements
+
+    fig = Figures(repeat)
+    t_first, first, _ = _timed_build(client, project, base)
+    print(f"first build (deps {'reused' if first.deps_reused else 'made'}): {t_first:.2f}s",
+          flush=True)
+    for _ in range(repeat):
+        seconds, result, events = _timed_build(client, project, base)
+        fig.warm.append(seconds)
+        fig.warm_built += len(result.built_steps)
+        for step in result.built_steps:
+            print(f"  warm rebuild built step {step.index}: {step.instruction[:60]}", flush=True)
+    for _ in range(repeat):
+        _touch(project)
+        seconds, result, events = _timed_build(client, project, base)
+        fig.change.append(seconds)
+        fig.reused_all &= _below_code_reused(events)
+        fig.added.append(result.added_bytes)
+    fig.context_bytes = result.context["bytes"]
+    wheels = ensure_wheelhouse(read_requirements(str(project / "requirements.txt")),
+                               python_version="3.11")
+    fig.naive_first, _, fig.naive_ctx = _naive_build(client, project, base, wheels)
+    _touch(project)
+    fig.naive_change, _, _ = _naive_build(client, project, base, wheels)
+    fig.naive_size = client.api.inspect_image(NAIVE_TAG)["Size"]
+    fig.final = client.api.inspect_image(TAG)["Size"]
+    return fig
+
+
+def _report(fig: Figures) -> None:
+    from opskit.images.layers import docker_size
+
+    change, warm = statistics.median(fig.change), statistics.median(fig.warm)
+    ratio = fig.final / fig.naive_size
+    rows = [
+        ("one-line change in src/, rebuild", f"{change:.3f}s",
+         f"{fig.naive_change:.2f}s", "<= 1 s", change <= 1.0),
+        ("  every layer below the code reused", "yes" if fig.reused_all else "NO", "-", "yes",
+         fig.reused_all),
+        ("  bytes added per rebuild", docker_size(int(statistics.median(fig.added))), "-", "-",
+         None),
+        ("warm rebuild, nothing changed", f"{warm:.3f}s", "-", "<= 0.5 s",
+         warm <= 0.5 and fig.warm_built == 0),
+        ("final image size", docker_size(fig.final), docker_size(fig.naive_size),
+         "<= 0.85x naive", ratio <= 0.85),
+        ("  ratio to naive", f"{ratio:.3f}x", "1x", "<= 0.85", ratio <= 0.85),
+        ("build context per rebuild", docker_size(fig.context_bytes), docker_size(fig.naive_ctx),
+         "-", None),
+    ]
+    print(f"\nopskit build bench (examples/tiny, offline profile, median of {fig.repeat}; "
+          f"naive first build {fig.naive_first:.1f}s)")
+    print(f"{'figure':38} {'opskit':>10} {'naive':>10}  {'target':14} met")
+    for name, mine, naive, target, met in rows:
+        flag = "" if met is None else ("yes" if met else "NO")
+        print(f"{name:38} {mine:>10} {naive:>10}  {target:14} {flag}")
+    print(f"(warm rebuild runs: {fig.repeat}, steps built in them: {fig.warm_built}; "
+          f"one-line runs: {', '.join(f'{s:.3f}' for s in fig.change)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -111,67 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from opskit.hosts.engine import local_docker_client
-    from opskit.images.layers import docker_size
-    from opskit.images.wheelhouse import ensure_wheelhouse, read_requirements
 
     client = local_docker_client()
     tmp = Path(tempfile.mkdtemp(prefix="opskit-bench-build-"))
     try:
         project = tmp / "tiny"
         shutil.copytree(ROOT / "examples" / "tiny", project)
-        t_first, first, _ = _timed_build(client, project, args.base)
-        print(f"first build (deps {'reused' if first.deps_reused else 'made'}): {t_first:.2f}s",
-              flush=True)
-
-        warm, warm_built = [], 0
-        for _ in range(args.repeat):
-            seconds, result, events = _timed_build(client, project, args.base)
-            warm.append(seconds)
-            warm_built += len(result.built_steps)
-            for step in result.built_steps:
-                print(f"  warm rebuild built step {step.index}: {step.instruction[:60]}", flush=True)
-
-        change, reused_all, added = [], True, []
-        for _ in range(args.repeat):
-            _touch(project)
-            seconds, result, events = _timed_build(client, project, args.base)
-            change.append(seconds)
-            reused_all &= _below_code_reused(events)
-            added.append(result.added_bytes)
-
-        wheels = ensure_wheelhouse(read_requirements(str(project / "requirements.txt")),
-                                   python_version="3.11")
-        naive_first, naive_id, naive_ctx = _naive_build(client, project, args.base, wheels)
-        _touch(project)
-        naive_change, _, _ = _naive_build(client, project, args.base, wheels)
-        naive_size = client.api.inspect_image(NAIVE_TAG)["Size"]
-        final = client.api.inspect_image(TAG)["Size"]
+        figures = _measure(client, project, args.base, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    ratio = final / naive_size
-    rows = [
-        ("one-line change in src/, rebuild", f"{statistics.median(change):.3f}s",
-         f"{naive_change:.2f}s", "<= 1 s", statistics.median(change) <= 1.0),
-        ("  every layer below the code reused", "yes" if reused_all else "NO", "-", "yes",
-         reused_all),
-        ("  bytes added per rebuild", docker_size(int(statistics.median(added))), "-", "-", None),
-        ("warm rebuild, nothing changed", f"{statistics.median(warm):.3f}s", "-", "<= 0.5 s",
-         statistics.median(warm) <= 0.5 and warm_built == 0),
-        ("final image size", docker_size(final), docker_size(naive_size), "<= 0.85x naive",
-         ratio <= 0.85),
-        ("  ratio to naive", f"{ratio:.3f}x", "1x", "<= 0.85", ratio <= 0.85),
-        ("build context per rebuild", docker_size(result.context["bytes"]), docker_size(naive_ctx),
-         "-", None),
-    ]
-    print(f"\nopskit build bench (examples/tiny, offline profile, median of {args.repeat}; "
-          f"naive first build {naive_first:.1f}s)")
-    print(f"{'figure':38} {'opskit':>10} {'naive':>10}  {'target':14} met")
-    for name, mine, naive, target, met in rows:
-        flag = "" if met is None else ("yes" if met else "NO")
-        print(f"{name:38} {mine:>10} {naive:>10}  {target:14} {flag}")
-    print(f"(warm rebuild runs: {args.repeat}, steps built in them: {warm_built}; "
-          f"one-line runs: {', '.join(f'{s:.3f}' for s in change)})")
+    _report(figures)
     return 0
 
 
