@@ -71,7 +71,7 @@ def current_umask() -> int:
             for line in fh:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
-    except OSError:
+    except OSError:  # no /proc (not Linux): the usual default below
         pass
     return 0o022
 

@@ -63,7 +63,7 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
 
     try:
         return client.images.get(base).id
-    except ImageNotFound:
+    except ImageNotFound:  # not here yet: pulled below, or a clear error
         pass
     bootstrap_hint = "make it with 'opskit base bootstrap" + (
         f" --tag {base}'" if base != "opskit-base:bookworm" else "'")

@@ -71,7 +71,7 @@ def ssh_host_image(client: Any, base_image: str) -> str:
     try:
         client.images.get(tag)
         return tag
-    except ImageNotFound:
+    except ImageNotFound:  # not built yet for this base and image folder: build it below
         pass
     try:
         client.images.build(
