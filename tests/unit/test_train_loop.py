@@ -166,3 +166,35 @@ def test_channels_last_and_amp_run_on_cpu(tmp_path, flag):
                        "--threads", "1", "--progress", "none", "--device", "cpu", flag])  # fmt: skip
     assert train(args) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    from opskit.train.metrics import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = Progress(total=4, stream=stream)
+    bar.update(2, "loss=1.0")
+    bar.line("eval step 2: accuracy=0.5")
+    bar.update(4, "loss=0.5")
+    bar.close()
+    text = stream.getvalue()
+    assert bar.mode == "bar" and "\r[" in text and "2/4 loss=1.0" in text
+    assert "\neval step 2: accuracy=0.5\n" in text and text.endswith("\n")
+
+
+def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
+    def boom(trainer):
+        if trainer.step == 3:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(small_args(tmp_path), on_step=boom)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["step"] == 3
+    assert "simulated crash" in summary["error"]
