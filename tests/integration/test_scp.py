@@ -165,13 +165,18 @@ def _killer(t: SSHTransport, after: int):
     return on_bytes
 
 
-def test_connection_dies_mid_upload(ssh_testbed, rdir, tmp_path):
+def _upload_over_a_good_copy(ssh_testbed, rdir, tmp_path) -> tuple:
+    """(host, spec, big local file, final remote path): 6 MB to send over a file saying good."""
     h1 = ssh_testbed.hosts[0]
-    spec = ssh_testbed.specs([h1.name])[0]
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(6_000_000))
     final = f"{rdir}/big.bin"
     in_host(h1, "sh", "-c", f"printf good > {HOME}/{final}")
+    return h1, ssh_testbed.specs([h1.name])[0], big, final
+
+
+def test_connection_dies_mid_upload(ssh_testbed, rdir, tmp_path):
+    h1, spec, big, final = _upload_over_a_good_copy(ssh_testbed, rdir, tmp_path)
     good = remote_sha(h1, f"{HOME}/{final}")
     with SSHTransport(spec) as t:
         with pytest.raises((TransferError,)) as info:
@@ -219,12 +224,7 @@ def test_source_changing_during_download_is_a_checksum_mismatch(ssh_testbed, rdi
 
 def test_sftp_server_killed_on_the_host_mid_upload(ssh_testbed, rdir, tmp_path):
     """The host's side dies (its sftp-server is killed by pid); the SSH connection survives."""
-    h1 = ssh_testbed.hosts[0]
-    spec = ssh_testbed.specs([h1.name])[0]
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(6_000_000))
-    final = f"{rdir}/big.bin"
-    in_host(h1, "sh", "-c", f"printf good > {HOME}/{final}")
+    h1, spec, big, final = _upload_over_a_good_copy(ssh_testbed, rdir, tmp_path)
     killed = []
 
     def kill_server(_n: int) -> None:
