@@ -8,7 +8,7 @@ builders with ``@register_model``. The registry imports those modules on first u
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,16 +112,22 @@ def register_model(
     return deco
 
 
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in FAMILY_MODULES:
+def import_present(modules: Iterable[str]) -> None:
+    """Import each module that exists (registering what it defines); a module that is not
+    there is skipped, an import error inside one that is there is raised."""
+    for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:  # a real import error inside the module
                 raise
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    import_present(FAMILY_MODULES)
     _loaded = True
 
 
