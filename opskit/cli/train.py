@@ -33,7 +33,7 @@ def train(ctx: click.Context) -> None:
     Run `opskit train --help` for the options (the same as `python -m opskit.train`).
     """
     from opskit.train.args import parse_args
-    from opskit.train.entry import list_models_text
+    from opskit.train.entry import models_listing
     from opskit.train.entry import train as run_training
     from opskit.train.errors import TrainError, TrainUsageError
 
@@ -43,9 +43,9 @@ def train(ctx: click.Context) -> None:
         raise click.exceptions.Exit(int(exc.code or 0)) from None
     try:
         if args.list_models:
-            code = list_models_text(click.get_text_stream("stdout"))
-        else:
-            code = run_training(args)
+            click.echo(models_listing())
+            return
+        code = run_training(args)
     except TrainUsageError as exc:
         raise UsageError(exc.message, exc.hint) from exc
     except TrainError as exc:

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         if args.list_models:
-            return list_models_text(sys.stdout)
+            print(models_listing())
+            return 0
         return train(args)
     except TrainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -48,13 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def list_models_text(stream) -> int:
+def models_listing() -> str:
+    """One line per model of the zoo: name, task, description."""
     from opskit.models.registry import get_model_info, list_models
 
+    rows = []
     for name in list_models():
         info = get_model_info(name)
-        stream.write(f"{name:16} {info.task:15} {info.description}\n")
-    return 0
+        rows.append(f"{name:16} {info.task:15} {info.description}")
+    return "\n".join(rows)
 
 
 def _quiet_torch_import() -> None:
