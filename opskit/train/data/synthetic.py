@@ -22,7 +22,7 @@ class SyntheticData:
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
         idx = indices.to(self.pool[0].device).remainder(self.pool_size)
-        return tuple(t[idx] for t in self.pool)
+        return tuple(t.index_select(0, idx) for t in self.pool)
 
     def to(self, device: torch.device | str) -> SyntheticData:
         return SyntheticData(tuple(t.to(device) for t in self.pool), self.length)

@@ -6,7 +6,7 @@ import torch
 
 
 class TensorData:
-    """Tensors of equal first dimension; ``get_batch(idx)`` returns ``tuple(t[idx] ...)``.
+    """Tensors of equal first dimension; ``get_batch(idx)`` gathers ``idx`` from each.
 
     Gathering a batch is one indexing call per tensor, so the data time of a step stays a
     tiny fraction of the step time. ``to(device)`` moves everything once (small datasets).
@@ -25,7 +25,7 @@ class TensorData:
         return int(self.tensors[0].shape[0])
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(t[indices] for t in self.tensors)
+        return tuple(t.index_select(0, indices.to(t.device)) for t in self.tensors)
 
     def to(self, device: torch.device | str) -> TensorData:
         return TensorData(*(t.to(device) for t in self.tensors))
