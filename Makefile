@@ -32,8 +32,13 @@ unit: setup
 integration: setup host
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/integration
 
+# The main job on this machine as the host: build the training image (offline base), run a
+# small LeNet on it, follow the logs and bring the results back verified into runs/.
+DEMO_ARGS ?= lenet --small --steps 50
+
 demo: setup host
 	$(BIN)/opskit status
+	$(BIN)/opskit run-remote --host localhost $(DEMO_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
