@@ -114,8 +114,9 @@ class Trainer:
         """Train until ``total_steps`` or SIGTERM; returns 0 or 143."""
         self.model.train()
         meter = Meter()
-        if self.meter_state:
+        if self.meter_state:  # the window a SIGTERM cut short, from the checkpoint
             meter.restore(self.meter_state)
+            self.meter_state = None
         while self.step < self.total_steps:
             meter = self._one_step(meter)
             boundary = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps

@@ -198,3 +198,34 @@ def test_a_crash_in_training_is_recorded_as_failed(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["step"] == 3
     assert "simulated crash" in summary["error"]
+
+
+def test_resume_after_a_crash_from_the_epoch_checkpoint(tmp_path):
+    """SIGTERM at 5, resume, crash at 10: the epoch-end checkpoint (step 8) resumes exactly."""
+    opts = dict(model="alexnet", steps=14, train_samples=128, log_every=3,
+                model_args={"dropout": 0.5})  # fmt: skip
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train(small_args(whole, **opts)) == 0
+
+    def sigterm_at_5(trainer):
+        if trainer.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def crash_at_10(trainer):
+        if trainer.step == 10:
+            raise RuntimeError("power cut")
+
+    assert train(small_args(parts, **opts), on_step=sigterm_at_5) == 143
+    with pytest.raises(RuntimeError):
+        train(small_args(parts, resume="auto", **opts), on_step=crash_at_10)
+    assert load_checkpoint(parts / "checkpoints" / "last.pt")["step"] == 8
+    assert train(small_args(parts, resume="auto", **opts)) == 0
+    done = json.loads((parts / "summary.json").read_text())
+    ref = json.loads((whole / "summary.json").read_text())
+    assert done["final"] == ref["final"]
+    assert done["train"]["loss"] == ref["train"]["loss"]
+    # The lines the last run wrote (train at 9, 12, 14; eval at 14) equal the uninterrupted ones.
+    assert read_metrics(parts)[-4:] == read_metrics(whole)[-4:]
+    assert [x["step"] for x in read_metrics(parts)[-4:]] == [9, 12, 14, 14]
+    w1, w2 = weights(whole), weights(parts)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
