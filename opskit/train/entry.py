@@ -274,6 +274,12 @@ def execute(trainer: Any, resumed: bool) -> int:
     try:
         code = trainer.run(progress)
         status = "completed" if code == 0 else "interrupted"
+        metric = trainer.task.metric
+        value = trainer.last_eval.get(metric)
+        progress.line(
+            f"{status} at step {trainer.step}/{trainer.total_steps}"
+            + (f": {metric}={value:.4g}" if isinstance(value, float) else "")
+        )
         return code
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -300,6 +306,7 @@ def summary(trainer: Any, status: str, code: int, error: str | None, wall: float
         "total_steps": trainer.total_steps,
         "epoch": trainer.step // trainer.steps_per_epoch,
         "final": final,
+        "metric_value": final.get(trainer.task.metric),
         "train": {k: v for k, v in trainer.last_train.items() if k != "kind"},
         "evals": trainer.history,
         "wall_time_s": wall,

@@ -43,6 +43,7 @@ def test_a_run_writes_metrics_summary_card_and_checkpoint(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 6
     assert summary["metric"] == "accuracy" and 0.0 <= summary["final"]["accuracy"] <= 1.0
+    assert summary["metric_value"] == summary["final"]["accuracy"]
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_lines = [x for x in lines if x["kind"] == "train"]
     assert [x["step"] for x in train_lines] == [2, 4, 6]
@@ -130,6 +131,7 @@ def test_progress_plain_lines_when_not_a_terminal(tmp_path, capsys):
     assert train(small_args(tmp_path, progress="auto")) == 0
     out = capsys.readouterr().out
     assert "step 2/6" in out and "eval step 6" in out and "\r" not in out
+    assert "completed at step 6/6: accuracy=" in out
 
 
 def test_real_sigterm_to_the_process_exits_143_with_a_checkpoint(tmp_path):
