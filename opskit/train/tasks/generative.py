@@ -101,9 +101,6 @@ class GAN(ModeImages):
             torch.optim.Adam(m.generator.parameters(), lr=self.lr(), betas=betas),
         ]
 
-    def schedulers(self, optimizers, total_steps):
-        return [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in optimizers]
-
     def train_step(self, model, batch, ctx: StepContext) -> dict:
         real = batch[0] * 2 - 1  # tanh range
         n = real.shape[0]
