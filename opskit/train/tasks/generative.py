@@ -93,6 +93,9 @@ class GAN(ModeImages):
     default_lr = 2e-4
     ddp_find_unused_parameters = True
 
+    # Learning rate: the loop's warm-up + cosine schedule on both optimizers. The paper kept
+    # it constant; decaying it settles the samples at the end of a short run.
+
     def optimizers(self, model):
         m = unwrap_model(model)
         betas = (0.5, 0.999)  # the DCGAN paper's Adam settings
