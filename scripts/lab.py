@@ -1,0 +1,85 @@
+"""A local lab to try opskit on: N Docker-in-Docker "GPU hosts" reachable over real SSH.
+
+Each host is a container on this machine's engine with its own sshd, host keys and Docker
+engine, and a fake ``nvidia-smi`` that reports two H100s (no real GPU is used). Ports are
+published on 127.0.0.1 only.
+
+    python scripts/lab.py up [--hosts 2] [--dir .lab]   # prints the env to point opskit at it
+    eval "$(python scripts/lab.py env --dir .lab)"
+    opskit status --host @lab
+    python scripts/lab.py down [--dir .lab]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from opskit.hosts.engine import local_docker_client
+from opskit.images.base import BaseRequest, bootstrap
+from opskit.testing.dind import start_gpu_hosts
+
+
+def _state(workdir: Path) -> Path:
+    return workdir / "lab.json"
+
+
+def up(args: argparse.Namespace) -> int:
+    workdir = Path(args.dir).resolve()
+    client = local_docker_client()
+    base = bootstrap(client, BaseRequest()).tag
+    bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), base_image=base,
+                          name_prefix=args.prefix)
+    # Rename the group so that `--host @lab` reaches every host.
+    bed.group = "lab"
+    bed.write_files()
+    state = {"containers": [h.container.id for h in bed.hosts], "env": bed.env(),
+             "hosts": bed.names}
+    _state(workdir).write_text(json.dumps(state, indent=2))
+    print(f"lab up: {', '.join(bed.names)} (group @lab)", file=sys.stderr)
+    print(_env_lines(state["env"]))
+    return 0
+
+
+def _env_lines(env: dict[str, str]) -> str:
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def env(args: argparse.Namespace) -> int:
+    state = json.loads(_state(Path(args.dir).resolve()).read_text())
+    print(_env_lines(state["env"]))
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    path = _state(Path(args.dir).resolve())
+    if not path.exists():
+        print(f"no lab state at {path}", file=sys.stderr)
+        return 1
+    state = json.loads(path.read_text())
+    client = local_docker_client()
+    for cid in state["containers"]:
+        try:
+            client.containers.get(cid).remove(force=True, v=True)
+        except Exception as exc:  # noqa: BLE001 - reported, the others still go
+            print(f"could not remove {cid[:12]}: {exc}", file=sys.stderr)
+    path.unlink()
+    print(f"lab down: removed {', '.join(state['hosts'])}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "env", "down"])
+    parser.add_argument("--hosts", type=int, default=2)
+    parser.add_argument("--prefix", default="gpu")
+    parser.add_argument("--dir", default=".lab")
+    args = parser.parse_args(argv)
+    return {"up": up, "env": env, "down": down}[args.action](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
