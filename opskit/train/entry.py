@@ -85,7 +85,8 @@ def resolve(args: TrainArgs) -> tuple[Any, dict, Any]:
 def build_model(task: Any, info: Any, model_cfg: dict):
     try:
         return task.build_model()
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
+        # TypeError: an unknown --model-arg name; ValueError: a value the builder refuses.
         raise TrainUsageError(
             f"model {info.name!r} cannot be built with {model_cfg}: {exc}",
             "check the --model-arg names against the model's builder",

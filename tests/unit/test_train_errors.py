@@ -128,3 +128,11 @@ def test_batch_larger_than_the_data(capsys, tmp_path):
     code, err = run(capsys, "lenet", "--small", "--batch-size", "64", "--train-samples", "32",
                     "--out", str(tmp_path))  # fmt: skip
     assert code == 2 and "make no batch of 64" in err
+
+
+def test_model_arg_value_the_builder_refuses_exits_2(capsys, tmp_path):
+    out = tmp_path / "o"
+    code, err = run(capsys, "dcgan", *BASE, "--model-arg", "image_size=24", "--out", str(out))
+    assert code == 2
+    assert "dcgan" in err and "image_size" in err and "Traceback" not in err
+    assert not out.exists()
