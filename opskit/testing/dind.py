@@ -103,13 +103,22 @@ def dind_run_kwargs(client: Any, image: str) -> tuple[tuple[str, Any], ...]:
     """The privileges that let a Docker-in-Docker container start on this engine.
 
     ``privileged=True`` first; the documented fallback set where the engine refuses it.
-    Cached per client and image: the probe costs one short container (always removed).
+    Cached per client and image: the probe costs one short container (always removed),
+    started through testcontainers like the hosts themselves.
     """
     from docker.errors import APIError, NotFound
 
-    name = f"opskit-dind-probe-{secrets.token_hex(4)}"
+    from opskit.testing.containers import make_container, remove_container
+
+    probe = make_container(client, image, {
+        "name": f"opskit-dind-probe-{secrets.token_hex(4)}", "entrypoint": ["true"],
+        "privileged": True, "labels": {LABEL: "probe"},
+    })
     try:
-        client.containers.run(image, entrypoint=["true"], privileged=True, name=name, labels={LABEL: "probe"})
+        probe.start()  # a refused privileged start raises here, the container only created
+        code = probe.wait()
+        if code != 0:
+            raise OpskitError(f"the privileged probe container of {image} exited with {code}")
         return (("privileged", True),)
     except APIError as exc:
         if "caps" not in str(exc) and "operation not permitted" not in str(exc):
@@ -117,15 +126,17 @@ def dind_run_kwargs(client: Any, image: str) -> tuple[tuple[str, Any], ...]:
         return tuple(FALLBACK_RUN_KWARGS.items())
     finally:
         try:
-            client.containers.get(name).remove(force=True)
-        except NotFound:
+            remove_container(probe)
+        except NotFound:  # already gone: nothing left to remove
             pass
 
 
 def gpu_host_run_kwargs(
     client: Any, image: str, environment: dict[str, str] | None = None, disk: str | None = DEFAULT_DISK
 ) -> dict:
-    """``containers.run`` keyword arguments for one GPU host (privileges, cgroups, storage).
+    """``containers.run`` keyword arguments for one GPU host (privileges, cgroups, storage);
+    ``start_ssh_hosts`` gives them to testcontainers (``tmpfs`` to ``DockerContainer.tmpfs``,
+    the environment to ``with_envs``, the rest through ``with_kwargs``).
 
     ``disk`` sizes a tmpfs for the inner engine's ``/var/lib/docker`` (overlay2 works on it,
     loads are fast, and removing the host is instant; it also makes a small, really full disk

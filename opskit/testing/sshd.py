@@ -6,6 +6,8 @@ container makes its own host keys when it starts; the session gets its own clien
 are published on 127.0.0.1 only; the workdir holds an inventory, an ssh config, a key and a
 known_hosts file pinned from the keys read inside each container (never from the network).
 Login user ``opskit``: no password, passwordless sudo, in group ``docker`` if it exists.
+The containers are started and removed through testcontainers' ``DockerContainer`` (see
+:mod:`opskit.testing.containers`); readiness is a real SSH handshake (``wait_for_sshd``).
 
 Fixtures: ``ssh_testbed`` (session scope, 2 hosts) and ``ssh_testbed_factory`` (start more,
 e.g. ``factory(16)`` or Docker-in-Docker hosts with ``image=`` and ``run_kwargs=``).
@@ -35,6 +37,7 @@ import pytest
 
 from opskit import atomic
 from opskit.errors import BuildError, OpskitError
+from opskit.testing.containers import make_container, remove_container
 from opskit.waiting import wait_until
 
 IMAGE_DIR = Path(__file__).parent / "images" / "sshd"
@@ -129,9 +132,17 @@ def handshake_host_key(port: int, host: str = "127.0.0.1", timeout: float = 5.0)
 @dataclass
 class SSHTestHost:
     name: str
-    container: Any
+    container: Any  # docker-py Container (testcontainers' wrapped container)
     port: int
     host_keys: list[str] = field(default_factory=list)  # "type base64" lines from the container
+    testcontainer: Any = field(default=None, repr=False)  # the DockerContainer that started it
+
+    def remove(self) -> None:
+        """Remove the container (force, with its anonymous volumes)."""
+        if self.testcontainer is not None:
+            remove_container(self.testcontainer)
+        elif self.container is not None:
+            self.container.remove(force=True, v=True)
 
     def exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
         """Run ``argv`` inside the container (docker exec, not SSH): (exit code, output)."""
@@ -193,7 +204,7 @@ class SSHTestBed:
     def close(self) -> None:
         def remove(host: SSHTestHost) -> str | None:
             try:
-                host.container.remove(force=True, v=True)
+                host.remove()
             except Exception as exc:  # noqa: BLE001 - collected, raised below
                 if "No such container" not in str(exc):
                     return f"{host.name}: {exc}"
@@ -260,7 +271,11 @@ def owner_id() -> str:
 
 def remove_orphans(client: Any) -> list[str]:
     """Remove test hosts whose starting process (on this machine) is gone, e.g. killed
-    before its finalizers ran. Hosts of live processes (parallel sessions) are left alone."""
+    before its finalizers ran. Hosts of live processes (parallel sessions) are left alone.
+
+    This stays docker-py: these containers have no ``DockerContainer`` in this process (a
+    ``DockerContainer`` cannot adopt an existing container), and testcontainers' own reaper,
+    Ryuk, is disabled here (its image would be pulled)."""
     removed = []
     me = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
@@ -282,18 +297,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _published_port(container: Any) -> int:
-    container.reload()
+def _published_port(host: SSHTestHost) -> int:
+    """The host port testcontainers reports for 22/tcp, checked to be on 127.0.0.1."""
+    container = host.container
+    try:
+        port = int(host.testcontainer.get_exposed_port(22))  # waits until running
+    except (TimeoutError, RuntimeError, ConnectionError) as exc:
+        container.reload()
+        logs = container.logs(tail=30).decode("utf-8", "replace")
+        raise OpskitError(
+            f"{host.name}: container {container.name} did not start with port 22 published "
+            f"({container.status}: {exc}):\n{logs}") from exc
     bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("22/tcp") or []
-    for b in bindings:
-        if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
-            return int(b["HostPort"])
-    raise OpskitError(f"container {container.name} has no port published for 22/tcp: {bindings}")
+    if not any(b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort") == str(port)
+               for b in bindings):
+        raise OpskitError(f"container {container.name}: 22/tcp is not published on 127.0.0.1 "
+                          f"only: {bindings}")
+    return port
 
 
-def _run_container(client: Any, image: str, name: str, pubkey: str, run_kwargs: dict) -> Any:
+def _run_kwargs(name: str, pubkey: str, run_kwargs: dict) -> dict:
+    """docker-py ``containers.run`` keyword arguments of one host (``run_kwargs`` merged)."""
     kwargs: dict[str, Any] = {
-        "detach": True,
         "name": name,
         "hostname": name,
         "ports": {"22/tcp": ("127.0.0.1", None)},
@@ -306,7 +331,7 @@ def _run_container(client: Any, image: str, name: str, pubkey: str, run_kwargs: 
     kwargs["environment"].update(env)
     kwargs["labels"].update(labels)
     kwargs.update(extra)
-    return client.containers.run(image, **kwargs)
+    return kwargs
 
 
 def wait_for_sshd(host: SSHTestHost, timeout: float = START_TIMEOUT) -> None:
@@ -366,7 +391,8 @@ def start_ssh_hosts(
 
     ``image`` defaults to the SSH test-host image on ``base_image`` (default
     ``opskit-base:bookworm``); a derived image must keep its ENTRYPOINT. ``run_kwargs`` are
-    merged into ``containers.run`` (``environment`` and ``labels`` are merged key by key).
+    docker-py ``containers.run`` arguments, merged into the defaults (``environment`` and
+    ``labels`` key by key) and given to testcontainers' ``DockerContainer``.
     """
     if image is None:
         from opskit.images.base import default_tag
@@ -386,11 +412,12 @@ def start_ssh_hosts(
 
     def start_one(i: int) -> None:
         name = f"{name_prefix}-{i}"
-        container = _run_container(client, image, f"{name}-{token}", pubkey, run_kwargs or {})
-        host = SSHTestHost(name, container, 0)
+        kwargs = _run_kwargs(f"{name}-{token}", pubkey, run_kwargs or {})
+        host = SSHTestHost(name, None, 0, testcontainer=make_container(client, image, kwargs))
         with lock:  # recorded at once, so that close() removes it whatever happens next
             bed.hosts.append(host)
-        host.port = _published_port(container)
+        host.container = host.testcontainer.start().get_wrapped_container()
+        host.port = _published_port(host)
         wait_for_sshd(host)
 
     try:
