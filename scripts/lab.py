@@ -21,6 +21,10 @@ from pathlib import Path
 from opskit.hosts.engine import local_docker_client
 from opskit.images.base import BaseRequest, bootstrap
 from opskit.testing.dind import start_gpu_hosts
+from opskit.testing.sshd import OWNER_LABEL
+
+# Not "<machine>:<pid>": lab hosts outlive `lab.py up`, and test sessions must not reap them.
+LAB_OWNER = "lab"
 
 
 def _state(workdir: Path) -> Path:
@@ -32,7 +36,7 @@ def up(args: argparse.Namespace) -> int:
     client = local_docker_client()
     base = bootstrap(client, BaseRequest()).tag
     bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), base_image=base,
-                          name_prefix=args.prefix)
+                          name_prefix=args.prefix, labels={OWNER_LABEL: LAB_OWNER})
     # Rename the group so that `--host @lab` reaches every host.
     bed.group = "lab"
     bed.write_files()

@@ -167,12 +167,18 @@ def start_gpu_hosts(
     name_prefix: str = "opskit-gpu",
     environment: dict[str, str] | None = None,
     disk: str | None = DEFAULT_DISK,
+    labels: dict[str, str] | None = None,
 ) -> SSHTestBed:
-    """Start ``n`` Docker-in-Docker GPU hosts reachable over SSH; close the bed to remove them."""
+    """Start ``n`` Docker-in-Docker GPU hosts reachable over SSH; close the bed to remove them.
+
+    ``labels`` are added to the containers (e.g. a fixed ``opskit.testing.owner`` so that hosts
+    meant to outlive this process, like scripts/lab.py's, are not reaped as orphans)."""
     from opskit.testing.sshd import start_ssh_hosts
 
     image = gpu_host_image(client, base_image)
     kwargs = gpu_host_run_kwargs(client, image, environment, disk)
+    if labels:
+        kwargs = {**kwargs, "labels": {**kwargs.get("labels", {}), **labels}}
     bed = start_ssh_hosts(
         client, n, image=image, run_kwargs=kwargs, name_prefix=name_prefix, workdir=workdir,
         base_image=base_image,
