@@ -10,6 +10,7 @@ end of the current step the loop writes a checkpoint and returns 143.
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -111,7 +112,20 @@ class Trainer:
         self._stop = True
 
     def run(self, progress: Progress) -> int:
-        """Train until ``total_steps`` or SIGTERM; returns 0 or 143."""
+        """Train until ``total_steps`` or SIGTERM; returns 0 or 143.
+
+        Everything built so far (model, data, optimizers) lives for the whole run: it is moved
+        out of the garbage collector's sight (``gc.freeze``) so that the collections that the
+        per-step autograd objects trigger do not walk it again and again (about 2% of a small
+        CPU step measured in bench/train.py)."""
+        gc.collect()
+        gc.freeze()
+        try:
+            return self._run(progress)
+        finally:
+            gc.unfreeze()
+
+    def _run(self, progress: Progress) -> int:
         self.model.train()
         meter = Meter()
         if self.meter_state:  # the window a SIGTERM cut short, from the checkpoint
