@@ -6,14 +6,12 @@ must reach mAP@0.5 >= 0.8 on held-out images. The same detector untrained scores
 which each leave the boxes off their objects - cannot pass.
 """
 
-import json
-
 import pytest
 import torch
+from _learning import train_small
 
 from opskit.models.registry import get_model_info
 from opskit.train.args import TrainArgs
-from opskit.train.entry import main
 from opskit.train.tasks.base import StepContext, get_task
 
 MAP_THRESHOLD = 0.8
@@ -21,29 +19,7 @@ RUNS = {"yolo": 250, "faster_rcnn": 150}  # steps (mAP about 0.99 and 0.93 by th
 
 
 def train(tmp_path, name: str, steps: int) -> dict:
-    out = tmp_path / name
-    argv = [
-        name,
-        "--small",
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "16",
-        "--seed",
-        "0",
-        "--train-samples",
-        "1024",
-        "--val-samples",
-        "128",
-        "--threads",
-        "1",
-        "--progress",
-        "none",
-        "--out",
-        str(out),
-    ]
-    assert main(argv) == 0
-    return json.loads((out / "summary.json").read_text())
+    return train_small(tmp_path / name, name, steps, batch=16, samples=(1024, 128))
 
 
 def untrained_map(name: str) -> float:

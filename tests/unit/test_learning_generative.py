@@ -17,44 +17,18 @@ And the trained discriminator itself must be unsure: its real-vs-generated accur
 held-out images below 0.8 (0.5 is a coin toss; seeds 0-2 give 0.55 to 0.75).
 """
 
-import json
 
 import pytest
 import torch
+from _learning import train_small
 
 from opskit.models.registry import get_model_info
 from opskit.train.data.generative import make_modes
-from opskit.train.entry import main
 from opskit.train.tasks.generative import judge_samples
 
 
 def train(tmp_path, name: str, steps: int, batch: int, extra=()) -> dict:
-    out = tmp_path / name
-    argv = [
-        name,
-        "--small",
-        "--steps",
-        str(steps),
-        "--batch-size",
-        str(batch),
-        "--seed",
-        "0",
-        "--train-samples",
-        "4096",
-        "--val-samples",
-        "512",
-        "--threads",
-        "1",
-        "--progress",
-        "none",
-        "--out",
-        str(out),
-        *extra,
-    ]
-    assert main(argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "completed"
-    return summary
+    return train_small(tmp_path / name, name, steps, batch=batch, samples=(4096, 512), extra=extra)
 
 
 @pytest.mark.slow

@@ -7,12 +7,10 @@ that sees only the previous character; so only a model that carries the word typ
 its state can pass. An untrained model starts at about log(32) = 3.5.
 """
 
-import json
 import math
 
 import pytest
-
-from opskit.train.entry import main
+from _learning import train_small
 
 STEPS = 150
 
@@ -20,29 +18,7 @@ STEPS = 150
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
 def test_char_lm_beats_context_free_entropies(tmp_path, name):
-    out = tmp_path / name
-    argv = [
-        name,
-        "--small",
-        "--steps",
-        str(STEPS),
-        "--batch-size",
-        "32",
-        "--seed",
-        "0",
-        "--train-samples",
-        "1024",
-        "--val-samples",
-        "128",
-        "--threads",
-        "1",
-        "--progress",
-        "none",
-        "--out",
-        str(out),
-    ]
-    assert main(argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = train_small(tmp_path / name, name, STEPS, batch=32, samples=(1024, 128))
     assert summary["status"] == "completed" and summary["metric"] == "loss"
     final = summary["final"]
     first = summary["evals"][0]["loss"]

@@ -63,7 +63,6 @@ Minimal example::
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -254,12 +253,9 @@ def _load_all() -> None:
     global _loaded
     if _loaded:
         return
-    for module in TASK_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module
-                raise
+    from opskit.models.registry import import_present
+
+    import_present(TASK_MODULES)
     _loaded = True
 
 

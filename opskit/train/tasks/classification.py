@@ -105,6 +105,20 @@ def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return main, [a for a in aux if a is not None]
 
 
+def cross_entropy_step(model, batch, ctx: StepContext, aux_weight: float):
+    """One optimizer step on cross-entropy (per image or per pixel), auxiliary heads weighted
+    by ``aux_weight``; returns the detached loss and the (pixel) accuracy of the main head."""
+    x, y = batch
+    with ctx.autocast():
+        main, aux = split_outputs(model(x))
+        loss = F.cross_entropy(main, y)
+        for a in aux:
+            loss = loss + aux_weight * F.cross_entropy(a, y)
+    ctx.backward_step(loss)
+    accuracy = (main.detach().argmax(1) == y).float().mean()
+    return loss.detach(), accuracy
+
+
 @register_task("classification")
 class Classification(ImageTask):
     metric = "accuracy"
@@ -114,15 +128,8 @@ class Classification(ImageTask):
         return shapes_classification(n, shape, self.num_classes(), seed)
 
     def train_step(self, model, batch, ctx: StepContext) -> dict:
-        x, y = batch
-        with ctx.autocast():
-            main, aux = split_outputs(model(x))
-            loss = F.cross_entropy(main, y)
-            for a in aux:
-                loss = loss + AUX_WEIGHT * F.cross_entropy(a, y)
-        ctx.backward_step(loss)
-        accuracy = (main.detach().argmax(1) == y).float().mean()
-        return {"loss": loss.detach(), "accuracy": accuracy}
+        loss, accuracy = cross_entropy_step(model, batch, ctx, AUX_WEIGHT)
+        return {"loss": loss, "accuracy": accuracy}
 
     def evaluate(self, model, batches, ctx: StepContext) -> dict:
         correct = total = 0

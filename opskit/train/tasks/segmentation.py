@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from opskit.train.data.shapes import shapes_segmentation
 from opskit.train.tasks.base import StepContext, register_task
-from opskit.train.tasks.classification import ImageTask, split_outputs
+from opskit.train.tasks.classification import ImageTask, cross_entropy_step, split_outputs
 
 AUX_WEIGHT = 0.5
 
@@ -46,15 +46,8 @@ class Segmentation(ImageTask):
         return shapes_segmentation(n, shape, self.num_classes(), seed)
 
     def train_step(self, model, batch, ctx: StepContext) -> dict:
-        x, y = batch
-        with ctx.autocast():
-            main, aux = split_outputs(model(x))
-            loss = F.cross_entropy(main, y)
-            for a in aux:
-                loss = loss + AUX_WEIGHT * F.cross_entropy(a, y)
-        ctx.backward_step(loss)
-        pixel_acc = (main.detach().argmax(1) == y).float().mean()
-        return {"loss": loss.detach(), "pixel_accuracy": pixel_acc}
+        loss, pixel_acc = cross_entropy_step(model, batch, ctx, AUX_WEIGHT)
+        return {"loss": loss, "pixel_accuracy": pixel_acc}
 
     def evaluate(self, model, batches, ctx: StepContext) -> dict:
         k = self.num_classes()
