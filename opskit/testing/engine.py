@@ -29,6 +29,23 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def skip_unless_ci(msg: str) -> None:
+    """Skip a test that cannot run here, but fail under ``CI=true`` (CI installs everything)."""
+    if in_ci():
+        pytest.fail(f"{msg} (CI=true: integration tests must not be skipped)", pytrace=False)
+    pytest.skip(msg)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of command ``name``, or skip (fail under CI=true) naming the Debian package."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        skip_unless_ci(f"needs {name!r} (apt-get install {package})")
+    return path
+
+
 def require_engine() -> Any:
     """A docker-py client for the local engine, or skip (fail under CI=true)."""
     from opskit.errors import DockerUnavailable
@@ -37,10 +54,7 @@ def require_engine() -> Any:
     try:
         return local_docker_client()
     except DockerUnavailable as exc:
-        msg = f"no Docker engine: {exc.message}"
-        if in_ci():
-            pytest.fail(f"{msg} (CI=true: integration tests must not be skipped)", pytrace=False)
-        pytest.skip(msg)
+        skip_unless_ci(f"no Docker engine: {exc.message}")
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
+from opskit.testing.engine import require_tool
 
 
 def opskit(bed, *args: str) -> subprocess.CompletedProcess:
@@ -30,8 +29,8 @@ def test_list_and_show(ssh_testbed) -> None:
         assert entry["groups"] == ["testbed"]
 
 
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
 def test_show_matches_ssh_G_and_ssh_connects(ssh_testbed) -> None:
+    require_tool("ssh", "openssh-client")
     name = ssh_testbed.names[1]
     res = opskit(ssh_testbed, "hosts", "show", name, "--json")
     assert res.returncode == 0, res.stderr

@@ -8,7 +8,6 @@ seconds once those exist.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from opskit.images.build import BuildRequest, build_image
 from opskit.images.layers import compare, docker_size, image_layers
+from opskit.testing.engine import require_tool, skip_unless_ci
 
 TAG = "opskit-buildtest-default:it"
 
@@ -41,9 +41,9 @@ def test_layers_agree_with_the_docker_history_api(default_image: Any, docker_cli
     assert list(info.diff_ids) == docker_client.api.inspect_image(TAG)["RootFS"]["Layers"]
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
 def test_layers_agree_with_the_docker_history_cli(default_image: Any, docker_client: Any) -> None:
-    proc = subprocess.run(["docker", "history", "--no-trunc", "--format", "{{json .}}", TAG],
+    docker = require_tool("docker", "docker.io")
+    proc = subprocess.run([docker, "history", "--no-trunc", "--format", "{{json .}}", TAG],
                           capture_output=True, text=True, check=True, timeout=60)
     rows = [json.loads(line) for line in proc.stdout.splitlines()][::-1]
     info = image_layers(docker_client, TAG)
@@ -80,7 +80,7 @@ def test_cli_layers_and_compare(
 def test_two_builds_share_everything_below_the_code(default_image: Any, docker_client: Any) -> None:
     project_image = docker_client.images.list(name="opskit-buildtest-tiny")
     if not project_image:
-        pytest.skip("needs the image of tests/integration/test_build.py")
+        skip_unless_ci("needs the image of tests/integration/test_build.py")
     cmp = compare(image_layers(docker_client, TAG), image_layers(docker_client, "opskit-buildtest-tiny:it"))
     # base + venv are shared; the runtime layer differs (the default image's runtime is its src).
     assert cmp.shared >= 2
