@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
+import stat as stat_mod
 import subprocess
 import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from opskit.atomic import sha256_file
 from opskit.errors import HostError
 from opskit.hosts.transport import CommandResult, FileStat, command_argv, shell_command
 
@@ -97,7 +98,7 @@ class LocalTransport:
             st = os.stat(path)
         except FileNotFoundError:
             return None
-        return FileStat(st.st_size, st.st_mode, st.st_mtime, os.path.isdir(path))
+        return FileStat(st.st_size, st.st_mode, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
 
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(path))
@@ -118,11 +119,7 @@ class LocalTransport:
             os.unlink(path)
 
     def sha256(self, path: str) -> str:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return sha256_file(path)
 
     def docker(self) -> Any:
         if self._docker is None:
