@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 from opskit.errors import CommandFailed, OpskitError
 from opskit.hosts.transport import Transport
-from opskit.safety import check_host_name, check_mode, check_path
-
-LOCAL_HOSTS = frozenset({"localhost", "local"})
+from opskit.safety import check_host_name, check_mode, check_path, check_user_name
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,6 @@ def parse_location(text: str) -> Location:
     if sep and head and "/" not in head:
         check_host_name(head.rsplit("@", 1)[-1])
         if "@" in head:
-            from opskit.safety import check_user_name
-
             check_user_name(head.rsplit("@", 1)[0])
         if tail:
             check_path(tail, f"path on {head}")
