@@ -39,22 +39,6 @@ def _info(name: str) -> Any:
         ) from None
 
 
-def _build_meta(info: Any, small: bool) -> Any:
-    """The model on the meta device (shapes only); on the CPU if its builder needs data."""
-    import torch
-
-    cfg = info.small if small else info.reference
-    try:
-        with torch.device("meta"):
-            return info.builder(**cfg)
-    except (RuntimeError, NotImplementedError):
-        return info.builder(**cfg)
-
-
-def _count(model: Any) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 @models.command("list")
 @json_option
 @traceback_option
@@ -63,6 +47,7 @@ def list_models(as_json: bool) -> None:
     from opskit.cli import render
     from opskit.models.registry import get_model_info
     from opskit.models.registry import list_models as names
+    from opskit.models.summary import build_for_summary, count_parameters
 
     rows = []
     for name in names():
@@ -70,7 +55,7 @@ def list_models(as_json: bool) -> None:
         rows.append({
             "name": name, "family": info.family, "task": info.task,
             "description": info.description,
-            "parameters": _count(_build_meta(info, small=False)),
+            "parameters": count_parameters(build_for_summary(name)[0]),
             "input_shape": list(info.input_shape),
             "small_input_shape": list(info.small_input_shape),
         })
@@ -110,10 +95,11 @@ def show(name: str, input_shape: tuple | None, small: bool, depth: int | None,
          as_json: bool) -> None:
     """Per layer: output shape and parameters, then the total (no forward pass)."""
     from opskit.cli import render
+    from opskit.models.summary import build_for_summary
 
     info = _info(name)
-    model = _build_meta(info, small)
-    shape = tuple(input_shape or (info.small_input_shape if small else info.input_shape))
+    model, default_shape = build_for_summary(info.name, small=small)
+    shape = tuple(input_shape or default_shape)
     data = _summary_dict(info, model, shape)
     data["config"] = "small" if small else "reference"
     if as_json:

@@ -392,17 +392,22 @@ def build_for_summary(name: str, *, small: bool = False, **overrides: Any) -> tu
     return model, tuple(info.small_input_shape if small else info.input_shape)
 
 
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Parameters of ``model``; a tensor shared by two layers counts once (as
+    ``model.parameters()`` yields it once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
 def _walk(model: nn.Module, name: str, input_shape: Shape) -> ModelSummary:
     tracer = Tracer(model, name, tuple(input_shape))
     out = tracer(model, tuple(input_shape))
-    params = {id(p): p for p in model.parameters()}
     return ModelSummary(
         model=name,
         input_shape=tuple(input_shape),
         output_shape=out,
         rows=tracer.rows,
-        total_params=sum(p.numel() for p in params.values()),
-        trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
+        total_params=count_parameters(model),
+        trainable_params=count_parameters(model, trainable_only=True),
     )
 
 
@@ -413,11 +418,10 @@ def parameter_summary(model: nn.Module, name: str | None = None) -> ModelSummary
         if mod_name and not any(True for _ in m.children()):
             depth = mod_name.count(".")
             rows.append(LayerRow(mod_name, type(m).__name__, depth, (), (), leaf_params(m)))
-    params = {id(p): p for p in model.parameters()}
     return ModelSummary(
         model=name or type(model).__name__, input_shape=(), output_shape=(), rows=rows,
-        total_params=sum(p.numel() for p in params.values()),
-        trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
+        total_params=count_parameters(model),
+        trainable_params=count_parameters(model, trainable_only=True),
     )
 
 

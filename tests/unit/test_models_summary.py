@@ -16,6 +16,7 @@ from opskit.models.summary import (
     check_input,
     conv_out,
     conv_transpose_out,
+    count_parameters,
     leaf_params,
     parameter_summary,
     parse_input_shape,
@@ -69,6 +70,15 @@ def test_parameter_formulas() -> None:
     assert leaf_params(nn.BatchNorm2d(256)) == 512
     assert leaf_params(nn.ConvTranspose2d(21, 21, 4, bias=False)) == 4 * 4 * 21 * 21
     assert leaf_params(nn.MaxPool2d(2)) == 0
+
+
+def test_count_parameters_counts_a_shared_tensor_once() -> None:
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    b.weight = a.weight  # tied weights
+    b.bias.requires_grad_(False)
+    model = nn.Sequential(a, b)
+    assert count_parameters(model) == 16 + 4 + 4
+    assert count_parameters(model, trainable_only=True) == 16 + 4
 
 
 # ------------------------------------------------------------------ against real forwards
