@@ -44,15 +44,11 @@ def to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
 
 
 def place_dataset(ds: Any, device: torch.device) -> Any:
-    """Small tensor datasets move to the GPU once, so a step's data time is an index."""
-    if device.type != "cuda" or not hasattr(ds, "to"):
+    """Small tensor datasets (those with ``to`` and ``nbytes``, as ``TensorData`` and
+    ``SyntheticData``) move to the GPU once, so a step's data time is an index."""
+    if device.type != "cuda" or not (hasattr(ds, "to") and hasattr(ds, "nbytes")):
         return ds
-    size = (
-        ds.nbytes()
-        if hasattr(ds, "nbytes")
-        else sum(t.element_size() * t.nelement() for t in getattr(ds, "pool", ()))
-    )
-    return ds.to(device) if size <= DEVICE_DATA_LIMIT else ds
+    return ds.to(device) if ds.nbytes() <= DEVICE_DATA_LIMIT else ds
 
 
 @dataclass

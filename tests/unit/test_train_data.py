@@ -56,6 +56,8 @@ def test_synthetic_is_cheap_and_long():
     assert len(data) == 10_000
     x, y = data.get_batch(torch.tensor([0, 16, 9999]))
     assert x.shape == (3, 3, 8, 8) and torch.equal(x[0], x[1])
+    # What place_dataset weighs before moving it to a GPU: the pool, not the virtual length.
+    assert data.nbytes() == 16 * 3 * 8 * 8 * 4 + 16 * 8
     dense = synthetic_images((3, 8, 8), 4, length=5, seed=0, dense=True)
     assert dense.get_batch(torch.tensor([0]))[1].shape == (1, 8, 8)
 

@@ -27,6 +27,9 @@ class SyntheticData:
     def to(self, device: torch.device | str) -> SyntheticData:
         return SyntheticData(tuple(t.to(device) for t in self.pool), self.length)
 
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in self.pool)
+
 
 def synthetic_images(
     shape: tuple, num_classes: int, length: int, seed: int, *, pool: int = 256, dense: bool = False
