@@ -8,16 +8,16 @@ shared memory asked for within the host's memory.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import dataclass, field
 
+from opskit.checks.gpu import parse_csv_query, parse_cuda_version
 from opskit.errors import DockerUnavailable, JobError
 from opskit.hosts.transport import Transport
 from opskit.jobs.spec import GpuRequest
 
-GPU_QUERY = ["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total", "--format=csv,noheader,nounits"]
+GPU_FIELDS = ("index", "name", "driver_version", "memory.total")
+GPU_QUERY = ["nvidia-smi", f"--query-gpu={','.join(GPU_FIELDS)}", "--format=csv,noheader,nounits"]
 DEFAULT_DISK_MARGIN = 1 << 30  # 1 GiB on top of what the image needs
 HOME_NEED = 256 << 20  # results + staging headroom in the home folder
 NVIDIA_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nvidia-container-runtime")
@@ -41,25 +41,11 @@ class Gpu:
         return dict(self.__dict__)
 
 
-def parse_gpu_csv(text: str) -> list[Gpu]:
-    """``nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader,nounits``."""
-    gpus = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 4 or not parts[0].isdigit():
-            from opskit.errors import ParseError
-
-            raise ParseError("nvidia-smi", "nvidia-smi --query-gpu", line, "expected index, name, driver, memory")
-        mem = re.sub(r"[^0-9]", "", parts[3])
-        gpus.append(Gpu(parts[0], parts[1], parts[2], int(mem) if mem else None))
-    return gpus
-
-
-def parse_cuda_version(text: str) -> str | None:
-    m = re.search(r"CUDA Version:\s*([0-9.]+)", text)
-    return m.group(1) if m else None
+def parse_gpu_csv(text: str, host: str = "localhost") -> list[Gpu]:
+    """``nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader,nounits``
+    (the CSV parser of :mod:`opskit.checks.gpu`; ParseError names host and line)."""
+    rows = parse_csv_query(text, GPU_FIELDS, host, what="nvidia-smi --query-gpu")
+    return [Gpu(str(r["index"]), r["name"] or "?", r["driver_version"] or "", r["memory.total"]) for r in rows]
 
 
 @dataclass
@@ -109,7 +95,7 @@ def gather_facts(transport: Transport) -> HostFacts:
     facts.home_free = _df_free(transport, facts.home)
     gpu = transport.run(GPU_QUERY)
     if gpu.ok:
-        facts.gpus = parse_gpu_csv(gpu.stdout)
+        facts.gpus = parse_gpu_csv(gpu.stdout, transport.host)
         facts.cuda = parse_cuda_version(transport.run(["nvidia-smi"]).stdout)
     hooks = transport.run(["sh", "-c", 'for p in "$@"; do command -v "$p" && break; done; true', "sh", *NVIDIA_HOOKS])
     facts.nvidia_hook = hooks.stdout.strip().splitlines()[0] if hooks.stdout.strip() else None
@@ -216,6 +202,3 @@ def _hint(failed: list[Check]) -> str:
         return "ask for fewer GPUs (--gpus), use --gpus 0 on a CPU host, or install the NVIDIA container toolkit"
     return "lower --shm-size"
 
-
-def facts_json(facts: HostFacts) -> str:
-    return json.dumps(facts.to_dict(), sort_keys=True)
