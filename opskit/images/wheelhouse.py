@@ -86,6 +86,9 @@ def read_requirements(path: str, _seen: frozenset[str] = frozenset()) -> list[st
             include = re.match(r"^(?:-r|--requirement)[\s=]+(\S+)$", line)
             if include:
                 target = os.path.join(os.path.dirname(path), include.group(1))
+                if not os.path.isfile(target):
+                    raise UsageError(f"{path} includes {target} ('{line}'), which does not exist",
+                                     "fix the -r line, or create the file it names")
                 out.extend(read_requirements(target, _seen | {real}))
             else:
                 out.append(line)

@@ -37,6 +37,12 @@ def test_self_including_requirements_are_refused(tmp_path: Path) -> None:
         wh.read_requirements(str(tmp_path / "requirements.txt"))
 
 
+def test_missing_include_is_a_usage_error_naming_both_files(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n-r extra/dev.txt\n")
+    with pytest.raises(UsageError, match=r"requirements.txt includes .*extra/dev.txt.*does not exist"):
+        wh.read_requirements(str(tmp_path / "requirements.txt"))
+
+
 def test_torch_pin_is_added_only_when_missing() -> None:
     assert wh.with_torch(["numpy"]) == ["numpy", wh.DEFAULT_TORCH]
     assert wh.with_torch(["torch>=2.1"]) == ["torch>=2.1"]
