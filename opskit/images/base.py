@@ -57,8 +57,8 @@ def host_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str 
         with open(sources_list) as fh:
             for line in fh:
                 parts = line.split()
-                if len(parts) >= 3 and parts[0] == "deb" and "security" not in line:
-                    uri = next(p for p in parts[1:] if "://" in p)
+                uri = next((p for p in parts[1:] if "://" in p), None)
+                if parts[:1] == ["deb"] and uri and "security" not in line:
                     return uri
     raise UsageError(
         "cannot find this host's Debian mirror in /etc/apt/sources.list(.d)",
