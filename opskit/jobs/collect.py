@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,10 +94,6 @@ def reference_manifest(transport: Transport, run_dir: str, now: dict[str, str]) 
         return parse_sha256sum(fh.read().decode())
 
 
-def _sha256_local(path: Path) -> str:
-    return atomic.sha256_file(path)
-
-
 def fetch_file(transport: Transport, remote: str, final: Path, expected: str, progress: Callable[[int], None] | None) -> int:
     """Copy one file (resuming a partial temp copy); verify; rename into place. Bytes copied."""
     part = atomic.temp_name_for(final)
@@ -124,7 +119,7 @@ def fetch_file(transport: Transport, remote: str, final: Path, expected: str, pr
                 progress(len(chunk))
         dst.flush()
         os.fsync(dst.fileno())
-    got = _sha256_local(part)
+    got = atomic.sha256_file(part)
     if got != expected:
         part.unlink()
         raise ChecksumMismatch(
@@ -145,14 +140,12 @@ def collect(
     remove_remote: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> CollectResult:
-    container = find_container(transport, run_id)
-    if container is not None:
-        container.reload()
-        if container.status == "running":
-            raise JobError(
-                f"{transport.host}: run {run_id} is still running; its results are not final",
-                f"wait for it ('opskit logs {run_id} -f') or stop it ('opskit cancel {run_id}')",
-            )
+    container = find_container(transport, run_id)  # fresh state: containers.get inspects
+    if container is not None and container.status == "running":
+        raise JobError(
+            f"{transport.host}: run {run_id} is still running; its results are not final",
+            f"wait for it ('opskit logs {run_id} -f') or stop it ('opskit cancel {run_id}')",
+        )
     run_dir = host_run_dir(home, run_id)
     if transport.stat(run_dir) is None:
         raise JobError(
@@ -173,7 +166,7 @@ def collect(
     result = CollectResult(run_id, transport.host, str(local_dir), files=dict(now))
     for rel, digest in sorted(now.items()):
         final = local_dir / rel
-        if final.exists() and _sha256_local(final) == digest:
+        if final.exists() and atomic.sha256_file(final) == digest:
             result.skipped.append(rel)
             continue
         result.bytes_copied += fetch_file(transport, f"{run_dir}/{rel}", final, digest, progress)
@@ -188,15 +181,9 @@ def collect(
 def remove_remote_copies(transport: Transport, container: object, run_dir: str, local_dir: Path, files: dict[str, str]) -> None:
     """Remove the host's folder (and the finished container) after re-verifying every local copy."""
     for rel, digest in files.items():
-        if _sha256_local(local_dir / rel) != digest:
+        if atomic.sha256_file(local_dir / rel) != digest:
             raise ChecksumMismatch(f"local copy {local_dir / rel} does not verify; the host's copy is kept")
     if container is not None:
         container.remove()  # type: ignore[attr-defined]
     transport.run(["rm", "-rf", "--", run_dir], check=True)
 
-
-def manifest_digest(files: dict[str, str]) -> str:
-    h = hashlib.sha256()
-    for rel, digest in sorted(files.items()):
-        h.update(f"{digest}  {rel}\n".encode())
-    return h.hexdigest()

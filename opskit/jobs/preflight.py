@@ -201,4 +201,3 @@ def _hint(failed: list[Check]) -> str:
     if "gpus" in names:
         return "ask for fewer GPUs (--gpus), use --gpus 0 on a CPU host, or install the NVIDIA container toolkit"
     return "lower --shm-size"
-

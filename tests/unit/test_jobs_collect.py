@@ -84,3 +84,13 @@ def test_remote_copies_removed_only_after_verification(host, tmp_path):
     res = collect(home, tmp_path / "runs/r1", remove_remote=True)
     assert res.removed_remote and not run_dir.exists()
     assert (tmp_path / "runs/r1/checkpoints/last.pt").read_bytes() == RESULTS["checkpoints/last.pt"]
+
+
+def test_remote_copies_kept_when_a_local_copy_does_not_verify(host, tmp_path):
+    home, run_dir = host
+    local = tmp_path / "runs/r1"
+    res = collect(home, local)
+    (local / "summary.json").write_bytes(b'{"status": "tampered"}\n')  # changed here after the collect
+    with pytest.raises(ChecksumMismatch, match="summary.json"):
+        collectmod.remove_remote_copies(LocalTransport(), None, str(run_dir), local, res.files)
+    assert all((run_dir / rel).read_bytes() == data for rel, data in RESULTS.items())
