@@ -9,7 +9,6 @@ A key that differs from a pinned one is always refused: that is for a person to 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,30 +62,17 @@ def pinned_keys(spec: HostSpec) -> dict[str, Any]:
 
 
 def _open_socket(spec: HostSpec) -> tuple[Any, Any]:
-    """A socket-like object to the host's SSH port (through the jump host if any)."""
-    spec.check_jump()
-    if spec.jump is None:
-        try:
-            return socket.create_connection((spec.hostname, spec.port), spec.connect_timeout), None
-        except OSError as exc:
-            raise HostError(spec.name, f"cannot connect to {spec.hostname}:{spec.port}: {exc}") from exc
+    """A socket-like object to the host's SSH port, by the route ``SSHTransport`` takes
+    (TCP, jump host or ProxyCommand), and the transport to close afterwards."""
     from opskit.hosts.ssh import SSHTransport
 
-    jump = SSHTransport(spec.jump)
+    spec.check_jump()
+    opener = SSHTransport(spec)
     try:
-        chan = jump.client().get_transport().open_channel(
-            "direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
-            timeout=spec.connect_timeout,
-        )
-    except HostError:
-        jump.close()
+        return opener.open_socket(), opener
+    except BaseException:
+        opener.close()
         raise
-    except Exception as exc:  # noqa: BLE001 - reported with the jump host's name
-        jump.close()
-        raise HostError(
-            spec.name, f"cannot reach {spec.hostname}:{spec.port} through {spec.jump.name}: {exc}"
-        ) from exc
-    return chan, jump
 
 
 def scan(spec: HostSpec) -> ScannedKey:
@@ -98,7 +84,7 @@ def scan(spec: HostSpec) -> ScannedKey:
     import paramiko
 
     quiet_paramiko_logs()
-    sock, jump = _open_socket(spec)
+    sock, opener = _open_socket(spec)
     transport = paramiko.Transport(sock)
     try:
         pinned = list(pinned_keys(spec))
@@ -117,8 +103,7 @@ def scan(spec: HostSpec) -> ScannedKey:
     finally:
         transport.close()
         sock.close()
-        if jump is not None:
-            jump.close()
+        opener.close()
     return ScannedKey(spec.name, known_hosts_entry_name(spec.hostname, spec.port), key)
 
 

@@ -79,7 +79,7 @@ class SSHTransport:
         client._host_keys = known.keys
         client.set_missing_host_key_policy(refuse_unknown_policy(spec))
         pkey, other_files = load_identities(identity_files(spec))
-        sock = self._open_socket()
+        sock = self.open_socket()
         try:
             client.connect(
                 spec.hostname,
@@ -112,8 +112,12 @@ class SSHTransport:
         client.get_transport().set_keepalive(spec.keepalive)
         return client
 
-    def _open_socket(self) -> Any:
-        """A TCP socket to the host, a channel through the jump host, or a ProxyCommand."""
+    def open_socket(self) -> Any:
+        """A TCP socket to the host, a channel through the jump host, or a ProxyCommand.
+
+        The one route to a host: ``hostkeys.scan`` uses it too, so the key pinned is the key
+        of the host this transport will talk to. A jump host it opens closes with ``close()``.
+        """
         spec = self.spec
         if spec.jump is not None:
             self._jump = SSHTransport(spec.jump)

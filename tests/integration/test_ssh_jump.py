@@ -49,3 +49,50 @@ def test_proxyjump_run_trust_and_openssh_agree(jump_config) -> None:
                              capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stderr
         assert res.stdout == inner.exec(["hostname"])[1]
+
+
+RELAY = """import os, socket, sys, threading
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def up():
+    while True:
+        b = os.read(0, 65536)
+        if not b:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(b)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    os.write(1, b)
+"""
+
+
+def test_proxycommand_scan_trust_and_run_take_the_same_route(ssh_testbed, tmp_path) -> None:
+    """HostName does not resolve: only the ProxyCommand reaches the host. `hosts trust`
+    (scan) must go through it too, never straight to HostName:Port."""
+    import sys
+
+    host = ssh_testbed.hosts[0]
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY)
+    known = tmp_path / "known_hosts"
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(
+        "Host via-proxy\n    HostName opskit-proxied.invalid\n    User opskit\n"
+        f"    IdentityFile {ssh_testbed.key_path}\n    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {known}\n"
+        f"    ProxyCommand {sys.executable} {relay} 127.0.0.1 {host.port}\n"
+    )
+    spec = load_inventory(None, ssh_config=str(cfg)).resolve("via-proxy")
+    assert spec.proxycommand and spec.jump is None
+    with pytest.raises(HostKeyError, match="unknown host key for opskit-proxied.invalid"), \
+            SSHTransport(spec) as t:
+        t.run(["true"])
+    scanned = hostkeys.scan(spec)
+    assert f"{scanned.key_type} {scanned.key.get_base64()}" in host.host_keys
+    hostkeys.trust(spec, scanned)
+    assert known.read_text().splitlines()[-1].startswith("opskit-proxied.invalid ")
+    with SSHTransport(spec) as t:
+        assert t.run(["hostname"]).stdout == host.exec(["hostname"])[1]
