@@ -212,8 +212,7 @@ def wait_exit(transport: Transport, run_id: str, timeout: float | None = None) -
 
 def cancel(transport: Transport, run_id: str, grace: float) -> JobState:
     """SIGTERM (the training entry checkpoints and exits 143), then SIGKILL after ``grace``."""
-    container = require_container(transport, run_id)
-    container.reload()
+    container = require_container(transport, run_id)  # fresh state: containers.get inspects
     if container.status == "running":
         container.stop(timeout=int(max(1, grace)))
     container.reload()

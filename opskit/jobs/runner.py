@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import HostError, JobError, OpskitError
+from opskit.errors import DockerUnavailable, HostError, JobError, OpskitError
 from opskit.hosts.group import connect
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
@@ -170,14 +170,12 @@ def follow(transport: Transport, run_id: str, on_line: LineFn | None) -> None:
         for line in launch.stream_logs(transport, run_id, follow=True):
             if on_line:
                 on_line(transport.host, line)
-        container = launch.require_container(transport, run_id)
-        container.reload()
-        running = container.status == "running"
+        running = launch.require_container(transport, run_id).status == "running"  # a fresh inspect
     except KeyboardInterrupt:
         raise Detached(transport.host, run_id, "stopped following (Ctrl-C)", 130) from None
-    except OpskitError as exc:
-        if isinstance(exc, HostError) or "SSH" in exc.message:
-            raise Detached(transport.host, run_id, f"lost the connection while following ({exc.message})", 1) from exc
+    except (HostError, DockerUnavailable) as exc:  # the SSH connection or the engine let go
+        raise Detached(transport.host, run_id, f"lost the connection while following ({exc.message})", 1) from exc
+    except OpskitError:
         raise
     except Exception as exc:  # the connection dropped under the log stream
         raise Detached(transport.host, run_id, f"lost the connection while following ({type(exc).__name__})", 1) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.errors import ParseError, UnsafeInputError, UsageError
+from opskit.errors import DockerUnavailable, HostError, ParseError, UnsafeInputError, UsageError
 from opskit.jobs import launch
 from opskit.jobs.collect import parse_sha256sum
 from opskit.jobs.preflight import Gpu, HostFacts, evaluate, parse_cuda_version, parse_gpu_csv
@@ -161,3 +161,65 @@ def test_manifest_parsing_refuses_names_that_leave_the_folder():
         parse_sha256sum("c" * 64 + "  ./../../etc/passwd\n")
     with pytest.raises(ParseError):
         parse_sha256sum("not a manifest line\n")
+
+
+class _Container:
+    """What follow() reads of a docker-py Container: its log stream and its status."""
+
+    name = "opskit-run-r1"
+
+    def __init__(self, chunks, status):
+        self.chunks, self.status = chunks, status
+
+    def logs(self, **kw):
+        for chunk in self.chunks:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
+
+
+def _following(chunks, status="exited"):
+    from types import SimpleNamespace
+
+    from opskit.testing.fake import FakeTransport
+
+    container = _Container(chunks, status)
+    client = SimpleNamespace(containers=SimpleNamespace(get=lambda name: container))
+    lines = []
+    return FakeTransport("gpu1", docker_client=client), lines, lambda host, line: lines.append((host, line))
+
+
+def test_follow_delivers_every_line_of_a_finished_run():
+    from opskit.jobs.runner import follow
+
+    transport, lines, on_line = _following([b"step 1\nst", b"ep 2\n", b"done"])
+    follow(transport, "r1", on_line)
+    assert lines == [("gpu1", "step 1"), ("gpu1", "step 2"), ("gpu1", "done")]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "status", "needle"),
+    [
+        ([b"step 1\n", DockerUnavailable("gpu1: the SSH connection to the engine was closed")], "running",
+         "lost the connection while following (gpu1: the SSH connection"),
+        ([b"step 1\n", HostError("gpu1", "connection lost")], "running", "lost the connection while following"),
+        ([b"step 1\n", ConnectionResetError()], "running", "(ConnectionResetError)"),
+        ([b"step 1\n"], "running", "the log stream ended"),
+    ],
+)
+def test_follow_detaches_when_the_connection_goes_and_the_job_goes_on(chunks, status, needle):
+    from opskit.jobs.runner import Detached, follow
+
+    transport, lines, on_line = _following(chunks, status)
+    with pytest.raises(Detached) as err:
+        follow(transport, "r1", on_line)
+    assert needle in err.value.message and err.value.exit_code == 1
+    assert "opskit logs r1 -f" in err.value.hint and lines == [("gpu1", "step 1")]
+
+
+def test_follow_passes_other_errors_on():
+    from opskit.jobs.runner import follow
+
+    transport, _, on_line = _following([b"x\n", UsageError("no container for run 'r1'")])
+    with pytest.raises(UsageError, match="no container"):
+        follow(transport, "r1", on_line)
