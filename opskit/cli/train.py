@@ -32,6 +32,7 @@ def train(ctx: click.Context) -> None:
 
     Run `opskit train --help` for the options (the same as `python -m opskit.train`).
     """
+    from opskit.cli import render
     from opskit.train.args import parse_args
     from opskit.train.entry import models_listing
     from opskit.train.entry import train as run_training
@@ -43,7 +44,7 @@ def train(ctx: click.Context) -> None:
         raise click.exceptions.Exit(int(exc.code or 0)) from None
     try:
         if args.list_models:
-            click.echo(models_listing())
+            render.print_line(models_listing())
             return
         code = run_training(args)
     except TrainUsageError as exc:
