@@ -113,13 +113,19 @@ def join_gpu_processes(report: GpuReport, processes: list[Process]) -> GpuReport
     return replace(report, gpus=gpus)
 
 
-def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
-    """Sections of one script run -> Snapshot (pure; ParseError names host and line)."""
+def processes_with_gpu(host: str, sections: dict[str, Section]) -> tuple[list[Process], GpuReport]:
+    """The ``ps`` section (opskit's own script left out) joined with the nvidia-smi ones:
+    GPU processes get user, cpu% and RSS; processes get their GPU and GPU memory (pure)."""
     processes = processes_from_section(host, sections["ps"], _self_pid(sections))
     gpu = gpu_report(host, sections["gpu_query"], sections.get("gpu_apps"),
                      sections.get("gpu_version"))
     gpu = join_gpu_processes(gpu, processes)
-    processes = with_gpu_usage(processes, gpu.processes)
+    return with_gpu_usage(processes, gpu.processes), gpu
+
+
+def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
+    """Sections of one script run -> Snapshot (pure; ParseError names host and line)."""
+    processes, gpu = processes_with_gpu(host, sections)
     problems = [gpu.message] if gpu.status == "error" and gpu.message else []
     return Snapshot(
         host=host,

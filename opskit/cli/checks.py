@@ -95,17 +95,12 @@ def df(human: bool, warn: str | None, all_filesystems: bool, hosts: tuple[str, .
 
 # -- ps -------------------------------------------------------------------------------------
 def _processes(transport: Any, flt: Any) -> dict:
-    from opskit.checks.gpu import gpu_report
-    from opskit.checks.procs import processes_from_section, with_gpu_usage
     from opskit.checks.sections import run_sections
-    from opskit.checks.status import join_gpu_processes
+    from opskit.checks.status import processes_with_gpu
 
-    s = run_sections(transport, ["self", "ps", "gpu_query", "gpu_apps"])
-    self_pid = int(s["self"].stdout) if s["self"].stdout.strip().isdigit() else None
-    procs = processes_from_section(transport.host, s["ps"], self_pid)
-    gpu = join_gpu_processes(gpu_report(transport.host, s["gpu_query"], s["gpu_apps"], None),
-                             procs)
-    return {"processes": flt.apply(with_gpu_usage(procs, gpu.processes)), "gpu": gpu}
+    sections = run_sections(transport, ["self", "ps", "gpu_query", "gpu_apps"])
+    procs, gpu = processes_with_gpu(transport.host, sections)
+    return {"processes": flt.apply(procs), "gpu": gpu}
 
 
 @click.command("ps")
