@@ -37,8 +37,8 @@ from opskit.images.shiptar import (
     held_chain_ids,
     spool_from_store,
     spool_save_stream,
+    tail_bytes,
     tail_frame,
-    tail_raw_size,
 )
 
 STAGING_DIR = ".opskit/ship"  # relative to the login user's home on the host
@@ -225,7 +225,7 @@ def archive_for(saved: SavedImage, hp: HostPlan, repo_tags: list[str]) -> Archiv
     indexes = [lay.index for lay in hp.send]
     frames = [saved.frames[i] for i in indexes]
     raw = sum(saved.raw_sizes[i] + 512 + (-saved.raw_sizes[i]) % 512 for i in indexes)
-    return Archive(frames, tail_frame(saved, repo_tags, hp.codec), raw + tail_raw_size(saved, repo_tags))
+    return Archive(frames, tail_frame(saved, repo_tags, hp.codec), raw + len(tail_bytes(saved, repo_tags)))
 
 
 # -- the remote side ----------------------------------------------------------------------------

@@ -182,17 +182,12 @@ def spool_save_stream(chunks: Iterable[bytes], wanted: set[int], codec: str, spo
         if i in wanted:
             frame = os.path.join(spool_dir, f"layer-{i}.{codec}")
             with open(path, "rb") as src, open(frame, "wb") as out:
-                compress_chunks(_framed(tar_header(name, size), src, padding(size)), codec, out)
+                chunks = iter(lambda src=src: src.read(CHUNK), b"")
+                compress_chunks(_framed(tar_header(name, size), chunks, padding(size)), codec, out)
             saved.frames[i] = frame
     for path, _ in raw_files.values():
         os.unlink(path)
     return saved
-
-
-def _framed(head: bytes, fh: IO[bytes], pad: bytes) -> Iterator[bytes]:
-    yield head
-    yield from iter(lambda: fh.read(CHUNK), b"")
-    yield pad
 
 
 def _saved_image(members: dict[str, bytes], raw_files: dict[str, tuple[str, int]], total: int) -> SavedImage:
@@ -226,20 +221,18 @@ class _Counting:
         return chunk
 
 
+def tail_bytes(saved: SavedImage, repo_tags: list[str]) -> bytes:
+    """The end of the archive, uncompressed: the image config, ``manifest.json`` (with our
+    tags) and the two end blocks."""
+    entry = dict(saved.manifest[0])
+    entry["RepoTags"] = repo_tags or None
+    manifest = json.dumps([entry]).encode()
+    return tar_member(saved.config_name, saved.config) + tar_member("manifest.json", manifest) + END_OF_ARCHIVE
+
+
 def tail_frame(saved: SavedImage, repo_tags: list[str], codec: str) -> bytes:
-    """The last frame: the image config, ``manifest.json`` (with our tags) and end of archive."""
-    entry = dict(saved.manifest[0])
-    entry["RepoTags"] = repo_tags or None
-    manifest = json.dumps([entry]).encode()
-    data = tar_member(saved.config_name, saved.config) + tar_member("manifest.json", manifest)
-    return compress_bytes(data + END_OF_ARCHIVE, codec)
-
-
-def tail_raw_size(saved: SavedImage, repo_tags: list[str]) -> int:
-    entry = dict(saved.manifest[0])
-    entry["RepoTags"] = repo_tags or None
-    manifest = json.dumps([entry]).encode()
-    return len(tar_member(saved.config_name, saved.config) + tar_member("manifest.json", manifest)) + len(END_OF_ARCHIVE)
+    """The last frame: :func:`tail_bytes` compressed."""
+    return compress_bytes(tail_bytes(saved, repo_tags), codec)
 
 
 # -- the same pieces without docker save ------------------------------------------------------
@@ -263,7 +256,7 @@ def spool_from_store(store: Any, image_id: str, diff_ids: list[str], wanted: set
         digest = hashlib.sha256()
         with open(frame, "wb") as out:
             chunks = _hashed(store.layer_tar(chains[i]), digest)
-            compress_chunks(_framed_iter(tar_header(paths[i], size), chunks, padding(size)), codec, out)
+            compress_chunks(_framed(tar_header(paths[i], size), chunks, padding(size)), codec, out)
         if "sha256:" + digest.hexdigest() != diff_ids[i]:
             os.unlink(frame)
             raise StoreUnavailable(f"layer {i} rebuilt from the store does not hash to {diff_ids[i]}")
@@ -278,7 +271,8 @@ def _hashed(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def _framed_iter(head: bytes, chunks: Iterator[bytes], pad: bytes) -> Iterator[bytes]:
+def _framed(head: bytes, chunks: Iterator[bytes], pad: bytes) -> Iterator[bytes]:
+    """One layer's tar member: header, the layer's bytes, padding to the block."""
     yield head
     yield from chunks
     yield pad
