@@ -99,7 +99,8 @@ def load_image_folder(root: str | Path, shape: tuple) -> tuple[TensorData, Tenso
         held = held or [len(paths) - 1]
         val_paths = [paths[i] for i in held]
         val_labels = [labels[i] for i in held]
-        keep = [i for i in range(len(paths)) if i not in set(held)]
+        held_set = set(held)
+        keep = [i for i in range(len(paths)) if i not in held_set]
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     if not paths or not val_paths:
         raise DataError(f"{root}: need images for both training and validation")
