@@ -10,6 +10,7 @@ import json
 import tarfile
 
 import pytest
+import zstandard
 
 from opskit.images import shiptar
 from opskit.images.layerstore import LocalStore, StoreUnavailable
@@ -73,10 +74,17 @@ def test_spool_from_store_verifies_diff_id_and_config(tmp_path):
     store = LocalStore(str(tmp_path / "root"))
     saved = shiptar.spool_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool))
     assert saved.source == "store" and saved.config == config and saved.raw_sizes[0] == len(tar)
+    # The frame is the layer's tar member: header, the exact layer tarball, padding.
+    with open(saved.frames[0], "rb") as fh:
+        member = zstandard.ZstdDecompressor().stream_reader(fh).read()
+    assert member == shiptar.tar_member(saved.layer_paths[0], tar)
     # The file changed under the store: the rebuilt layer no longer hashes to its diff ID.
     (tmp_path / "root/overlay2/cache1/diff/app/src/settings.py").write_bytes(b"VALUE = 3\n")
+    spool2 = tmp_path / "spool2"
+    spool2.mkdir()
     with pytest.raises(StoreUnavailable, match="does not hash"):
-        shiptar.spool_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool))
+        shiptar.spool_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool2))
+    assert list(spool2.iterdir()) == []  # the unverified frame is not left behind
     (content / image_id.split(":")[-1]).write_bytes(config + b" ")
     with pytest.raises(StoreUnavailable, match="does not hash"):
         store.config(image_id)
