@@ -84,7 +84,14 @@ def gather_facts(transport: Transport) -> HostFacts:
     """Host facts for preflight and the run card (SSH, engine, disks, GPUs)."""
     ident = transport.run(["sh", "-c", 'id -u; id -g; printf "%s\\n" "$HOME"'], check=True)
     uid, gid, home = (ident.stdout.splitlines() + ["0", "0", ""])[:3]
-    facts = HostFacts(transport.host, uid=int(uid), gid=int(gid), home=home or os.path.expanduser("~"))
+    if not home and transport.is_local:
+        home = os.path.expanduser("~")
+    if not home.startswith("/"):  # refused: this machine's home path means nothing on another host
+        raise JobError(
+            f"{transport.host}: the login user's $HOME is {home!r}, not an absolute path",
+            "give the login user a home folder on the host (the run's results are kept there)",
+        )
+    facts = HostFacts(transport.host, uid=int(uid), gid=int(gid), home=home)
     info = transport.docker().info()
     facts.docker_version = str(info.get("ServerVersion", ""))
     facts.docker_root = str(info.get("DockerRootDir") or facts.docker_root)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.errors import DockerUnavailable, HostError, ParseError, UnsafeInputError, UsageError
+from opskit.errors import (
+    DockerUnavailable,
+    HostError,
+    JobError,
+    ParseError,
+    UnsafeInputError,
+    UsageError,
+)
 from opskit.jobs import launch
 from opskit.jobs.collect import parse_sha256sum
 from opskit.jobs.preflight import Gpu, HostFacts, evaluate, parse_cuda_version, parse_gpu_csv
@@ -223,3 +230,12 @@ def test_follow_passes_other_errors_on():
     transport, _, on_line = _following([b"x\n", UsageError("no container for run 'r1'")])
     with pytest.raises(UsageError, match="no container"):
         follow(transport, "r1", on_line)
+
+
+def test_preflight_refuses_a_login_user_without_a_home():
+    from opskit.jobs.preflight import gather_facts
+    from opskit.testing.fake import FakeTransport
+
+    ident = ("sh", "-c", 'id -u; id -g; printf "%s\\n" "$HOME"')
+    with pytest.raises(JobError, match=r"gpu1: the login user's \$HOME is '', not an absolute path"):
+        gather_facts(FakeTransport("gpu1", {ident: "1000\n1000\n\n"}))
