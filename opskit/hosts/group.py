@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from opskit.errors import OpskitError
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
 
@@ -85,7 +84,7 @@ def run_on_hosts(
             transport = transport_factory(spec)
             value = fn(transport)
             return HostOutcome(spec.name, value=value, duration=time.monotonic() - start)
-        except (OpskitError, Exception) as exc:  # noqa: BLE001 - reported per host
+        except Exception as exc:  # noqa: BLE001 - reported per host (OpskitError or any other)
             return HostOutcome(spec.name, error=exc, duration=time.monotonic() - start)
         finally:
             if transport is not None:
