@@ -1,6 +1,8 @@
 """Figures for ``opskit ship``, side by side in one run against a Docker-in-Docker host over SSH.
 
-    .venv/bin/python bench/ship.py [--image opskit-train:offline] [--repeat 5]
+    .venv/bin/python bench/ship.py [--repeat 5]
+
+Builds two images of a small project (offline profile) that differ by one line of code.
 
 Prints, with the issue's targets:
 1. cold ship: bytes on the wire vs the raw ``docker save`` archive (target <= 0.55x);
@@ -87,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="no-op comparisons (median)")
     args = ap.parse_args(argv)
-    import docker
-
+    from opskit.hosts.engine import local_docker_client
     from opskit.testing.dind import start_gpu_hosts
 
-    client = docker.from_env()
+    client = local_docker_client()
     with tempfile.TemporaryDirectory(prefix="opskit-bench-ship-") as tmpdir:
         tmp = Path(tmpdir)
         v1, v2 = build(client, tmp, 1), build(client, tmp, 2)
