@@ -145,6 +145,16 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def image_input_shape(task: Task, fallback: tuple = ()) -> tuple:
+    """One image's shape: ``--input``, else the model's registered shape (its small
+    variant's under ``--small``), else ``fallback``."""
+    if getattr(task.args, "input", None):
+        return tuple(task.args.input)
+    if getattr(task.args, "small", False) and task.info.small_input_shape:
+        return tuple(task.info.small_input_shape)
+    return tuple(task.info.input_shape or fallback)
+
+
 def _clip(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, max_norm)

@@ -19,7 +19,7 @@ from opskit.train.data.folders import load_image_folder
 from opskit.train.data.shapes import shapes_classification
 from opskit.train.data.synthetic import synthetic_images
 from opskit.train.errors import DataError
-from opskit.train.tasks.base import StepContext, Task, register_task
+from opskit.train.tasks.base import StepContext, Task, image_input_shape, register_task
 
 AUX_WEIGHT = 0.3
 # Generated images are pre-rendered; large inputs (224x224) get fewer samples to fit this.
@@ -51,11 +51,7 @@ class ImageTask(Task):
         )
 
     def input_shape(self) -> tuple:
-        if getattr(self.args, "input", None):
-            return tuple(self.args.input)
-        if getattr(self.args, "small", False) and self.info.small_input_shape:
-            return tuple(self.info.small_input_shape)
-        return tuple(self.info.input_shape or (3, 32, 32))
+        return image_input_shape(self, (3, 32, 32))
 
     def data_source(self) -> str:
         return getattr(self.args, "data", None) or "shapes"

@@ -14,7 +14,7 @@ from opskit.models.detection.backbone import unpad_targets
 from opskit.models.detection.metrics import mean_average_precision
 from opskit.train.data.boxes import CLASSES, shapes_datasets
 from opskit.train.errors import DataError
-from opskit.train.tasks.base import StepContext, Task, register_task
+from opskit.train.tasks.base import StepContext, Task, image_input_shape, register_task
 
 
 def as_float(images: torch.Tensor, ctx: StepContext) -> torch.Tensor:
@@ -29,11 +29,7 @@ class Detection(Task):
     default_lr = 3e-3
 
     def input_shape(self) -> tuple:
-        if getattr(self.args, "input", None):
-            return tuple(self.args.input)
-        if getattr(self.args, "small", False) and self.info.small_input_shape:
-            return tuple(self.info.small_input_shape)
-        return tuple(self.info.input_shape)
+        return image_input_shape(self)
 
     def num_classes(self) -> int:
         return int(self.model_cfg.get("num_classes", 20))
