@@ -304,7 +304,9 @@ def _apply(opts: SSHOptions, keyword: str, args: list[str], path: str, lineno: i
         if not args[0].isdigit() or not 0 < int(args[0]) < 65536:
             raise ConfigError(f"{path}:{lineno}: bad Port {args[0]!r} (1-65535)")
         opts.set("port", args[0])
-    elif keyword in ("proxycommand", "userknownhostsfile"):
+    elif keyword == "proxycommand":  # quoted again: paramiko.ProxyCommand shlex-splits it
+        opts.set(keyword, shlex.join(args))
+    elif keyword == "userknownhostsfile":
         opts.set(keyword, " ".join(args))
     elif keyword in SINGLE_KEYS:
         opts.set(keyword, args[0])

@@ -181,3 +181,13 @@ def test_user_and_lists_like_ssh_G(tmp_path: Path, host: str, user: str | None) 
     cfg.write_text(CONFIG_USERS)
     expected = ssh_G(cfg, host, *(["-l", user] if user else []))
     assert SSHConfig(str(cfg)).resolve(host, user=user).to_dict() == expected
+
+
+def test_proxycommand_keeps_quoted_arguments(tmp_path: Path) -> None:
+    """The command paramiko runs (it shlex-splits ProxyCommand) gets the arguments as written."""
+    import shlex
+
+    cfg = tmp_path / "config"
+    cfg.write_text('Host pq\n  ProxyCommand /usr/bin/relay --name "a b" \'%h:%p\'\n')
+    got = SSHConfig(str(cfg)).resolve("pq").proxycommand
+    assert got is not None and shlex.split(got) == ["/usr/bin/relay", "--name", "a b", "%h:%p"]
