@@ -12,6 +12,7 @@ from opskit.models.detection.boxes import (
     batched_nms,
     box_area,
     box_iou,
+    clip_boxes,
     match_boxes,
     nms,
     sample_balanced,
@@ -22,6 +23,16 @@ from opskit.models.detection.roi import roi_align, roi_pool
 
 def t(rows):
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_clip_boxes_to_a_wide_image():
+    # 30 high, 50 wide: x clamps to [0, 50], y to [0, 30] (swapping the two would fail).
+    boxes = t([[-5, -5, 60, 40], [10, 20, 45, 25], [40, 35, 70, 90]])
+    assert clip_boxes(boxes, 30, 50).tolist() == [
+        [0, 0, 50, 30],
+        [10, 20, 45, 25],
+        [40, 30, 50, 30],
+    ]
 
 
 def test_iou_hand_computed():

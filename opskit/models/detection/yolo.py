@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from opskit.models.detection.backbone import ConvBackbone, conv_bn_act, unpad_targets
-from opskit.models.detection.boxes import batched_nms, box_iou, cxcywh_to_box
+from opskit.models.detection.boxes import batched_nms, box_iou, clip_boxes, cxcywh_to_box
 from opskit.models.registry import register_model
 
 # YOLOv2's VOC anchors (in grid cells of 32 px), as pixels.
@@ -177,16 +177,7 @@ class YOLO(nn.Module):
         results = []
         for b, s in zip(boxes, scores, strict=True):
             anchor_idx, label = torch.nonzero(s > self.score_threshold, as_tuple=True)
-            kept_boxes = b[anchor_idx]
-            kept_boxes = torch.stack(
-                (
-                    kept_boxes[:, 0].clamp(0, w),
-                    kept_boxes[:, 1].clamp(0, h),
-                    kept_boxes[:, 2].clamp(0, w),
-                    kept_boxes[:, 3].clamp(0, h),
-                ),
-                1,
-            )
+            kept_boxes = clip_boxes(b[anchor_idx], h, w)
             kept_scores = s[anchor_idx, label]
             keep = batched_nms(kept_boxes, kept_scores, label, self.nms_threshold, max_detections)
             results.append(
