@@ -38,7 +38,27 @@ def build_on(client, base: str, tmp: Path, tag: str, value: int, blob: bytes = b
     return tag
 
 
-def test_cold_ship_to_two_hosts_in_parallel_then_nothing_to_send(docker_client, gpu_hosts, training_image):
+def never_shipped(client, tmp: Path) -> str:
+    """An image FROM scratch that no other test ships: whatever ran before in this session,
+    its first ship to a host is a cold, full one. One layer of 4 MB of compressible text."""
+    ctx = tmp / "ctx-cold"
+    ctx.mkdir()
+    lines = (f"line {i:06d}: the quick brown fox jumps over the lazy dog\n" for i in range(60000))
+    (ctx / "payload.txt").write_text("".join(lines))
+    os.utime(ctx / "payload.txt", (0, 0))
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY payload.txt /payload.txt\n")
+    tag = "opskit-train-shiptest:cold"
+    client.images.build(path=str(ctx), tag=tag, rm=True, pull=False)
+    return tag
+
+
+def _assert_hosts_hold(gpu_hosts, ref: str, image_id: str) -> None:
+    for host in gpu_hosts.hosts:  # the host's engine has the very same image
+        code, out = host.exec(["docker", "image", "inspect", "-f", "{{.Id}}", ref])
+        assert code == 0 and out.strip() == image_id
+
+
+def test_cold_ship_to_two_hosts_in_parallel_then_nothing_to_send(docker_client, gpu_hosts, training_image, tmp_path):
     specs = gpu_hosts.specs()
     result = shipmod.ship(docker_client, training_image, specs)
     assert result.ok, result.failed
@@ -46,15 +66,25 @@ def test_cold_ship_to_two_hosts_in_parallel_then_nothing_to_send(docker_client, 
     for outcome in result:
         r = outcome.value
         assert r.image_id == local_id
-        if r.mode == "none":  # another test of this session shipped it already
+        if r.mode == "none":  # test_run_remote.py (earlier in a full run) shipped it already
             continue
         assert r.mode == "full" and r.codec == "zstd"
         assert r.wire_bytes <= 0.55 * r.raw_bytes  # compressed on the wire
-    for host in gpu_hosts.hosts:  # the host's engine has the very same image
-        code, out = host.exec(["docker", "image", "inspect", "-f", "{{.Id}}", training_image])
-        assert code == 0 and out.strip() == local_id
-    again = shipmod.ship(docker_client, training_image, specs)
-    assert [(o.value.mode, o.value.wire_bytes) for o in again] == [("none", 0), ("none", 0)]
+    _assert_hosts_hold(gpu_hosts, training_image, local_id)
+    # The cold path, checked whatever ran before: an image no host has held.
+    cold = never_shipped(docker_client, tmp_path)
+    cold_id = docker_client.images.get(cold).id
+    result = shipmod.ship(docker_client, cold, specs)
+    assert result.ok, result.failed
+    for outcome in result:
+        r = outcome.value
+        assert (r.image_id, r.mode, r.layers_sent, r.codec) == (cold_id, "full", 1, "zstd")
+        assert r.raw_bytes > 3 * MIB and r.wire_bytes > 0
+        assert r.wire_bytes <= 0.55 * r.raw_bytes  # compressed on the wire
+    _assert_hosts_hold(gpu_hosts, cold, cold_id)
+    for ref in (training_image, cold):
+        again = shipmod.ship(docker_client, ref, specs)
+        assert [(o.value.mode, o.value.wire_bytes) for o in again] == [("none", 0), ("none", 0)]
 
 
 def test_one_line_change_ships_only_the_code_layers(docker_client, gpu_hosts, training_image, tmp_path):
@@ -69,7 +99,7 @@ def test_one_line_change_ships_only_the_code_layers(docker_client, gpu_hosts, tr
     assert result.ok, result.failed
     r = result.outcomes[0].value
     assert r.mode == "delta" and r.layers_sent == 1  # only the code layer travels
-    assert "settings.py" in image.layers[-1].created_by or "COPY" in image.layers[-1].created_by
+    assert "in /app/src/settings.py" in image.layers[-1].created_by  # the one-line change's layer
     full_archive = sum(lay.size for lay in image.layers)
     assert r.raw_bytes < 32 * 1024 and r.wire_bytes < 8 * 1024  # one layer + config + manifest
     assert r.wire_bytes <= 0.001 * full_archive  # the figure of the issue: <= 0.1% of the bytes
