@@ -95,13 +95,13 @@ def register_model(
         key = name or fn.__name__
         if key in _REGISTRY and _REGISTRY[key].builder is not fn:
             raise ValueError(f"model {key!r} is registered twice")
-        doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
+        doc_lines = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[key] = ModelInfo(
             name=key,
             builder=fn,
             family=family,
             task=task,
-            description=doc if isinstance(doc, str) else (doc[0] if doc else ""),
+            description=description or (doc_lines[0] if doc_lines else ""),
             reference=dict(reference or {}),
             small=dict(small or {}),
             input_shape=tuple(input_shape),
