@@ -251,9 +251,14 @@ def parse_stream(
     chunks: Iterable[dict[str, Any]],
     build: str = "image",
     clock: Callable[[], float] = time.monotonic,
+    *,
+    parser: StreamParser | None = None,
 ) -> Iterator[Event]:
-    """All events of a finished or live stream, in order (the last is succeeded or failed)."""
-    parser = StreamParser(build, clock)
+    """All events of a finished or live stream, in order (the last is succeeded or failed).
+
+    Reading stops at the first failure. Pass ``parser`` to read its steps and image id after.
+    """
+    parser = parser or StreamParser(build, clock)
     for chunk in chunks:
         yield from parser.feed(chunk)
         if parser.failed is not None:

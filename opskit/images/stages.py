@@ -29,6 +29,7 @@ from opskit.images.events import (
     StepDone,
     StepOutput,
     StreamParser,
+    parse_stream,
 )
 from opskit.images.wheelhouse import ensure_wheelhouse, requirements_key
 
@@ -159,14 +160,8 @@ def run_build(
             tag=call.tag, buildargs=call.build_args, nocache=call.no_cache,
             rm=True, forcerm=True, pull=False, decode=True, timeout=SILENCE_TIMEOUT,
         )
-        for chunk in stream:
-            for event in parser.feed(chunk):
-                emit(event)
-            if parser.failed is not None:
-                break
-        else:
-            for event in parser.finish():
-                emit(event)
+        for event in parse_stream(stream, parser=parser):
+            emit(event)
     except APIError as exc:
         raise BuildError(f"the engine refused the {what} build: {exc.explanation or exc}",
                          "check the recipe's syntax") from exc
