@@ -41,13 +41,6 @@ class TrainArgs:
         d["input"] = list(self.input) if self.input else None
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainArgs:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if known.get("input"):
-            known["input"] = tuple(known["input"])
-        return cls(**known)
-
 
 def _shape(text: str) -> tuple:
     try:

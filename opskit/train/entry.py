@@ -168,7 +168,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     shape = data_input_shape(task, train_ds)
     if shape is not None:
         check_input(model, shape, info.name)
-    resume_path, state = load_resume(args, info.name, model_cfg, model)
+    state = load_resume(args, info.name, model_cfg, model)
     steps_per_epoch = len(train_ds) // (args.batch_size * dist.world_size)
     if steps_per_epoch == 0:
         raise TrainUsageError(
@@ -202,21 +202,22 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
         on_step=on_step,
     )
     if state is not None:
-        trainer.restore(state, str(resume_path))
+        trainer.restore(state)
     return trainer, state is not None
 
 
-def load_resume(args: TrainArgs, name: str, model_cfg: dict, model: Any) -> tuple:
-    """(path, state) of the checkpoint to resume from, checked and loaded into ``model``."""
+def load_resume(args: TrainArgs, name: str, model_cfg: dict, model: Any) -> dict | None:
+    """The state of the checkpoint to resume from (None without --resume), checked and its
+    weights loaded into ``model``."""
     from opskit.train import checkpoint as ckpt
 
     if not args.resume:
-        return None, None
+        return None
     path = Path(args.out) / "checkpoints" / "last.pt" if args.resume == "auto" else args.resume
     state = ckpt.load_checkpoint(path)
     ckpt.check_matches(state, path, name, model_cfg)
     ckpt.load_model_state(model, state["model"], path)
-    return path, state
+    return state
 
 
 def make_context(args: TrainArgs, dist: Any):

@@ -245,7 +245,7 @@ class Trainer:
             ckpt.save_checkpoint(self.files.last, self.state())
         barrier(self.dist)
 
-    def restore(self, state: dict, path: str) -> None:
+    def restore(self, state: dict) -> None:
         """Put optimizer, scheduler, scaler, position and RNG state back (model: see build)."""
         for obj, saved in zip(self.ctx.optimizers, state["optimizers"], strict=True):
             obj.load_state_dict(saved)
