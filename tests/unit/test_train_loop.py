@@ -171,8 +171,20 @@ def test_channels_last_and_amp_run_on_cpu(tmp_path, flag):
     args = parse_args(["lenet", "--small", "--steps", "2", "--batch-size", "8", "--out",
                        str(tmp_path), "--train-samples", "32", "--val-samples", "8",
                        "--threads", "1", "--progress", "none", "--device", "cpu", flag])  # fmt: skip
-    assert train(args) == 0
+    seen = {}
+
+    def inspect(trainer):  # what the flag changed in the running loop
+        x, _ = trainer.batch_at(0)
+        seen["nhwc"] = x.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), trainer.ctx.autocast():
+            seen["dtype"] = trainer.model(x).dtype
+
+    assert train(args, on_step=inspect) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    if flag == "--channels-last":
+        assert seen == {"nhwc": True, "dtype": torch.float32}
+    else:
+        assert seen == {"nhwc": False, "dtype": torch.bfloat16}  # bf16 autocast on CPU
 
 
 def test_progress_bar_on_a_terminal():
