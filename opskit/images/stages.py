@@ -61,6 +61,7 @@ class StepFailed(BuildError):
 def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
     """The base image's id; pulled when the profile allows and the engine lacks it."""
     from docker.errors import APIError, ImageNotFound
+    from docker.utils import parse_repository_tag
 
     try:
         return client.images.get(base).id
@@ -73,9 +74,9 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
                          "never pulls)", bootstrap_hint)
     emit(PhaseStarted("pull", base))
     t0 = time.monotonic()
-    repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "latest")
+    repo, tag = parse_repository_tag(base)  # NAME:TAG, REGISTRY:PORT/NAME, NAME@sha256:...
     try:
-        for chunk in client.api.pull(repo, tag=tag, stream=True, decode=True):
+        for chunk in client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
             if "error" in chunk:
                 raise APIError(chunk["error"])
         image = client.images.get(base)

@@ -234,3 +234,8 @@ def test_missing_base_is_pulled_only_where_the_profile_allows() -> None:
                     lambda e: None)
     assert client.pulled == [("pytorch/pytorch", "2.5.1-cuda12.4-cudnn9-runtime")]
     assert "docker load" in (info.value.hint or "") and "--profile offline" in (info.value.hint or "")
+    digest = "sha256:" + "ab" * 32
+    for ref in ("localhost:5000/team/base", f"team/base@{digest}"):
+        with pytest.raises(UsageError, match="cannot be pulled"):
+            ensure_base(client, ref, recipes.PROFILES["gpu"], lambda e: None)
+    assert client.pulled[1:] == [("localhost:5000/team/base", "latest"), ("team/base", digest)]
