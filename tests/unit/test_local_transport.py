@@ -59,7 +59,8 @@ def test_files(tmp_path: Path) -> None:
         fh.write(b"data")
     t.rename(str(tmp_path / "a" / "f.part"), str(tmp_path / "a" / "f"))
     assert t.listdir(str(tmp_path / "a")) == ["b", "f"]
-    assert t.stat(str(tmp_path / "a" / "f")).size == 4
+    st = t.stat(str(tmp_path / "a" / "f"))
+    assert (st.size, st.is_dir) == (4, False)
     assert t.stat(str(tmp_path / "a")).is_dir
     assert t.stat(str(tmp_path / "nope")) is None
     assert t.sha256(str(tmp_path / "a" / "f")) == (
