@@ -74,6 +74,15 @@ def test_npz_round_trip(tmp_path):
     assert train.tensors[1].dtype == torch.long
 
 
+def test_save_npz_refuses_a_dtype_npy_lacks_and_leaves_nothing(tmp_path):
+    path = tmp_path / "d.npz"
+    save_npz(path, x=torch.zeros(2))
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="array 'y': dtype torch.bfloat16"):
+        save_npz(path, x=torch.ones(2), y=torch.zeros(2, dtype=torch.bfloat16))
+    assert [p.name for p in tmp_path.iterdir()] == ["d.npz"] and path.read_bytes() == before
+
+
 def test_npz_uint8_images_are_scaled_and_val_arrays_used(tmp_path):
     path = tmp_path / "d.npz"
     x = torch.full((4, 1, 2, 2), 255, dtype=torch.uint8)

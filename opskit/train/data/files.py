@@ -97,20 +97,27 @@ def read_npz(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def save_npz(path: str | os.PathLike, **arrays: torch.Tensor) -> None:
     """Write tensors as an ``.npz`` numpy can read (temp name, then rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
-        for key, t in arrays.items():
-            t = t.detach().cpu().contiguous()
-            descr = ("|" if t.element_size() == 1 else "<") + _NAMES[t.dtype]
-            header = repr({"descr": descr, "fortran_order": False, "shape": tuple(t.shape)})
-            pad = 64 - (10 + len(header) + 1) % 64
-            header_bytes = (header + " " * pad + "\n").encode("latin1")
-            data = _tensor_bytes(t)
-            zf.writestr(
-                key + ".npy",
-                _MAGIC + b"\x01\x00" + struct.pack("<H", len(header_bytes)) + header_bytes + data,
-            )
-    os.replace(tmp, path)
+    for key, t in arrays.items():
+        if t.dtype not in _NAMES:
+            raise ValueError(f"array {key!r}: dtype {t.dtype} has no .npy equivalent here")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for key, t in arrays.items():
+                zf.writestr(key + ".npy", _npy_bytes(t.detach().cpu().contiguous()))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _npy_bytes(t: torch.Tensor) -> bytes:
+    """One array in .npy format version 1.0 (header padded to 64 bytes)."""
+    descr = ("|" if t.element_size() == 1 else "<") + _NAMES[t.dtype]
+    header = repr({"descr": descr, "fortran_order": False, "shape": tuple(t.shape)})
+    pad = 64 - (10 + len(header) + 1) % 64
+    header_bytes = (header + " " * pad + "\n").encode("latin1")
+    prefix = _MAGIC + b"\x01\x00" + struct.pack("<H", len(header_bytes))
+    return prefix + header_bytes + _tensor_bytes(t)
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
