@@ -26,8 +26,14 @@ from typing import Any
 
 import pytest
 
-from opskit.errors import BuildError, OpskitError
-from opskit.testing.sshd import SSHTestBed, image_dir_hash, ssh_host_image
+from opskit.errors import OpskitError
+from opskit.testing.sshd import (
+    SSHTestBed,
+    build_test_image,
+    files_hash,
+    image_dir_hash,
+    ssh_host_image,
+)
 
 IMAGE_DIR = Path(__file__).parent / "images" / "gpuhost"
 FAKE_BIN_DIR = Path(__file__).parent / "bin"
@@ -39,9 +45,6 @@ FALLBACK_RUN_KWARGS: dict[str, Any] = {
     "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
     "cgroupns": "host",
 }
-# What the fake nvidia-smi reports on the test hosts (one GPU line per entry, CSV fields in
-# the order of opskit.testing.bin/nvidia-smi's data file).
-DEFAULT_GPU_ENV: dict[str, str] = {}
 DEFAULT_DISK = "6g"  # tmpfs for each host's /var/lib/docker (memory is used only as filled)
 
 
@@ -55,47 +58,26 @@ def _context_files() -> dict[str, Path]:
     return files
 
 
-def _context_hash(extra: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256(extra.encode())
-    for rel, path in sorted(_context_files().items()):
-        h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def gpu_host_image(client: Any, base_image: str) -> str:
     """Tag of the GPU-host image (built once on the SSH test-host image, reused by tag)."""
-    from docker.errors import BuildError as DockerBuildError
     from docker.errors import ImageNotFound
 
     sshd_tag = ssh_host_image(client, base_image)
     sshd_id = client.images.get(sshd_tag).id
-    tag = f"{IMAGE_REPO}:{_context_hash(sshd_id + image_dir_hash())}"
+    files = _context_files()
+    tag = f"{IMAGE_REPO}:{files_hash(files, sshd_id + image_dir_hash())}"
     try:
         client.images.get(tag)
         return tag
-    except ImageNotFound:
+    except ImageNotFound:  # not built yet: copy the context (image folder + fake bin/) and build
         pass
     with tempfile.TemporaryDirectory(prefix="opskit-gpuhost-") as ctx:
         (Path(ctx) / "bin").mkdir()
-        for rel, src in _context_files().items():
+        for rel, src in files.items():
             dst = Path(ctx) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-        try:
-            client.images.build(
-                path=ctx, tag=tag, buildargs={"BASE": sshd_tag}, rm=True, forcerm=True,
-                pull=False, labels={LABEL: "gpu-host"},
-            )
-        except DockerBuildError as exc:
-            tail = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)
-            raise BuildError(
-                f"building the GPU test-host image {tag} failed: {exc.msg}\n{tail[-2000:]}",
-                "apt-get inside 'docker build' must reach the Debian mirror",
-            ) from exc
-    return tag
+        return build_test_image(client, ctx, tag, sshd_tag, "gpu-host")
 
 
 @functools.lru_cache(maxsize=8)
@@ -153,7 +135,7 @@ def gpu_host_run_kwargs(
     if not kwargs.get("privileged"):
         mounts.append(Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False))
     kwargs["mounts"] = mounts
-    kwargs["environment"] = {**DEFAULT_GPU_ENV, **(environment or {})}
+    kwargs["environment"] = dict(environment or {})
     kwargs["labels"] = {LABEL: "gpu-host"}
     return kwargs
 

@@ -50,14 +50,43 @@ DEFAULT_HOST_KEY_TYPES = ("ed25519", "ecdsa")
 
 
 # -- the image ----------------------------------------------------------------------------------
-def image_dir_hash(directory: Path = IMAGE_DIR, extra: str = "") -> str:
-    """A short hash of every file in the image's folder (names, modes and contents)."""
+def files_hash(files: dict[str, Path], extra: str = "") -> str:
+    """A short hash of a build context given as {relative path: file} (names, modes, contents)."""
     h = hashlib.sha256(extra.encode())
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        rel = path.relative_to(directory).as_posix()
+    for rel, path in sorted(files.items()):
         h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def image_dir_hash(directory: Path = IMAGE_DIR, extra: str = "") -> str:
+    """A short hash of every file in the image's folder (names, modes and contents)."""
+    return files_hash({p.relative_to(directory).as_posix(): p for p in directory.rglob("*") if p.is_file()}, extra)
+
+
+def build_test_image(client: Any, context: str, tag: str, base: str, what: str) -> str:
+    """``tag`` if the local engine has it; else build ``context`` as ``tag`` (build arg ``BASE``,
+    never pulling). A failed build raises BuildError with the log's tail."""
+    from docker.errors import BuildError as DockerBuildError
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(tag)
+        return tag
+    except ImageNotFound:  # not built yet for this base and context: build it below
+        pass
+    try:
+        client.images.build(
+            path=context, tag=tag, buildargs={"BASE": base},
+            rm=True, forcerm=True, pull=False, labels={LABEL: what},
+        )
+    except DockerBuildError as exc:
+        tail = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)[-2000:]
+        raise BuildError(
+            f"building the test-host image {tag} failed: {exc.msg}\n{tail}",
+            "apt-get inside 'docker build' must reach the Debian mirror",
+        ) from exc
+    return tag
 
 
 def ssh_host_image(client: Any, base_image: str) -> str:
@@ -66,28 +95,9 @@ def ssh_host_image(client: Any, base_image: str) -> str:
     The tag hashes the image folder and the base image's id, so a changed recipe or a
     rebuilt base gives a new tag instead of a stale image.
     """
-    from docker.errors import BuildError as DockerBuildError
-    from docker.errors import ImageNotFound
-
     base_id = client.images.get(base_image).id
     tag = f"{IMAGE_REPO}:{image_dir_hash(extra=base_id)}"
-    try:
-        client.images.get(tag)
-        return tag
-    except ImageNotFound:  # not built yet for this base and image folder: build it below
-        pass
-    try:
-        client.images.build(
-            path=str(IMAGE_DIR), tag=tag, buildargs={"BASE": base_image},
-            rm=True, forcerm=True, pull=False, labels={LABEL: "sshd-host"},
-        )
-    except DockerBuildError as exc:
-        tail = "".join(str(e.get("stream") or e.get("error") or "") for e in exc.build_log)[-2000:]
-        raise BuildError(
-            f"building the SSH test-host image {tag} failed: {exc.msg}\n{tail}",
-            "apt-get inside 'docker build' must reach the Debian mirror",
-        ) from exc
-    return tag
+    return build_test_image(client, str(IMAGE_DIR), tag, base_image, "sshd-host")
 
 
 # -- keys ---------------------------------------------------------------------------------------
