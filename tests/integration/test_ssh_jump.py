@@ -94,5 +94,6 @@ def test_proxycommand_scan_trust_and_run_take_the_same_route(ssh_testbed, tmp_pa
     assert f"{scanned.key_type} {scanned.key.get_base64()}" in host.host_keys
     hostkeys.trust(spec, scanned)
     assert known.read_text().splitlines()[-1].startswith("opskit-proxied.invalid ")
+    assert known.stat().st_mode & 0o777 == 0o600  # a new known_hosts file is private
     with SSHTransport(spec) as t:
         assert t.run(["hostname"]).stdout == host.exec(["hostname"])[1]
