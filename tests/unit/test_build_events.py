@@ -149,3 +149,16 @@ def test_events_serialise_with_their_kind() -> None:
 
 def test_clean_line_strips_colours_and_newlines() -> None:
     assert clean_line("\x1b[91merror: x\n\x1b[0m") == "error: x"
+
+
+def test_reading_stops_at_the_first_failure() -> None:
+    """run_build reads the engine's stream through parse_stream: nothing after an error."""
+
+    def stream():
+        yield from FAILED
+        raise AssertionError("the stream was read past the failure")
+
+    parser = StreamParser(clock=_clock())
+    events = list(parse_stream(stream(), parser=parser))
+    assert isinstance(events[-1], BuildFailed) and parser.failed == events[-1]
+    assert [s.index for s in parser.steps] == [1]  # the failed step is not a finished one
