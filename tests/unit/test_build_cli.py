@@ -19,6 +19,14 @@ from opskit.images.events import (
 )
 
 
+def test_cli_profile_choices_are_the_recipes_profiles() -> None:
+    """The CLI spells the profiles out (recipes is not imported for --help): same set, same order."""
+    from opskit.cli.images import PROFILES
+    from opskit.images.recipes import PROFILES as RECIPE_PROFILES
+
+    assert tuple(RECIPE_PROFILES) == PROFILES
+
+
 def test_build_args_are_key_value() -> None:
     assert _parse_build_args(("SYSTEM_PACKAGES=git curl", "X=a=b", "EMPTY=")) == {
         "SYSTEM_PACKAGES": "git curl", "X": "a=b", "EMPTY": ""}
