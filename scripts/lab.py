@@ -18,6 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from opskit import atomic
 from opskit.hosts.engine import local_docker_client
 from opskit.images.base import BaseRequest, bootstrap
 from opskit.testing.dind import start_gpu_hosts
@@ -42,7 +43,7 @@ def up(args: argparse.Namespace) -> int:
     bed.write_files()
     state = {"containers": [h.container.id for h in bed.hosts], "env": bed.env(),
              "hosts": bed.names}
-    _state(workdir).write_text(json.dumps(state, indent=2))
+    atomic.write_json(_state(workdir), state)
     print(f"lab up: {', '.join(bed.names)} (group @lab)", file=sys.stderr)
     print(_env_lines(state["env"]))
     return 0
@@ -63,13 +64,24 @@ def down(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no lab state at {path}", file=sys.stderr)
         return 1
+    from docker.errors import NotFound
+
     state = json.loads(path.read_text())
     client = local_docker_client()
+    left = []
     for cid in state["containers"]:
         try:
             client.containers.get(cid).remove(force=True, v=True)
+        except NotFound:
+            continue  # already gone
         except Exception as exc:  # noqa: BLE001 - reported, the others still go
             print(f"could not remove {cid[:12]}: {exc}", file=sys.stderr)
+            left.append(cid)
+    if left:  # keep the record of what is still there: test sessions never reap lab hosts
+        atomic.write_json(path, {**state, "containers": left})
+        print(f"lab down: {len(left)} container(s) left, listed in {path}; run 'down' again",
+              file=sys.stderr)
+        return 1
     path.unlink()
     print(f"lab down: removed {', '.join(state['hosts'])}", file=sys.stderr)
     return 0
