@@ -60,6 +60,7 @@ from opskit.images.stages import (
 from opskit.images.wheelhouse import read_requirements, with_torch, without
 
 SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
+GIT_TIMEOUT = 20  # seconds for each git command of the image labels (a build never waits on git)
 RUNTIME_SMOKE_TEST = b'''"""Smoke test of opskit's training runtime in this image: python test/test_runtime.py"""
 import opskit.models
 import opskit.train  # noqa: F401
@@ -291,14 +292,15 @@ def _context(plan: BuildPlan, recipe: Callable[[str], bytes], emit: EventCallbac
 def git_state(path: str) -> tuple[str, str]:
     """(commit, dirty) of the git work tree holding ``path``; ("unknown", "unknown") outside one."""
     def git(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", path, *argv], capture_output=True, text=True)
+        return subprocess.run(["git", "-C", path, *argv], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT)
 
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return "unknown", "unknown"
         status = git("status", "--porcelain", "--", ".")
-    except FileNotFoundError:  # no git on this host
+    except (FileNotFoundError, subprocess.TimeoutExpired):  # no git here, or a git that hangs
         return "unknown", "unknown"
     return head.stdout.strip(), "true" if status.stdout.strip() else "false"
 

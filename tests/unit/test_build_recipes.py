@@ -239,3 +239,33 @@ def test_missing_base_is_pulled_only_where_the_profile_allows() -> None:
         with pytest.raises(UsageError, match="cannot be pulled"):
             ensure_base(client, ref, recipes.PROFILES["gpu"], lambda e: None)
     assert client.pulled[1:] == [("localhost:5000/team/base", "latest"), ("team/base", digest)]
+
+
+def test_git_state_of_a_work_tree_and_outside_one(tmp_path: Path) -> None:
+    import subprocess
+
+    from opskit.images.build import git_state
+
+    assert git_state(str(tmp_path)) == ("unknown", "unknown")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid", "PATH": "/usr/bin:/bin"}
+    (tmp_path / "a.py").write_text("A = 1\n")
+    for argv in (["init", "-q"], ["add", "a.py"], ["commit", "-q", "-m", "a"]):
+        subprocess.run(["git", "-C", str(tmp_path), *argv], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert git_state(str(tmp_path)) == (head, "false")
+    (tmp_path / "a.py").write_text("A = 2\n")
+    assert git_state(str(tmp_path)) == (head, "true")
+
+
+def test_a_git_that_hangs_gives_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opskit.images import build
+
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    monkeypatch.setattr(build, "GIT_TIMEOUT", 0.5)
+    assert build.git_state(str(tmp_path)) == ("unknown", "unknown")
