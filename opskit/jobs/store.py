@@ -73,8 +73,8 @@ class RunStore:
         for run_id in self.list_ids():
             try:
                 cards.append(self.load(run_id))
-            except UsageError:
-                continue  # a broken card is shown by 'opskit runs list' as missing
+            except UsageError as exc:  # a broken card is listed as such, with what is wrong
+                cards.append({"run_id": run_id, "state": "broken", "error": exc.message})
         return cards
 
 

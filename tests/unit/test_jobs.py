@@ -239,3 +239,20 @@ def test_preflight_refuses_a_login_user_without_a_home():
     ident = ("sh", "-c", 'id -u; id -g; printf "%s\\n" "$HOME"')
     with pytest.raises(JobError, match=r"gpu1: the login user's \$HOME is '', not an absolute path"):
         gather_facts(FakeTransport("gpu1", {ident: "1000\n1000\n\n"}))
+
+
+def test_runs_list_shows_a_broken_card_instead_of_hiding_it(tmp_path, opskit_cli):
+    import json
+
+    from opskit.jobs.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    store.save("good-1", {"run_id": "good-1", "host": "gpu1", "model": "lenet", "state": "exited"})
+    store.card_path("bad-1").parent.mkdir(parents=True)
+    store.card_path("bad-1").write_text('{"run_id": "bad-1", "sta')  # cut short
+    code, out, _ = opskit_cli("runs", "list", "--json", "--runs-dir", str(tmp_path / "runs"))
+    cards = {c["run_id"]: c for c in json.loads(out)}
+    assert code == 0 and cards["good-1"]["state"] == "exited"
+    assert cards["bad-1"]["state"] == "broken" and "bad-1/job.json: not valid JSON" in cards["bad-1"]["error"]
+    code, out, _ = opskit_cli("runs", "list", "--runs-dir", str(tmp_path / "runs"))
+    assert "bad-1" in out and "broken" in out
