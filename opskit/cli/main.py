@@ -56,17 +56,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="opskit")
-@click.option("--traceback", is_flag=True, help="Show the full Python stack on errors.")
-@click.pass_context
-def cli(ctx: click.Context, traceback: bool) -> None:
+@click.option("--traceback", is_flag=True, expose_value=False,  # main() reads it from argv
+              help="Show the full Python stack on errors.")
+def cli() -> None:
     """opskit: host checks, layered GPU images and remote training from one command line.
 
     Hosts: no --host means this machine; --host NAME (repeatable) reaches hosts through
     ~/.ssh/config and the inventory; --host @group expands a group.
     Exit codes: 0 all well, 1 a check or a host failed, 2 bad usage or configuration.
     """
-    ctx.ensure_object(dict)
-    ctx.obj["traceback"] = traceback
 
 
 def _want_traceback(argv: list[str]) -> bool:
