@@ -69,12 +69,6 @@ def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def short_instruction(text: str, width: int = 60) -> str:
-    from opskit.images.layers import short_instruction as short
-
-    return short(text, width)
-
-
 class BuildView:
     """Renders build events: one line per finished step, a spinner on the running one (tty)."""
 
@@ -96,6 +90,8 @@ class BuildView:
         elif kind == "step_done":
             self.stop()
             if event.status != "meta":
+                from opskit.images.layers import short_instruction
+
                 mark = {"cached": "cached", "built": "built ", "from": "from  "}[event.status]
                 self._line(f"  {event.build:5} [{event.index:>2}/{event.total}] {mark} "
                            f"{event.seconds:6.2f}s  {short_instruction(event.instruction, 48)}")
