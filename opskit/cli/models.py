@@ -146,7 +146,7 @@ def _print_summary(data: dict, depth: int | None) -> None:
     table = []
     for r in rows:
         label = "  " * r["depth"] + r["name"]
-        params = f"{r['params']:,}" if r["params"] or not r["is_block"] else "0"
+        params = f"{r['params']:,}"
         cells = [label, r["kind"], _fmt(r["output_shape"]), params] if data["shapes"] else [
             label, r["kind"], params]
         table.append(cells)
