@@ -121,7 +121,11 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
         card["host_snapshot"] = host_snapshot(transport, emit)
         card["preflight"] = [c.to_dict() for c in checks]
         store.save(job.run_id, card)
-        launch.start_container(transport, job, facts, image.image_id)
+        try:
+            launch.start_container(transport, job, facts, image.image_id)
+        except Exception as exc:  # the card must not say "starting" for a run that never will
+            store.update(job.run_id, state="not-started", error=str(exc))
+            raise
         card = store.update(job.run_id, state="running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             host_home=facts.home)
         emit(spec.name, f"started run {job.run_id} (container {job.container})")

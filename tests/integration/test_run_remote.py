@@ -214,3 +214,13 @@ def test_bad_model_or_option_fails_before_anything_travels(hosts, env, training_
     assert container_state(hosts, h2, "rt-bad") == "absent"
     res = opskit(env, "logs", "rt-nope")
     assert res.returncode == 2 and "unknown run ID 'rt-nope'" in res.stderr
+
+
+def test_a_run_the_engine_refuses_is_recorded_as_not_started(hosts, env, training_image):
+    h2 = hosts.names[1]
+    res = opskit(env, "run-remote", "--host", h2, "--image", training_image, "--run-id", "rt-refused",
+                 "--memory", "1m", *QUICK)  # the engine's minimum memory limit is 6 MB
+    assert res.returncode == 1 and f"{h2}: the engine would not start run rt-refused" in res.stderr, res.stderr
+    assert container_state(hosts, h2, "rt-refused") == "absent"
+    card = json.loads((Path(env["OPSKIT_RUNS_DIR"]) / "rt-refused" / "job.json").read_text())
+    assert card["state"] == "not-started" and "would not start" in card["error"]
