@@ -171,9 +171,10 @@ def validate_train_args(model: str, train_args: list[str]) -> dict:
         ) from None
     import warnings
 
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
-        from opskit.models.registry import UnknownModelError, get_model_info
+        with warnings.catch_warnings():  # torch without NumPy warns at import; not the caller's concern
+            warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+            from opskit.models.registry import UnknownModelError, get_model_info
     except ImportError:  # an ops-only install without torch: the image's entry checks it
         return parsed.to_dict()
     try:
