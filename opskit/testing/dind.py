@@ -32,6 +32,7 @@ from opskit.testing.sshd import (
     build_test_image,
     files_hash,
     image_dir_hash,
+    remove_orphans,
     ssh_host_image,
 )
 
@@ -184,6 +185,7 @@ def gpu_host_image_tag(docker_client: Any, base_image: str) -> str:
 @pytest.fixture(scope="session")
 def gpu_hosts(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory):
     """Two Docker-in-Docker GPU hosts over SSH (``opskit-gpu-1``, ``opskit-gpu-2``)."""
+    remove_orphans(docker_client)  # a killed session's hosts hold gigabytes of tmpfs
     bed = start_gpu_hosts(
         docker_client, 2, workdir=str(tmp_path_factory.mktemp("gpuhosts")), base_image=base_image
     )
@@ -206,6 +208,7 @@ def training_image(docker_client: Any, base_image: str) -> str:
 def small_disk_host(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory):
     """One GPU host whose engine has only 400 MB of disk (a real, small tmpfs): too full for
     the training image."""
+    remove_orphans(docker_client)
     bed = start_gpu_hosts(
         docker_client, 1, workdir=str(tmp_path_factory.mktemp("smalldisk")), base_image=base_image,
         name_prefix="opskit-tiny", disk="400m",
