@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -161,11 +160,10 @@ def test_ctrl_c_detaches_then_cancel_checkpoints_and_collects(hosts, env, traini
         proc.kill()
     assert proc.returncode == 130 and "opskit logs rt-cancel -f" in err, out + err
     assert container_state(hosts, h1, "rt-cancel") == "running"
-    t0 = time.monotonic()
     res = opskit(env, "cancel", "rt-cancel", "--grace", "60", "--json")
     assert res.returncode == 0, res.stderr
     state = json.loads(res.stdout)
-    assert state["state"] == "interrupted" and state["exit_code"] == 143 and time.monotonic() - t0 < 60
+    assert state["state"] == "interrupted" and state["exit_code"] == 143  # 143, not 137: SIGTERM honoured, no kill
     got = opskit(env, "collect", "rt-cancel")
     assert got.returncode == 0, got.stderr
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-cancel"
