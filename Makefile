@@ -23,27 +23,27 @@ $(STAMP): pyproject.toml
 host:
 	bash scripts/setup-host.sh
 
-test: setup host
+test: host setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
 
 unit: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
 
-integration: setup host
+integration: host setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/integration
 
 # The main job on this machine as the host: build the training image (offline base), run a
 # small LeNet on it, follow the logs and bring the results back verified into runs/.
 DEMO_ARGS ?= lenet --small --steps 50
 
-demo: setup host
+demo: host setup
 	$(BIN)/opskit status
 	$(BIN)/opskit run-remote --host localhost $(DEMO_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-bench: setup host
+bench: host setup
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
