@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -177,11 +178,11 @@ def ensure_wheelhouse(
 def _download(requirements: list[str], dest: Path, python_version: str, log: Callable[[str], None]) -> None:
     req_file = dest / ".requirements.in"
     req_file.write_text("".join(r + "\n" for r in requirements))
+    target = ([] if python_version == host_python_version()
+              else ["--python-version", python_version, "--only-binary=:all:"])
     argv = [sys.executable, "-m", "pip", "download", "--dest", str(dest), "--progress-bar", "off",
-            "-r", str(req_file)]
-    if python_version != host_python_version():
-        argv += ["--python-version", python_version, "--only-binary=:all:"]
-    log("$ " + " ".join(argv[1:]))
+            "-r", str(req_file), *target]
+    log("$ " + shlex.join(argv[1:]))
     proc = subprocess.run(argv, capture_output=True, text=True)
     req_file.unlink()
     if proc.returncode == 0:
@@ -195,8 +196,11 @@ def _download(requirements: list[str], dest: Path, python_version: str, log: Cal
             "check the name and version in requirements.txt; offline, pip sees only the sources in "
             "'pip config list' (a local index or --find-links folder), so add the wheel there",
         )
+    # The temporary -r file and --dest folder are gone by now: a command that works on its own.
+    again = shlex.join([sys.executable, "-m", "pip", "download", "--dest", "wheelhouse", *target,
+                        *requirements])
     raise BuildError(f"pip download failed (exit {proc.returncode}):\n  {tail}",
-                     "run the pip command above by hand to see why")
+                     f"run this by hand to see why: {again}")
 
 
 def _load(path: Path, key: str, *, reused: bool) -> Wheelhouse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -125,8 +126,11 @@ def test_unresolvable_requirement_names_the_package(monkeypatch: pytest.MonkeyPa
 
 def test_other_pip_failures_are_build_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _fake_pip(monkeypatch, [], fail="ERROR: disk full")
-    with pytest.raises(BuildError, match="disk full"):
-        wh.ensure_wheelhouse(["x"], cache_dir=tmp_path)
+    with pytest.raises(BuildError, match="disk full") as info:
+        wh.ensure_wheelhouse(["x>=1 ; python_version>'3'"], cache_dir=tmp_path)
+    # The hint is a command that works on its own (the temporary -r file and --dest are gone).
+    assert info.value.hint == "run this by hand to see why: " + shlex.join(
+        [sys.executable, "-m", "pip", "download", "--dest", "wheelhouse", "x>=1 ; python_version>'3'"])
 
 
 def test_damaged_wheelhouse_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
