@@ -18,6 +18,7 @@ columns of one run, not runs on different machines.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -49,6 +50,8 @@ def opskit_run(args: TrainArgs, warmup: int) -> tuple[tuple[float, float], list[
     """(images/s wall, images per CPU-s) of the real entry over steps warmup..steps-1."""
     marks: dict[int, tuple] = {}
     last = args.steps - 1
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args = dataclasses.replace(args, out=tempfile.mkdtemp(dir=args.out))  # one folder a run
 
     def hook(trainer):
         if trainer.step in (warmup, last):

@@ -163,6 +163,8 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     info, model_cfg, task = resolve(args)
+    if dist.is_main:  # torchrun stops the other ranks when this one fails
+        check_out_is_free(args)
     model = build_model(task, info, model_cfg)
     train_ds, val_ds = task.datasets(args.seed)
     shape = data_input_shape(task, train_ds)
@@ -204,6 +206,21 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     if state is not None:
         trainer.restore(state)
     return trainer, state is not None
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "run_card.json", "checkpoints/last.pt")
+
+
+def check_out_is_free(args: TrainArgs) -> None:
+    """Without --resume, never write over the results of an earlier run in --out."""
+    if args.resume:
+        return
+    found = [name for name in RUN_FILES if (Path(args.out) / name).exists()]
+    if found:
+        raise TrainUsageError(
+            f"--out {args.out} already holds a run ({', '.join(found)}); nothing was changed",
+            "continue it with --resume, or give another --out",
+        )
 
 
 def load_resume(args: TrainArgs, name: str, model_cfg: dict, model: Any) -> dict | None:

@@ -136,3 +136,12 @@ def test_model_arg_value_the_builder_refuses_exits_2(capsys, tmp_path):
     assert code == 2
     assert "dcgan" in err and "image_size" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_second_run_into_the_same_out_is_refused_and_changes_nothing(capsys, tmp_path):
+    out = tmp_path / "o"
+    assert run(capsys, "lenet", *BASE, "--out", str(out))[0] == 0
+    before = {p.name: digest(p) for p in out.rglob("*") if p.is_file()}
+    code, err = run(capsys, "lenet", *BASE, "--out", str(out))
+    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert {p.name: digest(p) for p in out.rglob("*") if p.is_file()} == before
