@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any
 
 from opskit import __version__
 from opskit.errors import UsageError
+from opskit.gitinfo import git_facts
 from opskit.images import recipes
 from opskit.images.context import BuildContext, make_context, project_files, tree_files
 from opskit.images.events import (
@@ -60,7 +60,6 @@ from opskit.images.stages import (
 from opskit.images.wheelhouse import read_requirements, with_torch, without
 
 SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
-GIT_TIMEOUT = 20  # seconds for each git command of the image labels (a build never waits on git)
 RUNTIME_SMOKE_TEST = b'''"""Smoke test of opskit's training runtime in this image: python test/test_runtime.py"""
 import opskit.models
 import opskit.train  # noqa: F401
@@ -290,19 +289,12 @@ def _context(plan: BuildPlan, recipe: Callable[[str], bytes], emit: EventCallbac
 
 
 def git_state(path: str) -> tuple[str, str]:
-    """(commit, dirty) of the git work tree holding ``path``; ("unknown", "unknown") outside one."""
-    def git(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", path, *argv], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return "unknown", "unknown"
-        status = git("status", "--porcelain", "--", ".")
-    except (FileNotFoundError, subprocess.TimeoutExpired):  # no git here, or a git that hangs
+    """(commit, dirty) of the git work tree holding ``path``, as label values; ("unknown",
+    "unknown") outside one or when git does not answer in time."""
+    facts = git_facts(path, only_path=True)
+    if facts.commit is None or facts.dirty is None:
         return "unknown", "unknown"
-    return head.stdout.strip(), "true" if status.stdout.strip() else "false"
+    return facts.commit, "true" if facts.dirty else "false"
 
 
 def image_labels(

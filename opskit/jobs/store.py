@@ -8,15 +8,13 @@ files were collected and verified. Every write is atomic (temp name + rename).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opskit import atomic
+from opskit import atomic, gitinfo
 from opskit.errors import UsageError
 from opskit.jobs.spec import check_run_id
 
@@ -80,19 +78,4 @@ class RunStore:
 
 def git_facts(cwd: str | None = None) -> dict:
     """The project's git commit and a hash of uncommitted changes (tracked diff + untracked)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=20, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.decode("utf-8", "replace") if res.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None, "changes_sha256": None}
-    diff = git("diff", "HEAD", "--binary") or ""
-    untracked = git("ls-files", "--others", "--exclude-standard") or ""
-    dirty = bool(diff.strip() or untracked.strip())
-    digest = hashlib.sha256((diff + "\0" + untracked).encode()).hexdigest() if dirty else None
-    return {"commit": commit.strip(), "dirty": dirty, "changes_sha256": digest}
+    return gitinfo.git_facts(cwd).to_dict()

@@ -260,6 +260,7 @@ def test_git_state_of_a_work_tree_and_outside_one(tmp_path: Path) -> None:
 
 
 def test_a_git_that_hangs_gives_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opskit import gitinfo
     from opskit.images import build
 
     fake = tmp_path / "bin" / "git"
@@ -267,5 +268,5 @@ def test_a_git_that_hangs_gives_unknown(tmp_path: Path, monkeypatch: pytest.Monk
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
-    monkeypatch.setattr(build, "GIT_TIMEOUT", 0.5)
+    monkeypatch.setattr(gitinfo, "GIT_TIMEOUT", 0.5)
     assert build.git_state(str(tmp_path)) == ("unknown", "unknown")
