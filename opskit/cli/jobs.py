@@ -258,27 +258,17 @@ def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: 
 def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None,
             remove_remote: bool) -> int:
     """Bring a run's results into runs/RUN/ over SFTP, sha256-verified against the host."""
-    from opskit.images.ship import remote_home
-    from opskit.jobs import collect as collectmod
-    from opskit.jobs import launch
+    from opskit.jobs import launch, runner
 
     store = _store(runs_dir)
     transport, card = _run_transport(run_id, hosts, inventory, runs_dir)
     try:
-        home = (card or {}).get("host_home") or remote_home(transport)
         container = launch.find_container(transport, run_id)
         state = launch.job_state(container, transport.host) if container is not None else None
-        res = collectmod.collect(transport, run_id, home, store.path(run_id), remove_remote=remove_remote)
+        res = runner.collect_results(transport, run_id, store, card, state=state,
+                                     remove_remote=remove_remote)
     finally:
         transport.close()
-    record = {"collected": {"files": res.files, "verified": True, "removed_remote": res.removed_remote}}
-    if state is not None:
-        record.update(state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
-    if card is None:
-        record.update(run_id=run_id, host=transport.host, host_home=home)
-        store.save(run_id, record)
-    else:
-        store.update(run_id, **record)
     if as_json:
         print_json(res.to_dict())
     else:

@@ -187,19 +187,35 @@ def follow(transport: Transport, run_id: str, on_line: LineFn | None) -> None:
         raise Detached(transport.host, run_id, "lost the connection while following (the log stream ended)", 1)
 
 
+def collect_results(
+    transport: Transport, run_id: str, store: RunStore, card: dict | None, *,
+    state: Any = None, remove_remote: bool = False,
+) -> collectmod.CollectResult:
+    """Collect and verify a run's results into the store and record that (and ``state``, a
+    ``launch.JobState``, when known) in its card; a card is made for a run started elsewhere."""
+    home = (card or {}).get("host_home") or shipmod.remote_home(transport)
+    res = collectmod.collect(transport, run_id, home, store.path(run_id), remove_remote=remove_remote)
+    record: dict[str, Any] = {"collected": {
+        "files": res.files, "verified": True, "removed_remote": res.removed_remote,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }}
+    if state is not None:
+        record.update(state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
+    if card is None:
+        store.save(run_id, {"run_id": run_id, "host": transport.host, "host_home": home, **record})
+    else:
+        store.update(run_id, **record)
+    return res
+
+
 def finish(transport: Transport, run_id: str, store: RunStore, remove_remote: bool = False) -> RunOutcome:
     """After the run ended: record its state, collect and verify its results."""
     state = launch.wait_exit(transport, run_id)
     card = store.update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed,
                         finished=state.finished, duration=state.duration)
-    home = card.get("host_home") or shipmod.remote_home(transport)
-    local_dir = store.path(run_id)
-    res = collectmod.collect(transport, run_id, home, local_dir, remove_remote=remove_remote)
-    store.update(run_id, collected={"files": res.files, "verified": True,
-                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                    "removed_remote": res.removed_remote})
+    res = collect_results(transport, run_id, store, card, remove_remote=remove_remote)
     return RunOutcome(run_id, transport.host, state.state, state.exit_code, state.oom_killed,
-                      sorted(res.files), str(local_dir))
+                      sorted(res.files), res.local_dir)
 
 
 def run_remote(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> RunOutcome | None:

@@ -94,3 +94,23 @@ def test_remote_copies_kept_when_a_local_copy_does_not_verify(host, tmp_path):
     with pytest.raises(ChecksumMismatch, match="summary.json"):
         collectmod.remove_remote_copies(LocalTransport(), None, str(run_dir), local, res.files)
     assert all((run_dir / rel).read_bytes() == data for rel, data in RESULTS.items())
+
+
+def test_collect_results_records_a_run_started_elsewhere_and_updates_a_known_one(host, tmp_path, monkeypatch):
+    from opskit.jobs import runner
+    from opskit.jobs.store import RunStore
+
+    home, _ = host
+    monkeypatch.setenv("HOME", str(home))  # the local "host"'s home, where its runs live
+    store = RunStore(tmp_path / "runs")
+    res = runner.collect_results(LocalTransport(), "r1", store, None)
+    card = store.load("r1")
+    assert (card["run_id"], card["host"], card["host_home"]) == ("r1", "localhost", str(home))
+    assert card["collected"]["files"] == res.files and sorted(res.files) == sorted(RESULTS)
+    assert card["collected"]["verified"] is True and "at" in card["collected"]
+
+    state = type("S", (), {"state": "exited", "exit_code": 0, "oom_killed": False})()
+    runner.collect_results(LocalTransport(), "r1", store, card, state=state)
+    again = store.load("r1")
+    assert (again["state"], again["exit_code"], again["oom_killed"]) == ("exited", 0, False)
+    assert again["host_home"] == str(home) and again["collected"]["files"] == res.files
