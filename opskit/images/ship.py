@@ -206,6 +206,10 @@ class Archive:
             h.update(chunk)
         return h.hexdigest()
 
+    @property
+    def key(self) -> tuple:
+        return tuple(self.frames), self.tail
+
     def chunks(self, skip: int) -> Any:
         """The compressed stream from byte ``skip`` on (for a resumed upload)."""
         for path in self.frames:
@@ -324,7 +328,28 @@ class ShipOptions:
     workers: int = 8
 
 
-def ship_one(transport: Transport, image: LocalImage, hp: HostPlan, saved: SavedImage | None, opts: ShipOptions) -> ShipResult:
+class ArchiveDigests:
+    """sha256 of each distinct archive of one ship, computed once however many hosts get it
+    (hosts that lack the same layers get byte-identical archives of up to gigabytes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._values: dict[tuple, str] = {}
+
+    def of(self, archive: Archive) -> str:
+        with self._lock:
+            lock = self._locks.setdefault(archive.key, threading.Lock())
+        with lock:  # a second host with the same archive waits for the first's hash
+            if archive.key not in self._values:
+                self._values[archive.key] = archive.sha256()
+            return self._values[archive.key]
+
+
+def ship_one(
+    transport: Transport, image: LocalImage, hp: HostPlan, saved: SavedImage | None, opts: ShipOptions,
+    digests: ArchiveDigests | None = None,
+) -> ShipResult:
     start = time.monotonic()
     if hp.local or hp.image_present:
         if hp.missing_tags:
@@ -335,7 +360,7 @@ def ship_one(transport: Transport, image: LocalImage, hp: HostPlan, saved: Saved
     archive = archive_for(saved, hp, list(image.repo_tags))
     home = remote_home(transport)
     transport.makedirs(f"{home}/{STAGING_DIR}")
-    digest = archive.sha256()
+    digest = (digests or ArchiveDigests()).of(archive)
     final = f"{home}/{STAGING_DIR}/{image.image_id.split(':')[-1][:12]}-{digest[:16]}.tar.{'zst' if hp.codec == 'zstd' else 'gz'}"
     if opts.on_event:
         opts.on_event(transport.host, f"sending {len(hp.send)} layers ({archive.raw_bytes} bytes raw, {archive.wire_bytes} compressed)")
@@ -394,6 +419,7 @@ def ship(client: Any, ref: str, specs: Sequence[HostSpec], opts: ShipOptions | N
             failure.append(exc)
 
     barrier = threading.Barrier(len(specs), action=save_once)
+    digests = ArchiveDigests()
 
     def one(t: Transport) -> ShipResult:
         try:
@@ -403,7 +429,7 @@ def ship(client: Any, ref: str, specs: Sequence[HostSpec], opts: ShipOptions | N
             barrier.wait()
         if failure:
             raise failure[0]
-        return ship_one(t, image, hp, saved.get(hp.codec), opts)
+        return ship_one(t, image, hp, saved.get(hp.codec), opts, digests)
 
     try:
         return run_on_hosts(specs, one, workers=max(opts.workers, len(specs)))

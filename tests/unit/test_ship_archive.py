@@ -129,3 +129,29 @@ def test_a_save_stream_without_manifest_is_refused(tmp_path):
         tf.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(shipmod.TransferError, match="manifest.json"):
         shiptar.spool_save_stream(_chunks(buf.getvalue()), set(), "zstd", str(tmp_path))
+
+
+def test_each_distinct_archive_is_hashed_once_across_hosts(tmp_path, monkeypatch):
+    import hashlib
+    import threading
+
+    from opskit.images.ship import Archive, ArchiveDigests
+
+    frame = tmp_path / "f0"
+    frame.write_bytes(b"layer bytes" * 1000)
+    same = [Archive([str(frame)], b"tail-a", 0) for _ in range(4)]
+    other = Archive([str(frame)], b"tail-b", 0)
+    calls = []
+    real = Archive.sha256
+    monkeypatch.setattr(Archive, "sha256", lambda self: calls.append(self.tail) or real(self))
+    digests = ArchiveDigests()
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda a=a: got.append(digests.of(a))) for a in same]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [b"tail-a"]  # four hosts, one hash
+    assert set(got) == {hashlib.sha256(frame.read_bytes() + b"tail-a").hexdigest()}
+    assert digests.of(other) == hashlib.sha256(frame.read_bytes() + b"tail-b").hexdigest()
+    assert calls == [b"tail-a", b"tail-b"]
