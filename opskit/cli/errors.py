@@ -7,12 +7,27 @@ import traceback as tb
 
 import click
 
-from opskit.errors import EXIT_FAILED, OpskitError
+from opskit.errors import EXIT_FAILED, OpskitError, UsageError
+
+# Modules that only the [train] extra installs: a command that needs one says so.
+TRAIN_EXTRA = ("torch", "numpy")
+
+
+def known_error(exc: BaseException) -> BaseException:
+    """``exc``, or the OpskitError it stands for (a missing [train] extra)."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAIN_EXTRA:
+        return UsageError(
+            f"this command needs {exc.name}, which is not installed here",
+            "install the training extra: pip install 'opskit[train]' (models list, ship, "
+            "run-remote and jobs work without it)",
+        )
+    return exc
 
 
 def report(exc: BaseException, *, traceback: bool = False) -> int:
     if traceback:
         tb.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    exc = known_error(exc)
     if isinstance(exc, OpskitError):
         click.echo(f"error: {exc.message}", err=True)
         if exc.hint:

@@ -167,6 +167,8 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
     names = list(hosts) or sorted({c.get("host") for c in _store(runs_dir).list_cards() if c.get("host")})
     if not names:
         print_line("no runs recorded here; name hosts with --host", err=True)
+        if as_json:
+            print_json({"hosts": {}, "errors": {}})
         return 0
     specs = resolve_hosts(names, inventory)
     result = run_on_hosts(specs, list_jobs)

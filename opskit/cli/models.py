@@ -43,21 +43,19 @@ def _info(name: str) -> Any:
 @json_option
 @traceback_option
 def list_models(as_json: bool) -> None:
-    """Every model with family, task and parameters of its reference configuration."""
+    """Every model with family, task and parameters of its reference configuration.
+
+    Reads the torch-free catalogue: works without the [train] extra."""
     from opskit.cli import render
-    from opskit.models.registry import get_model_info
-    from opskit.models.registry import list_models as names
-    from opskit.models.summary import build_for_summary, count_parameters
+    from opskit.models.catalogue import CATALOGUE, model_names
 
     rows = []
-    for name in names():
-        info = get_model_info(name)
+    for name in model_names():
+        e = CATALOGUE[name]
         rows.append({
-            "name": name, "family": info.family, "task": info.task,
-            "description": info.description,
-            "parameters": count_parameters(build_for_summary(name)[0]),
-            "input_shape": list(info.input_shape),
-            "small_input_shape": list(info.small_input_shape),
+            "name": name, "family": e.family, "task": e.task, "description": e.description,
+            "parameters": e.parameters, "input_shape": list(e.input_shape),
+            "small_input_shape": list(e.small_input_shape),
         })
     if as_json:
         render.print_json({"models": rows})

@@ -169,16 +169,10 @@ def validate_train_args(model: str, train_args: list[str]) -> dict:
             "the training entry rejects these options: " + (lines[-1] if lines else err.getvalue().strip()),
             "see 'python -m opskit.train --help' for the options after MODEL",
         ) from None
-    import warnings
+    from opskit.models.catalogue import UnknownModelError, entry  # torch-free data
 
     try:
-        with warnings.catch_warnings():  # torch without NumPy warns at import; not the caller's concern
-            warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-            from opskit.models.registry import UnknownModelError, get_model_info
-    except ImportError:  # an ops-only install without torch: the image's entry checks it
-        return parsed.to_dict()
-    try:
-        get_model_info(model)
+        entry(model)
     except UnknownModelError as exc:
         raise UsageError(str(exc), "see 'opskit models list'") from None
     return parsed.to_dict()

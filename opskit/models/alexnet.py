@@ -95,13 +95,6 @@ class AlexNet(nn.Module):
         return t(self.classifier, t.flatten(t(self.avgpool, t(self.features, x))))
 
 
-@register_model(
-    "alexnet", family="alexnet", task="classification",
-    description="AlexNet: 11x11/4 first convolution, ReLU, dropout (61.1M parameters).",
-    reference={"num_classes": 1000, "in_channels": 3},
-    small={"widths": (16, 32, 64, 64, 64), "hidden": 128, "pool_size": 1, "num_classes": 10,
-           "dropout": 0.0},
-    input_shape=(3, 224, 224), small_input_shape=(3, 64, 64),
-)
+@register_model("alexnet")
 def alexnet(**cfg) -> AlexNet:
     return AlexNet(**cfg)

@@ -221,23 +221,11 @@ class FCNResNet(nn.Module):
         return out
 
 
-@register_model(
-    "fcn", family="fcn", task="segmentation",
-    description="Compact FCN-8s: conv head, transposed-conv upsampling, skips; any input size.",
-    reference={"num_classes": 21, "in_channels": 3},
-    small={"widths": (8, 16, 32, 32), "head_width": 64, "num_classes": 4, "dropout": 0.0},
-    input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-)
+@register_model("fcn")
 def fcn(**cfg) -> FCN:
     return FCN(**cfg)
 
 
-@register_model(
-    "fcn_resnet50", family="fcn", task="segmentation",
-    description="FCN with a dilated ResNet-50 backbone (torchvision's fcn_resnet50, 33.0M).",
-    reference={"num_classes": 21, "in_channels": 3, "aux_loss": False},
-    small={"widths": (8, 16, 32, 64), "layers": (1, 1, 1, 1), "num_classes": 4},
-    input_shape=(3, 520, 520), small_input_shape=(3, 32, 32),
-)
+@register_model("fcn_resnet50")
 def fcn_resnet50(**cfg) -> FCNResNet:
     return FCNResNet(**cfg)

@@ -147,16 +147,7 @@ class DCGAN(nn.Module):
         return self.generator(self.latent(n, device, generator))
 
 
-@register_model(
-    "dcgan",
-    family="generative",
-    task="gan",
-    description="DCGAN: convolutional generator and discriminator trained adversarially",
-    reference={"nz": 100, "ngf": 64, "ndf": 64, "channels": 3, "image_size": 64},
-    small={"nz": 16, "ngf": 32, "ndf": 16, "channels": 1, "image_size": 16},
-    input_shape=(100, 1, 1),
-    small_input_shape=(16, 1, 1),
-)
+@register_model("dcgan")
 def dcgan(**cfg) -> DCGAN:
     """DCGAN: convolutional generator and discriminator trained adversarially."""
     return DCGAN(**cfg)

@@ -207,12 +207,6 @@ class GoogLeNet(nn.Module):
         return t(self.fc, t(self.dropout, t.flatten(t(self.avgpool, x))))
 
 
-@register_model(
-    "googlenet", family="googlenet", task="classification",
-    description="GoogLeNet (Inception v1): inception modules with 1x1 reductions, aux heads.",
-    reference={"num_classes": 1000, "in_channels": 3, "aux_logits": True},
-    small={"width": 0.25, "num_classes": 10, "dropout": 0.0, "aux_logits": True},
-    input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-)
+@register_model("googlenet")
 def googlenet(**cfg) -> GoogLeNet:
     return GoogLeNet(**cfg)

@@ -78,13 +78,6 @@ class LeNet(nn.Module):
         return t(self.classifier, t.flatten(t(self.features, x)))
 
 
-@register_model(
-    "lenet", family="lenet", task="classification",
-    description="LeNet-5: two 5x5 convolutions with pooling, three dense layers (61.7K).",
-    reference={"num_classes": 10, "in_channels": 1, "input_size": 32},
-    small={"num_classes": 10, "in_channels": 3, "input_size": 32, "widths": (16, 32),
-           "hidden": (120, 84)},
-    input_shape=(1, 32, 32), small_input_shape=(3, 32, 32),
-)
+@register_model("lenet")
 def lenet(**cfg) -> LeNet:
     return LeNet(**cfg)

@@ -1,8 +1,9 @@
 """Registries, not name lookups: ``@register_model``, ``get_model(name)``, ``list_models()``.
 
-Each model family lives in its own module (listed in ``FAMILY_MODULES``) and registers its
-builders with ``@register_model``. The registry imports those modules on first use, so
-``import opskit.models`` stays cheap and does no work at import.
+What a model is (family, task, configurations, input shapes, parameter count) is torch-free
+data in :mod:`opskit.models.catalogue`; each model family's module registers its builders with
+``@register_model(NAME)``. Asking for a model imports only the module that holds its builder,
+so ``import opskit.models`` and ``list_models()`` stay cheap and need no torch.
 """
 
 from __future__ import annotations
@@ -12,38 +13,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Modules that hold @register_model builders, imported on first registry use.
-FAMILY_MODULES = (
-    "opskit.models.lenet",
-    "opskit.models.alexnet",
-    "opskit.models.vgg",
-    "opskit.models.googlenet",
-    "opskit.models.resnet",
-    "opskit.models.fcn",
-    "opskit.models.detection",
-    "opskit.models.rnn",
-    "opskit.models.gan",
-    "opskit.models.vae",
-)
+from opskit.models.catalogue import TASKS, UnknownModelError, entry, model_names
 
-TASKS = ("classification", "segmentation", "detection", "language_model", "gan", "vae")
-
-
-class UnknownModelError(KeyError):
-    """Raised by get_model for a name that is not registered (lists the known ones)."""
-
-    def __init__(self, name: str, known: list[str]):
-        super().__init__(name)
-        self.name = name
-        self.known = known
-
-    def __str__(self) -> str:
-        return f"unknown model {self.name!r}; known models: {', '.join(self.known)}"
+__all__ = ["TASKS", "ModelInfo", "UnknownModelError", "get_model", "get_model_info",
+           "import_present", "list_models", "register_model"]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the zoo knows about one model."""
+    """What the zoo knows about one model: its catalogue entry and its builder."""
 
     name: str
     builder: Callable[..., Any]
@@ -58,6 +36,7 @@ class ModelInfo:
     input_shape: tuple = ()
     # Input shape for the small variant.
     small_input_shape: tuple = ()
+    parameters: int = 0  # of the reference configuration
 
     def to_dict(self) -> dict:
         return {
@@ -72,41 +51,24 @@ class ModelInfo:
         }
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
-_loaded = False
+_BUILDERS: dict[str, Callable[..., Any]] = {}
 
 
-def register_model(
-    name: str | None = None,
-    *,
-    family: str,
-    task: str,
-    description: str = "",
-    reference: dict | None = None,
-    small: dict | None = None,
-    input_shape: tuple = (),
-    small_input_shape: tuple = (),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a builder ``fn(**cfg) -> nn.Module`` under ``name``."""
-    if task not in TASKS:
-        raise ValueError(f"task {task!r} is not one of {TASKS}")
+def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a builder ``fn(**cfg) -> nn.Module`` for the catalogue's ``name``.
+
+    The name must be in the catalogue, with this module as its module: the catalogue is what
+    commands read without importing the builders, so the two may not drift apart.
+    """
+    cat = entry(name)
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        key = name or fn.__name__
-        if key in _REGISTRY and _REGISTRY[key].builder is not fn:
-            raise ValueError(f"model {key!r} is registered twice")
-        doc_lines = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelInfo(
-            name=key,
-            builder=fn,
-            family=family,
-            task=task,
-            description=description or (doc_lines[0] if doc_lines else ""),
-            reference=dict(reference or {}),
-            small=dict(small or {}),
-            input_shape=tuple(input_shape),
-            small_input_shape=tuple(small_input_shape or input_shape),
-        )
+        if fn.__module__ != cat.module:
+            raise ValueError(f"model {name!r} is registered in {fn.__module__}, but the "
+                             f"catalogue says {cat.module}")
+        if name in _BUILDERS and _BUILDERS[name] is not fn:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = fn
         return fn
 
     return deco
@@ -123,25 +85,25 @@ def import_present(modules: Iterable[str]) -> None:
                 raise
 
 
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    import_present(FAMILY_MODULES)
-    _loaded = True
-
-
 def list_models(task: str | None = None) -> list[str]:
-    _load_all()
-    return sorted(n for n, i in _REGISTRY.items() if task is None or i.task == task)
+    """Sorted model names (from the catalogue: imports no model module)."""
+    return model_names(task)
 
 
 def get_model_info(name: str) -> ModelInfo:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError(name, sorted(_REGISTRY)) from None
+    """The model's catalogue entry with its builder (imports the builder's module, so torch)."""
+    cat = entry(name)
+    if name not in _BUILDERS:
+        importlib.import_module(cat.module)
+    if name not in _BUILDERS:
+        raise LookupError(f"{cat.module} does not register model {name!r}")
+    return ModelInfo(
+        name=name, builder=_BUILDERS[name], family=cat.family, task=cat.task,
+        description=cat.description, reference=dict(cat.reference), small=dict(cat.small),
+        input_shape=tuple(cat.input_shape),
+        small_input_shape=tuple(cat.small_input_shape or cat.input_shape),
+        parameters=cat.parameters,
+    )
 
 
 def get_model(name: str, **cfg: Any) -> Any:

@@ -234,26 +234,16 @@ class ResNet(nn.Module):
         return t(self.fc, t.flatten(t(self.avgpool, x)))
 
 
-_SMALL = {"widths": (16, 32, 64, 128), "num_classes": 10}
-_SMALLER = {"widths": (8, 16, 32, 64), "num_classes": 10}
-_REF = {"num_classes": 1000, "in_channels": 3}
-
-
-def _variant(name: str, block: type, layers: list[int], params: str, small: dict):
-    """Register ``name``: ResNet(block, layers) with the shared reference/small settings."""
+def _variant(name: str, block: type, layers: list[int]):
+    """Register ``name``: ResNet(block, layers); its settings are in the catalogue."""
 
     def build(**cfg) -> ResNet:
         return ResNet(block, layers, **cfg)
 
     build.__name__ = build.__qualname__ = name
-    depth = name.removeprefix("resnet")
-    return register_model(
-        name, family="resnet", task="classification",
-        description=f"ResNet-{depth}: {block.__name__}s {layers} ({params} parameters).",
-        reference=_REF, small=small, input_shape=(3, 224, 224), small_input_shape=(3, 32, 32),
-    )(build)
+    return register_model(name)(build)
 
 
-resnet18 = _variant("resnet18", BasicBlock, [2, 2, 2, 2], "11.7M", _SMALL)
-resnet34 = _variant("resnet34", BasicBlock, [3, 4, 6, 3], "21.8M", _SMALLER)
-resnet50 = _variant("resnet50", Bottleneck, [3, 4, 6, 3], "25.6M", _SMALLER)
+resnet18 = _variant("resnet18", BasicBlock, [2, 2, 2, 2])
+resnet34 = _variant("resnet34", BasicBlock, [3, 4, 6, 3])
+resnet50 = _variant("resnet50", Bottleneck, [3, 4, 6, 3])

@@ -102,31 +102,19 @@ class CharLM(nn.Module):
         return torch.cat(samples, dim=1)
 
 
-_REFERENCE = {
-    "vocab_size": 128,
-    "embed_dim": 64,
-    "hidden_size": 256,
-    "num_layers": 2,
-    "dropout": 0.2,
-}
-_SMALL = {"vocab_size": 32, "embed_dim": 16, "hidden_size": 64, "num_layers": 1}
-
-
-@register_model("rnn", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
+@register_model("rnn")
 def rnn(**cfg) -> CharLM:
     """Character-level language model with an Elman RNN (tanh) cell."""
     return CharLM(CharLMConfig("rnn", **cfg))
 
 
-@register_model(
-    "lstm", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL
-)
+@register_model("lstm")
 def lstm(**cfg) -> CharLM:
     """Character-level language model with an LSTM cell (input, forget, output gates)."""
     return CharLM(CharLMConfig("lstm", **cfg))
 
 
-@register_model("gru", family="sequence", task="language_model", reference=_REFERENCE, small=_SMALL)
+@register_model("gru")
 def gru(**cfg) -> CharLM:
     """Character-level language model with a GRU cell (reset and update gates)."""
     return CharLM(CharLMConfig("gru", **cfg))

@@ -85,16 +85,7 @@ def elbo_terms(
     return {"elbo": recon - kl, "reconstruction": recon, "kl": kl}
 
 
-@register_model(
-    "vae",
-    family="generative",
-    task="vae",
-    description="Variational autoencoder: Gaussian encoder, reparameterization, Bernoulli decoder",
-    reference={"channels": 1, "image_size": 28, "hidden": 400, "latent": 20},
-    small={"channels": 1, "image_size": 16, "hidden": 128, "latent": 8},
-    input_shape=(1, 28, 28),
-    small_input_shape=(1, 16, 16),
-)
+@register_model("vae")
 def vae(**cfg) -> VAE:
     """Variational autoencoder: Gaussian encoder, reparameterization, Bernoulli decoder."""
     return VAE(**cfg)

@@ -115,34 +115,16 @@ class VGG(nn.Module):
         return t(self.classifier, t.flatten(t(self.avgpool, t(self.features, x))))
 
 
-_REF = {"num_classes": 1000, "in_channels": 3}
-_SMALL = {"width": 0.125, "hidden": 128, "pool_size": 1, "num_classes": 10, "dropout": 0.0,
-          "head_init_std": None}
-_SHAPES = {"input_shape": (3, 224, 224), "small_input_shape": (3, 32, 32)}
-
-
-@register_model(
-    "vgg11", family="vgg", task="classification",
-    description="VGG-11 (configuration A): 8 convolutions 3x3, 3 dense (132.9M parameters).",
-    reference=_REF, small=_SMALL, **_SHAPES,
-)
+@register_model("vgg11")
 def vgg11(**cfg) -> VGG:
     return VGG("A", batch_norm=False, **cfg)
 
 
-@register_model(
-    "vgg16", family="vgg", task="classification",
-    description="VGG-16 (configuration D): 13 convolutions 3x3, 3 dense (138.4M parameters).",
-    reference=_REF, small=_SMALL, **_SHAPES,
-)
+@register_model("vgg16")
 def vgg16(**cfg) -> VGG:
     return VGG("D", batch_norm=False, **cfg)
 
 
-@register_model(
-    "vgg16_bn", family="vgg", task="classification",
-    description="VGG-16 with batch normalization after every convolution (138.4M).",
-    reference=_REF, small=_SMALL, **_SHAPES,
-)
+@register_model("vgg16_bn")
 def vgg16_bn(**cfg) -> VGG:
     return VGG("D", batch_norm=True, **cfg)

@@ -256,33 +256,7 @@ class FasterRCNN(nn.Module):
         return results
 
 
-@register_model(
-    "faster_rcnn",
-    family="detection",
-    task="detection",
-    description="Two-stage detector: region proposal network, RoIAlign, classification head",
-    reference={
-        "num_classes": 20,
-        "width": 64,
-        "stages": 4,
-        "anchor_sizes": (128, 256, 512),
-        "aspect_ratios": (0.5, 1.0, 2.0),
-        "pool_size": 7,
-        "hidden": 1024,
-    },
-    small={
-        "num_classes": 3,
-        "width": 16,
-        "stages": 2,
-        "anchor_sizes": (10, 16, 24),
-        "aspect_ratios": (1.0,),
-        "pool_size": 4,
-        "hidden": 128,
-        "proposals": (200, 32),
-    },
-    input_shape=(3, 600, 600),
-    small_input_shape=(3, 48, 48),
-)
+@register_model("faster_rcnn")
 def faster_rcnn(**cfg) -> FasterRCNN:
     """Two-stage detector: region proposal network, RoIAlign, classification head."""
     return FasterRCNN(FasterRCNNConfig(**cfg))

@@ -25,21 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from opskit.models.catalogue import VOC_ANCHORS  # YOLOv2's VOC anchors, in pixels
 from opskit.models.detection.backbone import ConvBackbone, conv_bn_act, unpad_targets
 from opskit.models.detection.boxes import batched_nms, box_iou, clip_boxes, cxcywh_to_box
 from opskit.models.registry import register_model
-
-# YOLOv2's VOC anchors (in grid cells of 32 px), as pixels.
-VOC_ANCHORS = tuple(
-    (round(w * 32, 1), round(h * 32, 1))
-    for w, h in (
-        (1.3221, 1.73145),
-        (3.19275, 4.00944),
-        (5.05587, 8.09892),
-        (9.47112, 4.84053),
-        (11.2364, 10.0071),
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -186,16 +175,7 @@ class YOLO(nn.Module):
         return results
 
 
-@register_model(
-    "yolo",
-    family="detection",
-    task="detection",
-    description="One-stage YOLO-style detector: grid cells x anchors predict box, objectness, class",
-    reference={"num_classes": 20, "width": 32, "stages": 5, "anchors": VOC_ANCHORS},
-    small={"num_classes": 3, "width": 16, "stages": 3, "anchors": ((12.0, 12.0), (20.0, 20.0))},
-    input_shape=(3, 416, 416),
-    small_input_shape=(3, 48, 48),
-)
+@register_model("yolo")
 def yolo(**cfg) -> YOLO:
     """One-stage YOLO-style detector: grid cells x anchors predict box, objectness, class."""
     return YOLO(YOLOConfig(**cfg))
