@@ -292,15 +292,27 @@ def runs() -> None:
 @RUNS_DIR_OPTION
 def runs_list(as_json: bool, runs_dir: str | None) -> int:
     """Runs recorded here, with host, model, state and what was collected."""
-    cards = _store(runs_dir).list_cards()
+    store = _store(runs_dir)
+    cards = store.list_cards()
+    gates = _gate_words(store, cards)  # pass/FAIL by the project card, when there is one
     if as_json:
-        print_json(cards)
+        print_json([{**c, "gate": gates[c["run_id"]]} if c.get("run_id") in gates else c for c in cards])
         return 0
     rows = [
         (c.get("run_id"), c.get("host"), c.get("model"), c.get("state"), c.get("exit_code"),
          "yes" if c.get("oom_killed") else "", len((c.get("collected") or {}).get("files") or {}),
          (c.get("created") or "")[:19].replace("T", " "))
+        + ((gates.get(c.get("run_id"), "-"),) if gates else ())
         for c in cards
     ]
-    print_table(["run", "host", "model", "state", "exit", "oom", "files", "created (UTC)"], rows)
+    print_table(["run", "host", "model", "state", "exit", "oom", "files", "created (UTC)"]
+                + (["gate"] if gates else []), rows)
     return 0
+
+
+def _gate_words(store: Any, cards: list[dict]) -> dict[str, str]:
+    from opskit.project.card import load_card
+    from opskit.project.gate import gate_words
+
+    ids = {c["run_id"]: str(store.root / c["run_id"]) for c in cards if c.get("run_id")}
+    return gate_words(ids, load_card(required=False)) if ids else {}

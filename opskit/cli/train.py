@@ -13,6 +13,21 @@ import click
 from opskit.errors import OpskitError, UsageError
 
 
+def _stamp_project() -> None:
+    """Runs record the project card (hash) they were made under: see opskit.project.card."""
+    import json
+    import os
+
+    from opskit.project.card import project_stamp
+    from opskit.train.metrics import PROJECT_ENV
+
+    stamp = project_stamp()
+    if stamp is None:
+        os.environ.pop(PROJECT_ENV, None)
+    else:
+        os.environ[PROJECT_ENV] = json.dumps(stamp)
+
+
 class TrainFailed(OpskitError):
     """Training failed for a reason that is not bad input (exit 1)."""
 
@@ -46,6 +61,7 @@ def train(ctx: click.Context) -> None:
         if args.list_models:
             render.print_line(models_listing())
             return
+        _stamp_project()
         code = run_training(args)
     except TrainUsageError as exc:
         raise UsageError(exc.message, exc.hint) from exc

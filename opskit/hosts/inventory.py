@@ -48,7 +48,7 @@ HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "identities_only": bool,
     "vars": dict,
 }
-TOP_KEYS = {"defaults", "hosts", "groups"}
+TOP_KEYS = {"defaults", "hosts", "groups", "project"}  # project: the project card (opskit/project)
 MAX_NAMES_IN_HINT = 25
 
 

@@ -23,6 +23,7 @@ from opskit.jobs import launch
 from opskit.jobs.preflight import preflight
 from opskit.jobs.spec import JobSpec, validate_train_args
 from opskit.jobs.store import RunStore, git_facts
+from opskit.project.card import project_stamp
 
 LineFn = Callable[[str, str], None]  # (host, line)
 EventFn = Callable[[str, str], None]  # (host, message)
@@ -89,6 +90,7 @@ def initial_card(job: JobSpec, spec: HostSpec, image: shipmod.LocalImage, parsed
         "image": {"ref": job.image, "id": image.image_id, "tags": list(image.repo_tags),
                   "layers": list(image.diff_ids)},
         "git": git_facts(),
+        "project": project_stamp(),  # the project card (hash) the run is made under
         "job": job.to_dict(),
         "state": "starting",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -25,6 +25,8 @@ from typing import IO
 
 import torch
 
+PROJECT_ENV = "OPSKIT_PROJECT_STAMP"  # set by 'opskit train' / run-remote: {name, hash, metric}
+
 
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -117,6 +119,12 @@ def run_card(args: dict, model_name: str, device: torch.device, world_size: int)
         "threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    stamp = os.environ.get(PROJECT_ENV)  # the project card this run was made under
+    if stamp:
+        try:
+            card["project"] = json.loads(stamp)
+        except ValueError:
+            card["project"] = {"hash": stamp}
     return card
 
 

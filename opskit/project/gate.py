@@ -1,0 +1,152 @@
+"""Evaluation gates: a run's metric against the card's threshold and against a baseline.
+
+As MLflow's ``MetricThreshold``: ``threshold`` is an absolute bound on the value; against a
+baseline the run must improve on it by at least ``min_absolute_change`` (value - baseline,
+sign turned for lower-is-better metrics) and by ``min_relative_change`` (that change over
+``|baseline|``). Every check is kept with its numbers; the verdict passes when all pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from opskit.errors import UsageError
+from opskit.project.card import Metric, ProjectCard
+from opskit.project.runread import RunData
+
+
+class BaselineMismatch(UsageError):
+    """A baseline that cannot stand for this run (another task or model, another metric)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # "threshold" | "min_absolute_change" | "min_relative_change"
+    passed: bool
+    value: float
+    bound: float
+    text: str
+
+
+@dataclass
+class Verdict:
+    run_id: str
+    metric: str
+    direction: str
+    value: float
+    baseline: float | None = None
+    baseline_source: str | None = None  # "run RUN" | "heuristic: TEXT"
+    checks: list[Check] = field(default_factory=list)
+    card_hash: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def _improvement(metric: Metric, value: float, base: float) -> float:
+    return value - base if metric.higher_is_better else base - value
+
+
+def metric_of(run: RunData, metric: Metric, role: str = "run") -> float:
+    value = run.final_metric(metric.name)
+    if value is None:
+        logged = ", ".join(run.logged_metrics()) or "none yet"
+        raise UsageError(
+            f"{role} {run.run_id} never logged the card's metric {metric.name!r} (it logged: {logged})",
+            "fix the card's metric name in opskit.yaml, or evaluate a run of the card's task",
+        )
+    return value
+
+
+def check_baseline(run: RunData, base: RunData, card: ProjectCard, allow_other_model: bool) -> None:
+    """Refuse a baseline that measures something else; the message says what differs."""
+    if run.run_id == base.run_id:
+        raise BaselineMismatch(f"baseline {base.run_id} is the run itself", "name an earlier run")
+    if run.task and base.task and run.task != base.task:
+        raise BaselineMismatch(
+            f"baseline {base.run_id} is a {base.task} run ({base.model}); "
+            f"{run.run_id} is a {run.task} run: their {card.metric.name} do not measure the same thing",
+            "choose a baseline of the same task (see 'opskit runs list')",
+        )
+    if not allow_other_model and run.model and base.model and run.model != base.model:
+        raise BaselineMismatch(
+            f"baseline {base.run_id} trained {base.model}, {run.run_id} trained {run.model}",
+            "compare runs of one model, or pass --any-model to compare models on the same task",
+        )
+
+
+def gate_checks(metric: Metric, value: float, baseline: float | None, card: ProjectCard) -> list[Check]:
+    checks = []
+    if metric.threshold is not None:
+        ok = value >= metric.threshold if metric.higher_is_better else value <= metric.threshold
+        op = ">=" if metric.higher_is_better else "<="
+        checks.append(Check("threshold", ok, value, metric.threshold,
+                            f"{metric.name} {value:.4g} (need {op} {metric.threshold:g})"))
+    if baseline is None:
+        return checks
+    gain = _improvement(metric, value, baseline)
+    if card.gates.min_absolute_change is not None:
+        bound = card.gates.min_absolute_change
+        checks.append(Check("min_absolute_change", gain >= bound, gain, bound,
+                            f"better than baseline {baseline:.4g} by {gain:+.4g} (need >= {bound:g})"))
+    if card.gates.min_relative_change is not None:
+        bound = card.gates.min_relative_change
+        rel = gain / abs(baseline) if baseline else (float("inf") if gain > 0 else 0.0)
+        checks.append(Check("min_relative_change", rel >= bound, rel, bound,
+                            f"relative change {rel:+.2%} (need >= {bound:.0%})"))
+    if card.gates.min_absolute_change is None and card.gates.min_relative_change is None:
+        checks.append(Check("beats_baseline", gain > 0, gain, 0.0,
+                            f"better than baseline {baseline:.4g} by {gain:+.4g} (need > 0)"))
+    return checks
+
+
+def evaluate(run: RunData, card: ProjectCard, baseline: RunData | None = None, *,
+             value: float | None = None, allow_other_model: bool = False) -> Verdict:
+    """The verdict for ``run`` (or for ``value``, a re-measured figure of it)."""
+    metric = card.metric
+    if value is None:
+        value = metric_of(run, metric)
+    base_value, source = None, None
+    if baseline is not None:
+        check_baseline(run, baseline, card, allow_other_model)
+        base_value, source = metric_of(baseline, metric, "baseline"), f"run {baseline.run_id}"
+    elif card.baseline.value is not None:
+        base_value = card.baseline.value
+        source = f"heuristic: {card.baseline.heuristic or 'named in the card'}"
+    verdict = Verdict(run.run_id, metric.name, metric.direction, value, base_value, source,
+                      gate_checks(metric, value, base_value, card), card.hash)
+    if not verdict.checks:
+        raise UsageError(
+            f"nothing to judge {run.run_id} by: the card's metric {metric.name} has no threshold "
+            "and there is no baseline",
+            "give the metric a threshold (\"accuracy >= 0.92\") or pass --baseline RUN",
+        )
+    return verdict
+
+
+def gate_words(run_dirs: dict[str, str], card: ProjectCard | None) -> dict[str, str]:
+    """``run ID -> "pass" | "FAIL" | "-"`` for ``runs list`` ("-": nothing to judge yet, e.g.
+    no metric logged). Empty without a card. The card's baseline run is judged against itself
+    by threshold only."""
+    from opskit.project.runread import load_run
+
+    if card is None:
+        return {}
+    base = None
+    if card.baseline.run and card.baseline.run in run_dirs:
+        base = load_run(run_dirs[card.baseline.run])
+    words = {}
+    for run_id, path in run_dirs.items():
+        try:
+            run = load_run(path)
+            b = base if base is not None and base.run_id != run.run_id else None
+            words[run_id] = "pass" if evaluate(run, card, b, allow_other_model=True).passed else "FAIL"
+        except UsageError:
+            words[run_id] = "-"
+    return words
