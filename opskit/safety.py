@@ -40,6 +40,15 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def check_listed_name(name: str, what: str = "name") -> str:
+    """A name only compared with what a host lists (a user in ``ps --user``): anything a
+    directory service allows (``alice@corp.example.com``, ``CORP\\alice``, ``host$``) except
+    empty and control characters, since it never reaches a shell or the host."""
+    if not name or _CONTROL.search(name):
+        raise UnsafeInputError(f"refusing {what} {name!r}: empty or a control character")
+    return name
+
+
 def check_path(path: str, what: str = "path") -> str:
     """A path given on the command line: no control characters, no leading ``-``."""
     if not path:

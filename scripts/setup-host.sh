@@ -12,6 +12,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v make >/dev/null 2>&1 || need+=(make)
+# BusyBox: the checks are tested against its ps and df (small images and Alpine hosts have them)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
 # `make setup` makes a virtual environment: Debian's python3 needs python3-venv for that.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

@@ -10,8 +10,17 @@ filesystem ``df`` lists except
   (``/var/lib/docker/overlay2/*/merged``, ``/run/containerd/...``): on a Docker host they
   repeat the root filesystem once per running container.
 
+- mount points that are single files: Docker, Podman and Kubernetes bind-mount
+  ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` (and more) from the host's disk
+  into every container, and ``df`` lists each with that disk's size. The host's
+  ``file_mounts`` section names every mount point that is not a folder;
+  :data:`KNOWN_FILE_MOUNTS` covers a df text read without it.
+
+The same filesystem mounted twice (bind mounts, BusyBox ``df``, which does not deduplicate) is
+shown once, chosen by GNU df's rule for its default view (device from /proc/self/mountinfo:
+a device-like source wins, then the mount point nearest the root).
 ``overlay`` is real: inside a container the root filesystem is an overlay and must show.
-``--all`` (``df -a``) shows everything, unfiltered.
+``--all`` (``df -a``) shows everything, unfiltered and every mount of a filesystem.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from opskit.checks.sections import Section, run_sections
+from opskit.checks.sections import DF_TIMEOUT, TIMED_OUT_CODES, Section, run_sections
 from opskit.errors import HostError, ParseError, UsageError
 from opskit.hosts.transport import Transport
 
@@ -36,6 +45,12 @@ ENGINE_DIRS = (
     "/var/lib/containers/storage/", "/run/containers/storage/", "/var/lib/kubelet/pods/",
     "/run/k3s/containerd/", "/var/snap/docker/common/var-lib-docker/",
 )
+
+# Mount points that container engines fill with a single file from the host's disk.
+KNOWN_FILE_MOUNTS = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+                               "/run/.containerenv", "/dev/termination-log"})
+_NETWORK_TYPES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre",
+                  "afs", "davfs", "fuse.sshfs")
 
 _ROW = re.compile(
     r"^(?P<source>.+?)\s+(?P<type>\S+)\s+(?P<size>\d+)\s+(?P<used>\d+)\s+(?P<free>\d+)\s+"
@@ -97,15 +112,80 @@ def parse_df(text: str, host: str = "localhost") -> list[Filesystem]:
     return result
 
 
-def is_real(fs: Filesystem) -> bool:
+def is_real(fs: Filesystem, file_mounts: frozenset[str] | set[str] = frozenset()) -> bool:
     """True for a filesystem that stores data (see the module docstring for the rules)."""
     if fs.type in PSEUDO_TYPES or fs.size == 0:
+        return False
+    if fs.mount in KNOWN_FILE_MOUNTS or fs.mount in file_mounts:
         return False
     return not any(fs.mount.startswith(d) for d in ENGINE_DIRS)
 
 
-def real_filesystems(filesystems: list[Filesystem]) -> list[Filesystem]:
-    return [fs for fs in filesystems if is_real(fs)]
+def real_filesystems(filesystems: list[Filesystem],
+                     file_mounts: frozenset[str] | set[str] = frozenset()) -> list[Filesystem]:
+    return [fs for fs in filesystems if is_real(fs, file_mounts)]
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    """One line of /proc/self/mountinfo: the device (``major:minor``) and the mount's root
+    inside that filesystem (``/`` unless a bind mount of a folder or file)."""
+
+    device: str
+    root: str
+    mount: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as ``\\ooo`` octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> dict[str, MountInfo]:
+    """mount point -> MountInfo (the last mount on a point wins, as the kernel shows it)."""
+    result: dict[str, MountInfo] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or ":" not in parts[2]:
+            continue  # not a mountinfo line: nothing to deduplicate by
+        info = MountInfo(parts[2], _unescape(parts[3]), _unescape(parts[4]))
+        result[info.mount] = info
+    return result
+
+
+def _is_remote(fs: Filesystem) -> bool:
+    return fs.type in _NETWORK_TYPES or ":" in fs.filesystem or fs.filesystem.startswith("//")
+
+
+def _wins(new: Filesystem, seen: Filesystem, mounts: dict[str, MountInfo]) -> bool:
+    """GNU df's choice between two mounts of one device (coreutils df.c filter_mount_list)."""
+    nearer_root = len(seen.mount) > len(new.mount)
+    below_root = len(mounts[seen.mount].root) < len(mounts[new.mount].root)
+    return (("/" in new.filesystem and "/" not in seen.filesystem)
+            or (nearer_root and not below_root)
+            or (new.filesystem != seen.filesystem and new.mount == seen.mount))
+
+
+def one_per_filesystem(filesystems: list[Filesystem], mounts: dict[str, MountInfo]
+                       ) -> list[Filesystem]:
+    """Each device once, as GNU df's default view shows it; mounts missing from
+    ``mounts`` and remote mounts of different sources are all kept."""
+    kept: list[Filesystem | None] = []
+    slot_of: dict[str, int] = {}
+    for fs in filesystems:
+        info = mounts.get(fs.mount)
+        if info is None:
+            kept.append(fs)
+            continue
+        slot = slot_of.get(info.device)
+        seen = kept[slot] if slot is not None else None
+        if seen is None or (_is_remote(fs) and _is_remote(seen)
+                            and fs.filesystem != seen.filesystem):
+            slot_of.setdefault(info.device, len(kept))
+            kept.append(fs)
+        elif _wins(fs, seen, mounts):
+            kept[slot] = fs  # type: ignore[index]
+    return [fs for fs in kept if fs is not None]
 
 
 def parse_threshold(text: str) -> int:
@@ -124,19 +204,32 @@ def over_threshold(filesystems: list[Filesystem], percent: int) -> list[Filesyst
 
 
 def disk_usage(transport: Transport, *, all_filesystems: bool = False) -> list[Filesystem]:
-    """``df -B1 -P -T`` (``-a`` with all_filesystems) on the host, filtered to real ones."""
-    name = "df_all" if all_filesystems else "df"
-    section = run_sections(transport, [name])[name]
-    return filesystems_from_section(transport.host, section, all_filesystems=all_filesystems)
+    """``df -B1 -P -T`` (``-a`` with all_filesystems) on the host: disks as a user means them
+    (or every mount with all_filesystems)."""
+    names = ["df_all"] if all_filesystems else ["df", "file_mounts", "mountinfo"]
+    sections = run_sections(transport, names)
+    return filesystems_from_sections(transport.host, sections, all_filesystems=all_filesystems)
 
 
-def filesystems_from_section(host: str, section: Section, *, all_filesystems: bool = False
-                             ) -> list[Filesystem]:
-    """The df section of a script run -> filesystems. df exits 1 when it could not read some
-    mount but still prints the rest: those rows are kept, the warning is not an error."""
+def filesystems_from_sections(host: str, sections: dict[str, Section], *,
+                              all_filesystems: bool = False) -> list[Filesystem]:
+    """The df section (+ ``file_mounts`` and ``mountinfo``) of a script run -> filesystems.
+    df exits 1 when it could not read some mount but still prints the rest: those rows are
+    kept, the warning is not an error. A df that hung is an error saying so."""
+    section = sections["df_all" if all_filesystems else "df"]
     if section.not_found:
         raise HostError(host, "df: command not found", "install coreutils on the host")
+    if section.exit_code in TIMED_OUT_CODES:
+        raise HostError(host, f"df did not answer within {DF_TIMEOUT}s and was stopped on the "
+                        "host", "a network filesystem (NFS, CIFS) that no longer answers "
+                        "is the usual cause: check 'mount -t nfs,nfs4,cifs' there")
     if not section.stdout.strip():
         raise HostError(host, f"df failed: {section.message()}")
     filesystems = parse_df(section.stdout, host)
-    return filesystems if all_filesystems else real_filesystems(filesystems)
+    if all_filesystems:
+        return filesystems
+    files = sections.get("file_mounts")
+    file_mounts = set(files.stdout.splitlines()) if files is not None and files.ok else set()
+    info = sections.get("mountinfo")
+    mounts = parse_mountinfo(info.stdout) if info is not None and info.ok else {}
+    return one_per_filesystem(real_filesystems(filesystems, file_mounts), mounts)

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from opskit.checks.sections import DOCKER_TIMEOUT, TIMED_OUT, Section
+from opskit.checks.sections import DOCKER_TIMEOUT, TIMED_OUT_CODES, Section
 from opskit.errors import ParseError
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKMGTP]?i?B)$")
@@ -130,7 +130,7 @@ def docker_info(host: str, version: Section, disk: Section | None,
     image count still comes from ``docker image ls``."""
     if version.not_found:
         return DockerInfo("not installed", MESSAGES["not installed"])
-    if version.exit_code == TIMED_OUT:
+    if version.exit_code in TIMED_OUT_CODES:
         return DockerInfo("error", f"Docker: the engine did not answer within {DOCKER_TIMEOUT}s")
     client, server = parse_version(version.stdout, host) if "{" in version.stdout else ({}, None)
     if not version.ok or server is None:
@@ -147,7 +147,7 @@ def docker_info(host: str, version: Section, disk: Section | None,
         if count is not None:
             rows = {**rows, "Images": DiskUse("Images", count, None, None, None, None)}
             message += f", {count} images"
-        if disk is not None and disk.exit_code == TIMED_OUT:
+        if disk is not None and disk.exit_code in TIMED_OUT_CODES:
             message += f", disk use unknown (docker system df took over {DOCKER_TIMEOUT}s)"
         elif disk is not None:
             message += f", disk use unknown ({disk.message()})"

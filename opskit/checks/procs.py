@@ -1,6 +1,7 @@
 """``ps``: processes with pid, user, cpu%, mem%, elapsed time and command; GPU memory too.
 
-The host runs ``ps -eww -o pid,ppid,user:32,pcpu,pmem,rss,etimes,args`` (procps). ``%CPU`` is
+The host runs ``ps -eww -o pid,ppid,user:128,pcpu,pmem,rss,etimes,args`` (procps; 128: a longer
+name would show as its uid). ``%CPU`` is
 what ps reports: CPU time divided by elapsed time over the process's life, not a sample.
 Filtering (``--user``, ``--name``), sorting and limiting happen here, on the client: nothing the
 user types is ever sent to the host.
@@ -13,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from opskit.checks.sections import Section
+from opskit.checks.sections import PS_COLUMNS, PS_TIMEOUT, TIMED_OUT_CODES, Section
 from opskit.errors import HostError, ParseError, UsageError
-from opskit.safety import check_user_name
+from opskit.safety import check_listed_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from opskit.checks.gpu import GpuProcess
@@ -53,7 +54,7 @@ class Process:
 
 
 def parse_ps(text: str, host: str = "localhost") -> list[Process]:
-    """Parse ``ps -o pid,ppid,user:32,pcpu,pmem,rss,etimes,args`` output (header required)."""
+    """Parse ``ps -o pid,ppid,user:128,pcpu,pmem,rss,etimes,args`` output (header required)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ParseError(host, "ps", "", "no output (expected a 'PID PPID USER ...' header)")
@@ -104,8 +105,8 @@ class ProcessFilter:
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise UsageError(f"invalid sort key {self.sort!r}", f"use one of: {', '.join(SORT_KEYS)}")
-        if self.user is not None and not self.user.isdigit():  # ps shows bare uids too
-            check_user_name(self.user)
+        if self.user is not None:  # compared here, never sent: any name a directory allows
+            check_listed_name(self.user, "user name")
         if self.name is not None:
             try:
                 re.compile(self.name)
@@ -167,6 +168,14 @@ def processes_from_section(host: str, section: Section, self_pid: int | None) ->
     """The ps section of a script run -> processes, without opskit's own commands."""
     if section.not_found:
         raise HostError(host, "ps: command not found", "install procps on the host")
+    if section.exit_code in TIMED_OUT_CODES:
+        raise HostError(host, f"ps did not answer within {PS_TIMEOUT}s and was stopped on the "
+                        "host", "a process stuck in the kernel (state D) can block ps there")
     if not section.ok:
-        raise HostError(host, f"ps failed: {section.message()}")
+        text = f"{section.stderr}\n{section.stdout}".lower()
+        limited = any(w in text for w in ("invalid option", "unrecognized option", "busybox",
+                                          "unknown user option", "bad -o argument"))
+        raise HostError(host, f"ps failed: {section.message()}",
+                        "this ps (BusyBox's?) lacks the options opskit uses (-ww -o "
+                        f"{PS_COLUMNS}); install procps on the host" if limited else None)
     return without_descendants(parse_ps(section.stdout, host), self_pid)

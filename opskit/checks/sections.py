@@ -22,6 +22,7 @@ The exit status 127 means "command not found" (the snippets check with ``command
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,18 +41,26 @@ GPU_FIELDS = (
 )
 GPU_APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
 
-PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
-# Tools that can hang (a wedged engine, a GPU driver in trouble) run under coreutils
-# ``timeout`` where the host has it; exit status 124 means they ran out of time.
+DRIVER_LOADED = "yet the NVIDIA driver is loaded"
+# user:128: procps shows the uid instead of a name longer than the column (sssd names are long)
+PS_COLUMNS = "pid,ppid,user:128,pcpu,pmem,rss,etimes,args"
+# Every external tool runs under its own time limit on the host (coreutils or BusyBox
+# ``timeout``, else a shell watchdog), so one hung tool (``df`` on a dead network mount, a GPU
+# driver in trouble, a wedged engine) is killed THERE and costs only its own section. A
+# section that ran out of time ends with one of TIMED_OUT_CODES (124 coreutils, 143 = SIGTERM
+# from BusyBox timeout or the watchdog, 137 = SIGKILL).
+DF_TIMEOUT = 10
+PS_TIMEOUT = 10
 DOCKER_TIMEOUT = 10
 NVIDIA_SMI_TIMEOUT = 20
+MOUNTS_TIMEOUT = 5
 TIMED_OUT = 124
+TIMED_OUT_CODES = frozenset({124, 137, 143})
 
 
 def _bounded(seconds: int, command: str) -> str:
-    """``command`` limited to ``seconds`` by coreutils ``timeout`` where the host has it."""
-    return (f"{{ if command -v timeout >/dev/null 2>&1; then timeout {seconds} {command}; "
-            f"else {command}; fi; }}")
+    """``command`` (a simple command: words only) killed on the host after ``seconds``."""
+    return f"_opskit_limit {int(seconds)} {command}"
 
 
 def _need(tool: str, command: str) -> str:
@@ -63,7 +72,20 @@ def _need(tool: str, command: str) -> str:
 # (instead of ``cat``) and running snippets in ``{ }`` (instead of subshells) keeps the
 # number of processes per snapshot small: on a busy host each fork counts.
 PRELUDE = """export LC_ALL=C
-_opskit_nf() { echo "$1: command not found" >&2; return 127; }
+_opskit_nf() { echo "$1: command not found${2:+, $2}" >&2; return 127; }
+_opskit_limit() {
+  if command -v timeout >/dev/null 2>&1; then timeout "$@"; return; fi
+  _opskit_s=$1; shift
+  "$@" & _opskit_p=$!
+  ( _n=0; while [ $_n -lt $_opskit_s ] && kill -0 $_opskit_p 2>/dev/null; do
+      sleep 1; _n=$((_n + 1)); done
+    kill -TERM $_opskit_p 2>/dev/null; sleep 2; kill -KILL $_opskit_p 2>/dev/null
+  ) >/dev/null 2>&1 </dev/null &
+  _opskit_w=$!
+  wait $_opskit_p; _opskit_r=$?
+  kill $_opskit_w 2>/dev/null; wait $_opskit_w 2>/dev/null
+  return $_opskit_r
+}
 _opskit_show() {
   [ -r "$1" ] || { echo "$1: cannot read" >&2; return 1; }
   while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done < "$1"
@@ -84,12 +106,23 @@ SNIPPETS: dict[str, str] = {
     "cpu_model": "while IFS= read -r _l; do case $_l in 'model name'*) echo \"$_l\"; break;; "
     "esac; done < /proc/cpuinfo; true",
     "meminfo": "_opskit_show /proc/meminfo",
-    "df": _need("df", "df -B1 -P -T"),
-    "df_all": _need("df", "df -B1 -P -T -a"),
-    "ps": _need("ps", f"ps -eww -o {PS_COLUMNS}"),
-    "gpu_query": _need("nvidia-smi", _bounded(
+    "df": _need("df", _bounded(DF_TIMEOUT, "df -B1 -P -T")),
+    "df_all": _need("df", _bounded(DF_TIMEOUT, "df -B1 -P -T -a")),
+    # Mount points that are single files (Docker's /etc/hosts & co.): not disks. A child sh
+    # under a limit, and network filesystems are not looked at (a stat there can hang).
+    "file_mounts": _bounded(MOUNTS_TIMEOUT, "sh -c " + shlex.quote(
+        'while read -r _s _m _t _r; do case $_t in nfs*|cifs|smb*|fuse*|9p|ceph|glusterfs|'
+        'lustre|afs|davfs) continue;; esac; [ -d "$_m" ] || [ ! -e "$_m" ] || '
+        'printf "%s\\n" "$_m"; done < /proc/self/mounts')),
+    # Mount ids, devices and roots: what GNU df uses to show each filesystem once.
+    "mountinfo": "_opskit_show /proc/self/mountinfo",
+    "ps": _need("ps", _bounded(PS_TIMEOUT, f"ps -eww -o {PS_COLUMNS}")),
+    "gpu_query": "if command -v nvidia-smi >/dev/null 2>&1; then " + _bounded(
         NVIDIA_SMI_TIMEOUT,
-        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits")),
+        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits")
+    + "; elif [ -e /proc/driver/nvidia/version ] || [ -e /dev/nvidiactl ]; then "
+    f"_opskit_nf 'nvidia-smi' '{DRIVER_LOADED}'; "
+    "else _opskit_nf nvidia-smi; fi",
     "gpu_apps": _need("nvidia-smi", _bounded(
         NVIDIA_SMI_TIMEOUT, f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} "
         "--format=csv,noheader,nounits")),
@@ -109,7 +142,7 @@ SNIPPETS: dict[str, str] = {
 # Sections made of shell builtins reading /proc (plus uname): they say nothing useful on
 # stderr, so theirs is dropped instead of captured (their exit status still tells).
 QUIET = frozenset({"self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc",
-                   "cpu_model", "meminfo"})
+                   "cpu_model", "meminfo", "mountinfo"})
 
 
 @dataclass(frozen=True)

@@ -124,15 +124,16 @@ def ps(sort: str, user: str | None, name: str | None, limit: int | None,
 
     flt = ProcessFilter(sort=sort, user=user, name=name, limit=limit)
     group = _run(hosts, inventory, lambda t: _processes(t, flt))
+    failed = any(o.value["gpu"].problems for o in group if o.ok)
     if as_json:
         render.print_json(render.group_json(group, lambda v: {
             "processes": [p.to_dict() for p in v["processes"]], "gpu": v["gpu"].to_dict()}))
-        return _exit(group, False)
+        return _exit(group, failed)
     for outcome in group:
         if not outcome.ok:
             continue
         gpu = outcome.value["gpu"]
-        has_gpu = gpu.status == "ok"
+        has_gpu = bool(gpu.gpus)
         columns = ["PID", "USER", "%CPU", "%MEM", "ELAPSED"]
         columns += ["GPU", "GPU MEM"] if has_gpu else []
         rows = []
@@ -148,7 +149,7 @@ def ps(sort: str, user: str | None, name: str | None, limit: int | None,
                                                          "GPU MEM")})
         if gpu.status != "ok":
             render.print_line(f"{outcome.host}: {gpu.message}")
-    return _exit(group, False)
+    return _exit(group, failed)
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -160,28 +161,38 @@ def format_uptime(seconds: float) -> str:
 
 
 def _summary_rows(s: Any) -> list[list[str]]:
+    """Name/value rows; a section that failed shows ``unavailable: ERROR`` in its place."""
     from opskit.cli.render import human_bytes as hb
+
+    errors = s.section_errors
+
+    def row(label: str, section: str, value: Any, text: Any) -> list[str]:
+        if section in errors:
+            return [label, f"unavailable: {errors[section].message}"]
+        return [label, text(value) if value is not None else "-"]
 
     m = s.memory
     rows = [
-        ["hostname", s.hostname],
-        ["os", s.os.pretty_name or "-"],
-        ["kernel", f"{s.kernel.release} ({s.kernel.machine})"],
-        ["uptime", format_uptime(s.uptime_seconds)],
-        ["load", f"{s.load.load1:.2f} {s.load.load5:.2f} {s.load.load15:.2f}"],
-        ["cpus", f"{s.cpus}" + (f" ({s.cpu_model})" if s.cpu_model else "")],
-        ["memory", f"{hb(m.used)} used of {hb(m.total)} ({m.percent:.1f}%)"],
+        row("hostname", "hostname", s.hostname, str),
+        row("os", "os", s.os, lambda o: o.pretty_name or "-"),
+        row("kernel", "kernel", s.kernel, lambda k: f"{k.release} ({k.machine})"),
+        row("uptime", "uptime", s.uptime_seconds, format_uptime),
+        row("load", "load", s.load, lambda x: f"{x.load1:.2f} {x.load5:.2f} {x.load15:.2f}"),
+        row("cpus", "cpus", s.cpus, lambda c: f"{c}" + (f" ({s.cpu_model})" if s.cpu_model else "")),
+        row("memory", "memory", m, lambda m: f"{hb(m.used)} used of {hb(m.total)} ({m.percent:.1f}%)"),
     ]
-    for d in s.disks:
+    if s.disks is None:
+        rows.append(row("disks", "disks", None, str))
+    for d in s.disks or []:
         rows.append([f"disk {d.mount}", f"{hb(d.used)} used of {hb(d.size)} "
                      f"({'-' if d.percent is None else d.percent}%), {hb(d.free)} free"])
     g = s.gpu
-    if g.status == "ok":
+    if g.gpus:
         rows.append(["gpus", f"{len(g.gpus)} (driver {g.driver_version or '?'}, "
-                     f"CUDA {g.cuda_version or '?'})"])
+                     f"CUDA {g.cuda_version or '?'})" + (f", {g.status}" if g.problems else "")])
     else:
         rows.append(["gpus", g.message or g.status])
-    rows.append(["docker", s.docker.message])
+    rows.append(row("docker", "docker", s.docker, lambda d: d.message))
     rows += [["problem", p] for p in s.problems]
     return rows
 
@@ -203,19 +214,28 @@ def _print_snapshot(s: Any) -> None:
               " ".join(f"{p.username or '?'}:{p.command}/{p.pid}({na(p.used_memory, 'M')})"
                        for p in g.processes) or "-"] for g in s.gpu.gpus],
         )
-    render.print_table(
-        ["PID", "USER", "%CPU", "%MEM", "ELAPSED", "COMMAND"],
-        [[p.pid, p.user, f"{p.cpu_percent:.1f}", f"{p.mem_percent:.1f}",
-          format_elapsed(p.elapsed), _short(p.command)] for p in s.top_processes],
-        justify={c: "right" for c in ("PID", "%CPU", "%MEM", "ELAPSED")},
-    )
+    if s.top_processes is not None:
+        render.print_table(
+            ["PID", "USER", "%CPU", "%MEM", "ELAPSED", "COMMAND"],
+            [[p.pid, p.user, f"{p.cpu_percent:.1f}", f"{p.mem_percent:.1f}",
+              format_elapsed(p.elapsed), _short(p.command)] for p in s.top_processes],
+            justify={c: "right" for c in ("PID", "%CPU", "%MEM", "ELAPSED")},
+        )
+    else:
+        render.print_line(f"processes: unavailable: {s.section_errors['processes'].message}")
     render.print_line()
 
 
 @click.command("status")
 @common_options
 def status(hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
-    """One snapshot per host: OS, load, memory, disks, GPUs, Docker."""
+    """One snapshot per host: OS, load, memory, disks, GPUs, Docker.
+
+    Each part is read on its own: one that fails on a sick host (a hung df, a GPU in a
+    fault state, a ps without the needed options) shows its error in its place, every other
+    part is still shown, and the exit code is 1. --json: section_errors {PART: {message,
+    hint}} and problems [...] per host.
+    """
     from opskit.checks.status import snapshot
     from opskit.cli import render
 

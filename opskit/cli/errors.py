@@ -24,16 +24,21 @@ def known_error(exc: BaseException) -> BaseException:
     return exc
 
 
+NL = "\n\t"
+
+
 def report(exc: BaseException, *, traceback: bool = False) -> int:
     if traceback:
         tb.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     exc = known_error(exc)
+    from opskit.cli.render import safe_text  # messages may quote a host's output
+
     if isinstance(exc, OpskitError):
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {safe_text(exc.message, keep=NL)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {safe_text(exc.hint, keep=NL)}", err=True)
         return exc.exit_code
-    click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+    click.echo(f"error: unexpected {type(exc).__name__}: {safe_text(exc, keep=NL)}", err=True)
     if not traceback:
         click.echo("hint: run again with --traceback for the full stack, and report it", err=True)
     return EXIT_FAILED

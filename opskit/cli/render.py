@@ -1,13 +1,42 @@
-"""The one place that prints: rich tables, JSON, progress bars, per-host errors."""
+"""The one place that prints: rich tables, JSON, progress bars, per-host errors.
+
+Text from hosts (process command lines, mount points, file names, container output, their
+error messages) is shown as TEXT: never read as Rich markup (``[/x]``, ``[link=...]``), and
+control characters shown visibly (``\\x1b``, ``\\r``) so that no escape sequence reaches the
+terminal (titles, clipboard writes, cleared screens) and no carriage return can overwrite a
+``[host]`` prefix. :func:`safe_text` is that one rule; ``print_table`` and ``print_line`` apply
+it to everything they print. JSON output keeps the raw strings (escaped by JSON itself).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opskit.errors import EXIT_FAILED, EXIT_OK, OpskitError
+
+# C0 controls, DEL and C1 controls (an 8-bit CSI is one byte); newline and tab only where the
+# caller keeps them (a multi-line message of ours, an indented log line).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def _visible(m: re.Match) -> str:
+    c = m.group(0)
+    return _NAMED.get(c) or f"\\x{ord(c):02x}"
+
+
+def safe_text(text: object, *, keep: str = "") -> str:
+    """``text`` with every control character (but those in ``keep``, e.g. ``"\\n\\t"``)
+    written visibly: ESC as ``\\x1b``, CR as ``\\r``. Markup needs no escaping here: tables
+    take the result as plain ``rich.text.Text``; lines never go through Rich."""
+    s = str(text)
+    if not _CONTROL.search(s):
+        return s
+    return _CONTROL.sub(lambda m: m.group(0) if m.group(0) in keep else _visible(m), s)
 
 
 def console(stderr: bool = False) -> Any:
@@ -35,21 +64,27 @@ def print_table(
     justify: dict[str, str] | None = None,
     show_header: bool = True,
 ) -> None:
+    """A table; every title and cell is plain text (see :func:`safe_text`), never markup."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False,
+    table = Table(title=Text(safe_text(title)) if title is not None else None,
+                  title_justify="left", box=None, header_style="bold", pad_edge=False,
                   show_header=show_header)
     justify = justify or {}
     for col in columns:
-        table.add_column(col, justify=justify.get(col, "left"), overflow="fold")  # type: ignore[arg-type]
+        table.add_column(Text(safe_text(col)), justify=justify.get(col, "left"),  # type: ignore[arg-type]
+                         overflow="fold")
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[Text("" if v is None else safe_text(v)) for v in row])
     console().print(table)
 
 
 def print_line(text: str = "", *, err: bool = False) -> None:
+    """One line (or a multi-line message of ours) as text: control characters but newline
+    and tab are shown visibly, so a host's bytes cannot drive the terminal."""
     stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
+    stream.write(safe_text(text, keep="\n\t") + "\n")
     stream.flush()
 
 

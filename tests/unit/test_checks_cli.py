@@ -28,7 +28,7 @@ def no_hosts_reached(monkeypatch, tmp_path):
     (["df", "--warn", "lots"], "invalid --warn value 'lots'"),
     (["df", "--warn", "120%"], "0 to 100"),
     (["ps", "--name", "(unclosed"], "invalid --name pattern"),
-    (["ps", "--user", "root;reboot"], "refusing user name"),
+    (["ps", "--user", "root\nreboot"], "refusing user name"),
     (["ps", "--limit", "0"], "--limit"),
     (["ps", "--sort", "rss"], "'rss' is not one of"),
     (["df", "--host", "bad;host"], "refusing host name"),

@@ -97,7 +97,12 @@ def test_report_states():
         None, None)
     assert broken.status == "error" and gpu_fail.strip() in broken.message
     hung = gpu.gpu_report("h", Section("gpu_query", "", "", 124), None, None)
-    assert hung.status == "error" and hung.message == "nvidia-smi did not answer within 20s"
+    assert hung.status == "error"
+    assert hung.message == "nvidia-smi did not answer within 20s (stopped on the host)"
+    assert hung.problems == (hung.message,)
+    driver = gpu.gpu_report("h", Section("gpu_query", "", "nvidia-smi: command not found, yet "
+                                         "the NVIDIA driver is loaded", 127), None, None)
+    assert driver.status == "error" and driver.problems  # a GPU host without its tool
 
 
 # -- the fake nvidia-smi ----------------------------------------------------------------------

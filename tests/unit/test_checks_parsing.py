@@ -141,8 +141,8 @@ def test_filter_sort_limit():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"name": "("}, "--name"),
-    ({"user": "a;b"}, "user name"),
-    ({"user": "-x"}, "user name"),
+    ({"user": "a\x1bb"}, "user name"),
+    ({"user": ""}, "user name"),
     ({"limit": 0}, "--limit"),
     ({"sort": "rss"}, "sort"),
 ])
