@@ -17,8 +17,17 @@ def traceback_option(f: F) -> F:
     )(f)
 
 
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:  # the error boundary then prints errors as JSON too
+        from opskit.cli.render import set_json_output
+
+        set_json_output(True)
+    return value
+
+
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")(f)
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json,
+                        help="Print JSON on stdout (stable keys; errors too).")(f)
 
 
 def inventory_option(f: F) -> F:

@@ -14,10 +14,12 @@ from opskit.cli.common import (
     traceback_option,
 )
 from opskit.cli.render import (
+    EventView,
     Progress,
     group_json,
     human_bytes,
     print_json,
+    print_json_line,
     print_line,
     print_table,
     report_group_errors,
@@ -112,6 +114,10 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
 
     Options for the training entry come after MODEL, e.g.
     'opskit run-remote --host gpu1 --gpus all resnet18 --small --epochs 1'.
+    Progress (build, preflight, shipping) goes to stderr, the run's output to stdout.
+    --json: stdout is one JSON document at the end (the run's output goes to stderr), keys
+    run_id, host, state, exit_code, oom_killed, collected, local_dir, detached (and message,
+    hint when following stopped); an error is a document with error, message, hint, exit_code.
     """
     from opskit.errors import UsageError
     from opskit.hosts.engine import local_docker_client
@@ -128,22 +134,31 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
         memory=parse_size(memory, "--memory") if memory else None,
     )
     store = _store(runs_dir)
-    opts = runner.RunOptions(
-        detach=detach, on_line=lambda h, line: print_line(f"[{h}] {line}"), on_event=_event,
-        remove_remote=remove_remote, profile=profile, ship_progress=lambda what: Progress(what, None),
-    )
+    view = EventView(logs_to_stdout=not as_json)
+    opts = runner.RunOptions(detach=detach, emit=view, remove_remote=remove_remote, profile=profile)
     print_line(f"run {job.run_id} on {specs[0].name}", err=True)
+    doc = {"run_id": job.run_id, "host": specs[0].name, "detached": False}
     try:
         outcome = runner.run_remote(local_docker_client(), specs[0], job, store, opts)
     except runner.Detached as exc:
         print_line(f"[{exc.run_id}] {exc.message}", err=True)
         print_line(f"hint: {exc.hint}", err=True)
+        if as_json:
+            print_json({**doc, "state": "running", "detached": True, "message": exc.message,
+                        "hint": exc.hint, "exit_code": None})
         return exc.exit_code
+    finally:
+        view.close()
     if outcome is None:
-        print_line(f"started {job.run_id}; follow: opskit logs {job.run_id} -f; collect: opskit collect {job.run_id}")
+        line = f"started {job.run_id}; follow: opskit logs {job.run_id} -f; collect: opskit collect {job.run_id}"
+        if as_json:
+            print_line(line, err=True)
+            print_json({**doc, "state": "running", "detached": True, "exit_code": None})
+        else:
+            print_line(line)
         return 0
     if as_json:
-        print_json(outcome.to_dict())
+        print_json({**outcome.to_dict(), "detached": False})
     else:
         _print_outcome(outcome)
     return 0 if outcome.exit_code == 0 else 1
@@ -200,25 +215,43 @@ def _run_transport(run_id: str, hosts: tuple[str, ...], inventory: str | None, r
 @click.command("logs")
 @click.argument("run_id")
 @host_option
+@json_option
 @traceback_option
 @RUNS_DIR_OPTION
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
-def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None, follow: bool) -> int:
-    """Show a run's output (from the start); -f follows it, and reattaches after a disconnect."""
+def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool,
+         runs_dir: str | None, follow: bool) -> int:
+    """Show a run's output (from the start); -f follows it, and reattaches after a disconnect.
+
+    --json prints JSON Lines: one {"event": "log", "host", "run_id", "line"} per line of
+    output; with -f a last {"event": "result", "host", "run_id", "state", "exit_code"} (or
+    {"event": "detached", "message", "hint"} when following stopped).
+    """
+    from opskit import events as ev
     from opskit.jobs import launch, runner
 
+    emit = (lambda e: print_json_line(e.to_dict())) if as_json else EventView(logs_to_stdout=True)
     transport, _ = _run_transport(run_id, hosts, inventory, runs_dir)
     try:
         if not follow:
             for line in launch.stream_logs(transport, run_id, follow=False):
-                print_line(line)
+                if as_json:
+                    emit(ev.LogLine(transport.host, run_id, line))
+                else:
+                    print_line(line)
             return 0
-        runner.follow(transport, run_id, lambda h, line: print_line(f"[{h}] {line}"))
+        runner.follow(transport, run_id, emit)
         state = launch.wait_exit(transport, run_id, timeout=60)
+        if as_json:
+            print_json_line({"event": "result", "host": transport.host, "run_id": run_id,
+                             "state": state.state, "exit_code": state.exit_code})
         print_line(f"[{transport.host}] run {run_id} {state.state} (exit {state.exit_code})"
                    + ("; collect: opskit collect " + run_id if state.state != "running" else ""), err=True)
         return 0
     except runner.Detached as exc:
+        if as_json:
+            print_json_line({"event": "detached", "host": transport.host, "run_id": run_id,
+                             "message": exc.message, "hint": exc.hint})
         print_line(f"{exc.message}\nhint: {exc.hint}", err=True)
         return exc.exit_code
     finally:

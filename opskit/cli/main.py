@@ -75,22 +75,52 @@ def _want_traceback(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every error to an exit code at this one boundary."""
+    from opskit.cli import render
+
     args = list(sys.argv[1:] if argv is None else argv)
+    token = render.set_json_output(False)
+    try:
+        sys.exit(_run(args))
+    finally:
+        render.reset_json_output(token)
+
+
+def _run(args: list[str]) -> int:
     try:
         rv = cli.main(args=args, prog_name="opskit", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        return _json_error(args, KeyboardInterrupt("aborted"), 130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
-    except KeyboardInterrupt:
+        code = 2 if exc.exit_code in (1, 2) else exc.exit_code
+        return _json_error(args, exc, code)
+    except KeyboardInterrupt as exc:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        return _json_error(args, exc, 130)
     except Exception as exc:  # noqa: BLE001 - the one boundary
-        from opskit.cli.errors import report
+        from opskit.cli.errors import known_error, report
 
-        sys.exit(report(exc, traceback=_want_traceback(args)))
-    sys.exit(rv if isinstance(rv, int) else 0)
+        code = report(exc, traceback=_want_traceback(args))
+        return _json_error(args, known_error(exc), code)
+    return rv if isinstance(rv, int) else 0
+
+
+def _json_error(args: list[str], exc: BaseException, code: int) -> int:
+    """With --json, the error is also one JSON document on stdout (the message stays on
+    stderr for people); returns ``code``."""
+    from opskit.cli import render
+
+    if render.json_output() or "--json" in args:
+        if isinstance(exc, click.ClickException):
+            exc = _usage(exc)
+        render.print_json_line(render.error_document(exc, code))
+    return code
+
+
+def _usage(exc: click.ClickException) -> BaseException:
+    from opskit.errors import UsageError
+
+    return UsageError(exc.format_message(), "see the command's --help")

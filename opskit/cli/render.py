@@ -1,4 +1,11 @@
-"""The one place that prints: rich tables, JSON, progress bars, per-host errors.
+"""The one place that prints: rich tables, JSON, progress bars, per-host errors, events.
+
+Two renderers of an operation's event stream (:mod:`opskit.events`): :class:`EventView` for
+people (progress on stderr: ``[host] ...`` lines, byte bars on a terminal, build steps; a
+run's own output on stdout unless stdout carries JSON) and ``print_json_line`` of each event's
+``to_dict()`` for machines. With ``--json`` a command writes exactly one JSON document on
+stdout (JSON Lines for following commands, as their ``--help`` says), and an error becomes a
+JSON document too (``error_document``), so ``opskit CMD --json | jq`` always parses.
 
 Text from hosts (process command lines, mount points, file names, container output, their
 error messages) is shown as TEXT: never read as Rich markup (``[/x]``, ``[link=...]``), and
@@ -10,6 +17,7 @@ it to everything they print. JSON output keeps the raw strings (escaped by JSON 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import sys
@@ -37,6 +45,28 @@ def safe_text(text: object, *, keep: str = "") -> str:
     if not _CONTROL.search(s):
         return s
     return _CONTROL.sub(lambda m: m.group(0) if m.group(0) in keep else _visible(m), s)
+
+
+# Set by the --json option of the command that runs (opskit.cli.common.json_option) and read
+# by the error boundary: is stdout a machine's?
+_JSON_OUTPUT: contextvars.ContextVar[bool] = contextvars.ContextVar("opskit_json", default=False)
+
+
+def set_json_output(on: bool) -> contextvars.Token:
+    return _JSON_OUTPUT.set(on)
+
+
+def reset_json_output(token: contextvars.Token) -> None:
+    _JSON_OUTPUT.reset(token)
+
+
+def json_output() -> bool:
+    return _JSON_OUTPUT.get()
+
+
+def error_document(exc: BaseException, exit_code: int) -> dict:
+    """What ``--json`` prints for a failed command: the error's keys and the exit code."""
+    return {**error_dict(exc), "exit_code": exit_code}
 
 
 def console(stderr: bool = False) -> Any:
@@ -176,3 +206,63 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+class EventView:
+    """Renders an operation's events for people.
+
+    Steps, checks and build progress go to stderr as ``[host] ...`` lines (a spinner and a byte
+    bar on a terminal); a run's log lines go to stdout as ``[host] line``, or to stderr when
+    ``logs_to_stdout`` is false (stdout then carries one JSON document).
+    """
+
+    def __init__(self, *, logs_to_stdout: bool = True):
+        self.logs_to_stdout = logs_to_stdout
+        self._bar: Progress | None = None
+        self._steps = {"built": 0, "cached": 0}
+
+    def __call__(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "log":
+            print_line(f"[{event.host}] {event.line}", err=not self.logs_to_stdout)
+        elif kind == "step":
+            print_line(f"[{event.host}] {event.message}", err=True)
+        elif kind == "check":
+            print_line(f"[{event.host}] preflight {event.name}: {event.detail}", err=True)
+        elif kind == "run_started":
+            print_line(f"[{event.host}] started run {event.run_id} (container {event.container})",
+                       err=True)
+        elif kind == "transfer_started":
+            self._bar = Progress(f"[{event.host}] {event.what}", event.total).__enter__()
+        elif kind == "bytes_sent" and self._bar is not None:
+            self._bar.advance(event.bytes)
+        elif kind == "transfer_done":
+            self.close()
+        else:
+            self._build(event)
+
+    def _build(self, event: Any) -> None:
+        """Build events (opskit.images.events), compactly: phases, built steps, warnings."""
+        kind = event.kind
+        if kind == "step_done" and event.status in self._steps:
+            self._steps[event.status] += 1
+            if event.status == "built":
+                print_line(f"[localhost] build {event.build} [{event.index}/{event.total}] built "
+                           f"{event.seconds:.2f}s  {event.instruction[:60]}", err=True)
+        elif kind == "phase_done":
+            what = "reused" if event.reused else f"done in {event.seconds:.1f}s"
+            if event.phase == "context" and "bytes" in event.detail:
+                what = f"{human_bytes(event.detail['bytes'])}, {event.detail.get('files')} files"
+            if event.phase == "image":
+                what += f" ({self._steps['built']} steps built, {self._steps['cached']} cached)"
+            print_line(f"[localhost] build {event.phase}: {what}", err=True)
+        elif kind == "warning":
+            print_line(f"[localhost] warning: {event.message}", err=True)
+        elif kind == "build_failed":
+            print_line(f"[localhost] build failed: {event.build} step {event.index}: "
+                       f"{event.instruction}", err=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.__exit__(None, None, None)

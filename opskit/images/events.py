@@ -6,8 +6,8 @@
 :class:`StreamParser` turns them into :class:`StepStarted`, :class:`StepOutput`,
 :class:`StepDone` and :class:`BuildFailed` events. It never prints and never talks to an engine.
 
-Every event has ``kind`` (a stable string) and ``to_dict()`` (what ``--json`` prints, one object
-per line, with ``"event": kind``).
+Every event is an :class:`opskit.events.Event`: ``kind`` (a stable string) and ``to_dict()``
+(what ``--json`` prints, one object per line, with ``"event": kind``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from opskit.events import Event  # the one event base of every long operation
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ARROW = re.compile(r"^ ---> (.*)$")
@@ -28,14 +30,6 @@ CACHED = "cached"  # the engine reused a layer from its cache
 BUILT = "built"  # the step ran in this build
 FROM = "from"  # a FROM step: an existing image, neither cached nor built
 META = "meta"  # an ARG before the first FROM: no image at all
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: ClassVar[str] = "event"
-
-    def to_dict(self) -> dict:
-        return {"event": self.kind, **asdict(self)}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ Following the logs is only watching: Ctrl-C or a dropped connection leave the jo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opskit import events as ev
 from opskit.errors import DockerUnavailable, HostError, JobError, OpskitError
 from opskit.hosts.group import connect
 from opskit.hosts.spec import HostSpec
@@ -24,9 +24,6 @@ from opskit.jobs.preflight import preflight
 from opskit.jobs.spec import JobSpec, validate_train_args
 from opskit.jobs.store import RunStore, git_facts
 from opskit.project.card import project_stamp
-
-LineFn = Callable[[str, str], None]  # (host, line)
-EventFn = Callable[[str, str], None]  # (host, message)
 
 
 class Detached(OpskitError):
@@ -44,11 +41,9 @@ class Detached(OpskitError):
 @dataclass
 class RunOptions:
     detach: bool = False
-    on_line: LineFn | None = None
-    on_event: EventFn | None = None
-    # A context manager factory for the upload's progress (the CLI gives a byte bar); called
-    # only when layers travel, so the bar never sits under the followed logs.
-    ship_progress: Callable[[str], Any] | None = None
+    # Every step, build event, preflight check, byte shipped and log line, as typed events
+    # (opskit.events); the CLI renders them. The runner never prints.
+    emit: ev.EventFn = ev.ignore
     remove_remote: bool = False
     profile: str = "offline"
 
@@ -67,14 +62,15 @@ class RunOutcome:
         return dict(self.__dict__)
 
 
-def resolve_image(client: Any, ref: str | None, profile: str, emit: EventFn) -> str:
-    """``--image`` as given, or the default training image (built or reused here)."""
+def resolve_image(client: Any, ref: str | None, profile: str, emit: ev.EventFn) -> str:
+    """``--image`` as given, or the default training image (built or reused here; its build
+    events go to ``emit``)."""
     if ref:
         return ref
     from opskit.images.build import BuildRequest, build_image
 
-    emit("localhost", f"building the default training image (profile {profile})")
-    result = build_image(BuildRequest(profile=profile), client=client)
+    emit(ev.Step("localhost", f"building the default training image (profile {profile})"))
+    result = build_image(BuildRequest(profile=profile), client=client, on_event=emit)
     return result.tag
 
 
@@ -99,7 +95,7 @@ def initial_card(job: JobSpec, spec: HostSpec, image: shipmod.LocalImage, parsed
 
 def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> tuple[Transport, dict]:
     """Everything up to a started container. Returns the open transport and the run card."""
-    emit = opts.on_event or (lambda h, m: None)
+    emit = opts.emit
     parsed = validate_train_args(job.model, job.train_args)
     if store.exists(job.run_id):
         card = store.load(job.run_id)
@@ -114,10 +110,10 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
         hp = shipmod.plan_host(transport, image)
         facts, checks = preflight(transport, job.gpus, job.shm_size, hp.send_bytes)
         for c in checks:
-            emit(spec.name, f"preflight {c.name}: {c.detail}")
+            emit(ev.Check(spec.name, c.name, c.ok, c.detail))
         if hp.send:
-            emit(spec.name, f"shipping {len(hp.send)} of {len(image.layers)} layers")
-        ship_with(client, transport, image, hp, opts)
+            emit(ev.Step(spec.name, f"shipping {len(hp.send)} of {len(image.layers)} layers"))
+        ship_with(client, transport, image, hp, emit)
         card = initial_card(job, spec, image, parsed)
         card["host_facts"] = facts.to_dict()
         card["host_snapshot"] = host_snapshot(transport, emit)
@@ -130,14 +126,14 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
             raise
         card = store.update(job.run_id, state="running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             host_home=facts.home)
-        emit(spec.name, f"started run {job.run_id} (container {job.container})")
+        emit(ev.RunStarted(spec.name, job.run_id, job.container))
         return transport, card
     except BaseException:
         transport.close()
         raise
 
 
-def host_snapshot(transport: Transport, emit: EventFn) -> dict:
+def host_snapshot(transport: Transport, emit: ev.EventFn) -> dict:
     """The checks' one-round-trip snapshot of the host (OS, CPUs, memory, disks, GPUs, Docker)
     for the run card; a host that cannot give one is noted there, and the run goes on."""
     from opskit.checks.status import snapshot
@@ -145,12 +141,14 @@ def host_snapshot(transport: Transport, emit: EventFn) -> dict:
     try:
         return snapshot(transport).to_dict()
     except OpskitError as exc:
-        emit(transport.host, f"no host snapshot for the run card: {exc.message}")
+        emit(ev.Step(transport.host, f"no host snapshot for the run card: {exc.message}"))
         return {"error": exc.message}
 
 
-def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan, opts: RunOptions) -> None:
-    """Ship over an open transport (one host), then check the image ID there."""
+def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan,
+              emit: ev.EventFn) -> None:
+    """Ship over an open transport (one host), then check the image ID there; the bytes
+    sent go to ``emit`` between TransferStarted and TransferDone."""
     import shutil
     import tempfile
 
@@ -160,22 +158,23 @@ def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: 
     spool = tempfile.mkdtemp(prefix="opskit-ship-")
     try:
         saved = shipmod.save_wanted(client, image, [hp], spool)
-        if opts.ship_progress is None:
-            shipmod.ship_one(transport, image, hp, saved[hp.codec], shipmod.ShipOptions())
-            return
-        with opts.ship_progress(f"[{transport.host}] shipping {image.ref}") as bar:
-            ship_opts = shipmod.ShipOptions(progress=lambda host, n: bar.advance(n))
+        what = f"shipping {image.ref}"
+        emit(ev.TransferStarted(transport.host, what))
+        try:
+            ship_opts = shipmod.ShipOptions(progress=lambda host, n: emit(ev.BytesSent(host, n)))
             shipmod.ship_one(transport, image, hp, saved[hp.codec], ship_opts)
+        finally:
+            emit(ev.TransferDone(transport.host, what))
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def follow(transport: Transport, run_id: str, on_line: LineFn | None) -> None:
-    """Print the run's output until it ends. Ctrl-C / a dropped connection -> Detached."""
+def follow(transport: Transport, run_id: str, emit: ev.EventFn) -> None:
+    """Emit the run's output (LogLine events) until it ends. Ctrl-C / a dropped connection
+    -> Detached."""
     try:
         for line in launch.stream_logs(transport, run_id, follow=True):
-            if on_line:
-                on_line(transport.host, line)
+            emit(ev.LogLine(transport.host, run_id, line))
         running = launch.require_container(transport, run_id).status == "running"  # a fresh inspect
     except KeyboardInterrupt:
         raise Detached(transport.host, run_id, "stopped following (Ctrl-C)", 130) from None
@@ -226,7 +225,7 @@ def run_remote(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts:
     try:
         if opts.detach:
             return None
-        follow(transport, job.run_id, opts.on_line)
+        follow(transport, job.run_id, opts.emit)
         try:
             return finish(transport, job.run_id, store, opts.remove_remote)
         except (HostError, OSError, EOFError) as exc:

@@ -193,7 +193,7 @@ def _following(chunks, status="exited"):
     container = _Container(chunks, status)
     client = SimpleNamespace(containers=SimpleNamespace(get=lambda name: container))
     lines = []
-    return FakeTransport("gpu1", docker_client=client), lines, lambda host, line: lines.append((host, line))
+    return FakeTransport("gpu1", docker_client=client), lines, lambda e: lines.append((e.host, e.line))
 
 
 def test_follow_delivers_every_line_of_a_finished_run():
