@@ -1,10 +1,15 @@
 """The build context: which files are sent to the engine, as a deterministic tar.
 
-* ``.dockerignore`` is honoured with Docker's own matching rules (docker-py's ``PatternMatcher``,
-  a port of moby's), ``!`` exceptions included.
-* :data:`ALWAYS_EXCLUDE` is applied after the project's patterns, so ``.git``, virtual
-  environments, ``runs/``, caches and build outputs never reach the engine, whatever
-  ``.dockerignore`` says.
+* The files are exactly what ``docker build`` sends for the same folder: the project's
+  ``.dockerignore`` is read and matched by :mod:`opskit.images.dockerignore`, a port of Docker's
+  own reader, matcher and walk (case-sensitive, BOM dropped, bytes that are not UTF-8 kept as
+  bytes, ``!`` exceptions, ``**``, escapes), and ``.dockerignore`` itself is always sent, as the
+  docker CLI does. Proven against the real engine by ``tests/integration/test_dockerignore_engine.py``.
+* A project **without** a ``.dockerignore`` gets :data:`DEFAULT_EXCLUDES` as if it were its
+  ``.dockerignore`` (``.git``, virtual environments, ``runs/``, caches, build outputs); a project
+  with one gets only what it says.
+* ``.opskit-build/`` is opskit's own folder in every context (its recipe and runtime): a project
+  folder of that name is never sent.
 * Entries are sorted, owned by root and carry a fixed mtime, so the same sources give the same
   tar and the same layer digests on every machine. The engine's cache keys on content only.
 * :class:`BuildContext` reports the bytes sent, the file count, the largest files (for the
@@ -24,14 +29,18 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from opskit.errors import UsageError
+from opskit.images.dockerignore import IgnoreLine, PatternMatcher, read_ignore_bytes, walk_context
 
-# Patterns (dockerignore syntax) that never reach the engine.
-ALWAYS_EXCLUDE = (
-    ".git", ".hg", ".svn", ".venv", "venv", ".env", "runs", ".opskit", ".opskit-build",
+# The .dockerignore of a project that has none (dockerignore syntax).
+DEFAULT_EXCLUDES = (
+    ".git", ".hg", ".svn", ".venv", "venv", "runs", ".opskit",
     "build", "dist", "*.egg-info", "**/__pycache__", "**/*.pyc", "**/*.pyo",
     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".ipynb_checkpoints",
     "node_modules", "**/.DS_Store", "*.opskit-part",
 )
+# opskit's own folder in every context: never taken from the project.
+RESERVED = ".opskit-build"
+DOCKERIGNORE = ".dockerignore"
 # A context above this many bytes gets a warning naming its largest files.
 LARGE_CONTEXT = 50 * 1024 * 1024
 FIXED_MTIME = 315532800  # 1980-01-01: reproducible tars (the cache keys on content, not mtime)
@@ -62,34 +71,50 @@ class BuildContext:
         }
 
 
-def read_dockerignore(root: str) -> list[str]:
-    """The patterns of ``root/.dockerignore`` (comments and blank lines dropped)."""
-    path = os.path.join(root, ".dockerignore")
+def ignore_lines(root: str) -> list[IgnoreLine] | None:
+    """The patterns of ``root/.dockerignore`` as Docker reads them; None when there is none."""
+    path = os.path.join(root, DOCKERIGNORE)
     if not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8") as fh:
-        lines = [line.strip() for line in fh]
-    return [line for line in lines if line and not line.startswith("#")]
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}", "make it readable") from exc
+    return read_ignore_bytes(data, path)
 
 
-def context_paths(root: str, patterns: Iterable[str] = ()) -> list[str]:
-    """Relative paths (files, folders, links) under ``root`` that go into the context, sorted."""
-    from docker.utils.build import PatternMatcher
+def read_dockerignore(root: str) -> list[str]:
+    """The patterns of ``root/.dockerignore`` (comments and blank lines dropped, cleaned)."""
+    return [line.pattern for line in ignore_lines(root) or []]
 
-    matcher = PatternMatcher([*patterns, *ALWAYS_EXCLUDE])
-    return sorted(matcher.walk(root))
+
+def context_paths(root: str, patterns: Iterable[str | IgnoreLine] = ()) -> list[str]:
+    """Relative paths (files, folders, links) under ``root`` that go into the context, sorted.
+
+    ``patterns`` are a ``.dockerignore``'s; as the docker CLI does, ``.dockerignore`` itself is
+    sent even where they leave it out (the engine reads it, then drops it).
+    """
+    matcher = PatternMatcher(patterns)
+    if matcher.excluded(DOCKERIGNORE):
+        matcher = PatternMatcher([*patterns, "!" + DOCKERIGNORE])
+    return sorted(rel for rel in walk_context(root, matcher)
+                  if rel != RESERVED and not rel.startswith(RESERVED + "/"))
 
 
 def project_files(root: str) -> dict[str, str]:
-    """``{arcname: local path}`` for a project directory, ``.dockerignore`` honoured."""
+    """``{arcname: local path}`` for a project directory, as ``docker build`` would send it."""
     if not os.path.isdir(root):
         raise UsageError(f"project directory {root} does not exist")
-    return {rel: os.path.join(root, rel) for rel in context_paths(root, read_dockerignore(root))}
+    lines = ignore_lines(root)
+    patterns: Iterable[str | IgnoreLine] = DEFAULT_EXCLUDES if lines is None else lines
+    return {rel: os.path.join(root, rel) for rel in context_paths(root, patterns)}
 
 
 def tree_files(root: str, prefix: str, *, skip: Iterable[str] = ()) -> dict[str, str]:
-    """``{prefix/rel: local path}`` for every file under ``root`` (``ALWAYS_EXCLUDE`` applied)."""
-    return {f"{prefix}/{rel}": os.path.join(root, rel) for rel in context_paths(root, skip)}
+    """``{prefix/rel: local path}`` for every file under ``root`` (``DEFAULT_EXCLUDES`` applied)."""
+    return {f"{prefix}/{rel}": os.path.join(root, rel)
+            for rel in context_paths(root, [*DEFAULT_EXCLUDES, *skip])}
 
 
 def _tarinfo(arcname: str, local: str) -> tarfile.TarInfo | None:
@@ -143,7 +168,7 @@ def make_context(
                     sizes.append((arcname, info.size))
                     count += 1
                 else:
-                    digest.update(f"{info.type!r} {arcname} {info.linkname}\n".encode())
+                    digest.update(f"{info.type!r} {arcname} {info.linkname}\n".encode("utf-8", "surrogateescape"))
                     tar.addfile(info)
             for arcname in sorted(extra):
                 info = tarfile.TarInfo(arcname)
@@ -180,5 +205,5 @@ class _HashingReader:
 
 def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, fh: IO[bytes], digest: Any) -> None:
     """Add one regular file, hashing its name, mode and bytes as they are written."""
-    digest.update(f"file {info.name} {info.mode:o} {info.size}\n".encode())
+    digest.update(f"file {info.name} {info.mode:o} {info.size}\n".encode("utf-8", "surrogateescape"))
     tar.addfile(info, _HashingReader(fh, digest))  # type: ignore[arg-type]

@@ -35,26 +35,33 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_dockerignore_is_read_without_comments(project: Path) -> None:
-    assert read_dockerignore(str(project)) == ["data/", "*.md", "src/*.bin", "!src/keep.bin"]
+    assert read_dockerignore(str(project)) == ["data", "*.md", "src/*.bin", "!src/keep.bin"]
     assert read_dockerignore(str(project / "src")) == []
 
 
-def test_project_files_honour_dockerignore_and_always_excluded(project: Path) -> None:
+def test_project_files_honour_dockerignore_only(project: Path) -> None:
     files = set(project_files(str(project)))
     assert {"src/pkg/__init__.py", "src/pkg/model.py", "test/test_pkg.py", "requirements.txt",
-            "src/keep.bin", ".dockerignore"} <= files
-    for gone in ("data/big.bin", "notes.md", "src/drop.bin", ".git/HEAD", ".venv/bin/python",
-                 "runs/r1/metrics.jsonl", "src/pkg/__pycache__/model.cpython-311.pyc",
-                 "build/lib/x.py", "dist/pkg.whl", "pkg.egg-info/PKG-INFO", ".pytest_cache/v"):
+            "src/keep.bin", ".dockerignore", ".git/HEAD", "runs/r1/metrics.jsonl"} <= files
+    for gone in ("data/big.bin", "notes.md", "src/drop.bin"):
         assert gone not in files, gone
-    assert not any(f.startswith((".git", ".venv", "runs", "data")) for f in files)
 
 
-def test_always_excluded_cannot_be_brought_back(tmp_path: Path) -> None:
-    _write(tmp_path, ".git/config")
+def test_without_dockerignore_the_defaults_apply(project: Path) -> None:
+    (project / ".dockerignore").unlink()
+    files = set(project_files(str(project)))
+    assert {"src/pkg/model.py", "data/big.bin", "notes.md", "src/drop.bin"} <= files
+    for gone in (".git/HEAD", ".venv/bin/python", "runs/r1/metrics.jsonl",
+                 "src/pkg/__pycache__/model.cpython-311.pyc", "build/lib/x.py", "dist/pkg.whl",
+                 "pkg.egg-info/PKG-INFO", ".pytest_cache/v"):
+        assert gone not in files, gone
+
+
+def test_opskit_build_folder_of_a_project_is_never_sent(tmp_path: Path) -> None:
+    _write(tmp_path, ".opskit-build/Dockerfile", "FROM evil")
     _write(tmp_path, "src/a.py")
-    (tmp_path / ".dockerignore").write_text("!.git\n!.git/config\n")
-    assert not any(f.startswith(".git") for f in project_files(str(tmp_path)))
+    (tmp_path / ".dockerignore").write_text("!.opskit-build\n")
+    assert set(project_files(str(tmp_path))) == {".dockerignore", "src", "src/a.py"}
 
 
 def test_missing_project_is_a_usage_error(tmp_path: Path) -> None:
