@@ -83,6 +83,10 @@ FAILURE = [
     (["cancel", "no-such-run", "--json"], None),
     (["collect", "no-such-run", "--json"], None),
     (["jobs", "--json", "--host", "nosuchhost"], 2),
+    (["hosts", "trust", "nosuchhost", "--json"], 2),
+    (["base", "bootstrap", "--tag", "opskit-test-json:none", "--from-rootfs", "no-such.tar", "--json"], None),
+    (["project", "show", "--json"], None),  # no project card here
+    (["eval", "no-such-run", "--json"], None),
 ]
 
 
@@ -102,3 +106,33 @@ def test_build_json_lines_end_in_an_error_line(capsys, tmp_path: Path) -> None:
     assert code == 2
     docs = json_lines(out)
     assert docs[-1]["exit_code"] == 2 and "no-such-project" in docs[-1]["message"]
+
+
+def _json_commands() -> set[str]:
+    """Every command path (``hosts show``) that has a --json option."""
+    import click
+
+    from opskit.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    found: set[str] = set()
+
+    def walk(cmd: click.Command, path: str) -> None:
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
+        elif any("--json" in p.opts for p in cmd.params):
+            found.add(path)
+
+    for name in COMMANDS:
+        walk(cli.get_command(ctx, name), name)
+    return found
+
+
+def test_every_json_command_is_covered_here() -> None:
+    covered = set()
+    for argv in SUCCESS + [a for a, _ in FAILURE] + [["build"]]:
+        words = [w for w in argv if not w.startswith("-")]
+        covered.update(" ".join(words[:n]) for n in (1, 2))
+    missing = sorted(_json_commands() - covered)
+    assert missing == [], f"add success/failure cases for {missing}"
