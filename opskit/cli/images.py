@@ -163,10 +163,14 @@ def _print_build_result(result: Any) -> None:
 @click.option("--no-cache", is_flag=True, help="Reuse no layer (the deps image is made again).")
 @click.option("--recipe", type=click.Path(dir_okay=False), default=None, metavar="DOCKERFILE",
               help="A Dockerfile to use instead of the profile's (same build arguments).")
+@click.option("--allow-secret", "allow_secrets", multiple=True, metavar="PATTERN",
+              help="Let secret-looking files matching PATTERN (.dockerignore syntax) into the "
+                   "context on purpose (repeatable); without it such files stop the build.")
 @json_option
 @traceback_option
 def build(project: str | None, profile: str, base_image: str | None, tag: str | None,
-          build_args: tuple[str, ...], no_cache: bool, recipe: str | None, as_json: bool) -> None:
+          build_args: tuple[str, ...], no_cache: bool, recipe: str | None,
+          allow_secrets: tuple[str, ...], as_json: bool) -> None:
     """Build a layered training image for PROJECT (default: opskit's own training runtime).
 
     Layers go base -> system packages -> Python deps -> WORKDIR /app -> src -> test ->
@@ -178,7 +182,7 @@ def build(project: str | None, profile: str, base_image: str | None, tag: str | 
 
     request = BuildRequest(project=project, profile=profile, base=base_image, tag=tag,
                            build_args=_parse_build_args(build_args), no_cache=no_cache,
-                           recipe=recipe)
+                           recipe=recipe, allow_secrets=allow_secrets)
     if as_json:
         result = build_image(request, on_event=lambda e: render.print_json_line(e.to_dict()))
         render.print_json_line({"event": "result", **result.to_dict()})

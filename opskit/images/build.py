@@ -37,7 +37,13 @@ from opskit import __version__
 from opskit.errors import UsageError
 from opskit.gitinfo import git_facts
 from opskit.images import recipes
-from opskit.images.context import BuildContext, make_context, project_files, tree_files
+from opskit.images.context import (
+    BuildContext,
+    ignore_lines,
+    make_context,
+    project_files,
+    tree_files,
+)
 from opskit.images.events import (
     BUILT,
     CACHED,
@@ -47,6 +53,7 @@ from opskit.images.events import (
     StepDone,
 )
 from opskit.images.layers import ImageLayers, Layer, docker_size, image_layers
+from opskit.images.secrets import check_build_args, check_context
 from opskit.images.stages import (
     LABEL,
     BuildCall,
@@ -59,7 +66,6 @@ from opskit.images.stages import (
 )
 from opskit.images.wheelhouse import read_requirements, with_torch, without
 
-SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
 RUNTIME_SMOKE_TEST = b'''"""Smoke test of opskit's training runtime in this image: python test/test_runtime.py"""
 import opskit.models
 import opskit.train  # noqa: F401
@@ -68,7 +74,7 @@ print("models:", ", ".join(opskit.models.list_models()))
 '''
 DEFAULT_PROJECT_NOTE = b"The training runtime of this image is the project itself: /app/src/opskit.\n"
 
-__all__ = ["BuildRequest", "BuildResult", "StepFailed", "build_image", "plan_build"]
+__all__ = ["BuildRequest", "BuildResult", "StepFailed", "build_image", "check_build_args", "plan_build"]
 
 
 @dataclass
@@ -80,6 +86,7 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     recipe: str | None = None  # a Dockerfile to use instead of the profile's
+    allow_secrets: tuple[str, ...] = ()  # dockerignore patterns of secret-looking files let in
 
 
 @dataclass
@@ -150,22 +157,7 @@ class BuildPlan:
     requirements: list[str]
     dropped: list[str]  # requirements the base image provides (not installed again)
     build_args: dict[str, str]
-
-
-def check_build_args(build_args: dict[str, str]) -> None:
-    """Refuse names that look like secrets: build arguments stay readable in the history."""
-    for name in build_args:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise UsageError(f"build argument name {name!r} is not valid", "use NAME=value")
-        marker = next((m for m in SECRET_MARKERS if m in name.upper()), None)
-        if marker:
-            raise UsageError(
-                f"build argument {name} looks like a secret (its name contains {marker}); "
-                "build arguments stay readable in the image: 'docker history --no-trunc' shows "
-                "their values to anyone who has the image",
-                "pass secrets when the container runs (docker run -e, or a mounted file), "
-                "never at build time",
-            )
+    allowed_secrets: list[str] = field(default_factory=list)
 
 
 def default_tag(project: str | None, profile: str) -> str:
@@ -202,6 +194,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
         raise UsageError(f"image tag {tag!r} is not valid", "use lowercase NAME[:TAG], e.g. myproj:dev")
     recipe_path, text = recipes.read_recipe(request.recipe or profile.recipe)
     extra: dict[str, bytes] = {}
+    allowed: list[str] = []
     if request.project is None:
         root = None
         files = runtime_files("src")
@@ -211,6 +204,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
     else:
         root = os.path.abspath(request.project)
         files = project_files(root)
+        allowed = check_context(root, files, ignore_lines(root), request.allow_secrets)
         files.update(runtime_files(recipes.RUNTIME_DIR))
         req_file = os.path.join(root, "requirements.txt")
         requirements = read_requirements(req_file) if os.path.isfile(req_file) else []
@@ -228,7 +222,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
     requirements, dropped = without(requirements, profile.provided)
     base = request.base or profile.base_image(request.build_args)
     return BuildPlan(profile, base, tag, os.path.basename(recipe_path), text, root, files, extra,
-                 requirements, dropped, dict(request.build_args))
+                     requirements, dropped, dict(request.build_args), allowed)
 
 
 def build_image(
@@ -242,6 +236,9 @@ def build_image(
     emit = on_event or (lambda event: None)
     started = time.monotonic()
     plan = plan_build(request)
+    if plan.allowed_secrets:
+        emit(Notice(f"secret-looking files allowed into the context on purpose: "
+                    f"{', '.join(plan.allowed_secrets)}"))
     if plan.dropped:
         emit(Notice(f"the base image {plan.base} provides {', '.join(plan.dropped)}: "
                     "not installed again"))
