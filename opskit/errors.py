@@ -6,10 +6,20 @@ The CLI maps these to exit codes at one boundary (``opskit.cli.main``):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from opskit.hosts.transport import CommandResult
+
+class CommandResult(Protocol):
+    """What :class:`CommandFailed` reads of a result (``opskit.hosts.transport.CommandResult``
+    has these; named here so that errors import nothing of opskit)."""
+
+    host: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def command_line(self) -> str: ...
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -57,6 +57,7 @@ from opskit.images.secrets import check_build_args, check_context
 from opskit.images.stages import (
     LABEL,
     BuildCall,
+    BuildPlan,
     EventCallback,
     StepFailed,
     ensure_base,
@@ -142,22 +143,6 @@ class BuildResult:
 
 def _short(image_id: str | None) -> str:
     return (image_id or "").removeprefix("sha256:")[:12]
-
-
-@dataclass
-class BuildPlan:
-    profile: recipes.Profile
-    base: str
-    tag: str
-    recipe_name: str
-    recipe_text: str
-    root: str | None
-    files: dict[str, str]
-    extra: dict[str, bytes]
-    requirements: list[str]
-    dropped: list[str]  # requirements the base image provides (not installed again)
-    build_args: dict[str, str]
-    allowed_secrets: list[str] = field(default_factory=list)
 
 
 def default_tag(project: str | None, profile: str) -> str:

@@ -14,8 +14,8 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from opskit import __version__
 from opskit.errors import BuildError, UsageError
@@ -33,14 +33,30 @@ from opskit.images.events import (
 )
 from opskit.images.wheelhouse import ensure_wheelhouse, requirements_key
 
-if TYPE_CHECKING:  # pragma: no cover
-    from opskit.images.build import BuildPlan
-
 LABEL = "org.opskit"
 DEPS_REPO = "opskit-deps"
 EventCallback = Callable[[Event], None]
 # Seconds a build may send nothing (one step working silently) before opskit gives up on it.
 SILENCE_TIMEOUT = 1800
+
+
+@dataclass
+class BuildPlan:
+    """Everything ``build_image`` decided before asking the engine anything (made by
+    ``opskit.images.build.plan_build``; the stages here read it)."""
+
+    profile: recipes.Profile
+    base: str
+    tag: str
+    recipe_name: str
+    recipe_text: str
+    root: str | None
+    files: dict[str, str]
+    extra: dict[str, bytes]
+    requirements: list[str]
+    dropped: list[str]  # requirements the base image provides (not installed again)
+    build_args: dict[str, str]
+    allowed_secrets: list[str] = field(default_factory=list)
 
 
 class StepFailed(BuildError):
