@@ -19,8 +19,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Refused in paths: ; | & ` $ < > " and a backslash. Spaces, ~ # ' ! ( ) [ ] { } * ? are
 # ordinary file-name characters and pass (paths travel as argv items, never through a shell).
 _PATH_REFUSED = frozenset(";&|`$<>\"\\")
-_MODE_OCTAL = re.compile(r"^[0-7]{1,4}\Z")
-_MODE_SYMBOLIC = re.compile(r"^([ugoa]*[-+=]([rwxXst]*|[ugo]))(,[ugoa]*[-+=]([rwxXst]*|[ugo]))*\Z")
 
 
 def check_host_name(name: str, what: str = "host name") -> str:
@@ -92,9 +90,9 @@ def check_remote_name(name: str, base: str = "") -> str:
 
 
 def check_mode(mode: str) -> str:
-    """A chmod mode: octal (``755``) or symbolic (``u+x,g-w``)."""
-    if _MODE_OCTAL.match(mode) or _MODE_SYMBOLIC.match(mode):
-        return mode
-    raise UnsafeInputError(
-        f"refusing mode {mode!r}: not an octal mode like 755 nor a symbolic one like u+x,go-w"
-    )
+    """A chmod mode GNU chmod accepts (octal like 755 or 00755, symbolic like u+x-w,go=r,
+    or =755, -6000); anything else is refused with the reason (see ``checks.modes``)."""
+    from opskit.checks.modes import parse_mode
+
+    parse_mode(mode)
+    return mode

@@ -2,8 +2,12 @@
 
 Pure functions only (no files, no hosts):
 
-- ``parse_mode(text)`` turns an octal (``755``, ``0644``, ``4755``) or symbolic (``u+x,go-w``,
-  ``a=rX``, ``g=u``) mode into a list of :class:`ModeChange`;
+- ``parse_mode(text)`` turns any mode GNU chmod accepts into a list of :class:`ModeChange`,
+  with gnulib's grammar (``modechange.c``): octal of any length up to 07777 (``755``,
+  ``00755``: five digits or more also clear a folder's setuid/setgid), symbolic clauses
+  separated by commas, each ``[ugoa]*`` then one or more ``[-+=]`` operations
+  (``u+x-w``, ``g=u``, ``a=rX``, ``+t``, ``u+s``), and an operator followed by octal digits
+  when no who is given (``=755``, ``-6000``, ``+4000``: all bits, no umask);
 - ``apply_mode(changes, old, is_dir=..., umask=...)`` computes the new mode exactly as GNU
   ``chmod`` does (including its rules for directories' setuid/setgid bits and for clauses that
   name no user class, which leave the umask's bits alone);
@@ -16,7 +20,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 
-from opskit.safety import check_mode
+from opskit.errors import UnsafeInputError
 
 ALL_BITS = 0o7777
 RWX_ALL = 0o777
@@ -58,8 +62,27 @@ class ModeChange:
     text: str = ""  # the clause as written
 
 
+_PERM_BITS = {"r": _R, "w": _W, "x": _X, "s": stat.S_ISUID | stat.S_ISGID, "t": stat.S_ISVTX}
+_COPY = {"u": stat.S_IRWXU, "g": stat.S_IRWXG, "o": stat.S_IRWXO}
+
+
+def _refuse(text: str, why: str) -> UnsafeInputError:
+    return UnsafeInputError(
+        f"refusing mode {text!r}: {why}",
+        "use what GNU chmod accepts: octal (755, 00755), symbolic clauses like u+x,go-w or "
+        "u+x-w, or an operator with octal digits (=755, -6000)",
+    )
+
+
+def _octal(text: str, digits: str) -> int:
+    value = int(digits, 8)
+    if value > ALL_BITS:
+        raise _refuse(text, f"{digits} is more than 7777")
+    return value
+
+
 def _octal_change(text: str) -> ModeChange:
-    value = int(text, 8)
+    value = _octal(text, text)
     if len(text) < 5:
         # Like GNU chmod: a short octal mode leaves a folder's setuid/setgid bits alone unless
         # it sets them.
@@ -69,42 +92,67 @@ def _octal_change(text: str) -> ModeChange:
     return ModeChange("=", "a", ALL_BITS, value, mentioned, text=text)
 
 
-def _symbolic_change(clause: str) -> ModeChange:
-    i = 0
-    while clause[i] in "ugoa":
-        i += 1
-    who, op, perms = clause[:i], clause[i], clause[i + 1 :]
+def _operations(text: str, clause: str, who: str, affected: int) -> list[ModeChange]:
+    """The ``[-+=]perms`` operations after a clause's who letters (gnulib's inner loop)."""
+    changes = []
+    i = len(who)
+    while i < len(clause):
+        op = clause[i]
+        if op not in "+-=":
+            raise _refuse(text, f"expected +, - or = at {clause[i:]!r}")
+        j = i + 1
+        if j < len(clause) and clause[j] in "01234567":
+            if affected:
+                raise _refuse(text, f"octal digits after {who!r}{op}: write {op}DIGITS alone")
+            digits = clause[j:]
+            if not digits.isdigit() or "8" in digits or "9" in digits:
+                raise _refuse(text, f"{digits!r} is not octal")
+            changes.append(ModeChange(op, who, ALL_BITS, _octal(text, digits), ALL_BITS,
+                                      text=clause[i:]))
+            break
+        if j < len(clause) and clause[j] in _COPY:
+            value, flag, j = _COPY[clause[j]], "copy", j + 1
+        else:
+            value, flag = 0, "ordinary"
+            while j < len(clause) and clause[j] in "rwxXst":
+                if clause[j] == "X":
+                    flag = "x_if_any_x"
+                else:
+                    value |= _PERM_BITS[clause[j]]
+                j += 1
+        mentioned = affected & value if affected else value
+        changes.append(ModeChange(op, who, affected, value, mentioned, flag=flag,
+                                  text=who + clause[i:j]))
+        i = j
+    return changes
+
+
+def _symbolic_changes(text: str, clause: str) -> list[ModeChange]:
+    who = ""
+    while len(who) < len(clause) and clause[len(who)] in "ugoa":
+        who += clause[len(who)]
+    if len(who) == len(clause):
+        raise _refuse(text, f"{clause!r} has no operator (+, - or =)" if clause else
+                      "an empty clause")
     affected = 0
     for letter in who:
         affected |= _WHO_BITS[letter]
-    value, flag = 0, "ordinary"
-    if perms and perms in "ugo" and len(perms) == 1:
-        value = {"u": stat.S_IRWXU, "g": stat.S_IRWXG, "o": stat.S_IRWXO}[perms]
-        flag = "copy"
-    else:
-        for p in perms:
-            if p == "r":
-                value |= _R
-            elif p == "w":
-                value |= _W
-            elif p == "x":
-                value |= _X
-            elif p == "X":
-                flag = "x_if_any_x"
-            elif p == "s":
-                value |= stat.S_ISUID | stat.S_ISGID
-            elif p == "t":
-                value |= stat.S_ISVTX
-    mentioned = affected & value if affected else value
-    return ModeChange(op, who, affected, value, mentioned, flag=flag, text=clause)
+    return _operations(text, clause, who, affected)
 
 
 def parse_mode(text: str) -> list[ModeChange]:
-    """An octal or symbolic mode -> its clauses. Refuses anything ``check_mode`` refuses."""
-    check_mode(text)
-    if text.isdigit():
+    """Any mode GNU chmod accepts -> its operations, in order; UnsafeInputError (naming the
+    mode) for anything it refuses, before any host is contacted."""
+    if not text or any(c not in "01234567ugoarwxXst+-=," for c in text):
+        raise _refuse(text, "empty, or a character chmod does not use")
+    if text[0] in "01234567":
+        if not text.isdigit() or "8" in text or "9" in text:
+            raise _refuse(text, "not an octal number")
         return [_octal_change(text)]
-    return [_symbolic_change(clause) for clause in text.split(",")]
+    changes: list[ModeChange] = []
+    for clause in text.split(","):
+        changes += _symbolic_changes(text, clause)
+    return changes
 
 
 def is_octal(text: str) -> bool:
@@ -186,6 +234,9 @@ def _who_words(who: str) -> str:
 def explain_clause(ch: ModeChange, umask: int = 0o022) -> str:
     who = _who_words(ch.who)
     perms = ch.text[len(ch.who) + 1 :]
+    if perms.isdigit():
+        return (f"{ch.text}: {_OP_WORD[ch.op]} the bits {explain_octal(ch.value)} "
+                "(every bit, the umask plays no part; a folder's setuid/setgid too)")
     if ch.flag == "copy":
         what = f"the permissions {_WHO_WORD[perms]} has now"
     elif perms:

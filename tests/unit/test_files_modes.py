@@ -55,11 +55,24 @@ def test_explain_symbolic_says_what_each_clause_changes():
     assert "s (setgid)" in explain_mode("g+s")[1]
 
 
-@pytest.mark.parametrize("bad", ["", "999", "8", "77777", "u+q", "u+x;rm", "-rf", "u+x\n", "x+u", "a=r w"])
-def test_bad_modes_are_refused(bad):
+@pytest.mark.parametrize("bad", ["", "999", "8", "77777", "u+q", "u+x;rm", "-rf", "u+x\n", "x+u", "a=r w",
+                                 "u=755", "=7779", "u", "u+x,", ",u+x", "=755,", "0o755",
+                                 "=17777", "+x7", "ug"])
+def test_bad_modes_are_refused(bad, tmp_path):
+    if "\n" not in bad and ";" not in bad:  # GNU chmod refuses each of them too
+        (tmp_path / "f").write_bytes(b"")
+        assert subprocess.run(["chmod", "--", bad, str(tmp_path / "f")],
+                              capture_output=True).returncode != 0, bad
     with pytest.raises(UnsafeInputError) as info:
         parse_mode(bad)
     assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("mode, folder_after", [("00755", 0o755), ("=755", 0o755),
+                                                ("-6000", 0o775), ("755", 0o2755)])
+def test_numeric_ways_to_clear_a_folders_setgid(mode, folder_after):  # field case hosts/20
+    assert apply_mode(parse_mode(mode), 0o2775, is_dir=True) == folder_after
+    assert explain_mode(mode)  # each can be explained too
 
 
 def test_rwx_and_ls_form():
@@ -74,8 +87,12 @@ MODES = [
     "755", "0644", "600", "4755", "2750", "1777", "7777", "0",
     "u+x", "go-w", "a=rX", "u=rw,go=r", "+x", "-w", "=r", "g=u", "o=g", "u+s", "g+s,o+t",
     "a-x", "ug=rwx,o=", "o+X", "u-s", "g-s", "=", "a+rwxst", "u=g,g=o",
+    # every form GNU chmod accepts (field case hosts/20 and its class)
+    "00755", "000644", "07777", "=755", "-6000", "+4000", "-0", "=0", "u+x-w", "u=g+x",
+    "a+X-r", "go=u-w", "=rX", "-t", "+t", "g-s+x", "ug+s", "+", "-", "u+x,g-w,o=", "o=g,g+s",
+    "a=,u+rwX", "+X,-w", "ugo-x+X",
 ]
-STARTS = [0o644, 0o755, 0o600, 0o6755, 0o1700, 0o000, 0o750]
+STARTS = [0o644, 0o755, 0o600, 0o6755, 0o1700, 0o000, 0o750, 0o2775, 0o4711]
 
 
 def _real_chmod_all(path: str, umask: int) -> list[int]:
