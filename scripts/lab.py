@@ -2,9 +2,12 @@
 
 Each host is a container on this machine's engine with its own sshd, host keys and Docker
 engine, and a fake ``nvidia-smi`` that reports two H100s (no real GPU is used). Ports are
-published on 127.0.0.1 only.
+published on 127.0.0.1 only. ``--engine legacy`` (default): Docker 20.10, overlay2 image store
+(Debian 12); ``--engine containerd``: Docker 26.1.5 with the containerd image store (Debian 13),
+as fresh installs of Docker 29 have it.
 
-    python scripts/lab.py up [--hosts 2] [--dir .lab]   # prints the env to point opskit at it
+    python scripts/lab.py up [--hosts 2] [--dir .lab] [--engine legacy|containerd]
+                                        # prints the env to point opskit at it
     eval "$(python scripts/lab.py env --dir .lab)"
     opskit status --host @lab
     python scripts/lab.py down [--dir .lab]
@@ -20,8 +23,7 @@ from pathlib import Path
 
 from opskit import atomic
 from opskit.hosts.engine import local_docker_client
-from opskit.images.base import BaseRequest, bootstrap
-from opskit.testing.dind import start_gpu_hosts
+from opskit.testing.dind import ENGINE_KINDS, start_gpu_hosts
 from opskit.testing.sshd import OWNER_LABEL
 
 # Not "<machine>:<pid>": lab hosts outlive `lab.py up`, and test sessions must not reap them.
@@ -35,16 +37,15 @@ def _state(workdir: Path) -> Path:
 def up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).resolve()
     client = local_docker_client()
-    base = bootstrap(client, BaseRequest()).tag
-    bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), base_image=base,
+    bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), engine=args.engine,
                           name_prefix=args.prefix, labels={OWNER_LABEL: LAB_OWNER})
     # Rename the group so that `--host @lab` reaches every host.
     bed.group = "lab"
     bed.write_files()
     state = {"containers": [h.container.id for h in bed.hosts], "env": bed.env(),
-             "hosts": bed.names}
+             "hosts": bed.names, "engine": args.engine}
     atomic.write_json(_state(workdir), state)
-    print(f"lab up: {', '.join(bed.names)} (group @lab)", file=sys.stderr)
+    print(f"lab up: {', '.join(bed.names)} (group @lab, {args.engine} engine)", file=sys.stderr)
     print(_env_lines(state["env"]))
     return 0
 
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=2)
     parser.add_argument("--prefix", default="gpu")
     parser.add_argument("--dir", default=".lab")
+    parser.add_argument("--engine", choices=list(ENGINE_KINDS), default="legacy",
+                        help="the hosts' Docker engine: legacy (20.10, overlay2) or containerd "
+                             "(26.1.5, containerd image store)")
     args = parser.parse_args(argv)
     return {"up": up, "env": env, "down": down}[args.action](args)
 

@@ -11,8 +11,17 @@ Starting such a container needs privileges: ``privileged=True`` is tried first (
 machines); where the engine refuses it (a capability bounding set without CAP_SYS_RESOURCE),
 the documented fallback set is used (see ``shared/ENVIRONMENT.md``).
 
-Fixtures: ``gpu_hosts`` (session scope, 2 hosts ``opskit-gpu-1``/``opskit-gpu-2``, group
-``@testbed``) and ``gpu_host_image``.
+Two kinds of engine (``engine=``): ``"legacy"``, Debian 12's Docker 20.10 with the overlay2
+image store on the bookworm base, and ``"containerd"``, Debian 13's Docker 26.1.5 with the
+containerd image store (``{"features": {"containerd-snapshotter": true}}`` in daemon.json) on
+a trixie base made by the same debootstrap as bookworm's (:mod:`opskit.images.base`). One
+recipe builds both: the kind picks the base suite and may add a layer of its own
+(``images/engine-containerd/``). See :mod:`opskit.testing.localengine` for a Docker-in-Docker
+engine used as the LOCAL engine (the sending side).
+
+Fixtures: ``gpu_hosts`` (session scope, 2 legacy hosts ``opskit-gpu-1``/``opskit-gpu-2``, group
+``@testbed``), ``containerd_host`` (session scope, one containerd-store host ``opskit-cd-1``)
+and ``gpu_host_image_tag``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import functools
 import secrets
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +46,12 @@ from opskit.testing.sshd import (
     ssh_host_image,
 )
 
-IMAGE_DIR = Path(__file__).parent / "images" / "gpuhost"
+IMAGES = Path(__file__).parent / "images"
+IMAGE_DIR = IMAGES / "gpuhost"
 FAKE_BIN_DIR = Path(__file__).parent / "bin"
 IMAGE_REPO = "opskit-gpuhost"
 LABEL = "opskit.testing"
+ENGINE_LABEL = "opskit.testing.engine"
 FALLBACK_RUN_KWARGS: dict[str, Any] = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
@@ -47,6 +59,40 @@ FALLBACK_RUN_KWARGS: dict[str, Any] = {
     "cgroupns": "host",
 }
 DEFAULT_DISK = "6g"  # tmpfs for each host's /var/lib/docker (memory is used only as filled)
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """One kind of Docker engine in a test host: the Debian suite of its base (whose
+    ``docker.io`` it gets), the image store it uses, and an optional extra image layer."""
+
+    name: str
+    suite: str
+    store: str  # "overlay2" (legacy image store) or "containerd" (containerd image store)
+    layer_dir: Path | None = None  # a Dockerfile + files added on the common GPU-host image
+    dockerd_args: tuple[str, ...] = ()  # dockerd flags of a local engine (see localengine)
+
+
+ENGINE_KINDS: dict[str, EngineKind] = {
+    "legacy": EngineKind("legacy", "bookworm", "overlay2",
+                         dockerd_args=("--storage-driver", "overlay2")),
+    "containerd": EngineKind("containerd", "trixie", "containerd", IMAGES / "engine-containerd"),
+}
+
+
+def engine_kind(name: str) -> EngineKind:
+    try:
+        return ENGINE_KINDS[name]
+    except KeyError:
+        raise OpskitError(f"unknown engine kind {name!r}",
+                          f"use one of: {', '.join(ENGINE_KINDS)}") from None
+
+
+def kind_base_image(client: Any, engine: str = "legacy") -> str:
+    """The offline base image of an engine kind (made with debootstrap if missing)."""
+    from opskit.images.base import BaseRequest, bootstrap
+
+    return bootstrap(client, BaseRequest(suite=engine_kind(engine).suite)).tag
 
 
 def _context_files() -> dict[str, Path]:
@@ -59,8 +105,24 @@ def _context_files() -> dict[str, Path]:
     return files
 
 
-def gpu_host_image(client: Any, base_image: str) -> str:
-    """Tag of the GPU-host image (built once on the SSH test-host image, reused by tag)."""
+def gpu_host_image(client: Any, base_image: str | None = None, engine: str = "legacy") -> str:
+    """Tag of the GPU-host image of an engine kind (built once, reused by tag).
+
+    ``base_image`` defaults to the kind's base (``opskit-base:bookworm`` / ``:trixie``). The
+    common recipe (``images/gpuhost``) goes on the SSH test-host image of that base; a kind with
+    a layer of its own gets it on top, tagged by the hash of that layer and the common image."""
+    kind = engine_kind(engine)
+    common = _common_gpu_host_image(client, base_image or kind_base_image(client, engine))
+    if kind.layer_dir is None:
+        return common
+    files = {p.relative_to(kind.layer_dir).as_posix(): p
+             for p in kind.layer_dir.rglob("*") if p.is_file()}
+    tag = f"{IMAGE_REPO}:{kind.name}-{files_hash(files, client.images.get(common).id)}"
+    return build_test_image(client, str(kind.layer_dir), tag, common, f"gpu-host-{kind.name}")
+
+
+def _common_gpu_host_image(client: Any, base_image: str) -> str:
+    """The GPU-host recipe on ``base_image``'s SSH test-host image (the legacy kind itself)."""
     from docker.errors import ImageNotFound
 
     sshd_tag = ssh_host_image(client, base_image)
@@ -146,35 +208,63 @@ def start_gpu_hosts(
     n: int,
     *,
     workdir: str,
-    base_image: str,
+    base_image: str | None = None,
     name_prefix: str = "opskit-gpu",
     environment: dict[str, str] | None = None,
     disk: str | None = DEFAULT_DISK,
     labels: dict[str, str] | None = None,
+    engine: str = "legacy",
 ) -> SSHTestBed:
     """Start ``n`` Docker-in-Docker GPU hosts reachable over SSH; close the bed to remove them.
 
-    ``labels`` are added to the containers (e.g. a fixed ``opskit.testing.owner`` so that hosts
-    meant to outlive this process, like scripts/lab.py's, are not reaped as orphans)."""
+    ``engine`` is the kind of engine inside (``"legacy"`` or ``"containerd"``, see
+    ``ENGINE_KINDS``); ``base_image`` defaults to that kind's base. ``labels`` are added to the
+    containers (e.g. a fixed ``opskit.testing.owner`` so that hosts meant to outlive this
+    process, like scripts/lab.py's, are not reaped as orphans)."""
     from opskit.testing.sshd import start_ssh_hosts
 
-    image = gpu_host_image(client, base_image)
+    image = gpu_host_image(client, base_image, engine)
     kwargs = gpu_host_run_kwargs(client, image, environment, disk)
-    if labels:
-        kwargs = {**kwargs, "labels": {**kwargs.get("labels", {}), **labels}}
+    kwargs["labels"] = {**kwargs["labels"], ENGINE_LABEL: engine, **(labels or {})}
     bed = start_ssh_hosts(
         client, n, image=image, run_kwargs=kwargs, name_prefix=name_prefix, workdir=workdir,
         base_image=base_image,
     )
     try:
         for host in bed.hosts:
-            code, out = host.exec(["docker", "info", "--format", "{{.Driver}}"], user="opskit")
-            if code != 0:
-                raise OpskitError(f"{host.name}: the inner Docker engine is not usable: {out}")
+            check_engine_store(host.name, engine, *host.exec(
+                ["docker", "info", "--format", "{{json .}}"], user="opskit"))
     except BaseException:
         bed.close()
         raise
     return bed
+
+
+def engine_store(info: dict) -> str:
+    """"containerd" when ``docker info`` reports the containerd image store, else the storage
+    driver (``overlay2`` for the legacy store)."""
+    status = {str(k): str(v) for k, v in (info.get("DriverStatus") or []) if k}
+    if "io.containerd.snapshotter" in status.get("driver-type", ""):
+        return "containerd"
+    return str(info.get("Driver") or "")
+
+
+def check_engine_store(name: str, engine: str, code: int, info_json: str) -> dict:
+    """Refuse an inner engine that does not answer ``docker info`` or reports another store
+    than its kind's; return the info."""
+    import json
+
+    if code != 0:
+        raise OpskitError(f"{name}: the inner Docker engine is not usable: {info_json.strip()}")
+    info = json.loads(info_json)
+    want, got = engine_kind(engine).store, engine_store(info)
+    if got != want:
+        raise OpskitError(
+            f"{name}: the {engine} engine reports the {got or 'unknown'} image store, not {want} "
+            f"(Docker {info.get('ServerVersion')}, DriverStatus {info.get('DriverStatus')})",
+            "check /etc/docker/daemon.json and the dockerd flags in the host image",
+        )
+    return info
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +278,21 @@ def gpu_hosts(docker_client: Any, base_image: str, tmp_path_factory: pytest.Temp
     remove_orphans(docker_client)  # a killed session's hosts hold gigabytes of tmpfs
     bed = start_gpu_hosts(
         docker_client, 2, workdir=str(tmp_path_factory.mktemp("gpuhosts")), base_image=base_image
+    )
+    try:
+        yield bed
+    finally:
+        bed.close()
+
+
+@pytest.fixture(scope="session")
+def containerd_host(docker_client: Any, tmp_path_factory: pytest.TempPathFactory):
+    """One Docker-in-Docker GPU host (``opskit-cd-1``) whose engine is Docker 26 on the
+    containerd image store (trixie base)."""
+    remove_orphans(docker_client)
+    bed = start_gpu_hosts(
+        docker_client, 1, workdir=str(tmp_path_factory.mktemp("cdhost")), engine="containerd",
+        name_prefix="opskit-cd",
     )
     try:
         yield bed

@@ -1,0 +1,46 @@
+"""The engine kinds of opskit.testing: telling the image stores apart from `docker info`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opskit.errors import OpskitError
+from opskit.testing.dind import ENGINE_KINDS, check_engine_store, engine_kind, engine_store
+from opskit.testing.localengine import dockerd_argv
+
+# DriverStatus as Docker 20.10 (overlay2) and Docker 26.1.5 (containerd snapshotter) report it
+LEGACY = {"ServerVersion": "20.10.24+dfsg1", "Driver": "overlay2", "DriverStatus": [
+    ["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
+    ["userxattr", "false"]]}
+CONTAINERD = {"ServerVersion": "26.1.5+dfsg1", "Driver": "overlayfs",
+              "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+
+
+def test_engine_store_from_docker_info():
+    assert engine_store(LEGACY) == "overlay2"
+    assert engine_store(CONTAINERD) == "containerd"
+    assert engine_store({"Driver": "vfs", "DriverStatus": None}) == "vfs"
+
+
+def test_check_engine_store_refuses_the_other_store_and_a_dead_engine():
+    assert check_engine_store("h", "containerd", 0, json.dumps(CONTAINERD))["Driver"] == "overlayfs"
+    with pytest.raises(OpskitError, match="reports the overlay2 image store, not containerd") as err:
+        check_engine_store("h", "containerd", 0, json.dumps(LEGACY))
+    assert "daemon.json" in (err.value.hint or "")
+    with pytest.raises(OpskitError, match="h: the inner Docker engine is not usable: boom"):
+        check_engine_store("h", "legacy", 1, "boom\n")
+
+
+def test_engine_kinds_and_their_local_dockerd():
+    assert {k: (v.suite, v.store) for k, v in ENGINE_KINDS.items()} == {
+        "legacy": ("bookworm", "overlay2"), "containerd": ("trixie", "containerd")}
+    with pytest.raises(OpskitError, match="unknown engine kind 'podman'"):
+        engine_kind("podman")
+    argv = dockerd_argv("legacy", Path("/tmp/opskit-engine-x"))
+    assert argv[:5] == ["dockerd", "-H", "unix:///tmp/opskit-engine-x/docker.sock", "--data-root",
+                        "/tmp/opskit-engine-x/root"]
+    assert argv[-2:] == ["--storage-driver", "overlay2"]
+    assert "--storage-driver" not in dockerd_argv("containerd", Path("/tmp/opskit-engine-x"))
