@@ -1,9 +1,13 @@
 """``opskit hosts list|show|trust``: what opskit knows about hosts, and pinning host keys.
 
-``list`` and ``show`` print ``hostname``, ``port``, ``user``, ``identityfile`` and
-``proxyjump`` exactly as ``ssh -G HOST`` resolves them (plus what the inventory adds).
+``list`` and ``show`` print ``hostname``, ``port``, ``user``, ``identityfile``,
+``proxyjump``, the known-hosts files and host-key algorithms exactly as ``ssh -G HOST``
+resolves them (plus what the inventory adds), and which file each value came from.
 JSON keys (stable): ``name``, ``local``, ``hostname``, ``port``, ``user``, ``identityfile``
-(list), ``proxyjump``, ``known_hosts`` (list), ``groups`` (list), ``source``.
+(list), ``proxyjump``, ``known_hosts`` (list, = ``userknownhostsfile``),
+``userknownhostsfile``, ``globalknownhostsfile``, ``hostkeyalgorithms`` (lists),
+``hostkeyalias``, ``checkhostip``, ``groups`` (list), ``source``, ``sources`` (key -> where
+it was set: ``file:line`` of the ssh config or the inventory file).
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
     """How HOST is reached (as ssh -G resolves it, plus the inventory).
 
     --json keys: name, local, hostname, port, user, identityfile (list), proxyjump,
-    known_hosts (list), groups (list), source (inventory, ssh_config or local).
+    known_hosts (list), userknownhostsfile, globalknownhostsfile, hostkeyalgorithms (lists),
+    hostkeyalias, checkhostip, groups (list), source (inventory, ssh_config or local),
+    sources (key -> the file and line that set it).
     """
     from opskit.cli import render
     from opskit.hosts.inventory import load_inventory
@@ -96,12 +102,16 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
     if as_json:
         render.print_json(data)
         return
+    sources = {**data["sources"], "known_hosts": data["sources"].get("known_hosts")}
     for key in ("name", "source", "hostname", "port", "user", "identityfile", "proxyjump",
-                "known_hosts", "groups"):
+                "known_hosts", "globalknownhostsfile", "hostkeyalias", "groups"):
         value = data[key]
         if isinstance(value, list):
             value = " ".join(value) or "-"
-        render.print_line(f"{key:<13} {'-' if value is None else value}")
+        where = sources.get({"globalknownhostsfile": "global_known_hosts",
+                             "hostkeyalias": "hostkey_alias"}.get(key, key))
+        note = f"   (from {where})" if where else ""
+        render.print_line(f"{key:<13} {'-' if value is None else value}{note}")
 
 
 @hosts.command("trust")

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opskit.errors import ConfigError, UsageError
+from opskit.errors import ConfigError, UnsafeInputError, UsageError
 from opskit.hosts.spec import LOCAL_NAMES, HostSpec, local_spec
 from opskit.hosts.sshconfig import DEFAULT_IDENTITY_FILES, Resolved, SSHConfig, local_user
+from opskit.hosts.sshjump import parse_hop
 from opskit.safety import check_host_name, check_user_name
 
 INVENTORY_CANDIDATES = ("opskit.yaml", "hosts.yaml")
@@ -111,6 +112,7 @@ class Inventory:
     hosts: dict[str, dict] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     ssh_config_path: str | None = None  # like ``ssh -F``; None: ~/.ssh/config + system config
+    trusted: bool = True  # False: found in the current folder (see trustcheck)
     _ssh_config: SSHConfig | None = None
 
     # -- names ------------------------------------------------------------------------------
@@ -148,7 +150,12 @@ class Inventory:
         return list(seen.values())
 
     def resolve(self, name: str) -> HostSpec:
-        """One name (or ``user@name``) -> HostSpec. ``localhost`` is this machine, no SSH."""
+        """One name (or ``user@name``) -> HostSpec. ``localhost`` is this machine, no SSH.
+
+        A name the ssh config does not name is still a destination, as for ``ssh NAME``
+        (``Host *`` applies); "unknown host" is for a name neither the config, the
+        inventory nor DNS knows.
+        """
         user_at = None
         if "@" in name and not name.startswith("@"):
             user_at, name = name.rsplit("@", 1)
@@ -157,18 +164,37 @@ class Inventory:
         if name in LOCAL_NAMES and name not in self.hosts and not user_at:
             return local_spec(name)
         resolved = self.ssh_config().resolve(name, user=user_at)
-        if not (name in self.hosts or resolved.matched_specific or _is_address(name)):
-            raise UsageError(f"unknown host {name!r}", self.unknown_host_hint())
+        self._check_untrusted(name, resolved)
+        known = name in self.hosts or resolved.matched_specific or _is_address(name)
+        if not (known or _in_dns(resolved.hostname)):
+            raise UsageError(f"unknown host {name!r}: not in the ssh config, the inventory "
+                             "or DNS", self.unknown_host_hint())
         return self._spec(name, self._settings(name, resolved, user_at))
 
     def _settings(self, name: str, resolved: Resolved, user: str | None = None) -> dict:
-        """ssh config < inventory defaults < the host's inventory entry < ``user@``."""
+        """ssh config < inventory defaults < the host's inventory entry < ``user@``; the
+        ``sources`` key says where each value came from."""
         merged = _from_ssh(resolved)
+        sources = merged.pop("sources")
         merged.update(self.defaults)
-        merged.update(self.hosts.get(name, {}))
+        sources.update({k: f"{self.path} (defaults)" for k in self.defaults})
+        entry = self.hosts.get(name, {})
+        merged.update(entry)
+        sources.update({k: f"{self.path} (hosts.{name})" for k in entry})
         if user:
             merged["user"] = user
+            sources["user"] = "command line (user@host)"
+        merged["sources"] = sources
         return merged
+
+    def _check_untrusted(self, name: str, resolved: Resolved) -> None:
+        """An inventory found in the working folder may add hosts and groups; it may not move
+        a host the ssh config names, nor say which keys pin any host."""
+        if self.trusted or self.path is None:
+            return
+        from opskit.hosts.trustcheck import check_untrusted
+
+        check_untrusted(self, name, resolved)
 
     def _spec(self, name: str, cfg: dict, jump_chain: str | None = None, depth: int = 0) -> HostSpec:
         proxyjump = jump_chain if jump_chain is not None else cfg.get("proxyjump")
@@ -186,9 +212,11 @@ class Inventory:
                 if depth:
                     raise
                 jump_error = exc.message  # `hosts show` still works; connecting says why not
+        hostname = str(cfg.get("hostname") or name)
+        check_destination(hostname, (cfg.get("sources") or {}).get("hostname", "the name given"))
         return HostSpec(
             name=name,
-            hostname=str(cfg.get("hostname") or name),
+            hostname=hostname,
             port=int(cfg.get("port") or 22),
             user=cfg.get("user") or local_user(),
             identityfile=tuple(_as_list(cfg.get("identityfile")) or DEFAULT_IDENTITY_FILES),
@@ -196,18 +224,26 @@ class Inventory:
             jump=jump,
             proxycommand=None if proxyjump else cfg.get("proxycommand"),
             jump_error=jump_error,
-            known_hosts=tuple(_as_list(cfg.get("known_hosts"))),
+            known_hosts=tuple(os.path.expanduser(f) for f in _as_list(cfg.get("known_hosts"))),
+            global_known_hosts=tuple(cfg.get("global_known_hosts") or ()),
+            hostkey_algorithms=tuple(cfg.get("hostkey_algorithms") or ()),
+            hostkey_algorithms_set=bool(cfg.get("hostkey_algorithms_set")),
+            hostkey_alias=cfg.get("hostkey_alias"),
+            check_host_ip=bool(cfg.get("check_host_ip")),
+            revoked_host_keys=cfg.get("revoked_host_keys"),
             connect_timeout=float(cfg.get("connect_timeout", 10.0)),
             command_timeout=float(cfg.get("command_timeout", 120.0)),
             keepalive=int(cfg.get("keepalive", 15)),
             identities_only=bool(cfg.get("identities_only", False)),
             vars=dict(cfg.get("vars") or {}),
+            sources=dict(cfg.get("sources") or {}),
         )
 
     def _jump_spec(self, hops: list[str], depth: int) -> HostSpec:
         """``ProxyJump A,B``: B is reached through A; A with its own settings (as ssh -J)."""
         user, host, port = parse_jump(hops[-1])
-        check_host_name(host, "ProxyJump host")
+        if not _is_address(host):
+            check_host_name(host, "ProxyJump host")
         resolved = self.ssh_config().resolve(host, user=user, port=port)
         cfg = self._settings(host, resolved, user)
         if port:
@@ -224,22 +260,29 @@ class Inventory:
 
 def parse_jump(text: str) -> tuple[str | None, str, int | None]:
     """``[user@]host[:port]``, ``[user@][host]:port`` or ``ssh://[user@]host[:port]``."""
-    if text.startswith("ssh://"):
-        text = text[len("ssh://"):].rstrip("/")
-    user = None
-    if "@" in text:
-        user, text = text.rsplit("@", 1)
-    port: str | None = None
-    if text.startswith("[") and "]" in text:
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host = text
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigError(f"ProxyJump {text!r}: bad port {port!r}")
-    return user, host, int(port) if port else None
+    try:
+        hop = parse_hop(text)
+    except ValueError as exc:
+        raise ConfigError(f"ProxyJump {text!r}: {exc}") from exc
+    return hop.user, hop.host, hop.port
+
+
+def _in_dns(name: str) -> bool:
+    import socket
+
+    try:
+        return bool(socket.getaddrinfo(name, None, type=socket.SOCK_STREAM))
+    except (socket.gaierror, UnicodeError, OSError):
+        return False
+
+
+def check_destination(hostname: str, source: str) -> None:
+    """A host name that will be connected to: no control characters, spaces or leading '-'."""
+    if not hostname or any(ord(c) < 32 or c in " \x7f" for c in hostname) or hostname[0] == "-":
+        raise UnsafeInputError(
+            f"refusing host name {hostname!r} (from {source}): it is empty, starts with '-' "
+            "or holds a control character or space", "fix HostName there",
+        )
 
 
 def _is_address(name: str) -> bool:
@@ -250,41 +293,67 @@ def _is_address(name: str) -> bool:
     return True
 
 
+SSH_SOURCE_KEYS = {
+    "hostname": "hostname", "port": "port", "user": "user", "identityfile": "identityfile",
+    "proxyjump": "proxyjump", "proxycommand": "proxycommand",
+    "userknownhostsfile": "known_hosts", "globalknownhostsfile": "global_known_hosts",
+    "hostkeyalgorithms": "hostkey_algorithms", "hostkeyalias": "hostkey_alias",
+    "checkhostip": "check_host_ip", "connecttimeout": "connect_timeout",
+    "serveraliveinterval": "keepalive", "identitiesonly": "identities_only",
+}
+
+
 def _from_ssh(r: Resolved) -> dict[str, Any]:
     out: dict[str, Any] = {
         "hostname": r.hostname, "port": r.port, "user": r.user,
         "identityfile": list(r.identityfile), "proxyjump": r.proxyjump,
         "proxycommand": r.proxycommand, "identities_only": r.identitiesonly,
+        "known_hosts": list(r.userknownhostsfile),
+        "global_known_hosts": list(r.globalknownhostsfile),
+        "hostkey_algorithms": list(r.hostkeyalgorithms),
+        "hostkey_algorithms_set": r.hostkeyalgorithms_set,
+        "hostkey_alias": r.hostkeyalias, "check_host_ip": r.checkhostip,
+        "revoked_host_keys": r.revokedhostkeys,
     }
-    if r.userknownhostsfile:
-        out["known_hosts"] = list(r.userknownhostsfile)
+    sources = {SSH_SOURCE_KEYS[k]: w for k, w in r.sources.items() if k in SSH_SOURCE_KEYS}
+    env_known = os.environ.get("OPSKIT_KNOWN_HOSTS")
+    if env_known and "userknownhostsfile" not in r.sources:
+        out["known_hosts"] = [env_known]
+        sources["known_hosts"] = "$OPSKIT_KNOWN_HOSTS"
     if r.connecttimeout is not None:
         out["connect_timeout"] = r.connecttimeout
     if r.serveraliveinterval is not None:
-        out["keepalive"] = r.serveraliveinterval
+        out["keepalive"] = int(r.serveraliveinterval)
+    out["sources"] = sources
     return out
 
 
 def find_inventory(explicit: str | None = None) -> str | None:
+    return find_inventory_trust(explicit)[0]
+
+
+def find_inventory_trust(explicit: str | None = None) -> tuple[str | None, bool]:
+    """(inventory file, trusted). A file named on purpose or the user's own file is trusted;
+    one found in the current folder is not (see ``trustcheck``)."""
     if explicit:
         if not os.path.exists(explicit):
             raise ConfigError(f"inventory file {explicit} does not exist")
-        return explicit
+        return explicit, True
     env = os.environ.get("OPSKIT_INVENTORY")
     if env:
         if not os.path.exists(env):
             raise ConfigError(f"inventory file {env} (from $OPSKIT_INVENTORY) does not exist")
-        return env
+        return env, True
     for name in INVENTORY_CANDIDATES:
         if os.path.exists(name):
-            return name
+            return name, False
     user = os.path.expanduser(USER_INVENTORY)
-    return user if os.path.exists(user) else None
+    return (user, True) if os.path.exists(user) else (None, True)
 
 
 def load_inventory(path: str | None = None, ssh_config: str | None = None) -> Inventory:
     """Read the inventory file (if any). Never touches the network."""
-    found = find_inventory(path)
+    found, trusted = find_inventory_trust(path)
     ssh_config = ssh_config or os.environ.get("OPSKIT_SSH_CONFIG") or None
     if found is None:
         return Inventory(ssh_config_path=ssh_config)
@@ -320,4 +389,5 @@ def load_inventory(path: str | None = None, ssh_config: str | None = None) -> In
         for m in members:
             check_host_name(m, f"member of group {gname!r} in {found}")
         groups[str(gname)] = list(members)
-    return Inventory(path=found, defaults=defaults, hosts=hosts, groups=groups, ssh_config_path=ssh_config)
+    return Inventory(path=found, defaults=defaults, hosts=hosts, groups=groups,
+                     ssh_config_path=ssh_config, trusted=trusted)

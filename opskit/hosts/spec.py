@@ -20,13 +20,20 @@ class HostSpec:
     jump: HostSpec | None = None
     proxycommand: str | None = None
     jump_error: str | None = None  # why ProxyJump cannot be followed (reported on connect)
-    known_hosts: tuple[str, ...] = ()
+    known_hosts: tuple[str, ...] = ()  # UserKnownHostsFile (expanded); trust writes the first
+    global_known_hosts: tuple[str, ...] = ()  # GlobalKnownHostsFile (read, never written)
+    hostkey_algorithms: tuple[str, ...] = ()  # as ssh -G prints them
+    hostkey_algorithms_set: bool = False  # the config named them (ssh then keeps their order)
+    hostkey_alias: str | None = None
+    check_host_ip: bool = False
+    revoked_host_keys: str | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     keepalive: int = 15
     local: bool = False
     identities_only: bool = False
     vars: dict = field(default_factory=dict, compare=False, hash=False)
+    sources: dict = field(default_factory=dict, compare=False, hash=False)  # key -> file:line
 
     @property
     def display(self) -> str:
@@ -52,6 +59,12 @@ class HostSpec:
             "identityfile": list(self.identityfile),
             "proxyjump": self.proxyjump,
             "known_hosts": list(self.known_hosts),
+            "userknownhostsfile": list(self.known_hosts),
+            "globalknownhostsfile": list(self.global_known_hosts),
+            "hostkeyalgorithms": list(self.hostkey_algorithms),
+            "hostkeyalias": self.hostkey_alias,
+            "checkhostip": self.check_host_ip,
+            "sources": dict(self.sources),
         }
 
 

@@ -1,17 +1,23 @@
-"""Read OpenSSH client config files the way ``ssh -G HOST`` does, for the keys opskit uses.
+"""Read OpenSSH client config files the way ``ssh -G HOST`` (OpenSSH 9.2) does.
 
-Pure Python, no paramiko (``opskit hosts list`` stays light). Follows OpenSSH's readconf:
-the first value obtained for a key wins; ``IdentityFile`` accumulates (duplicates dropped);
-``Host`` patterns (``*``, ``?``, ``!negation``) match the name as typed, case-sensitively;
-``Match`` supports ``all``, ``host``, ``originalhost``, ``user``, ``localuser``, ``canonical``
-and ``final`` (a ``final`` criterion triggers OpenSSH's second pass over the files, matched
-against the resolved host name); ``Include`` with globs (relative to ``~/.ssh`` or
-``/etc/ssh``); ``Key=Value`` and quoted arguments. ``HostName`` expands ``%h`` and ``%%`` and
-the final host name is lowercased, as ssh does. ``IdentityFile`` and ``ProxyJump`` are kept
-as written (``ssh -G`` prints them unexpanded); ``expand_path_tokens`` expands them for use.
-
-``Match exec`` and other criteria that need more than the config are refused with a
-ConfigError naming file and line (opskit never runs commands from a config file).
+Pure Python, no paramiko (``opskit hosts list`` stays light). Follows readconf.c and ssh.c:
+- lines split as OpenSSH splits them (``sshsyntax``): ``#`` starting a word ends the line,
+  quotes, backslash escapes, ``Keyword=value``, case-insensitive keywords; a keyword OpenSSH
+  does not know is an error naming file and line (unless ``IgnoreUnknown`` names it);
+- the first value obtained wins; ``IdentityFile`` accumulates; known-hosts lists are taken
+  from the first line that gives them;
+- ``Host`` patterns match the name as typed (case-sensitive); ``Match`` criteria are
+  evaluated left to right and stop at the first that fails, so an ``exec`` after a failed
+  criterion is never run; when it must be run, it runs through ``$SHELL -c`` with ``%``
+  tokens expanded, as ssh does;
+- ``Include`` inside a ``Host``/``Match`` block is read only when the block applies, and the
+  included file cannot change the including block's state;
+- ``CanonicalizeHostname``/``CanonicalDomains`` (the system resolver) and the second pass
+  over the files they cause (``Match canonical``, ``Match final``), where ``Host`` lines
+  match the canonical name;
+- ``UserKnownHostsFile`` is expanded (``~``, ``%`` tokens, ``${VAR}``) as ``ssh -G`` prints
+  it; ``IdentityFile`` and ``ProxyJump`` are kept as written (``expand_path_tokens`` expands
+  an identity file for use); ``HostKeyAlgorithms`` is assembled (``+``/``-``/``^``).
 """
 
 from __future__ import annotations
@@ -19,12 +25,20 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-import re
-import shlex
 import socket
 from dataclasses import dataclass, field
 
 from opskit.errors import ConfigError
+from opskit.hosts import sshjump
+from opskit.hosts import sshkeywords as kw
+from opskit.hosts.sshsyntax import (
+    assemble_algorithms,
+    connection_hash,
+    match_pattern,
+    match_pattern_list,
+    percent_expand,
+    split_config_line,
+)
 
 USER_CONFIG = "~/.ssh/config"
 SYSTEM_CONFIG = "/etc/ssh/ssh_config"
@@ -38,11 +52,8 @@ DEFAULT_IDENTITY_FILES = (
     "~/.ssh/id_xmss",
     "~/.ssh/id_dsa",
 )
-# Keys kept (lowercase). Everything else in a config file is accepted and ignored.
-SINGLE_KEYS = frozenset({
-    "hostname", "port", "user", "proxyjump", "proxycommand", "userknownhostsfile",
-    "connecttimeout", "serveraliveinterval", "identitiesonly", "stricthostkeychecking",
-})
+DEFAULT_USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+DEFAULT_GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 MAX_INCLUDE_DEPTH = 16
 
 
@@ -50,21 +61,34 @@ def local_user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+def pattern_match(name: str, pattern: str) -> bool:
+    return match_pattern(name, pattern)
+
+
+def pattern_list_match(name: str, patterns: str, *, lower: bool = False) -> bool:
+    return match_pattern_list(name.lower() if lower else name, patterns, lower) == 1
+
+
 @dataclass
 class SSHOptions:
-    """Options obtained so far for one host (first value wins)."""
+    """Options obtained so far for one host (first value wins), and where each came from."""
 
     values: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)
     identityfile: list[str] = field(default_factory=list)
+    where: dict[str, str] = field(default_factory=dict)  # key -> "file:line"
     want_final: bool = False
     matched_specific: bool = False  # a Host/Match pattern other than '*' matched
 
-    def set(self, key: str, value: str) -> None:
-        if key in ("proxyjump", "proxycommand") and (
-            "proxyjump" in self.values or "proxycommand" in self.values
-        ):
-            return  # mutually exclusive in OpenSSH: the first one obtained wins
-        self.values.setdefault(key, value)
+    def set(self, key: str, value: str, where: str) -> None:
+        if key not in self.values:
+            self.values[key] = value
+            self.where[key] = where
+
+    def set_list(self, key: str, value: list[str], where: str) -> None:
+        if key not in self.lists:
+            self.lists[key] = value
+            self.where[key] = where
 
 
 @dataclass(frozen=True)
@@ -79,10 +103,18 @@ class Resolved:
     proxyjump: str | None
     proxycommand: str | None = None
     userknownhostsfile: tuple[str, ...] = ()
+    globalknownhostsfile: tuple[str, ...] = DEFAULT_GLOBAL_KNOWN_HOSTS
+    hostkeyalgorithms: tuple[str, ...] = ()
+    hostkeyalgorithms_set: bool = False
+    hostkeyalias: str | None = None
+    checkhostip: bool = False
+    stricthostkeychecking: str = "ask"
+    revokedhostkeys: str | None = None
     connecttimeout: float | None = None
     serveraliveinterval: int | None = None
     identitiesonly: bool = False
     matched_specific: bool = False
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict:
         return {
@@ -91,56 +123,13 @@ class Resolved:
         }
 
 
-def pattern_match(name: str, pattern: str) -> bool:
-    """OpenSSH ``match_pattern``: ``*`` and ``?`` wildcards, case-sensitive, whole string."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, name, re.DOTALL) is not None
-
-
-def pattern_list_match(name: str, patterns: str, *, lower: bool = False) -> bool:
-    """OpenSSH ``match_pattern_list``: comma list, ``!`` negates (a negated hit wins)."""
-    if lower:
-        name = name.lower()
-    found = False
-    for pat in patterns.split(","):
-        neg = pat.startswith("!")
-        pat = pat[1:] if neg else pat
-        if lower:
-            pat = pat.lower()
-        if pattern_match(name, pat):
-            if neg:
-                return False
-            found = True
-    return found
-
-
-def split_line(line: str, path: str, lineno: int) -> tuple[str, list[str]] | None:
-    """``Keyword args`` or ``Keyword=args`` -> (lowercase keyword, args); None for blanks."""
-    text = line.strip()
-    if not text or text.startswith("#"):
-        return None
-    m = re.match(r"([^\s=]+)\s*(?:=\s*|\s+|$)(.*)$", text)
-    if not m:
-        raise ConfigError(f"{path}:{lineno}: cannot parse line {line.strip()!r}")
-    keyword, rest = m.group(1).lower(), m.group(2)
-    try:
-        lexer = shlex.shlex(rest, posix=True)
-        lexer.whitespace_split = True
-        lexer.commenters = ""
-        lexer.escape = ""
-        args = list(lexer)
-    except ValueError as exc:
-        raise ConfigError(f"{path}:{lineno}: {keyword}: {exc} in {rest!r}") from exc
-    return keyword, args
-
-
 @dataclass
 class _Context:
-    host: str  # matched by Host lines (the name as typed; the host name in the final pass)
+    host: str  # matched by Host lines (the name as typed; the canonical name in the final pass)
     original: str
     final: bool
-    user_config: bool
     opts: SSHOptions
+    first_host: str = ""  # pass 1: the name as typed; what Match host compares in pass 1
 
 
 class SSHConfig:
@@ -152,30 +141,41 @@ class SSHConfig:
             self.files = [os.path.expanduser(path)]
         else:
             self.files = [os.path.expanduser(USER_CONFIG), SYSTEM_CONFIG]
-        self._parsed: dict[str, list] = {}  # file -> its lines, Includes spliced in
+        self._parsed: dict[str, list] = {}
 
     def literal_hosts(self) -> list[str]:
         """Names written literally on Host lines (no wildcards, no negation), file order."""
         names: list[str] = []
         for path, user_cfg in self._existing():
-            for _where, keyword, args in self._file_lines(path, user_cfg):
-                if keyword == "host":
-                    names += [a for a in args if not any(c in a for c in "*?!")]
+            for line in self._file_lines(path, user_cfg):
+                if line.keyword == "host":
+                    names += [a for a in line.args if not any(c in a for c in "*?!")]
+                elif line.keyword == "include":
+                    for inc, inc_user in _include_files(line, user_cfg):
+                        for sub in self._file_lines(inc, inc_user):
+                            if sub.keyword == "host":
+                                names += [a for a in sub.args if not any(c in a for c in "*?!")]
         return list(dict.fromkeys(names))
 
     def resolve(self, host: str, user: str | None = None, port: int | None = None) -> Resolved:
         """``ssh [-l user] [-p port] -G host`` for opskit's keys."""
+        from opskit.hosts.sshcanon import canonical_host
+
         opts = SSHOptions()
         if user:
-            opts.values["user"] = user
+            opts.set("user", user, "command line")
         if port:
-            opts.values["port"] = str(port)
-        self._pass(_Context(host, host, False, True, opts))
-        hostname = opts.values.get("hostname", host)
-        hostname = expand_hostname(hostname, host).lower()
-        opts.values["hostname"] = hostname
+            opts.set("port", str(port), "command line")
+        self._pass(_Context(host, host, False, opts, host))
+        name = host
+        if "hostname" in opts.values:
+            name = percent_expand(opts.values["hostname"], {"h": host}, "HostName")
+        name = canonical_host(name, opts)
+        if opts.values.get("canonicalizehostname", "no") != "no":
+            opts.want_final = True
+        opts.values["hostname"] = name
         if opts.want_final:
-            self._pass(_Context(hostname, host, True, True, opts))
+            self._pass(_Context(name, host, True, opts, host))
         return _finish(host, opts)
 
     # -- reading -----------------------------------------------------------------------------
@@ -188,56 +188,80 @@ class SSHConfig:
                 raise ConfigError(f"ssh config file {path} does not exist")
         return out
 
-    def _lines(self, path: str, user_cfg: bool, depth: int):  # noqa: ANN202 - generator
-        """(lineno, keyword, args) of a file, with Include files spliced in place."""
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise ConfigError(f"cannot read ssh config file {path}: {exc}") from exc
-        for lineno, line in enumerate(text.splitlines(), 1):
-            parsed = split_line(line, path, lineno)
-            if parsed is None:
-                continue
-            keyword, args = parsed
-            if keyword != "include":
-                yield (path, lineno), keyword, args
-                continue
-            if depth >= MAX_INCLUDE_DEPTH:
-                raise ConfigError(f"{path}:{lineno}: Include nested too deeply (a loop?)")
-            for pattern in args:
-                pattern = os.path.expanduser(pattern)
-                if not os.path.isabs(pattern):
-                    base = os.path.expanduser("~/.ssh") if user_cfg else "/etc/ssh"
-                    pattern = os.path.join(base, pattern)
-                for inc in sorted(glob.glob(pattern)):
-                    yield from self._lines(inc, user_cfg, depth + 1)
-
-    def _file_lines(self, path: str, user_cfg: bool) -> list:
-        """The lines of one top-level file, read once per SSHConfig (one command's run)."""
+    def _file_lines(self, path: str, user_cfg: bool, check_perm: bool = False) -> list[kw.Line]:
+        """The parsed lines of one file, read once per SSHConfig (one command's run)."""
         if path not in self._parsed:
-            self._parsed[path] = list(self._lines(path, user_cfg, 0))
+            self._parsed[path] = _read_lines(path, check_perm)
         return self._parsed[path]
 
     def _pass(self, ctx: _Context) -> None:
-        for path, user_cfg in self._existing():
-            ctx.user_config = user_cfg
-            active = True
-            for (fpath, lineno), keyword, args in self._file_lines(path, user_cfg):
-                if keyword == "host":
-                    active = _host_line_matches(ctx, args)
-                elif keyword == "match":
-                    active = _match_line(ctx, args, fpath, lineno)
-                elif active:
-                    _apply(ctx.opts, keyword, args, fpath, lineno)
+        for i, (path, user_cfg) in enumerate(self._existing()):
+            check = self.explicit is None and i == 0
+            self._read_file(ctx, path, user_cfg, check, never=False, depth=0, active=[True])
+
+    def _read_file(self, ctx: _Context, path: str, user_cfg: bool, check: bool, *,
+                   never: bool, depth: int, active: list[bool]) -> None:
+        if depth > MAX_INCLUDE_DEPTH:
+            raise ConfigError(f"{path}: too many recursive configuration includes (a loop?)")
+        for line in self._file_lines(path, user_cfg, check):
+            if line.keyword == "host":
+                active[0] = (not never) and _host_line_matches(ctx, line.args)
+            elif line.keyword == "match":
+                from opskit.hosts.sshmatch import match_line
+
+                result = match_line(ctx, line)
+                active[0] = result and not never
+            elif line.keyword == "include":
+                outer = active[0]
+                for inc, inc_user in _include_files(line, user_cfg):
+                    self._read_file(ctx, inc, inc_user, True, never=never or not outer,
+                                    depth=depth + 1, active=active)
+                    active[0] = outer
+            else:
+                kw.apply(ctx.opts, line, active[0])
+
+
+def _read_lines(path: str, check_perm: bool) -> list[kw.Line]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            if check_perm:
+                st = os.fstat(fh.fileno())
+                if (st.st_uid not in (0, os.getuid())) or st.st_mode & 0o022:
+                    raise ConfigError(
+                        f"bad owner or permissions on {path} (ssh refuses it too)",
+                        f"chmod go-w {path}, owned by you or root",
+                    )
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read ssh config file {path}: {exc.strerror or exc}") from exc
+    lines = []
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        where = f"{path}:{lineno}"
+        parsed = split_config_line(raw, where)
+        if parsed is None:
+            continue
+        keyword, args, rest = parsed
+        lines.append(kw.check(kw.Line(path, lineno, keyword, args, rest)))
+    return lines
+
+
+def _include_files(line: kw.Line, user_cfg: bool) -> list[tuple[str, bool]]:
+    out = []
+    for arg in line.args:
+        if arg.startswith("~") and not user_cfg:
+            raise ConfigError(f"{line.where}: bad include path {arg} (~ only in a user config)")
+        if not os.path.isabs(arg) and not arg.startswith("~"):
+            arg = os.path.join("~/.ssh" if user_cfg else "/etc/ssh", arg)
+        pattern = os.path.expanduser(arg)
+        out += [(p, user_cfg) for p in sorted(glob.glob(pattern)) if os.path.isfile(p)]
+    return out
 
 
 def _host_line_matches(ctx: _Context, patterns: list[str]) -> bool:
-    found = False
-    specific = False
+    found = specific = False
     for pat in patterns:
         neg = pat.startswith("!")
-        if pattern_match(ctx.host, pat[1:] if neg else pat):
+        if match_pattern(ctx.host, pat[1:] if neg else pat):
             if neg:
                 return False
             found = True
@@ -247,132 +271,66 @@ def _host_line_matches(ctx: _Context, patterns: list[str]) -> bool:
     return found
 
 
-def _match_line(ctx: _Context, args: list[str], path: str, lineno: int) -> bool:
-    if not args:
-        raise ConfigError(f"{path}:{lineno}: Match needs criteria")
-    result = True
-    i = 0
-    while i < len(args):
-        crit = args[i].lower()
-        neg = crit.startswith("!")
-        crit = crit[1:] if neg else crit
-        i += 1
-        if crit == "all":
-            ok = True
-        elif crit in ("canonical", "final"):
-            if crit == "final":
-                ctx.opts.want_final = True
-            ok = ctx.final
-        elif crit in ("host", "originalhost", "user", "localuser"):
-            if i >= len(args):
-                raise ConfigError(f"{path}:{lineno}: Match {crit} needs an argument")
-            arg = args[i]
-            i += 1
-            ok = _match_criterion(ctx, crit, arg)
-        else:
-            raise ConfigError(
-                f"{path}:{lineno}: Match {crit!r} is not supported by opskit",
-                "opskit reads Match all/host/originalhost/user/localuser/canonical/final; "
-                "move this host's settings to a Host block or the opskit inventory",
-            )
-        if ok == neg:
-            result = False
-    if result:
-        ctx.opts.matched_specific = ctx.opts.matched_specific or args[0].lower() != "all"
-    return result
-
-
-def _match_criterion(ctx: _Context, crit: str, arg: str) -> bool:
-    if crit == "host":
-        name = ctx.opts.values.get("hostname", ctx.host)
-        name = expand_hostname(name, ctx.original) if "%" in name else name
-        return pattern_list_match(name, arg, lower=True)
-    if crit == "originalhost":
-        return pattern_list_match(ctx.original, arg, lower=True)
-    if crit == "user":
-        return pattern_list_match(ctx.opts.values.get("user", local_user()), arg)
-    return pattern_list_match(local_user(), arg)
-
-
-def _apply(opts: SSHOptions, keyword: str, args: list[str], path: str, lineno: int) -> None:
-    if not args:
-        raise ConfigError(f"{path}:{lineno}: {keyword} needs a value")
-    if keyword == "identityfile":
-        if args[0] not in opts.identityfile:
-            opts.identityfile.append(args[0])
-    elif keyword == "port":
-        if not args[0].isdigit() or not 0 < int(args[0]) < 65536:
-            raise ConfigError(f"{path}:{lineno}: bad Port {args[0]!r} (1-65535)")
-        opts.set("port", args[0])
-    elif keyword == "proxycommand":  # quoted again: paramiko.ProxyCommand shlex-splits it
-        opts.set(keyword, shlex.join(args))
-    elif keyword == "userknownhostsfile":
-        opts.set(keyword, " ".join(args))
-    elif keyword in SINGLE_KEYS:
-        opts.set(keyword, args[0])
-
-
 def _finish(host: str, opts: SSHOptions) -> Resolved:
-    v = opts.values
-    jump = v.get("proxyjump")
-    if jump is not None and jump.lower() == "none":
-        jump = None
+    v, lists = opts.values, opts.lists
+    jump = sshjump.display(v.get("proxyjump"))
     command = v.get("proxycommand")
-    if command is not None and command.lower() == "none":
+    if (command is not None and command.lower() == "none") or jump is not None:
         command = None
-    timeout = v.get("connecttimeout")
-    alive = v.get("serveraliveinterval")
+    user = v.get("user") or local_user()
+    port = int(v.get("port", 22))
+    hostname = v["hostname"]
+    tokens = client_tokens(host, hostname, port, user, v.get("hostkeyalias"))
+    user_files = lists.get("userknownhostsfile", list(DEFAULT_USER_KNOWN_HOSTS))
+    if [f.lower() for f in user_files] == ["none"]:
+        user_files = []
+    user_files = [percent_expand(os.path.expanduser(f), tokens, "UserKnownHostsFile", dollar=True)
+                  for f in user_files]
+    global_files = lists.get("globalknownhostsfile", list(DEFAULT_GLOBAL_KNOWN_HOSTS))
+    if [f.lower() for f in global_files] == ["none"]:
+        global_files = []
     return Resolved(
-        host=host,
-        hostname=v["hostname"],
-        port=int(v.get("port", 22)),
-        user=v.get("user") or local_user(),
+        host=host, hostname=hostname, port=port, user=user,
         identityfile=tuple(opts.identityfile) or DEFAULT_IDENTITY_FILES,
-        proxyjump=jump,
-        proxycommand=command,
-        userknownhostsfile=tuple(v["userknownhostsfile"].split()) if "userknownhostsfile" in v else (),
-        connecttimeout=float(timeout) if timeout and timeout.isdigit() else None,
-        serveraliveinterval=int(alive) if alive and alive.isdigit() else None,
-        identitiesonly=v.get("identitiesonly", "no").lower() == "yes",
+        proxyjump=jump, proxycommand=command,
+        userknownhostsfile=tuple(user_files), globalknownhostsfile=tuple(global_files),
+        hostkeyalgorithms=tuple(assemble_algorithms(v.get("hostkeyalgorithms"))),
+        hostkeyalgorithms_set="hostkeyalgorithms" in v,
+        hostkeyalias=v.get("hostkeyalias"),
+        checkhostip=kw.flag(v.get("checkhostip", "no")),
+        stricthostkeychecking=v.get("stricthostkeychecking", "ask").lower(),
+        revokedhostkeys=v.get("revokedhostkeys"),
+        connecttimeout=kw.seconds(v.get("connecttimeout")),
+        serveraliveinterval=kw.seconds(v.get("serveraliveinterval")),
+        identitiesonly=kw.flag(v.get("identitiesonly", "no")),
         matched_specific=opts.matched_specific,
+        sources=dict(opts.where),
     )
+
+
+def client_tokens(host: str, hostname: str, port: int, user: str, alias: str | None = None) -> dict:
+    """ssh.c's DEFAULT_CLIENT_PERCENT_EXPAND_ARGS: the ``%`` tokens most keywords take."""
+    me = pwd.getpwuid(os.getuid())
+    local_host = socket.gethostname()
+    return {
+        "C": connection_hash(local_host, hostname, port, user), "L": local_host.split(".")[0],
+        "i": str(os.getuid()), "k": alias or host, "l": local_host, "n": host, "p": str(port),
+        "d": me.pw_dir, "h": hostname, "r": user, "u": me.pw_name,
+    }
 
 
 def expand_hostname(value: str, host: str) -> str:
     """``HostName`` tokens: ``%h`` (the name as typed) and ``%%``."""
-    return expand_tokens(value, {"h": host}, "HostName")
+    return percent_expand(value, {"h": host}, "HostName")
 
 
 def expand_path_tokens(value: str, *, host: str, hostname: str, port: int, user: str) -> str:
     """``IdentityFile``-style tokens and ``~``, as ssh expands them when it uses the file."""
-    me = pwd.getpwuid(os.getuid())
-    local_host = socket.gethostname()
-    tokens = {
-        "d": me.pw_dir, "u": me.pw_name, "l": local_host, "L": local_host.split(".")[0],
-        "h": hostname, "n": host, "p": str(port), "r": user, "i": str(os.getuid()),
-    }
     if value.startswith("~"):
         value = os.path.expanduser(value)
-    return expand_tokens(value, tokens, "IdentityFile")
+    return percent_expand(value, client_tokens(host, hostname, port, user), "IdentityFile",
+                          dollar=True)
 
 
 def expand_tokens(value: str, tokens: dict[str, str], what: str) -> str:
-    out = []
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if c != "%":
-            out.append(c)
-            i += 1
-            continue
-        if i + 1 >= len(value):
-            raise ConfigError(f"{what} {value!r}: a lone '%' at the end")
-        t = value[i + 1]
-        if t == "%":
-            out.append("%")
-        elif t in tokens:
-            out.append(tokens[t])
-        else:
-            raise ConfigError(f"{what} {value!r}: unknown token %{t}")
-        i += 2
-    return "".join(out)
+    return percent_expand(value, tokens, what)

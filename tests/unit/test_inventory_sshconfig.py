@@ -127,18 +127,23 @@ def test_literal_hosts_and_specific_match(tmp_path: Path) -> None:
     assert not conf.resolve("unrelated").matched_specific
 
 
-def test_match_exec_refused_with_file_and_line(tmp_path: Path) -> None:
+def test_match_exec_runs_only_when_earlier_criteria_match(tmp_path: Path) -> None:
+    """OpenSSH's short-circuit: an exec after a failed criterion is never run; when it runs,
+    it runs through the shell with % tokens expanded (here it leaves a file behind)."""
+    mark = tmp_path / "ran"
     cfg = tmp_path / "config"
-    cfg.write_text("Host a\n  User x\nMatch exec \"true\"\n  User y\n")
-    with pytest.raises(ConfigError) as info:
-        SSHConfig(str(cfg)).resolve("a")
-    assert f"{cfg}:3" in str(info.value) and "exec" in str(info.value)
+    cfg.write_text(f"Host a b\n  User x\nMatch originalhost b exec \"touch {mark}_%n; true\"\n"
+                   "  Port 2022\nMatch exec false\n  User never\n")
+    assert SSHConfig(str(cfg)).resolve("a").port == 22
+    assert not list(tmp_path.glob("ran*"))
+    got = SSHConfig(str(cfg)).resolve("b")
+    assert (got.port, got.user) == (2022, "x") and (tmp_path / "ran_b").exists()
 
 
 def test_bad_port_names_file_and_line(tmp_path: Path) -> None:
     cfg = tmp_path / "config"
-    cfg.write_text("Host a\n  Port http\n")
-    with pytest.raises(ConfigError, match=r"config:2: bad Port 'http'"):
+    cfg.write_text("Host a\n  Port nosuchservice\n")
+    with pytest.raises(ConfigError, match=r"config:2: bad Port 'nosuchservice'"):
         SSHConfig(str(cfg)).resolve("a")
 
 
