@@ -47,8 +47,9 @@ def _event(host: str, message: str) -> None:
 @common_options
 @click.option("--plan", "plan_only", is_flag=True, help="Show the layers that would travel; send nothing.")
 def ship(image: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, plan_only: bool) -> int:
-    """Send IMAGE to hosts' engines: only the layers each host lacks, zstd on the wire,
-    verified by image ID after loading."""
+    """Send IMAGE to hosts' engines (legacy or containerd image store): only the layers each
+    host lacks, in one archive both stores load, zstd on the wire; after loading, the image is
+    proven (config/manifest digest, diff IDs, a container made) or the full archive is sent."""
     from opskit.hosts.engine import local_docker_client
     from opskit.images import ship as shipmod
 
@@ -68,25 +69,32 @@ def ship(image: str, hosts: tuple[str, ...], inventory: str | None, as_json: boo
         print_json(group_json(result, lambda r: r.to_dict()))
     else:
         rows = [
-            (o.host, o.value.mode, o.value.layers_sent, human_bytes(o.value.raw_bytes),
-             human_bytes(o.value.wire_bytes), f"{o.value.seconds:.2f}s", o.value.image_id[7:19], o.value.reason)
+            (o.host, o.value.store or "?", o.value.mode, o.value.layers_sent, human_bytes(o.value.raw_bytes),
+             human_bytes(o.value.wire_bytes), f"{o.value.seconds:.2f}s", o.value.host_image_id[7:19],
+             o.value.reason + (f"; FELL BACK to the full archive: {o.value.fallback}" if o.value.fallback else ""))
             for o in result if o.ok
         ]
         if rows:
-            print_table(["host", "mode", "layers", "raw", "wire", "time", "image", "note"], rows)
+            print_table(["host", "store", "mode", "layers", "raw", "wire", "time", "ID there", "note"], rows)
+            print_line("ID there: the image's ID on that host's engine: its config digest on a legacy store, "
+                       "its manifest digest on a containerd store")
     return report_group_errors(result)
 
 
 def _print_plans(img: Any, plans: Any) -> None:
-    print_line(f"{img.ref} ({img.image_id[7:19]}): {len(img.layers)} layers, {human_bytes(img.size)}")
+    print_line(f"{img.ref}: {len(img.layers)} layers, {human_bytes(img.size)}")
+    for image_id, what in img.ids().items():
+        print_line(f"  {image_id[7:19]}  {what}")
     for o in plans:
         if not o.ok:
             continue
         p = o.value
         if p.local or p.image_present:
-            print_line(f"{p.host}: nothing to send ({p.reason})")
+            there = f", ID there {p.host_image_id[7:19]}" if p.host_image_id else ""
+            print_line(f"{p.host} ({p.store or 'store not asked'} store): nothing to send ({p.reason}{there})")
             continue
-        print_line(f"{p.host}: {len(p.send)} layers, {human_bytes(p.send_bytes)} ({p.reason}; {p.codec})")
+        print_line(f"{p.host} ({p.store} store): {len(p.send)} layers, {human_bytes(p.send_bytes)} "
+                   f"({p.reason}; {p.codec}; one archive with only these layer blobs)")
         for lay in p.send:
             print_line(f"  {lay.index:>3}  {human_bytes(lay.size):>7}  {lay.diff_id[7:19]}  {lay.created_by[:70]}")
 

@@ -1,4 +1,6 @@
-"""Read single layers straight from this machine's engine store (no full ``docker save``).
+"""Read single layers straight from this machine's engine store: the legacy (overlay2) store.
+
+(The containerd image store is read by :mod:`opskit.images.contentstore`.)
 
 ``docker save`` is all or nothing: to send one changed kilobyte layer of a 1 GB image it copies
 the whole image to a temp folder and streams it all (8 s here). Where opskit runs beside the
@@ -22,11 +24,23 @@ import gzip
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from opskit.images.shiptar import (
+    BlobError,
+    ImageParts,
+    LayerBlob,
+    chain_ids,
+    synth_manifest,
+    write_verified_frame,
+)
+
 CHUNK = 1 << 20
+_SIZES: dict[str, int] = {}  # chain ID -> tarball size (immutable facts, kept for the process)
+_SIZES_LOCK = threading.Lock()
 
 
 class StoreUnavailable(Exception):
@@ -71,13 +85,19 @@ class LocalStore:
             raise StoreUnavailable(f"cannot read {split}: {exc}") from exc
 
     def layer_tar_size(self, chain_id: str) -> int:
-        """The tarball's length, from the metadata alone (for the tar header before it)."""
+        """The tarball's length, from the metadata alone (for the tar header before it).
+        Remembered per chain ID: a chain ID names one exact tarball."""
+        with _SIZES_LOCK:
+            if chain_id in _SIZES:
+                return _SIZES[chain_id]
         total = 0
         for entry in self._entries(chain_id):
             if entry.get("type") == 2 and entry.get("payload"):
                 total += len(base64.b64decode(entry["payload"]))
             elif entry.get("type") == 1:
                 total += int(entry.get("size") or 0)
+        with _SIZES_LOCK:
+            _SIZES[chain_id] = total
         return total
 
     def layer_tar(self, chain_id: str) -> Iterator[bytes]:
@@ -113,12 +133,17 @@ def _file_bytes(diff: str, entry: dict) -> Iterator[bytes]:
         raise StoreUnavailable(f"cannot read {rel} in {diff}: {exc}") from exc
 
 
-def open_local_store(client: Any) -> LocalStore:
-    """The store of ``client``'s engine if it is on this machine, overlay2, and readable."""
+def engine_is_here(client: Any) -> None:
+    """Raise StoreUnavailable unless ``client`` talks to an engine on this machine."""
     base = str(getattr(client.api, "base_url", ""))
     if "localhost" not in base and "unix" not in base:
         raise StoreUnavailable(f"the engine at {base} is not on this machine")
-    info = client.info()
+
+
+def open_local_store(client: Any, info: dict | None = None) -> LocalStore:
+    """The store of ``client``'s engine if it is on this machine, overlay2, and readable."""
+    engine_is_here(client)
+    info = info if info is not None else client.info()
     if info.get("Driver") != "overlay2":
         raise StoreUnavailable(f"storage driver {info.get('Driver')!r} (only overlay2 is read directly)")
     root = str(info.get("DockerRootDir") or "")
@@ -126,3 +151,30 @@ def open_local_store(client: Any) -> LocalStore:
     if not (root and os.path.isdir(db) and os.access(db, os.R_OK | os.X_OK)):
         raise StoreUnavailable(f"{db} is not readable here")
     return LocalStore(root)
+
+
+def parts_from_store(store: LocalStore, image_id: str, diff_ids: list[str], wanted: set[int], codec: str,
+                     spool_dir: str) -> ImageParts:
+    """The image's parts read from the legacy store: the config (checked against the image
+    ID), an OCI manifest of uncompressed layers (sizes from tar-split), and frames of the
+    ``wanted`` layers, each rebuilt tarball checked against its diff ID."""
+    chains = chain_ids(diff_ids)
+    config = store.config(image_id)
+    blobs = [LayerBlob(d, d, store.layer_tar_size(c)) for d, c in zip(diff_ids, chains, strict=True)]
+    parts = ImageParts(config, synth_manifest(config, blobs), blobs, "overlay2 store", codec)
+    parts.refill = lambda more: _store_frames(store, parts, chains, more, spool_dir)
+    _store_frames(store, parts, chains, wanted, spool_dir)
+    return parts
+
+
+def _store_frames(store: LocalStore, parts: ImageParts, chains: list[str], wanted: set[int], spool_dir: str) -> None:
+    for i in sorted(wanted):
+        blob = parts.layers[i]
+        if blob.digest in parts.frames:
+            continue
+        frame = os.path.join(spool_dir, f"store-{blob.digest.split(':')[-1][:16]}.{parts.codec}")
+        try:
+            write_verified_frame(blob, store.layer_tar(chains[i]), parts.codec, frame, f"layer {i}")
+        except BlobError as exc:
+            raise StoreUnavailable(f"rebuilt from the store, {exc}") from exc
+        parts.frames[blob.digest] = frame

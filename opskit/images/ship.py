@@ -1,14 +1,18 @@
 """Ship an image to hosts' engines: only the layers each host lacks, compressed, verified.
 
-For every host (in parallel): read which layer stacks its engine holds (docker-py over the
-host's own SSH connection), plan the layers to send, and send one archive made of compressed
-frames (see :mod:`opskit.images.shiptar`). The archive is uploaded to a staging file under
-``~/.opskit/ship/`` on the host (``NAME.part`` while it grows, so an interrupted upload is
-never at a final path and a rerun resumes it), its sha256 is checked ON the host, then
-``zstd -dc | docker load`` (``gzip -dc`` where zstd is absent) loads it and the staging file
-is removed. Last, the host's image ID must equal the local one, or the ship fails.
+For every host (in parallel): read which image store its engine has (legacy or containerd)
+and which layer stacks it holds (by chain ID, docker-py over the host's own SSH connection),
+plan the layers to send, and send ONE hybrid archive that both stores load (OCI layout +
+``manifest.json``, only the missing layer blobs; see :mod:`opskit.images.shiptar`). The
+archive is uploaded to a staging file under ``~/.opskit/ship/`` on the host (``NAME.part``
+while it grows, so an interrupted upload is never at a final path and a rerun resumes it), its
+sha256 is checked ON the host, then ``zstd -dc | docker load`` (``gzip -dc`` where zstd is
+absent) loads it, and the image is proven (:mod:`opskit.images.shipremote`): right digests,
+right diff IDs, a container can be made from it. A partial archive that fails any of that is
+removed and the full archive sent instead, and the result says why.
 
-Engines that will not take a partial archive (the containerd image store) get a full one.
+The layers are read from this machine's engine store when it can be read (overlay2 layerdb,
+or the containerd content store), else from one ``docker save``, read by following its paths.
 A local host (``localhost``) shares this machine's engine: nothing travels.
 """
 
@@ -30,32 +34,40 @@ from opskit.errors import TransferError, UsageError
 from opskit.hosts.group import GroupResult, run_on_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
+from opskit.images.contentstore import store_kind
+from opskit.images.shipremote import (
+    LoadProblem,
+    load_archive,
+    remote_home,
+    remove_incomplete,
+    remove_stale_parts,
+    tag_remote,
+    upload_resumable,
+    verify_loaded,
+)
 from opskit.images.shiptar import (
+    ImageParts,
     LayerInfo,
-    SavedImage,
     chain_ids,
     held_chain_ids,
-    spool_from_store,
-    spool_save_stream,
     tail_bytes,
     tail_frame,
 )
 
 STAGING_DIR = ".opskit/ship"  # relative to the login user's home on the host
 UPLOAD_CHUNK = 1 << 20
-LOAD_TIMEOUT = 3600.0
 ProgressFn = Callable[[str, int], None]  # (host, bytes just sent)
 EventFn = Callable[[str, str], None]  # (host, message)
 
 
 class LocalImage:
     """A local image: ID, tags and layer identities at once; sizes and instructions (a few
-    more engine calls) only when a plan needs them."""
+    more engine calls), the engine's store and the image's digests only when needed."""
 
     def __init__(self, client: Any, ref: str, attrs: dict):
         self._client = client
         self.ref = ref
-        self.image_id: str = attrs["Id"]
+        self.image_id: str = attrs["Id"]  # legacy store: the config digest; containerd: manifest/index
         self.repo_tags: tuple[str, ...] = tuple(attrs.get("RepoTags") or ())
         self.diff_ids: list[str] = list((attrs.get("RootFS") or {}).get("Layers") or [])
         self.size = int(attrs.get("Size") or 0)
@@ -72,9 +84,44 @@ class LocalImage:
                          for i, lay in enumerate(by_diff))
         return tuple(LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(self.diff_ids))
 
+    @functools.cached_property
+    def engine_info(self) -> dict:
+        return dict(self._client.info())
+
+    @property
+    def store(self) -> str:
+        """The local engine's image store: ``legacy`` or ``containerd``."""
+        return store_kind(self.engine_info)
+
+    @functools.cached_property
+    def described(self) -> ImageParts | None:
+        """Config and manifest read from the local store (no layer read), or None where the
+        store cannot be read here (they are known after ``docker save`` then)."""
+        from opskit.images.layerstore import StoreUnavailable
+
+        try:
+            return parts_from_local_store(self._client, self, set(), "zstd", "")
+        except StoreUnavailable:
+            return None
+
+    @property
+    def config_digest(self) -> str | None:
+        if self.store == "legacy":
+            return self.image_id
+        return self.described.config_digest if self.described else None
+
+    def ids(self) -> dict[str, str]:
+        """Every ID this image may have on an engine, and what each is."""
+        out = {self.image_id: f"image ID here ({self.store} store)"}
+        if self.described:
+            out.setdefault(self.described.config_digest, "config digest (its ID on a legacy store)")
+            out.setdefault(self.described.manifest_digest, "manifest digest (its ID on a containerd store)")
+        return out
+
     def to_dict(self) -> dict:
         return {
-            "ref": self.ref, "image_id": self.image_id, "repo_tags": list(self.repo_tags),
+            "ref": self.ref, "image_id": self.image_id, "store": self.store,
+            "config_digest": self.config_digest, "repo_tags": list(self.repo_tags),
             "size": self.size, "layers": [lay.to_dict() for lay in self.layers],
         }
 
@@ -83,12 +130,13 @@ class LocalImage:
 class HostPlan:
     host: str
     image_present: bool
-    partial_ok: bool
-    reason: str  # why this plan (e.g. "containerd image store: full archive")
+    store: str  # "legacy" or "containerd" (the host engine's image store), "" when not asked
+    reason: str  # why this plan (e.g. "containerd image store: 12 of 14 layers already there")
     send: list[LayerInfo] = field(default_factory=list)
     codec: str = "zstd"
     local: bool = False
     missing_tags: list[str] = field(default_factory=list)
+    host_image_id: str = ""  # the image's ID on the host, when it is there
 
     @property
     def send_bytes(self) -> int:
@@ -96,16 +144,16 @@ class HostPlan:
 
     def to_dict(self) -> dict:
         return {
-            "host": self.host, "image_present": self.image_present, "partial_ok": self.partial_ok,
-            "reason": self.reason, "codec": self.codec, "local": self.local,
-            "layers": [lay.to_dict() for lay in self.send], "bytes": self.send_bytes,
+            "host": self.host, "store": self.store, "image_present": self.image_present,
+            "host_image_id": self.host_image_id, "reason": self.reason, "codec": self.codec,
+            "local": self.local, "layers": [lay.to_dict() for lay in self.send], "bytes": self.send_bytes,
         }
 
 
 @dataclass
 class ShipResult:
     host: str
-    image_id: str
+    image_id: str  # the image's ID on this machine's engine
     mode: str  # "none" (already there), "delta", "full", "local"
     layers_sent: int
     raw_bytes: int  # uncompressed archive bytes that travelled
@@ -114,7 +162,10 @@ class ShipResult:
     seconds: float
     codec: str
     reason: str
-    source: str = ""  # where the layers were read: "store" or "docker save"
+    source: str = ""  # where the layers were read: "overlay2 store", "containerd store", "docker save"
+    store: str = ""  # the host engine's image store
+    host_image_id: str = ""  # the image's ID on the host (config digest or manifest digest)
+    fallback: str = ""  # why a partial archive failed and the full one was sent ("" when none)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -133,19 +184,45 @@ def local_image(client: Any, ref: str) -> LocalImage:
     return LocalImage(client, ref, attrs)
 
 
+def parts_from_local_store(client: Any, image: LocalImage, wanted: set[int], codec: str, spool: str) -> ImageParts:
+    """The image's parts from this machine's engine store (raises StoreUnavailable)."""
+    from opskit.images.contentstore import open_content_store, parts_from_content
+    from opskit.images.layerstore import open_local_store, parts_from_store
+
+    info = image.engine_info
+    if image.store == "containerd":
+        cs = open_content_store(client, info, image.image_id)
+        return parts_from_content(cs, image.image_id, image.diff_ids, wanted, codec, spool)
+    return parts_from_store(open_local_store(client, info), image.image_id, image.diff_ids, wanted, codec, spool)
+
+
+def read_parts(client: Any, image: LocalImage, wanted: set[int], codec: str, spool: str) -> ImageParts:
+    """The image's parts with frames of the ``wanted`` layers: from the local store where it
+    can be read, else from one ``docker save`` (read again if more layers are needed later)."""
+    from opskit.images.layerstore import StoreUnavailable
+    from opskit.images.savereader import spool_save_stream
+
+    try:
+        return parts_from_local_store(client, image, wanted, codec, spool)
+    except StoreUnavailable:
+        pass  # the general path below
+
+    def save(more: set[int]) -> ImageParts:
+        parts = spool_save_stream(client.api.get_image(image.image_id, chunk_size=UPLOAD_CHUNK), more, codec, spool)
+        if parts.diff_ids != image.diff_ids:
+            raise TransferError(f"docker save of {image.ref} gave an image with other layers than the engine reports")
+        return parts
+
+    parts = save(wanted)
+
+    def refill(more: set[int]) -> None:
+        parts.frames.update(save(more).frames)
+
+    parts.refill = refill
+    return parts
+
+
 # -- planning -----------------------------------------------------------------------------------
-def engine_takes_partial(info: dict) -> tuple[bool, str]:
-    """Whether ``docker load`` on this engine accepts an archive without held layers.
-
-    The legacy image store does (checked on 20.10); the containerd image store (Docker 29's
-    default: ``DriverStatus`` has ``driver-type io.containerd.snapshotter.v1``) may not.
-    """
-    status = {str(k): str(v) for k, v in (info.get("DriverStatus") or []) if k}
-    if "containerd" in status.get("driver-type", ""):
-        return False, "the engine uses the containerd image store: sending the full archive"
-    return True, ""
-
-
 def remote_codec(transport: Transport) -> str:
     res = transport.run(["sh", "-c", "command -v zstd || true"])
     return "zstd" if res.stdout.strip() else "gzip"
@@ -154,33 +231,39 @@ def remote_codec(transport: Transport) -> str:
 def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
     """What ``image`` costs to bring to this host's engine (touches the host, sends nothing)."""
     if transport.is_local:
-        return HostPlan(transport.host, True, True, "this machine's own engine", local=True)
+        return HostPlan(transport.host, True, image.store, "this machine's own engine", local=True)
     present = image_on_host(transport, image)
     if present is not None:
-        hp = HostPlan(transport.host, True, True, "the image is already there")
-        hp.missing_tags = [t for t in image.repo_tags if t not in present]
+        host_id, tags, store = present
+        hp = HostPlan(transport.host, True, store, "the image is already there", host_image_id=host_id)
+        hp.missing_tags = [t for t in image.repo_tags if t not in tags]
         return hp
     client = transport.docker()
-    partial_ok, reason = engine_takes_partial(client.info())
-    held = held_chain_ids(i.attrs for i in client.images.list(all=True)) if partial_ok else set()
+    store = store_kind(client.info())
+    held = held_chain_ids(i.attrs for i in client.images.list(all=True))
     send = [lay for lay in image.layers if lay.chain_id not in held]
-    if partial_ok and not reason:
-        reason = f"{len(image.layers) - len(send)} of {len(image.layers)} layers already there"
-    return HostPlan(transport.host, False, partial_ok, reason, send, remote_codec(transport))
+    reason = f"{store} image store: {len(image.layers) - len(send)} of {len(image.layers)} layers already there"
+    return HostPlan(transport.host, False, store, reason, send, remote_codec(transport))
 
 
-def image_on_host(transport: Transport, image: LocalImage) -> list[str] | None:
-    """The host's tags for our image ID, or None when it lacks the image (one command: the
-    fast path of a re-ship with nothing changed)."""
-    fmt = "{{.Id}} {{json .RepoTags}}"
-    res = transport.run(["docker", "image", "inspect", "--format", fmt, image.image_id])
-    image_id, _, tags = res.stdout.strip().partition(" ")
-    if not res.ok or image_id != image.image_id:
-        return None  # absent (or the engine is not usable: the docker-py path says why)
-    try:
-        return list(json.loads(tags) or [])
-    except json.JSONDecodeError:
-        return []
+def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
+    """(ID on the host, tags there, its store) when the host holds our image, else None. One
+    command (the fast path of a re-ship with nothing changed): the host's image must have one
+    of our IDs (config digest on a legacy store, manifest digest on a containerd one) and our
+    diff IDs."""
+    ids = image.ids()
+    fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
+    res = transport.run(["docker", "image", "inspect", "--format", fmt, *ids])
+    for line in res.stdout.splitlines():  # exit 1 when any one ID is absent; the others print
+        host_id, _, rest = line.strip().partition(" ")
+        layers, _, tags = rest.partition(" ")
+        try:
+            if host_id in ids and json.loads(layers) == image.diff_ids:
+                store = "legacy" if host_id == image.config_digest else "containerd"
+                return host_id, list(json.loads(tags) or []), store
+        except json.JSONDecodeError:
+            continue
+    return None
 
 
 def plan(specs: Sequence[HostSpec], image: LocalImage) -> GroupResult[HostPlan]:
@@ -195,6 +278,7 @@ class Archive:
     frames: list[str]
     tail: bytes
     raw_bytes: int
+    layers: int = 0  # layer blobs in it
 
     @property
     def wire_bytes(self) -> int:
@@ -225,102 +309,16 @@ class Archive:
             yield self.tail[skip:]
 
 
-def archive_for(saved: SavedImage, hp: HostPlan, repo_tags: list[str]) -> Archive:
-    indexes = [lay.index for lay in hp.send]
-    frames = [saved.frames[i] for i in indexes]
-    raw = sum(saved.raw_sizes[i] + 512 + (-saved.raw_sizes[i]) % 512 for i in indexes)
-    return Archive(frames, tail_frame(saved, repo_tags, hp.codec), raw + len(tail_bytes(saved, repo_tags)))
+def archive_for(parts: ImageParts, indexes: Sequence[int], repo_tags: list[str]) -> Archive:
+    """The hybrid archive holding the blobs of these layers (each distinct blob once)."""
+    digests = list(dict.fromkeys(parts.layers[i].digest for i in sorted(indexes)))
+    tail = tail_bytes(parts, repo_tags)
+    raw = sum(parts.frame_raw_size(d) for d in digests) + len(tail)
+    frames = [parts.frames[d] for d in digests]
+    return Archive(frames, tail_frame(parts, repo_tags, parts.codec), raw, len(digests))
 
 
-# -- the remote side ----------------------------------------------------------------------------
-def remote_home(transport: Transport) -> str:
-    if transport.is_local:
-        return os.path.expanduser("~")
-    res = transport.run(["sh", "-c", 'printf "%s" "$HOME"']).check()
-    return res.stdout.strip() or "."
-
-
-def upload_resumable(transport: Transport, archive: Archive, final: str, progress: ProgressFn | None) -> tuple[int, int]:
-    """Upload to ``final + '.part'``, resuming what an earlier try left; (resumed_from, sent)."""
-    part = final + ".part"
-    st = transport.stat(part)
-    total = archive.wire_bytes
-    start = st.size if st is not None and st.size <= total else 0
-    if st is not None and start == 0:
-        transport.remove(part)
-    sent = 0
-    try:
-        with transport.open(part, "ab" if start else "wb") as fh:
-            for chunk in archive.chunks(start):
-                fh.write(chunk)
-                sent += len(chunk)
-                if progress:
-                    progress(transport.host, len(chunk))
-    except Exception as exc:  # noqa: BLE001 - OSError, EOFError, paramiko's SSHException, ...
-        raise TransferError(
-            f"{transport.host}: upload interrupted after {start + sent} of {total} bytes of the "
-            f"image archive ({type(exc).__name__}: {exc}); the partial upload is kept at {part}",
-            "run the same command again: the upload resumes and is verified before loading",
-        ) from exc
-    return start, sent
-
-
-def remove_stale_parts(transport: Transport, final: str) -> None:
-    """Partial uploads of the same image for another archive (another layer set) are dead."""
-    folder, name = final.rsplit("/", 1)
-    prefix = name.split("-", 1)[0] + "-"
-    for entry in transport.listdir(folder):
-        if entry.startswith(prefix) and entry.endswith(".part") and entry != name + ".part":
-            transport.remove(f"{folder}/{entry}")
-
-
-def verify_and_load(transport: Transport, part: str, final: str, expected_sha: str, codec: str) -> None:
-    got = transport.sha256(part)
-    if got != expected_sha:
-        transport.remove(part)
-        raise TransferError(
-            f"{transport.host}: the uploaded archive does not match (sha256 {got[:16]}..., "
-            f"expected {expected_sha[:16]}...); removed it",
-            "run the same command again to send it afresh",
-        )
-    transport.rename(part, final)
-    decompress = "zstd -dc -- \"$1\"" if codec == "zstd" else "gzip -dc -- \"$1\""
-    try:
-        res = transport.run(["sh", "-c", decompress + " | docker load", "sh", final], timeout=LOAD_TIMEOUT)
-    finally:
-        transport.remove(final)
-    if not res.ok:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-5:]
-        hint = "free disk space where the host's Docker engine keeps images (docker info: Docker Root Dir)"
-        raise TransferError(
-            f"{transport.host}: docker load failed (exit {res.exit_code}): " + " / ".join(tail),
-            hint if "space" in " ".join(tail) else "check the host's engine with 'docker info'",
-        )
-
-
-def check_loaded(transport: Transport, image: LocalImage) -> None:
-    from docker.errors import ImageNotFound
-
-    ref = image.repo_tags[0] if image.repo_tags else image.image_id
-    try:
-        got = transport.docker().images.get(ref).id
-    except ImageNotFound as exc:
-        raise TransferError(f"{transport.host}: after loading, the engine has no image {ref}") from exc
-    if got != image.image_id:
-        raise TransferError(
-            f"{transport.host}: after loading, {ref} is {got[:19]} on the host but {image.image_id[:19]} "
-            "here: the host does not have the image that was shipped",
-            "ship again; if it repeats, compare 'docker image inspect' on both sides",
-        )
-
-
-def tag_remote(transport: Transport, image: LocalImage, tags: list[str]) -> None:
-    api = transport.docker().api
-    for tag in tags:
-        repo, _, name = tag.rpartition(":")
-        api.tag(image.image_id, repo, name)
-
-
+# -- shipping -----------------------------------------------------------------------------------
 @dataclass
 class ShipOptions:
     progress: ProgressFn | None = None
@@ -346,69 +344,109 @@ class ArchiveDigests:
             return self._values[archive.key]
 
 
+@dataclass
+class Sent:
+    host_image_id: str
+    archive: Archive
+    resumed: int
+    wire: int
+
+
+def send_archive(transport: Transport, image: LocalImage, parts: ImageParts, indexes: Sequence[int],
+                 opts: ShipOptions, digests: ArchiveDigests) -> Sent:
+    """Upload, load and prove one archive (raises LoadProblem when the load did not give the
+    image, usable)."""
+    archive = archive_for(parts, indexes, list(image.repo_tags))
+    home = remote_home(transport)
+    transport.makedirs(f"{home}/{STAGING_DIR}")
+    digest = digests.of(archive)
+    ext = "zst" if parts.codec == "zstd" else "gz"
+    final = f"{home}/{STAGING_DIR}/{image.image_id.split(':')[-1][:12]}-{digest[:16]}.tar.{ext}"
+    _emit(opts, transport.host, f"sending {archive.layers} layer blobs ({archive.raw_bytes} bytes raw, "
+                                f"{archive.wire_bytes} compressed; read from the {parts.source})")
+    remove_stale_parts(transport, final)
+    resumed, sent = upload_resumable(transport, archive, final, opts.progress)
+    _emit(opts, transport.host, "loading")
+    load_archive(transport, final + ".part", final, digest, parts.codec)
+    ref = image.repo_tags[0] if image.repo_tags else parts.manifest_digest
+    try:
+        host_id = verify_loaded(transport, parts, ref)
+    except LoadProblem:
+        if not image.repo_tags:  # untagged: the legacy store names it by its config digest
+            host_id = verify_loaded(transport, parts, parts.config_digest)
+        else:
+            raise
+    return Sent(host_id, archive, resumed, sent)
+
+
+def _emit(opts: ShipOptions, host: str, message: str) -> None:
+    if opts.on_event:
+        opts.on_event(host, message)
+
+
 def ship_one(
-    transport: Transport, image: LocalImage, hp: HostPlan, saved: SavedImage | None, opts: ShipOptions,
+    transport: Transport, image: LocalImage, hp: HostPlan, parts: ImageParts | None, opts: ShipOptions,
     digests: ArchiveDigests | None = None,
 ) -> ShipResult:
+    """Bring the image to one host as planned; a partial archive that fails to load (or to
+    prove) is removed and the full archive sent, and the result says why."""
     start = time.monotonic()
     if hp.local or hp.image_present:
         if hp.missing_tags:
-            tag_remote(transport, image, hp.missing_tags)
+            tag_remote(transport, hp.host_image_id or image.image_id, hp.missing_tags)
         mode = "local" if hp.local else "none"
-        return ShipResult(transport.host, image.image_id, mode, 0, 0, 0, 0, time.monotonic() - start, hp.codec, hp.reason)
-    assert saved is not None
-    archive = archive_for(saved, hp, list(image.repo_tags))
-    home = remote_home(transport)
-    transport.makedirs(f"{home}/{STAGING_DIR}")
-    digest = (digests or ArchiveDigests()).of(archive)
-    final = f"{home}/{STAGING_DIR}/{image.image_id.split(':')[-1][:12]}-{digest[:16]}.tar.{'zst' if hp.codec == 'zstd' else 'gz'}"
-    if opts.on_event:
-        opts.on_event(transport.host, f"sending {len(hp.send)} layers ({archive.raw_bytes} bytes raw, {archive.wire_bytes} compressed)")
-    remove_stale_parts(transport, final)
-    resumed, sent = upload_resumable(transport, archive, final, opts.progress)
-    if opts.on_event:
-        opts.on_event(transport.host, "loading")
-    verify_and_load(transport, final + ".part", final, digest, hp.codec)
-    check_loaded(transport, image)
-    mode = "delta" if hp.partial_ok and len(hp.send) < len(image.diff_ids) else "full"
-    return ShipResult(transport.host, image.image_id, mode, len(hp.send), archive.raw_bytes, sent, resumed,
-                      time.monotonic() - start, hp.codec, hp.reason, saved.source)
+        return ShipResult(transport.host, image.image_id, mode, 0, 0, 0, 0, time.monotonic() - start, hp.codec,
+                          hp.reason, store=hp.store, host_image_id=hp.host_image_id or image.image_id)
+    assert parts is not None
+    digests = digests or ArchiveDigests()
+    indexes = [lay.index for lay in hp.send]
+    every = list(range(len(image.diff_ids)))
+    fallback = ""
+    tries: list[Sent] = []
+    try:
+        tries.append(send_archive(transport, image, parts, indexes, opts, digests))
+    except LoadProblem as exc:
+        remove_incomplete(transport, parts, list(image.repo_tags))
+        if set(indexes) == set(every):
+            raise
+        fallback = exc.message
+        _emit(opts, transport.host, f"the partial archive failed ({fallback}): sending the full archive")
+        parts.ensure(set(every))
+        try:
+            tries.append(send_archive(transport, image, parts, every, opts, digests))
+        except LoadProblem as again:
+            remove_incomplete(transport, parts, list(image.repo_tags))
+            raise TransferError(f"{again.message} (sent as a full archive after: {fallback})", again.hint) from again
+    last = tries[-1]
+    mode = "delta" if not fallback and len(set(indexes)) < len(every) else "full"
+    return ShipResult(
+        transport.host, image.image_id, mode, last.archive.layers, sum(t.archive.raw_bytes for t in tries),
+        sum(t.wire for t in tries), tries[0].resumed, time.monotonic() - start, parts.codec, hp.reason,
+        parts.source, hp.store, last.host_image_id, fallback,
+    )
 
 
-def save_wanted(client: Any, image: LocalImage, plans: list[HostPlan], spool_dir: str) -> dict[str, SavedImage]:
-    """The compressed frames of every layer some host lacks, one set per codec in use.
-
-    Read straight from this machine's engine store where possible (only the wanted layers,
-    each verified against its diff ID), else from one ``docker save`` stream.
-    """
-    from opskit.images.layerstore import StoreUnavailable, open_local_store
-
-    saved: dict[str, SavedImage] = {}
-    diff_ids = image.diff_ids
+def save_wanted(client: Any, image: LocalImage, plans: list[HostPlan], spool_dir: str) -> dict[str, ImageParts]:
+    """The image's parts with compressed frames of every layer some host lacks, one set per
+    codec in use (read from this machine's engine store where possible, else docker save)."""
+    out: dict[str, ImageParts] = {}
     for codec in sorted({p.codec for p in plans if not (p.local or p.image_present)}):
         wanted = {lay.index for p in plans if p.codec == codec for lay in p.send}
-        try:
-            store = open_local_store(client)
-            saved[codec] = spool_from_store(store, image.image_id, diff_ids, wanted, codec, spool_dir)
-            continue
-        except StoreUnavailable:
-            pass  # the general path below
-        chunks = client.api.get_image(image.image_id, chunk_size=UPLOAD_CHUNK)
-        saved[codec] = spool_save_stream(chunks, wanted, codec, spool_dir)
-    return saved
+        out[codec] = read_parts(client, image, wanted, codec, spool_dir)
+    return out
 
 
 def ship(client: Any, ref: str, specs: Sequence[HostSpec], opts: ShipOptions | None = None) -> GroupResult[ShipResult]:
     """Ship local image ``ref`` to every host; per-host results and errors.
 
     Each host's connection is opened once: plan, then (after every host has planned and the
-    one ``docker save`` has been read) send, load and verify.
+    layers have been read once) send, load and verify.
     """
     opts = opts or ShipOptions()
     image = local_image(client, ref)
     specs = list(specs)
     plans: dict[str, HostPlan] = {}
-    saved: dict[str, SavedImage] = {}
+    saved: dict[str, ImageParts] = {}
     failure: list[BaseException] = []
     spool = tempfile.mkdtemp(prefix="opskit-ship-")
 

@@ -1,16 +1,24 @@
-"""The pieces of a delta ``docker save`` archive: layer identities, sizes, and the tar itself.
+"""The pieces of a delta image archive: layer identities, the hybrid layout, frames, tar.
 
 An image is a stack of layers. An engine stores layer ``i`` under its *chain ID* (a hash of
 the diff IDs of layers 0..i), so a host holds layer ``i`` of our image only if it holds the
-whole stack below it. ``docker load`` on the legacy image store (Docker <= 28 without the
-containerd store) skips a layer whose chain ID it already has without opening its
-``layer.tar``: an archive with ``manifest.json``, the config and only the missing layer
-tarballs loads into exactly the same image.
+whole stack below it. Both image stores skip a layer whose chain ID they already hold without
+opening its blob, so an archive may leave those blobs out, as long as it is in a layout each
+store reads by *paths*, not by what is present:
+
+    blobs/sha256/<digest>   the config, the manifest, and only the missing layer blobs
+    index.json, oci-layout  OCI image layout: what the containerd image store reads
+    manifest.json           Config and Layers point into blobs/sha256/: what the legacy store reads
+
+(the *hybrid* layout; ``docker save`` of Docker 25+ writes the same shape.) The containerd
+store names the image after ``index.json``'s annotations and gives it the manifest's digest as
+its ID; the legacy store gives it the config's digest.
 
 The archive travels as a concatenation of compressed frames (zstd, or gzip members): one
-frame per layer (tar header + layer bytes + padding, compressed once and reused for every
-host that lacks it) and a last frame with the config, ``manifest.json`` and the end of the
-archive. ``zstd -dc`` and ``gzip -dc`` both decompress concatenated frames into one stream.
+frame per layer blob (tar header + blob + padding, compressed once and reused for every host
+that lacks it) and a last frame with the config, the manifest, ``index.json``, ``oci-layout``,
+``manifest.json`` and the end of the archive. ``zstd -dc`` and ``gzip -dc`` both decompress
+concatenated frames into one stream.
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
-
-from opskit.errors import TransferError
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -115,164 +123,250 @@ def tar_member(name: str, data: bytes) -> bytes:
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 
 
-# -- reading a docker save stream -------------------------------------------------------------
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks (for ``tarfile`` stream mode)."""
 
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._buf = b""
 
-    def readable(self) -> bool:
-        return True
+# -- the image's parts ------------------------------------------------------------------------
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob_path(digest: str) -> str:
+    """Where a blob lives in the archive (both loaders follow this path)."""
+    algo, _, hexpart = digest.partition(":")
+    return f"blobs/{algo}/{hexpart}"
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """One layer as it travels: the blob (its digest, size and media type) and its diff ID
+    (the digest of the uncompressed tarball; equal to ``digest`` for an uncompressed blob)."""
+
+    diff_id: str
+    digest: str
+    size: int
+    media_type: str = MT_OCI_LAYER
+
+    def descriptor(self) -> dict:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+def synth_manifest(config: bytes, layers: list[LayerBlob]) -> bytes:
+    """An OCI manifest for ``config`` and these layer blobs (deterministic bytes)."""
+    doc = {
+        "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+        "config": {"mediaType": MT_OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
+        "layers": [lay.descriptor() for lay in layers],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @dataclass
-class SavedImage:
-    """What a ``docker save`` stream held that a delta archive needs."""
+class ImageParts:
+    """What a hybrid archive of one image is made of: config, manifest, every layer's blob
+    descriptor, and compressed frames of the blobs some host lacks.
 
-    manifest: list[dict]
-    config_name: str
+    ``refill(indexes)`` makes the frames of more layers (a full archive after a failed partial
+    load); it is called under a lock, once per missing set.
+    """
+
     config: bytes
-    layer_paths: list[str]  # manifest order: "<v1id>/layer.tar"
-    frames: dict[int, str] = field(default_factory=dict)  # layer index -> compressed frame file
-    raw_sizes: dict[int, int] = field(default_factory=dict)  # layer index -> layer.tar bytes
-    archive_bytes: int = 0  # size of the whole docker save archive (0: not read)
-    source: str = "docker save"  # or "store" (layers read from the engine's store)
+    manifest: bytes
+    layers: list[LayerBlob]  # stack order, one per diff ID
+    source: str  # where the blobs are read: "overlay2 store", "containerd store", "docker save"
+    codec: str = "zstd"
+    frames: dict[str, str] = field(default_factory=dict)  # blob digest -> compressed frame file
+    archive_bytes: int = 0  # bytes of the docker save archive read (0: not read)
+    refill: Callable[[set[int]], None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return [lay.diff_id for lay in self.layers]
+
+    @property
+    def config_digest(self) -> str:
+        return sha256_digest(self.config)
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    @property
+    def manifest_media_type(self) -> str:
+        try:
+            return str(json.loads(self.manifest).get("mediaType") or MT_OCI_MANIFEST)
+        except (ValueError, AttributeError):
+            return MT_OCI_MANIFEST
+
+    def blob_names(self) -> list[str]:
+        return [blob_path(lay.digest) for lay in self.layers]
+
+    def ensure(self, indexes: set[int]) -> None:
+        """Frames for these layers exist afterwards (or ``refill`` raised)."""
+        with self._lock:
+            lacking = {i for i in indexes if self.layers[i].digest not in self.frames}
+            if lacking:
+                if self.refill is None:
+                    raise RuntimeError(f"no frames for layers {sorted(lacking)} and no way to make them")
+                self.refill(lacking)
+
+    def frame_raw_size(self, digest: str) -> int:
+        """Uncompressed bytes of a layer's frame: header, blob, padding."""
+        size = next(lay.size for lay in self.layers if lay.digest == digest)
+        return len(tar_header(blob_path(digest), size)) + size + len(padding(size))
 
 
-def spool_save_stream(chunks: Iterable[bytes], wanted: set[int], codec: str, spool_dir: str) -> SavedImage:
-    """Read a ``docker save`` stream once; compress the wanted layers into frame files.
-
-    ``wanted`` are layer indexes (manifest order). Layer tarballs are spooled raw (their
-    order in the stream says nothing about their place in the stack, and the manifest comes
-    last), then only the wanted ones are compressed; the others are deleted unread.
-    """
-    counter = _Counting(iter(chunks))
-    members: dict[str, bytes] = {}
-    raw_files: dict[str, tuple[str, int]] = {}
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(counter), CHUNK), mode="r|") as tf:
-        for member in tf:
-            if not member.isfile():
-                continue
-            fh = tf.extractfile(member)
-            assert fh is not None
-            if member.name.endswith("/layer.tar"):
-                path = os.path.join(spool_dir, f"raw-{len(raw_files)}")
-                with open(path, "wb") as out:
-                    for chunk in iter(lambda: fh.read(CHUNK), b""):  # noqa: B023
-                        out.write(chunk)
-                raw_files[member.name] = (path, member.size)
-            elif member.name.endswith(".json"):
-                members[member.name] = fh.read()
-    saved = _saved_image(members, raw_files, counter.total)
-    for i, name in enumerate(saved.layer_paths):
-        path, size = raw_files[name]
-        if i in wanted:
-            frame = os.path.join(spool_dir, f"layer-{i}.{codec}")
-            with open(path, "rb") as src, open(frame, "wb") as out:
-                chunks = iter(lambda src=src: src.read(CHUNK), b"")
-                compress_chunks(_framed(tar_header(name, size), chunks, padding(size)), codec, out)
-            saved.frames[i] = frame
-    for path, _ in raw_files.values():
-        os.unlink(path)
-    return saved
+def normalized_name(tag: str) -> str:
+    """``repo:tag`` as the containerd store names images (``docker.io/library/repo:tag``)."""
+    first, sep, rest = tag.partition("/")
+    if not sep:
+        return f"docker.io/library/{tag}"
+    if "." in first or ":" in first or first == "localhost":
+        return tag
+    return f"docker.io/{tag}"
 
 
-def _saved_image(members: dict[str, bytes], raw_files: dict[str, tuple[str, int]], total: int) -> SavedImage:
-    if "manifest.json" not in members:
-        raise TransferError("the docker save archive has no manifest.json (an engine too old?)")
-    manifest = json.loads(members["manifest.json"])
-    if len(manifest) != 1:
-        raise TransferError(f"expected one image in the save archive, found {len(manifest)}")
-    entry = manifest[0]
-    config_name = entry["Config"]
-    layers = list(entry["Layers"])
-    missing = [p for p in layers if p not in raw_files]
-    if missing or config_name not in members:
-        raise TransferError(f"the docker save archive lacks {', '.join(missing) or config_name}")
-    saved = SavedImage(manifest, config_name, members[config_name], layers, archive_bytes=total)
-    saved.raw_sizes = {i: raw_files[p][1] for i, p in enumerate(layers)}
-    return saved
+def index_json(parts: ImageParts, repo_tags: list[str]) -> bytes:
+    """``index.json``: the manifest once per tag, named as ``docker save`` names it."""
+    desc: dict[str, Any] = {"mediaType": parts.manifest_media_type, "digest": parts.manifest_digest,
+                            "size": len(parts.manifest)}
+    entries = []
+    for tag in repo_tags:
+        name = normalized_name(tag)
+        ref = name.rsplit(":", 1)[-1] if ":" in name.rsplit("/", 1)[-1] else "latest"
+        entries.append({**desc, "annotations": {"io.containerd.image.name": name,
+                                                "org.opencontainers.image.ref.name": ref}})
+    doc = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries or [desc]}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
-class _Counting:
-    def __init__(self, it: Iterator[bytes]):
-        self._it = it
-        self.total = 0
-
-    def __iter__(self) -> _Counting:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self._it)
-        self.total += len(chunk)
-        return chunk
+def manifest_json(parts: ImageParts, repo_tags: list[str]) -> bytes:
+    """``manifest.json`` (the legacy loader's entry): paths into ``blobs/``."""
+    entry = {"Config": blob_path(parts.config_digest), "RepoTags": repo_tags or None,
+             "Layers": parts.blob_names()}
+    return json.dumps([entry]).encode()
 
 
-def tail_bytes(saved: SavedImage, repo_tags: list[str]) -> bytes:
-    """The end of the archive, uncompressed: the image config, ``manifest.json`` (with our
-    tags) and the two end blocks."""
-    entry = dict(saved.manifest[0])
-    entry["RepoTags"] = repo_tags or None
-    manifest = json.dumps([entry]).encode()
-    return tar_member(saved.config_name, saved.config) + tar_member("manifest.json", manifest) + END_OF_ARCHIVE
+def tail_bytes(parts: ImageParts, repo_tags: list[str]) -> bytes:
+    """The end of the archive, uncompressed: config and manifest blobs, ``index.json``,
+    ``oci-layout``, ``manifest.json`` and the two end blocks."""
+    return (
+        tar_member(blob_path(parts.config_digest), parts.config)
+        + tar_member(blob_path(parts.manifest_digest), parts.manifest)
+        + tar_member("index.json", index_json(parts, repo_tags))
+        + tar_member("oci-layout", OCI_LAYOUT)
+        + tar_member("manifest.json", manifest_json(parts, repo_tags))
+        + END_OF_ARCHIVE
+    )
 
 
-def tail_frame(saved: SavedImage, repo_tags: list[str], codec: str) -> bytes:
+def tail_frame(parts: ImageParts, repo_tags: list[str], codec: str) -> bytes:
     """The last frame: :func:`tail_bytes` compressed."""
-    return compress_bytes(tail_bytes(saved, repo_tags), codec)
+    return compress_bytes(tail_bytes(parts, repo_tags), codec)
 
 
-# -- the same pieces without docker save ------------------------------------------------------
-def spool_from_store(store: Any, image_id: str, diff_ids: list[str], wanted: set[int], codec: str, spool_dir: str) -> SavedImage:
-    """Like :func:`spool_save_stream`, reading only the wanted layers from the engine's store.
-
-    Names inside the archive are ours (``<chain id>/layer.tar``, ``<image id>.json``): ``docker
-    load`` follows ``manifest.json``. Every layer is checked against its diff ID and the config
-    against the image ID; a mismatch raises ``StoreUnavailable`` (the caller falls back).
-    """
-    from opskit.images.layerstore import StoreUnavailable
-
-    chains = chain_ids(diff_ids)
-    config = store.config(image_id)
-    paths = [f"{c.split(':')[-1]}/layer.tar" for c in chains]
-    manifest = [{"Config": image_id.split(":")[-1] + ".json", "RepoTags": None, "Layers": paths}]
-    saved = SavedImage(manifest, manifest[0]["Config"], config, paths, source="store")
-    for i in sorted(wanted):
-        size = store.layer_tar_size(chains[i])
-        frame = os.path.join(spool_dir, f"store-{i}.{codec}")
-        digest = hashlib.sha256()
-        with open(frame, "wb") as out:
-            chunks = _hashed(store.layer_tar(chains[i]), digest)
-            compress_chunks(_framed(tar_header(paths[i], size), chunks, padding(size)), codec, out)
-        if "sha256:" + digest.hexdigest() != diff_ids[i]:
-            os.unlink(frame)
-            raise StoreUnavailable(f"layer {i} rebuilt from the store does not hash to {diff_ids[i]}")
-        saved.frames[i] = frame
-        saved.raw_sizes[i] = size
-    return saved
+def write_frame(blob: LayerBlob, chunks: Iterator[bytes], codec: str, path: str) -> None:
+    """Compress one layer blob's tar member (header, bytes, padding) into a frame file."""
+    with open(path, "wb") as out:
+        compress_chunks(_framed(tar_header(blob_path(blob.digest), blob.size), chunks, padding(blob.size)), codec, out)
 
 
-def _hashed(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+def _framed(head: bytes, chunks: Iterator[bytes], pad: bytes) -> Iterator[bytes]:
+    yield head
+    yield from chunks
+    yield pad
+
+
+def hashed(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    """Pass ``chunks`` through, feeding ``digest`` on the way."""
     for chunk in chunks:
         digest.update(chunk)
         yield chunk
 
 
-def _framed(head: bytes, chunks: Iterator[bytes], pad: bytes) -> Iterator[bytes]:
-    """One layer's tar member: header, the layer's bytes, padding to the block."""
-    yield head
-    yield from chunks
-    yield pad
+def check_blob_digests(blob: LayerBlob, got_digest: str, got_diff: str | None) -> str | None:
+    """Why a blob read does not verify (None when it does)."""
+    if got_digest != blob.digest:
+        return f"blob {blob.digest} hashes to {got_digest}"
+    if got_diff is not None and got_diff != blob.diff_id:
+        return f"layer blob {blob.digest} unpacks to {got_diff}, not its diff ID {blob.diff_id}"
+    return None
+
+
+class BlobHasher:
+    """Digests of a layer blob fed in chunks: of its bytes, and of its uncompressed tarball
+    (gzip and zstd blobs are unpacked on the way; an uncompressed blob is its own tarball)."""
+
+    def __init__(self) -> None:
+        self.raw = hashlib.sha256()
+        self.plain = hashlib.sha256()
+        self._unpack: Any = None
+        self._kind = ""
+
+    def update(self, chunk: bytes) -> None:
+        if not self._kind and chunk:
+            self._start(chunk)
+        self.raw.update(chunk)
+        if self._kind == "gzip":
+            self._gunzip(chunk)
+        elif self._kind == "zstd":
+            self.plain.update(self._unpack.decompress(chunk))
+
+    def _start(self, first: bytes) -> None:
+        if first[:2] == b"\x1f\x8b":
+            self._kind, self._unpack = "gzip", zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif first[:4] == b"\x28\xb5\x2f\xfd":
+            import zstandard
+
+            self._kind = "zstd"
+            self._unpack = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+        else:
+            self._kind = "tar"
+
+    def _gunzip(self, chunk: bytes) -> None:
+        while chunk:
+            self.plain.update(self._unpack.decompress(chunk))
+            chunk = self._unpack.unused_data  # a further gzip member
+            if chunk:
+                self._unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def digests(self) -> tuple[str, str]:
+        """(digest of the blob, digest of its tarball)."""
+        raw = "sha256:" + self.raw.hexdigest()
+        if self._kind in ("gzip", "zstd"):
+            return raw, "sha256:" + self.plain.hexdigest()
+        return raw, raw
+
+
+def verified_chunks(blob: LayerBlob, chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
+    """Pass a layer blob's bytes through; at the end, raise ``BlobError`` unless the blob hashes
+    to its digest and unpacks to its diff ID."""
+    hasher = BlobHasher()
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk
+    digest, diff = hasher.digests()
+    why = check_blob_digests(blob, digest, diff)
+    if why:
+        raise BlobError(f"{where}: {why}")
+
+
+class BlobError(Exception):
+    """A layer blob read for an archive is missing or does not verify (names it and why)."""
+
+
+def write_verified_frame(blob: LayerBlob, chunks: Iterable[bytes], codec: str, path: str, where: str) -> None:
+    """:func:`write_frame` of a blob checked on the way; no frame file is left if it fails."""
+    try:
+        write_frame(blob, verified_chunks(blob, chunks, where), codec, path)
+    except BaseException:
+        if os.path.exists(path):
+            os.unlink(path)
+        raise

@@ -13,6 +13,8 @@ import zstandard
 
 from opskit.images import ship as shipmod
 from opskit.images import shiptar
+from opskit.images.contentstore import store_kind
+from opskit.images.savereader import spool_save_stream
 
 # Real values from Docker 20.10 on this project's machines: the diff IDs of a 4-layer image
 # and the chain IDs the engine stored them under (/var/lib/docker/image/overlay2/layerdb).
@@ -42,12 +44,12 @@ def test_a_layer_is_held_only_with_the_whole_stack_below_it():
     assert [c in held for c in ours] == [True, False, False, False]
 
 
-def test_containerd_image_store_gets_a_full_archive():
-    legacy = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
+def test_the_image_store_is_read_from_docker_info():
+    # DriverStatus as Docker 20.10 (overlay2) and Docker 26 with containerd-snapshotter report it.
+    legacy = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]}
     containerd = {"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
-    assert shipmod.engine_takes_partial(legacy) == (True, "")
-    ok, reason = shipmod.engine_takes_partial(containerd)
-    assert not ok and "containerd" in reason and "full" in reason
+    assert store_kind(legacy) == "legacy" and store_kind(containerd) == "containerd"
+    assert store_kind({"Driver": "vfs", "DriverStatus": None}) == "legacy"
 
 
 def _layer_tar(files: dict[str, bytes]) -> bytes:
@@ -88,33 +90,30 @@ def _chunks(data: bytes, size: int = 7000):
 def test_delta_archive_holds_only_the_missing_layers(tmp_path, codec):
     layers = [_layer_tar({f"f{i}.txt": (b"layer %d " % i) * (2000 * (i + 1))}) for i in range(3)]
     archive, diff_ids = _save_archive(layers)
-    saved = shiptar.spool_save_stream(_chunks(archive), {2}, codec, str(tmp_path))
-    assert set(saved.frames) == {2}
-    assert saved.archive_bytes == len(archive)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"layer-2.{codec}"]  # raw spool gone
-    send = [shiptar.LayerInfo(2, diff_ids[2], "c", 0, "")]
-    hp = shipmod.HostPlan("h", False, True, "", send, codec)
-    arch = shipmod.archive_for(saved, hp, ["x:2"])
+    parts = spool_save_stream(_chunks(archive), {2}, codec, str(tmp_path))
+    assert list(parts.frames) == [diff_ids[2]]
+    assert parts.archive_bytes == len(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"save-{diff_ids[2][7:23]}.{codec}"]  # raw spool gone
+    arch = shipmod.archive_for(parts, [2], ["x:2"])
     wire = b"".join(arch.chunks(0))
-    assert len(wire) == arch.wire_bytes
+    assert len(wire) == arch.wire_bytes and arch.layers == 1
     raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(wire), read_across_frames=True).read() \
         if codec == "zstd" else gzip.decompress(wire)
     assert len(raw) == arch.raw_bytes
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
         names = tf.getnames()
         manifest = json.loads(tf.extractfile("manifest.json").read())
-        layer = tf.extractfile(saved.layer_paths[2]).read()
-    assert names == [saved.layer_paths[2], saved.config_name, "manifest.json"]
-    assert manifest[0]["RepoTags"] == ["x:2"] and manifest[0]["Layers"] == saved.layer_paths
+        layer = tf.extractfile(shiptar.blob_path(diff_ids[2])).read()
+    assert names[0] == shiptar.blob_path(diff_ids[2]) and names[-3:] == ["index.json", "oci-layout", "manifest.json"]
+    assert manifest[0]["RepoTags"] == ["x:2"] and manifest[0]["Layers"] == [shiptar.blob_path(d) for d in diff_ids]
     assert "sha256:" + hashlib.sha256(layer).hexdigest() == diff_ids[2]
 
 
 def test_resumed_stream_is_the_tail_of_the_whole_stream(tmp_path):
     layers = [_layer_tar({"a": bytes(range(256)) * 900}), _layer_tar({"b": b"x" * 50000})]
     archive, diff_ids = _save_archive(layers)
-    saved = shiptar.spool_save_stream(_chunks(archive), {0, 1}, "zstd", str(tmp_path))
-    send = [shiptar.LayerInfo(i, d, "c", 0, "") for i, d in enumerate(diff_ids)]
-    arch = shipmod.archive_for(saved, shipmod.HostPlan("h", False, True, "", send, "zstd"), [])
+    parts = spool_save_stream(_chunks(archive), {0, 1}, "zstd", str(tmp_path))
+    arch = shipmod.archive_for(parts, [0, 1], [])
     whole = b"".join(arch.chunks(0))
     for skip in (0, 1, len(whole) // 3, len(whole) - 1, len(whole)):
         assert b"".join(arch.chunks(skip)) == whole[skip:]
@@ -128,7 +127,7 @@ def test_a_save_stream_without_manifest_is_refused(tmp_path):
         info.size = 3
         tf.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(shipmod.TransferError, match="manifest.json"):
-        shiptar.spool_save_stream(_chunks(buf.getvalue()), set(), "zstd", str(tmp_path))
+        spool_save_stream(_chunks(buf.getvalue()), set(), "zstd", str(tmp_path))
 
 
 def test_each_distinct_archive_is_hashed_once_across_hosts(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from opskit.images import shiptar
-from opskit.images.layerstore import LocalStore, StoreUnavailable
+from opskit.images.layerstore import LocalStore, StoreUnavailable, parts_from_store
 
 FILES = {"app/src/settings.py": b"VALUE = 2\n", "app/big.bin": bytes(range(256)) * 300, "app/empty": b""}
 
@@ -72,18 +72,21 @@ def test_spool_from_store_verifies_diff_id_and_config(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     store = LocalStore(str(tmp_path / "root"))
-    saved = shiptar.spool_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool))
-    assert saved.source == "store" and saved.config == config and saved.raw_sizes[0] == len(tar)
+    parts = parts_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool))
+    assert parts.source == "overlay2 store" and parts.config == config and parts.layers[0].size == len(tar)
+    assert parts.config_digest == image_id  # the legacy store's image ID
+    manifest = json.loads(parts.manifest)  # an OCI manifest of the uncompressed layer
+    assert manifest["layers"] == [{"mediaType": shiptar.MT_OCI_LAYER, "digest": diff_id, "size": len(tar)}]
     # The frame is the layer's tar member: header, the exact layer tarball, padding.
-    with open(saved.frames[0], "rb") as fh:
+    with open(parts.frames[diff_id], "rb") as fh:
         member = zstandard.ZstdDecompressor().stream_reader(fh).read()
-    assert member == shiptar.tar_member(saved.layer_paths[0], tar)
+    assert member == shiptar.tar_member(shiptar.blob_path(diff_id), tar)
     # The file changed under the store: the rebuilt layer no longer hashes to its diff ID.
     (tmp_path / "root/overlay2/cache1/diff/app/src/settings.py").write_bytes(b"VALUE = 3\n")
     spool2 = tmp_path / "spool2"
     spool2.mkdir()
-    with pytest.raises(StoreUnavailable, match="does not hash"):
-        shiptar.spool_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool2))
+    with pytest.raises(StoreUnavailable, match="hashes to"):
+        parts_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool2))
     assert list(spool2.iterdir()) == []  # the unverified frame is not left behind
     (content / image_id.split(":")[-1]).write_bytes(config + b" ")
     with pytest.raises(StoreUnavailable, match="does not hash"):
