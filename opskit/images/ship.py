@@ -254,15 +254,17 @@ def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[st
     ids = image.ids()
     fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
     res = transport.run(["docker", "image", "inspect", "--format", fmt, *ids])
+    decoder = json.JSONDecoder()
     for line in res.stdout.splitlines():  # exit 1 when any one ID is absent; the others print
         host_id, _, rest = line.strip().partition(" ")
-        layers, _, tags = rest.partition(" ")
         try:
-            if host_id in ids and json.loads(layers) == image.diff_ids:
-                store = "legacy" if host_id == image.config_digest else "containerd"
-                return host_id, list(json.loads(tags) or []), store
+            layers, end = decoder.raw_decode(rest)
+            tags = json.loads(rest[end:])
         except json.JSONDecodeError:
             continue
+        if host_id in ids and layers == image.diff_ids:
+            store = "legacy" if host_id == image.config_digest else "containerd"
+            return host_id, list(tags or []), store
     return None
 
 

@@ -136,7 +136,7 @@ def verify_loaded(transport: Transport, parts: ImageParts, ref: str) -> str:
 def prove_usable(transport: Transport, image_id: str) -> None:
     """Create (never start) a container from the image, then remove it: the engine has every
     layer unpacked (the containerd store keeps an image whose unpack failed)."""
-    res = transport.run(["docker", "create", "--network", "none", "--entrypoint", "/bin/true",
+    res = transport.run(["docker", "create", "--pull", "never", "--network", "none", "--entrypoint", "/bin/true",
                          "--label", "opskit.ship-check=1", image_id])
     if not res.ok:
         raise LoadProblem(f"{transport.host}: the loaded image cannot make a container: "

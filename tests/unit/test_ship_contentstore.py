@@ -1,0 +1,80 @@
+"""Layers read from a containerd content store laid out in tmp_path (gzip blobs, an index with
+an attestation manifest, as Docker 26+ with the containerd image store keeps them)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from types import SimpleNamespace
+
+import pytest
+import zstandard
+from _savearchives import config_of, layer_tar, oci_manifest, sha
+
+from opskit.images import ship as shipmod
+from opskit.images.contentstore import ContentStore, parts_from_content
+from opskit.images.layerstore import StoreUnavailable
+from opskit.images.shiptar import blob_path, tar_member
+from opskit.testing.fake import FakeTransport
+
+
+def _store(root, layers):
+    blobs = [gzip.compress(x, mtime=0) for x in layers]
+    config = config_of(layers)
+    manifest = oci_manifest(config, blobs, "application/vnd.oci.image.layer.v1.tar+gzip")
+    attest = json.dumps({"schemaVersion": 2, "config": {"digest": sha(b"{}"), "size": 2}, "layers": []}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [
+        {"digest": sha(attest), "size": len(attest), "platform": {"os": "unknown", "architecture": "unknown"}},
+        {"digest": sha(manifest), "size": len(manifest), "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    for data in [*blobs, config, manifest, attest, index]:
+        path = root / blob_path(sha(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return ContentStore(str(root)), sha(index), blobs, manifest
+
+
+def test_the_image_is_read_as_stored_and_each_blob_verified(tmp_path, monkeypatch):
+    monkeypatch.setattr("opskit.images.contentstore.host_platform", lambda: ("linux", "amd64"))
+    layers = [layer_tar({"base": b"b" * 5000}), layer_tar({"code.py": b"V = 1\n"})]
+    store, image_id, blobs, manifest = _store(tmp_path / "content", layers)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    parts = parts_from_content(store, image_id, [sha(x) for x in layers], {1}, "zstd", str(spool))
+    assert parts.source == "containerd store" and parts.manifest == manifest  # the image's own manifest
+    assert parts.diff_ids == [sha(x) for x in layers] and list(parts.frames) == [sha(blobs[1])]
+    with open(parts.frames[sha(blobs[1])], "rb") as fh:
+        assert zstandard.ZstdDecompressor().stream_reader(fh).read() == tar_member(blob_path(sha(blobs[1])), blobs[1])
+    # A blob that unpacks to something else than its diff ID (same name, other bytes inside).
+    (tmp_path / "content" / blob_path(sha(blobs[0]))).write_bytes(gzip.compress(layers[1], mtime=0))
+    with pytest.raises(StoreUnavailable, match="hashes to"):
+        parts.ensure({0})
+    # An image loaded from a partial archive lacks its lower blobs (moby#49473): not readable.
+    (tmp_path / "content" / blob_path(sha(blobs[0]))).unlink()
+    with pytest.raises(StoreUnavailable, match=f"no blob {sha(blobs[0])}"):
+        parts.ensure({0})
+    assert sorted(p.name for p in spool.iterdir()) == [f"content-{sha(blobs[1])[7:23]}.zstd"]
+
+
+def test_an_index_without_this_platform_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("opskit.images.contentstore.host_platform", lambda: ("linux", "arm64"))
+    layers = [layer_tar({"a": b"1"})]
+    store, image_id, _, _ = _store(tmp_path, layers)
+    with pytest.raises(StoreUnavailable, match="no manifest for linux/arm64"):
+        parts_from_content(store, image_id, [sha(x) for x in layers], set(), "zstd", str(tmp_path))
+
+
+def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
+    diff_ids = [sha(b"a"), sha(b"b")]
+    image = SimpleNamespace(diff_ids=diff_ids, config_digest=sha(b"config"),
+                            ids=lambda: {sha(b"index"): "here", sha(b"config"): "config", sha(b"manifest"): "manifest"})
+    argv = ("docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}",
+            sha(b"index"), sha(b"config"), sha(b"manifest"))
+    # A containerd-store host knows it by its manifest digest (exit 1: the other two IDs are unknown).
+    found = f'{sha(b"manifest")} {json.dumps(diff_ids)} ["proj:v1"]\n'
+    host = FakeTransport("h", {argv: (found, "Error: No such image: sha256:...", 1)})
+    assert shipmod.image_on_host(host, image) == (sha(b"manifest"), ["proj:v1"], "containerd")
+    # Same ID but other layers: not our image.
+    host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids[:1])} []\n', "", 0)})
+    assert shipmod.image_on_host(host, image) is None
+    host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids)} null\n', "", 0)})
+    assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy")
