@@ -83,14 +83,27 @@ def initial_card(job: JobSpec, spec: HostSpec, image: shipmod.LocalImage, parsed
         "args": list(job.train_args),
         "parsed_args": parsed,
         "seed": parsed.get("seed"),
-        "image": {"ref": job.image, "id": image.image_id, "tags": list(image.repo_tags),
-                  "layers": list(image.diff_ids)},
+        "image": image_card(image),
         "git": git_facts(),
         "project": project_stamp(),  # the project card (hash) the run is made under
         "job": job.to_dict(),
         "state": "starting",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def image_card(image: shipmod.LocalImage, shipped: shipmod.ShipResult | None = None) -> dict:
+    """The image in a run card, with each ID named: IDs differ by image store (the legacy
+    store's is the config digest, the containerd store's the manifest or index digest)."""
+    card = {"ref": image.ref, "id": image.image_id, "id_is": f"the image ID on this machine's engine ({image.store} store)",
+            "config_digest": image.config_digest, "tags": list(image.repo_tags), "layers": list(image.diff_ids)}
+    if shipped is not None:
+        card["host_id"] = shipped.host_image_id
+        card["host_store"] = shipped.store
+        card["host_id_is"] = f"the image ID on the host's engine ({shipped.store or 'unknown'} store)"
+        card["shipped"] = {"mode": shipped.mode, "layers_sent": shipped.layers_sent, "wire_bytes": shipped.wire_bytes,
+                           "fallback": shipped.fallback}
+    return card
 
 
 def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> tuple[Transport, dict]:
@@ -113,14 +126,15 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
             emit(ev.Check(spec.name, c.name, c.ok, c.detail))
         if hp.send:
             emit(ev.Step(spec.name, f"shipping {len(hp.send)} of {len(image.layers)} layers"))
-        ship_with(client, transport, image, hp, emit)
+        shipped = ship_with(client, transport, image, hp, emit)
         card = initial_card(job, spec, image, parsed)
+        card["image"] = image_card(image, shipped)
         card["host_facts"] = facts.to_dict()
         card["host_snapshot"] = host_snapshot(transport, emit)
         card["preflight"] = [c.to_dict() for c in checks]
         store.save(job.run_id, card)
         try:
-            launch.start_container(transport, job, facts, image.image_id)
+            launch.start_container(transport, job, facts, shipped.host_image_id or image.image_id)
         except Exception as exc:  # the card must not say "starting" for a run that never will
             store.update(job.run_id, state="not-started", error=str(exc))
             raise
@@ -146,23 +160,24 @@ def host_snapshot(transport: Transport, emit: ev.EventFn) -> dict:
 
 
 def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan,
-              emit: ev.EventFn) -> None:
-    """Ship over an open transport (one host), then check the image ID there; the bytes
-    sent go to ``emit`` between TransferStarted and TransferDone."""
+              emit: ev.EventFn) -> shipmod.ShipResult:
+    """Ship over an open transport (one host), loaded image proven there; the bytes sent go
+    to ``emit`` between TransferStarted and TransferDone. The result has the image's ID on
+    the host (it differs from ours when the stores differ)."""
     import shutil
     import tempfile
 
     if hp.local or hp.image_present:
-        shipmod.ship_one(transport, image, hp, None, shipmod.ShipOptions())
-        return
+        return shipmod.ship_one(transport, image, hp, None, shipmod.ShipOptions())
     spool = tempfile.mkdtemp(prefix="opskit-ship-")
     try:
         saved = shipmod.save_wanted(client, image, [hp], spool)
         what = f"shipping {image.ref}"
         emit(ev.TransferStarted(transport.host, what))
         try:
-            ship_opts = shipmod.ShipOptions(progress=lambda host, n: emit(ev.BytesSent(host, n)))
-            shipmod.ship_one(transport, image, hp, saved[hp.codec], ship_opts)
+            ship_opts = shipmod.ShipOptions(progress=lambda host, n: emit(ev.BytesSent(host, n)),
+                                            on_event=lambda host, m: emit(ev.Step(host, m)))
+            return shipmod.ship_one(transport, image, hp, saved[hp.codec], ship_opts)
         finally:
             emit(ev.TransferDone(transport.host, what))
     finally:
