@@ -22,7 +22,9 @@ def test_test_hosts_are_testcontainers_on_loopback(docker_client, ssh_testbed):
 
 
 def test_a_failed_start_leaves_nothing(docker_client, tmp_path):
-    with pytest.raises(OpskitError, match="did not start with port 22 published"):
+    # Which of the two errors is seen depends on timing: the container may exit before or just
+    # after testcontainers reads its published port (a loaded machine shows both).
+    with pytest.raises(OpskitError, match=r"did not start with port 22 published|container stopped"):
         start_ssh_hosts(docker_client, 2, workdir=tmp_path, name_prefix="opskit-tcexit",
                         run_kwargs={"entrypoint": ["sh", "-c", "exit 3"]})
     left = docker_client.containers.list(all=True, filters={"label": "opskit.testing"})
