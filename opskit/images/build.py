@@ -53,6 +53,7 @@ from opskit.images.events import (
     StepDone,
 )
 from opskit.images.layers import ImageLayers, Layer, docker_size, image_layers
+from opskit.images.recipefile import is_glob
 from opskit.images.secrets import check_build_args, check_context
 from opskit.images.stages import (
     LABEL,
@@ -193,12 +194,14 @@ def plan_build(request: BuildRequest) -> BuildPlan:
         files.update(runtime_files(recipes.RUNTIME_DIR))
         req_file = os.path.join(root, "requirements.txt")
         requirements = read_requirements(req_file) if os.path.isfile(req_file) else []
+    recipes.check_recipe(text, f"recipe {recipe_path}")
     missing = recipes.missing_sources(text, set(files) | set(extra))
     if missing:
         where = root or "opskit's runtime"
+        shown = ", ".join(f"a match for {m}" if is_glob(m) else f"{m}/" for m in missing)
         raise UsageError(
-            f"project {where} lacks {', '.join(m + '/' for m in missing)}, which the recipe "
-            f"{os.path.basename(recipe_path)} copies into the image",
+            f"project {where} lacks {shown}, which the recipe {os.path.basename(recipe_path)} "
+            "copies into the image",
             "create it (an empty folder with one file is fine), or check that .dockerignore "
             "does not leave it out",
         )

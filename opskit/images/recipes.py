@@ -114,53 +114,46 @@ def read_recipe(name_or_path: str) -> tuple[str, str]:
 
 def recipe_arg_defaults(text: str) -> dict[str, str]:
     """``ARG NAME=value`` defaults of a recipe (to check they match the profile's)."""
+    from opskit.images.recipefile import parse
+
     out = {}
-    for m in re.finditer(r"^ARG\s+([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$", text, re.M):
-        out[m.group(1)] = m.group(2).strip('"')
+    for ins in parse(text):
+        if ins.cmd == "ARG":
+            for item in ins.value:
+                name, eq, value = item.partition("=")
+                if eq:
+                    out[name] = value.strip('"')
     return out
 
 
 def _instructions(text: str) -> list[str]:
-    """Logical lines of a Dockerfile (continuations joined, comments dropped)."""
-    lines, current = [], ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append(current + stripped)
-        current = ""
-    if current:
-        lines.append(current)
-    return lines
+    """Logical lines of a Dockerfile as Docker's parser reads them (continuations joined)."""
+    from opskit.images.recipefile import parse
+
+    return [ins.original for ins in parse(text)]
 
 
 def copy_sources(text: str) -> list[str]:
     """Context paths that COPY/ADD instructions of a recipe read (``--from`` copies left out)."""
-    sources: list[str] = []
-    for line in _instructions(text):
-        words = line.split()
-        if not words or words[0].upper() not in ("COPY", "ADD"):
-            continue
-        args = [w for w in words[1:] if not w.startswith("--")]
-        if any(w.startswith("--from") for w in words[1:]) or len(args) < 2:
-            continue
-        for src in args[:-1]:
-            while src.startswith("./"):
-                src = src[2:]
-            if not src.startswith(CONTEXT_DIR):
-                sources.append(src.strip("/") or ".")
-    return sources
+    from opskit.images.recipefile import copy_sources as sources
+    from opskit.images.recipefile import parse
+
+    return sources(parse(text), CONTEXT_DIR)
 
 
 def missing_sources(text: str, arcnames: set[str]) -> list[str]:
-    """The recipe's COPY sources that the context does not hold."""
-    dirs = {a.split("/", 1)[0] for a in arcnames}
-    return [s for s in copy_sources(text)
-            if s != "." and s not in arcnames and s not in dirs
-            and not any(a.startswith(s + "/") for a in arcnames)]
+    """The recipe's COPY sources that the context does not hold (globs: no match)."""
+    from opskit.images.recipefile import source_present
+
+    return [s for s in copy_sources(text) if not source_present(s, arcnames)]
+
+
+def check_recipe(text: str, name: str) -> None:
+    """Refuse, up front, a recipe Docker cannot parse or that needs BuildKit."""
+    from opskit.images.recipefile import check_classic_builder, has_buildx, parse
+
+    instructions = parse(text, name)
+    check_classic_builder(instructions, name, has_buildx)
 
 
 def layer_role(instruction: str) -> str:
