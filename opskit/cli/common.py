@@ -35,8 +35,8 @@ def inventory_option(f: F) -> F:
         "--inventory",
         type=click.Path(dir_okay=False),
         default=None,
-        envvar="OPSKIT_INVENTORY",
-        help="Inventory file (default: ./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
+        help="Inventory file (default: $OPSKIT_INVENTORY, the settings file's 'inventory', "
+        "./opskit.yaml, ./hosts.yaml, ~/.config/opskit/hosts.yaml).",
     )(f)
 
 

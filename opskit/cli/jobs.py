@@ -26,7 +26,8 @@ from opskit.cli.render import (
 )
 
 RUNS_DIR_OPTION = click.option(
-    "--runs-dir", default=None, envvar="OPSKIT_RUNS_DIR", help="Local store of runs (default ./runs)."
+    "--runs-dir", default=None,
+    help="Local store of runs (default: $OPSKIT_RUNS_DIR, the settings file's 'runs_dir', ./runs)."
 )
 
 

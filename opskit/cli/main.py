@@ -7,7 +7,6 @@ when that command runs, so torch, docker, paramiko and rich stay unloaded until 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
@@ -70,7 +69,15 @@ def cli() -> None:
 
 
 def _want_traceback(argv: list[str]) -> bool:
-    return "--traceback" in argv or os.environ.get("OPSKIT_TRACEBACK") == "1"
+    if "--traceback" in argv:
+        return True
+    from opskit import settings
+    from opskit.errors import OpskitError
+
+    try:
+        return bool(settings.get("traceback"))
+    except OpskitError:  # a broken settings file: its own error is being reported
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

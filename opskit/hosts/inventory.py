@@ -339,11 +339,13 @@ def find_inventory_trust(explicit: str | None = None) -> tuple[str | None, bool]
         if not os.path.exists(explicit):
             raise ConfigError(f"inventory file {explicit} does not exist")
         return explicit, True
-    env = os.environ.get("OPSKIT_INVENTORY")
-    if env:
-        if not os.path.exists(env):
-            raise ConfigError(f"inventory file {env} (from $OPSKIT_INVENTORY) does not exist")
-        return env, True
+    from opskit import settings
+
+    setting = settings.resolve("inventory")  # $OPSKIT_INVENTORY, or the settings file
+    if setting.value:
+        if not os.path.exists(setting.value):
+            raise ConfigError(f"inventory file {setting.value} (from {setting.source}) does not exist")
+        return setting.value, True
     for name in INVENTORY_CANDIDATES:
         if os.path.exists(name):
             return name, False
@@ -354,7 +356,9 @@ def find_inventory_trust(explicit: str | None = None) -> tuple[str | None, bool]
 def load_inventory(path: str | None = None, ssh_config: str | None = None) -> Inventory:
     """Read the inventory file (if any). Never touches the network."""
     found, trusted = find_inventory_trust(path)
-    ssh_config = ssh_config or os.environ.get("OPSKIT_SSH_CONFIG") or None
+    from opskit import settings
+
+    ssh_config = settings.get("ssh_config", ssh_config or None)
     if found is None:
         return Inventory(ssh_config_path=ssh_config)
     import yaml

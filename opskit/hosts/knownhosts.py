@@ -28,7 +28,9 @@ def fingerprint(key: Any) -> str:
 
 
 def known_hosts_files(spec: HostSpec) -> list[str]:
-    files = spec.known_hosts or (os.environ.get("OPSKIT_KNOWN_HOSTS") or DEFAULT_KNOWN_HOSTS,)
+    from opskit import settings
+
+    files = spec.known_hosts or (settings.get("known_hosts") or DEFAULT_KNOWN_HOSTS,)
     return [os.path.expanduser(f) for f in files]
 
 

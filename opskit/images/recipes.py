@@ -89,8 +89,10 @@ def get_profile(name: str) -> Profile:
 
 def dockerfiles_dir() -> Path:
     """``$OPSKIT_DOCKERFILES``, else ``dockerfiles/`` beside the package (or inside it)."""
-    if os.environ.get("OPSKIT_DOCKERFILES"):
-        return Path(os.environ["OPSKIT_DOCKERFILES"])
+    from opskit import settings
+
+    if settings.get("dockerfiles"):
+        return Path(settings.get("dockerfiles"))
     package = Path(__file__).resolve().parents[1]
     for candidate in (package.parent / "dockerfiles", package / "dockerfiles"):
         if (candidate / DEPS_RECIPE).is_file():

@@ -55,8 +55,10 @@ class Wheelhouse:
 
 def cache_root() -> Path:
     """``$OPSKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/opskit``, else ``~/.cache/opskit``."""
-    if os.environ.get("OPSKIT_CACHE_DIR"):
-        return Path(os.environ["OPSKIT_CACHE_DIR"])
+    from opskit import settings
+
+    if settings.get("cache_dir"):
+        return Path(settings.get("cache_dir"))
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "opskit"
 

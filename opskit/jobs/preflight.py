@@ -24,10 +24,10 @@ NVIDIA_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nv
 
 
 def disk_margin() -> int:
-    from opskit.jobs.spec import parse_size
+    """The ``disk_margin`` setting (``$OPSKIT_DISK_MARGIN``; default 1 GiB)."""
+    from opskit import settings
 
-    text = os.environ.get("OPSKIT_DISK_MARGIN")
-    return parse_size(text, "OPSKIT_DISK_MARGIN") if text else DEFAULT_DISK_MARGIN
+    return settings.get("disk_margin")
 
 
 @dataclass

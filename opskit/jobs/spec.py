@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from opskit.errors import UsageError
+from opskit.settings import parse_size  # noqa: F401  (the one size parser; callers use it from here)
 
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 CONTAINER_PREFIX = "opskit-run-"
@@ -101,16 +102,6 @@ def parse_gpus(text: str) -> GpuRequest:
     )
 
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.I)
-
-
-def parse_size(text: str, what: str) -> int:
-    """``512m``, ``2g``, ``1.5G``, ``1048576`` -> bytes (powers of 1024)."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise UsageError(f"invalid {what} {text!r}", "use a size such as 512m, 2g or 1073741824")
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
 
 
 @dataclass

@@ -9,7 +9,6 @@ files were collected and verified. Every write is atomic (temp name + rename).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,9 @@ CARD = "job.json"
 
 
 def runs_dir(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("OPSKIT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+    from opskit import settings  # --runs-dir < $OPSKIT_RUNS_DIR < settings file < "runs"
+
+    return Path(settings.get("runs_dir", explicit or None) or DEFAULT_RUNS_DIR)
 
 
 @dataclass

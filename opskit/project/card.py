@@ -99,7 +99,9 @@ def find_card_file(explicit: str | os.PathLike | None = None) -> Path | None:
         if not path.is_file():
             raise UsageError(f"no project file {path}", "write one with 'opskit project init'")
         return path
-    env = os.environ.get("OPSKIT_PROJECT")
+    from opskit import settings
+
+    env = settings.get("project")
     if env:
         return find_card_file(env)
     path = Path(CARD_FILE)
