@@ -1,10 +1,14 @@
 """Planning a verified copy: look at both ends, decide what goes where, before a byte moves.
 
 scp's rules: copying into an existing folder keeps the source's name; a folder needs ``-r``;
-the destination's folder must exist. Names listed on a host are checked with
-``opskit.safety.check_remote_name`` (no ``..``, ``/`` or control characters) before anything
-is written; special files, dangling links and unfinished opskit temporaries are skipped and
-said. Symlink loops end in an error (ELOOP, a depth cap, an entry cap), never a hang.
+the destination's folder must exist. Names listed inside a folder are checked with
+``opskit.safety.check_remote_name``: one that cannot travel safely (a newline or other control
+character, ``..``, ``/``) is left out and listed in ``refused`` (the copy exits 1) while the
+rest of the folder is copied; special files, dangling links and unfinished opskit temporaries
+are skipped and said.
+
+Modes: as ``cp`` without ``-p``, a copy gets the source's permission bits without setuid,
+setgid and sticky, masked by the user's umask; ``preserve_mode`` keeps every bit (``cp -p``). Symlink loops end in an error (ELOOP, a depth cap, an entry cap), never a hang.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import posixpath
 import stat as stat_mod
 from dataclasses import dataclass, field
 
-from opskit.errors import OpskitError, TransferError, UsageError
+from opskit.errors import OpskitError, TransferError, UnsafeInputError, UsageError
 from opskit.hosts.transport import FileStat, Transport
 from opskit.safety import check_remote_name
 
@@ -58,10 +62,19 @@ class CopyPlan:
     files: list[FileItem] = field(default_factory=list)
     dirs: list[tuple[str, int]] = field(default_factory=list)  # (rel, mode), parents first
     skipped: dict[str, str] = field(default_factory=dict)  # rel -> why it was left out
+    refused: dict[str, str] = field(default_factory=dict)  # rel -> why its name cannot travel
+    preserve_mode: bool = False  # keep setuid/setgid/sticky and ignore the umask (cp -p)
+    umask: int = 0o022
 
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    def mode_for(self, source_mode: int) -> int:
+        """The mode a copy gets: ``cp`` without ``-p`` unless preserve_mode."""
+        if self.preserve_mode:
+            return source_mode & 0o7777
+        return source_mode & 0o777 & ~self.umask
 
 
 def join_rel(base: str, rel: str) -> str:
@@ -160,10 +173,15 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
             "(or a symlink loop)", "copy its parts one by one, or archive it first (tar)",
         )
     for name in names:
-        check_remote_name(name)
-        if "/" in name:
-            raise TransferError(f"refusing file name {name!r} listed in {src.where(folder)}")
         child_rel = join_rel(rel, name) if rel else name
+        try:
+            check_remote_name(name)
+            if "/" in name:
+                raise UnsafeInputError(f"refusing file name {name!r}: it contains '/'")
+        except UnsafeInputError as exc:
+            plan.refused[child_rel] = (f"{exc.message.split(': ', 1)[-1]}; "
+                                       "rename it there to copy it")
+            continue
         if name.endswith(PART_SUFFIX):
             plan.skipped[child_rel] = "an unfinished opskit copy (temporary file)"
             continue
@@ -179,7 +197,8 @@ def _walk(src: Endpoint, root: str, plan: CopyPlan, rel: str = "", depth: int = 
             plan.skipped[child_rel] = "not a regular file or folder"
 
 
-def plan_copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False) -> CopyPlan:
+def plan_copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False,
+              preserve_mode: bool = False, umask: int = 0o022) -> CopyPlan:
     """Look at both ends (no bytes copied yet) and decide what goes where."""
     src_st = stat_path(src, src.path, "reading")
     if src_st is None:
@@ -192,7 +211,8 @@ def plan_copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False) -> CopyP
     if not src_st.is_dir and not stat_mod.S_ISREG(src_st.mode):
         raise UsageError(f"source {src.where()} is not a regular file or folder")
     final, merge = _final_path(src_st, src, dst)
-    plan = CopyPlan(src, dst, final, src_st.is_dir, merge)
+    plan = CopyPlan(src, dst, final, src_st.is_dir, merge, preserve_mode=preserve_mode,
+                    umask=umask)
     if src_st.is_dir:
         plan.dirs.append(("", stat_mod.S_IMODE(src_st.mode)))
         _walk(src, src.path, plan)

@@ -29,7 +29,7 @@ import posixpath
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from opskit.checks.copyplan import (
@@ -65,9 +65,15 @@ class CopiedFile:
     path: str
     size: int
     sha256: str
+    mode: int = 0o644  # the mode the copy was given
+
+    @property
+    def special_bits(self) -> bool:
+        return bool(self.mode & 0o7000)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+        return {"path": self.path, "size": self.size, "sha256": self.sha256,
+                "mode": f"{self.mode:04o}"}
 
 
 @dataclass
@@ -78,6 +84,12 @@ class CopyResult:
     files: list[CopiedFile]
     skipped: dict[str, str]  # path below the source -> why it was left out
     seconds: float
+    refused: dict[str, str] = field(default_factory=dict)  # names that could not travel
+
+    @property
+    def ok(self) -> bool:
+        """False when a name was refused (the rest was copied): the copy exits 1."""
+        return not self.refused
 
     @property
     def bytes(self) -> int:
@@ -91,6 +103,7 @@ class CopyResult:
             "files": [f.to_dict() for f in self.files],
             "bytes": self.bytes,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped.items()],
+            "refused": [{"path": p, "reason": r} for p, r in self.refused.items()],
             "seconds": round(self.seconds, 3),
             "verified": "sha256",
         }
@@ -135,7 +148,7 @@ def _makedirs(ep: Endpoint, path: str, shown: str) -> None:
 
 
 def _stream(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, item: FileItem,
-            on_bytes: ByteCallback | None) -> str:
+            on_bytes: ByteCallback | None, mode: int) -> str:
     """Copy bytes src_path -> tmp; return the sha256 of what was sent."""
     digest = hashlib.sha256()
     with _open(src, src_path, "rb") as fin, _open(dst, tmp, "wb") as fout:
@@ -150,7 +163,7 @@ def _stream(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, item: FileIte
             fout.write(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
-        _set_mode(dst.transport, fout, tmp, item.mode)  # after writing: writes clear setuid
+        _set_mode(dst.transport, fout, tmp, mode)  # after writing: writes clear setuid
     return digest.hexdigest()
 
 
@@ -173,7 +186,7 @@ def _verify(src: Endpoint, src_path: str, dst: Endpoint, tmp: str, sent: str) ->
 
 def _copy_one(plan: CopyPlan, item: FileItem, tmp: str, on_bytes: ByteCallback | None) -> str:
     src_path = join_rel(plan.src.path, item.rel)
-    sent = _stream(plan.src, src_path, plan.dst, tmp, item, on_bytes)
+    sent = _stream(plan.src, src_path, plan.dst, tmp, item, on_bytes, plan.mode_for(item.mode))
     _verify(plan.src, src_path, plan.dst, tmp, sent)
     return sent
 
@@ -240,14 +253,15 @@ def _copy_file_atomic(plan: CopyPlan, item: FileItem, final: str,
     with _removed_on_failure(plan, tmp):
         sent = _copy_one(plan, item, tmp, on_bytes)
         plan.dst.transport.rename(tmp, final)
-    return CopiedFile(plan.dst.where(final), item.size, sent)
+    return CopiedFile(plan.dst.where(final), item.size, sent, plan.mode_for(item.mode))
 
 
-def _set_dir_modes(dst: Endpoint, base: str, dirs: list[tuple[str, int]]) -> None:
+def _set_dir_modes(plan: CopyPlan, base: str, dirs: list[tuple[str, int]]) -> None:
     """Folder modes last (a read-only folder would stop the copy), one command per mode."""
+    dst = plan.dst
     by_mode: dict[int, list[str]] = {}
     for rel, mode in dirs:
-        by_mode.setdefault(mode, []).append(join_rel(base, rel))
+        by_mode.setdefault(plan.mode_for(mode), []).append(join_rel(base, rel))
     for mode, paths in sorted(by_mode.items()):
         for i in range(0, len(paths), 200):
             dst.transport.run(["chmod", f"{mode:04o}", "--", *paths[i : i + 200]], check=True)
@@ -263,8 +277,9 @@ def _copy_tree_staged(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Cop
             _makedirs(plan.dst, join_rel(stage, rel), parent_of(join_rel(plan.final, rel)))
         for item in plan.files:
             sent = _copy_one(plan, item, join_rel(stage, item.rel), on_bytes)
-            copied.append(CopiedFile(plan.dst.where(join_rel(plan.final, item.rel)), item.size, sent))
-        _set_dir_modes(plan.dst, stage, plan.dirs)
+            copied.append(CopiedFile(plan.dst.where(join_rel(plan.final, item.rel)), item.size,
+                                     sent, plan.mode_for(item.mode)))
+        _set_dir_modes(plan, stage, plan.dirs)
         t.rename(stage, plan.final)
     return copied
 
@@ -284,7 +299,7 @@ def _copy_tree_merge(plan: CopyPlan, on_bytes: ByteCallback | None) -> list[Copi
         _copy_file_atomic(plan, item, join_rel(plan.final, item.rel), on_bytes) for item in plan.files
     ]
     if created:
-        _set_dir_modes(plan.dst, plan.final, created)
+        _set_dir_modes(plan, plan.final, created)
     return copied
 
 
@@ -298,10 +313,17 @@ def run_copy(plan: CopyPlan, on_bytes: ByteCallback | None = None) -> CopyResult
     else:
         files = _copy_tree_staged(plan, on_bytes)
     return CopyResult(plan.src.where(), plan.dst.where(plan.final), plan.is_dir, files,
-                      dict(plan.skipped), time.monotonic() - start)
+                      dict(plan.skipped), time.monotonic() - start, dict(plan.refused))
 
 
 def copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False,
-         on_bytes: ByteCallback | None = None) -> CopyResult:
-    """Plan and run a verified copy (see the module docstring for the guarantees)."""
-    return run_copy(plan_copy(src, dst, recursive=recursive), on_bytes)
+         on_bytes: ByteCallback | None = None, preserve_mode: bool = False,
+         umask: int | None = None) -> CopyResult:
+    """Plan and run a verified copy (see the module docstring for the guarantees). Modes:
+    the user's umask (this process's by default) and no setuid/setgid/sticky, unless
+    ``preserve_mode``."""
+    from opskit.checks.files import current_umask
+
+    plan = plan_copy(src, dst, recursive=recursive, preserve_mode=preserve_mode,
+                     umask=current_umask() if umask is None else umask)
+    return run_copy(plan, on_bytes)

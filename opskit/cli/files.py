@@ -54,35 +54,48 @@ def _print_copy(result: Any) -> None:
     )
     for name, reason in result.skipped.items():
         render.print_line(f"skipped {name}: {reason}", err=True)
+    for name, reason in result.refused.items():
+        render.print_line(f"error: not copied {name!r}: {reason}", err=True)
+    kept = [f.path for f in result.files if f.special_bits]
+    if kept:
+        render.print_line(f"note: setuid/setgid/sticky bits kept (--preserve-mode) on "
+                          f"{', '.join(kept[:5])}" + (" ..." if len(kept) > 5 else ""), err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src")
 @click.argument("dst")
 @click.option("-r", "--recursive", is_flag=True, help="Copy a folder and everything in it.")
+@click.option("-p", "--preserve-mode", is_flag=True,
+              help="Keep every mode bit of the source, setuid/setgid/sticky included (cp -p). "
+              "Default: the source's rwx bits masked by your umask, as cp without -p.")
 @inventory_option
 @json_option
 @traceback_option
-def scp(src: str, dst: str, recursive: bool, inventory: str | None, as_json: bool) -> int:
+def scp(src: str, dst: str, recursive: bool, preserve_mode: bool, inventory: str | None,
+        as_json: bool) -> int:
     """Copy SRC to DST; either may be HOST:PATH (a plain path or localhost:PATH is here).
 
     Every file is written to a temporary name beside its destination, checked with sha256 on
     both ends, then renamed into place: a failed copy never leaves a partial file and never
     harms a good copy already there. Host to host copies are relayed through this machine.
-    Relative paths on a host start in the login user's home folder.
+    Relative paths on a host start in the login user's home folder. Any file name is copied
+    whole; a name inside a folder that cannot travel safely (a newline or other control
+    character) is left out and named, the rest is copied, and the exit code is 1.
 
     \b
     --json keys: source, destination, folder, files [{path, size, sha256}], bytes,
-    skipped [{path, reason}], seconds, verified ("sha256").
+    skipped [{path, reason}], refused [{path, reason}], seconds, verified ("sha256").
     """
-    from opskit.checks.files import parse_location
+    from opskit.checks.files import current_umask, parse_location
     from opskit.checks.transfer import plan_copy, run_copy
     from opskit.cli import render
 
     src_loc, dst_loc = parse_location(src), parse_location(dst)  # refused before connecting
     src_ep, dst_ep, transports = _endpoints(src_loc, dst_loc, inventory)
     try:
-        plan = plan_copy(src_ep, dst_ep, recursive=recursive)
+        plan = plan_copy(src_ep, dst_ep, recursive=recursive, preserve_mode=preserve_mode,
+                         umask=current_umask())
         label = f"{src_loc} -> {dst_loc}"
         with render.Progress(label, plan.total_bytes, enabled=False if as_json else None) as bar:
             result = run_copy(plan, bar)
@@ -93,7 +106,7 @@ def scp(src: str, dst: str, recursive: bool, inventory: str | None, as_json: boo
         render.print_json(result.to_dict())
     else:
         _print_copy(result)
-    return 0
+    return 0 if result.ok else 1
 
 
 def _print_chmod(group: Any) -> None:

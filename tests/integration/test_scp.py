@@ -142,13 +142,39 @@ def test_bad_input_and_failures_are_clear(ssh_testbed, rdir, local_tree, tmp_pat
     assert res.returncode == 1 and "error: deadhost: connection refused" in res.stderr, res.stderr
 
 
-def test_unsafe_remote_file_names_are_refused(ssh_testbed, rdir, tmp_path):
+def test_unsafe_remote_file_names_are_left_out_the_rest_copied(ssh_testbed, rdir, tmp_path):
+    """hosts/23 over SFTP: one name with a newline is named and left out, exit 1."""
     h1 = ssh_testbed.hosts[0]
     in_host(h1, "mkdir", f"{HOME}/{rdir}/evil")
-    in_host(h1, "touch", f"{HOME}/{rdir}/evil/ok", f"{HOME}/{rdir}/evil/bad\nname")
+    in_host(h1, "touch", f"{HOME}/{rdir}/evil/ok", f"{HOME}/{rdir}/evil/bad\nname",
+            f"{HOME}/{rdir}/evil/R&D $5 \"q\"")
     res = opskit(ssh_testbed, "scp", "-r", f"{h1.name}:{rdir}/evil", str(tmp_path / "evil"))
-    assert res.returncode == 2 and "refusing remote file name" in res.stderr, res.stderr
-    assert not (tmp_path / "evil").exists() and list(tmp_path.iterdir()) == []
+    assert res.returncode == 1 and "not copied 'bad\\nname'" in res.stderr, res.stderr
+    assert sorted(p.name for p in (tmp_path / "evil").iterdir()) == ['R&D $5 "q"', "ok"]
+
+
+def test_copies_from_a_host_take_the_umask_not_its_special_bits(ssh_testbed, rdir, tmp_path):
+    """security/07 over SFTP: 4777 and 6755 files and a 1777 folder arrive without setuid,
+    setgid, sticky or group/other bits under umask 077; --preserve-mode keeps them (cp -p)."""
+    h1 = ssh_testbed.hosts[0]
+    kit = f"{HOME}/{rdir}/kit"
+    in_host(h1, "mkdir", "-p", f"{kit}/bin")
+    in_host(h1, "sh", "-c", f"echo x > {kit}/helper && echo y > {kit}/bin/run && "
+            f"chmod 4777 {kit}/helper && chmod 6755 {kit}/bin/run && chmod 1777 {kit}")
+    script = ("import os, sys; os.umask(0o077); from opskit.cli.main import main; "
+              "sys.argv = ['opskit'] + sys.argv[1:]; main()")
+    for args, dest in ((["scp", f"{h1.name}:{kit}/helper"], "helper"),
+                       (["scp", "-r", f"{h1.name}:{kit}"], "kit")):
+        res = subprocess.run([sys.executable, "-c", script, *args, str(tmp_path / dest)],
+                             capture_output=True, text=True, env={**os.environ, **ssh_testbed.env()},
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+    modes = {p: os.stat(tmp_path / p).st_mode & 0o7777 for p in ("helper", "kit/bin/run", "kit")}
+    assert modes == {"helper": 0o700, "kit/bin/run": 0o700, "kit": 0o700}
+    res = opskit(ssh_testbed, "scp", "--preserve-mode", f"{h1.name}:{kit}/helper",
+                 str(tmp_path / "kept"))
+    assert res.returncode == 0 and os.stat(tmp_path / "kept").st_mode & 0o7777 == 0o4777
+    assert "setuid/setgid/sticky bits kept" in res.stderr
 
 
 # -- faults over a real connection ---------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from opskit.checks.files import current_umask
 from opskit.testing.cli import run_cli as run
 
 
@@ -53,7 +54,8 @@ def test_scp_local_json_and_errors(capsys, tmp_path):
     assert code == 0
     data = json.loads(out)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    assert data["files"] == [{"path": str(tmp_path / "b.bin"), "size": 5000, "sha256": digest}]
+    assert data["files"] == [{"path": str(tmp_path / "b.bin"), "size": 5000, "sha256": digest,
+                              "mode": f"{0o666 & ~current_umask():04o}"}]
     assert (tmp_path / "b.bin").read_bytes() == src.read_bytes()
     code, _, err = run(capsys, "scp", str(tmp_path / "nope"), str(tmp_path / "c"))
     assert code == 2 and f"source {tmp_path / 'nope'} does not exist" in err

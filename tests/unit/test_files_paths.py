@@ -33,13 +33,20 @@ def test_parse_location(text, host, path):
 @pytest.mark.parametrize(
     "bad",
     [
-        "bad;host:x", "-oProxyCommand=sh:x", "gpu1:-rf", "gpu1:a\nb", "-rf", "a;rm -rf b",
-        "gpu1:$(reboot)", "gpu1:`id`", "ro ot@gpu1:x", "gpu1:a|b", "",
+        "bad;host:x", "-oProxyCommand=sh:x", "gpu1:-rf", "gpu1:a\nb", "-rf", "a\x1b]0;x",
+        "ro ot@gpu1:x", "gpu1:a\rb", "",
     ],
 )
 def test_unsafe_locations_are_refused_before_any_connection(bad):
     with pytest.raises(UnsafeInputError):
         parse_location(bad)
+
+
+@pytest.mark.parametrize("name", ["R&D notes.txt", "price $5.txt", 'say "hi".txt', "a;rm -rf b",
+                                  "$(reboot)", "`id`", "a|b", "back\\slash"])
+def test_any_name_the_filesystem_allows_is_a_location(name):  # field case hosts/22
+    assert parse_location(name) == Location(None, name)
+    assert parse_location(f"gpu1:data/{name}") == Location("gpu1", f"data/{name}")
 
 
 def test_host_path_maps_home_on_hosts_and_expands_here():
@@ -57,7 +64,7 @@ def test_chmod_argv_puts_double_dash_before_mode_and_paths():
 
 
 @pytest.mark.parametrize(("mode", "paths"), [("7;7", ["a"]), ("755", ["-rf"]), ("755", ["a\nb"]),
-                                             ("u+x", ["$(id)"]), ("75", ["a`b`"])])
+                                             ("u+x;id", ["a"]), ("75", ["a\x1b"])])
 def test_chmod_argv_refuses_bad_input(mode, paths):
     with pytest.raises(UnsafeInputError):
         chmod_argv(mode, paths)

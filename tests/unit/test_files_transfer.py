@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from opskit.checks.transfer import PART_SUFFIX, Endpoint, copy, plan_copy
-from opskit.errors import ChecksumMismatch, TransferError, UnsafeInputError, UsageError
+from opskit.errors import ChecksumMismatch, TransferError, UsageError
 from opskit.hosts.local import LocalTransport
 
 
@@ -94,13 +94,16 @@ def tree(tmp_path: Path) -> Path:
     return src
 
 
-def test_file_copy_verifies_and_keeps_mode(tmp_path, tree):
+def test_file_copy_verifies_and_takes_the_umask(tmp_path, tree):
     local = LocalTransport()
     seen = []
-    result = copy(_ep(local, tree / "a.txt"), _ep(local, tmp_path / "out.txt"), on_bytes=seen.append)
+    result = copy(_ep(local, tree / "a.txt"), _ep(local, tmp_path / "out.txt"), on_bytes=seen.append,
+                  umask=0o027)
     out = tmp_path / "out.txt"
     assert out.read_bytes() == b"alpha\n"
-    assert stat.S_IMODE(out.stat().st_mode) == 0o4751
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750  # 4751: no setuid, umask 027 (as cp)
+    copy(_ep(local, tree / "a.txt"), _ep(local, tmp_path / "kept.txt"), preserve_mode=True)
+    assert stat.S_IMODE((tmp_path / "kept.txt").stat().st_mode) == 0o4751  # as cp -p
     assert result.files[0].sha256 == _sha(out) and result.bytes == 6 and sum(seen) == 6
     assert _leftovers(tmp_path) == []
 
@@ -122,7 +125,7 @@ def test_folder_copy_staged_then_renamed(tmp_path, tree):
     for rel in ("a.txt", "sub/b.bin", "sub/deeper/c"):
         assert _sha(tmp_path / "copy" / rel) == _sha(tree / rel)
     assert stat.S_IMODE((tmp_path / "copy" / "sub").stat().st_mode) == 0o750
-    assert stat.S_IMODE((tmp_path / "copy" / "a.txt").stat().st_mode) == 0o4751
+    assert stat.S_IMODE((tmp_path / "copy" / "a.txt").stat().st_mode) == 0o751
     assert len(result.files) == 3 and result.is_dir
     assert _leftovers(tmp_path) == []
 
@@ -143,7 +146,7 @@ def test_relay_between_two_transports(tmp_path, tree):
     # host -> host is relayed through this machine: two transports, same path
     copy(_ep(FaultyTransport(), tree), _ep(FaultyTransport(), tmp_path / "relay"), recursive=True)
     assert _sha(tmp_path / "relay" / "sub" / "b.bin") == _sha(tree / "sub" / "b.bin")
-    assert stat.S_IMODE((tmp_path / "relay" / "a.txt").stat().st_mode) == 0o4751
+    assert stat.S_IMODE((tmp_path / "relay" / "a.txt").stat().st_mode) & 0o7000 == 0
 
 
 # -- bad input: clear errors, nothing written ---------------------------------------------------
@@ -173,13 +176,16 @@ def test_permission_denied_is_clear(tmp_path, tree):
     assert not (tmp_path / "o").exists() and _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["../evil", "x\nname", "a/../../b"])
-def test_unsafe_remote_names_refused_before_anything_is_written(tmp_path, tree, name):
-    with pytest.raises(UnsafeInputError):
-        copy(_ep(FaultyTransport(extra_names=[name]), tree), _ep(LocalTransport(), tmp_path / "d"),
-             recursive=True)
-    assert not (tmp_path / "d").exists()
-    assert not (tmp_path / "evil").exists()
+@pytest.mark.parametrize("name", ["../evil", "x\nname", "a/../../b", "t\x1b]0;x\x07"])
+def test_unsafe_names_are_left_out_and_named_the_rest_copied(tmp_path, tree, name):
+    result = copy(_ep(FaultyTransport(extra_names=[name]), tree), _ep(LocalTransport(), tmp_path / "d"),
+                  recursive=True)
+    # listed in every folder of the tree: left out (and named) in each
+    assert name in result.refused and len(result.refused) == 3 and not result.ok  # CLI: exit 1
+    assert all(rel.endswith(name) for rel in result.refused)
+    assert (tmp_path / "d" / "sub" / "deeper" / "c").exists() and len(result.files) == 3
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "d" / name).exists()
+    assert name in [r["path"] for r in result.to_dict()["refused"]]
 
 
 # -- faults: no partial file at the final path, a good copy untouched, rerun works --------------

@@ -44,8 +44,7 @@ def test_bad_user_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["-rf", "--help", "a\nb", "a\rb", "x\x00", "a;b", "a|b", "a&b", "$(id)", "`id`",
-             "a>b", "a<b", 'a"b', "a\\b", ""],
+    "path", ["-rf", "--help", "a\nb", "a\rb", "x\x00", "a\x1b[31m", "a\x7f", ""],
 )
 def test_bad_paths(path: str) -> None:
     with pytest.raises(UnsafeInputError) as info:
@@ -53,7 +52,9 @@ def test_bad_paths(path: str) -> None:
     assert "refusing" in info.value.message
 
 
-@pytest.mark.parametrize("path", ["/data/run 1/x.pt", "./-rf", "~/x", "a*b", "relative/p"])
+@pytest.mark.parametrize("path", ["/data/run 1/x.pt", "./-rf", "~/x", "a*b", "relative/p",
+                                  "R&D notes.txt", "price $5.txt", 'say "hi".txt', "a;b", "a|b",
+                                  "$(id)", "`id`", "a>b", "a<b", "a\\b", "it's"])
 def test_good_paths(path: str) -> None:
     assert check_path(path) == path
 
