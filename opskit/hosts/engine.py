@@ -1,8 +1,20 @@
 """docker-py clients: the local engine, or a remote engine through our own SSH connection.
 
-A remote engine is reached with ``docker system dial-stdio`` on an exec channel of the
-host's paramiko connection, so it obeys the same rules as every other remote command
-(host keys checked, the same timeouts). docker-py is imported only here, lazily.
+**API versions.** Every client asks the engine's unversioned ``/version`` first and then speaks
+the highest API version both sides know (:func:`negotiate_api_version`, as the docker CLI does):
+never above docker-py's own (``DEFAULT_DOCKER_API_VERSION``), never below the engine's
+``MinAPIVersion`` (Docker 29 refuses anything below 1.44), never below docker-py's minimum.
+An engine outside that range is a clear :class:`DockerUnavailable` naming both ranges.
+
+**docker-py internals.** A remote engine is reached with ``docker system dial-stdio`` on an exec
+channel of the host's paramiko connection, so it obeys the same rules as every other remote
+command (host keys checked, the same timeouts). docker-py has no public way to hand it a
+paramiko client, so :func:`ssh_docker_client` leans on private parts of docker-py
+(``SSHHTTPAdapter``'s fields, ``SSHConnectionPool``, ``APIClient._version`` and
+``_custom_adapter``). They are used **only in this module**; the docker-py range they were
+tested with is pinned in pyproject.toml (:data:`TESTED_DOCKER_PY`), and
+``tests/unit/test_engine_internals.py`` fails loudly when one of them changes.
+docker-py is imported only here, lazily.
 """
 
 from __future__ import annotations
@@ -15,6 +27,45 @@ START_HINT = (
     "start the engine (e.g. 'sudo systemctl start docker', or 'scripts/start-dockerd.sh' "
     "from the opskit repository) and check that this user may use /var/run/docker.sock"
 )
+# docker-py releases whose private parts ssh_docker_client was tested with (pyproject.toml).
+TESTED_DOCKER_PY = (">=7.1", "<7.3")
+# Used for the one unversioned /version request before the version is negotiated.
+_PLACEHOLDER_VERSION = "1.24"
+
+
+def _vtuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def negotiate_api_version(server: dict, client_max: str, client_min: str, host: str) -> str:
+    """The API version to speak with an engine whose ``/version`` answer is ``server``."""
+    server_max = server.get("ApiVersion")
+    if not server_max:
+        raise DockerUnavailable(f"{host}: the engine did not say which API versions it speaks",
+                                "check that 'docker version' works there")
+    server_min = server.get("MinAPIVersion") or "1.0"
+    chosen = min(server_max, client_max, key=_vtuple)
+    engine = f"Docker {server.get('Version', '?')} (API {server_min} to {server_max})"
+    if _vtuple(chosen) < _vtuple(client_min):
+        raise DockerUnavailable(
+            f"{host}: the engine is too old: {engine}; opskit needs API {client_min} or newer",
+            "upgrade Docker Engine on that machine (20.10 or newer)")
+    if _vtuple(chosen) < _vtuple(server_min):
+        raise DockerUnavailable(
+            f"{host}: the engine is newer than this client: {engine} refuses API {chosen}, "
+            f"the newest this docker-py speaks",
+            "upgrade docker-py in opskit's environment (pip install -U docker)")
+    return chosen
+
+
+def _negotiate(api: Any, host: str) -> dict:
+    """Ask ``/version`` unversioned, then set the client's API version; the answer is returned."""
+    from docker import constants
+
+    server = api.version(api_version=False)
+    api._version = negotiate_api_version(server, constants.DEFAULT_DOCKER_API_VERSION,
+                                         constants.MINIMUM_DOCKER_API_VERSION, host)
+    return server
 
 
 def local_docker_client(host: str = "localhost", timeout: int = 120) -> Any:
@@ -22,9 +73,12 @@ def local_docker_client(host: str = "localhost", timeout: int = 120) -> Any:
     from docker.errors import DockerException
 
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.from_env(version=_PLACEHOLDER_VERSION, timeout=timeout)
+        _negotiate(client.api, host)
         client.ping()
     except DockerException as exc:
+        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
+    except OSError as exc:  # requests' ConnectionError is an OSError
         raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
     return client
 
@@ -32,11 +86,35 @@ def local_docker_client(host: str = "localhost", timeout: int = 120) -> Any:
 def ssh_docker_client(host: str, ssh_client: Any, timeout: int = 120) -> Any:
     """A ``docker.DockerClient`` whose HTTP requests travel over ``ssh_client`` (paramiko)."""
     import docker
-    from docker import constants
     from docker.errors import DockerException
+
+    api = docker.APIClient(base_url="tcp://127.0.0.1:1", version=_PLACEHOLDER_VERSION,
+                           timeout=timeout)
+    adapter = _ssh_adapter(host, ssh_client, timeout)
+    api.mount("http+docker://ssh", adapter)
+    api._custom_adapter = adapter
+    api.base_url = "http+docker://ssh"
+    try:
+        _negotiate(api, host)
+    except DockerUnavailable:
+        raise
+    except DockerException as exc:
+        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
+    except Exception as exc:  # a closed channel, a missing docker CLI on the host, ...
+        raise DockerUnavailable(
+            f"{host}: could not reach the Docker engine over SSH ({type(exc).__name__}: {exc})",
+            "check that 'docker info' works for this user on the host",
+        ) from exc
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api
+    return client
+
+
+def _ssh_adapter(host: str, ssh_client: Any, timeout: int) -> Any:
+    """docker-py's SSH adapter, fed our paramiko client instead of making its own."""
+    from docker import constants
     from docker.transport.basehttpadapter import BaseHTTPAdapter
     from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
-    from docker.utils import version_lt
     from urllib3._collections import RecentlyUsedContainer
 
     class _Adapter(SSHHTTPAdapter):
@@ -69,23 +147,4 @@ def ssh_docker_client(host: str, ssh_client: Any, timeout: int = 120) -> Any:
         def close(self) -> None:  # the SSH connection belongs to the transport
             BaseHTTPAdapter.close(self)
 
-    api = docker.APIClient(base_url="tcp://127.0.0.1:1", version="1.24", timeout=timeout)
-    adapter = _Adapter()
-    api.mount("http+docker://ssh", adapter)
-    api._custom_adapter = adapter
-    api.base_url = "http+docker://ssh"
-    try:
-        server = api.version(api_version=False)
-    except DockerException as exc:
-        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
-    except Exception as exc:  # a closed channel, a missing docker CLI on the host, ...
-        raise DockerUnavailable(
-            f"{host}: could not reach the Docker engine over SSH ({type(exc).__name__}: {exc})",
-            "check that 'docker info' works for this user on the host",
-        ) from exc
-    server_api = server.get("ApiVersion", "1.41")
-    default = constants.DEFAULT_DOCKER_API_VERSION
-    api._version = server_api if version_lt(server_api, default) else default
-    client = docker.DockerClient.__new__(docker.DockerClient)
-    client.api = api
-    return client
+    return _Adapter()
