@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this machine ready for opskit's tests and demo: the Debian packages they need
-# (Docker engine, debootstrap, OpenSSH client, zstd), then a running Docker engine.
+# (Docker engine, debootstrap, OpenSSH client, zstd, Chromium), then a running Docker engine.
 # Idempotent: skips what is already there. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,6 +14,8 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v make >/dev/null 2>&1 || need+=(make)
 # BusyBox: the checks are tested against its ps and df (small images and Alpine hosts have them)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
+# The browser tests of HTML reports open them in a real headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # `make setup` makes a virtual environment: Debian's python3 needs python3-venv for that.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

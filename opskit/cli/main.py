@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "runs": ("opskit.cli.jobs", "runs", "The local store of runs (runs/)."),
     "project": ("opskit.cli.project", "project", "The project card: goal, metric, baseline, constraints."),
     "eval": ("opskit.cli.project", "eval_cmd", "Judge a run by the project card's metric and baseline (exit 0/1)."),
+    "report": ("opskit.cli.reports", "report", "One offline HTML report of runs: curves, system metrics, verdict."),
+    "data": ("opskit.cli.reports", "data", "Check a dataset before training: missing values, mixed types."),
 }
 
 

@@ -12,6 +12,7 @@ collect (the same files plus ``job.json``). Torch-free.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ class RunData:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is not a value
+    """A finite number (NaN and infinities are not values to plot or judge)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:

@@ -157,6 +157,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
 
     from opskit.train.loop import Trainer, place_dataset
     from opskit.train.metrics import RunFiles
+    from opskit.train.sysmetrics import SystemSampler
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,6 +203,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
         steps_per_epoch=steps_per_epoch,
         model_cfg=model_cfg,
         on_step=on_step,
+        system=SystemSampler(ctx.device) if dist.is_main else None,
     )
     if state is not None:
         trainer.restore(state)

@@ -73,6 +73,7 @@ class Trainer:
     last_eval: dict = field(default_factory=dict)
     last_train: dict = field(default_factory=dict)
     on_step: Callable[[Trainer], None] | None = None  # tests and benchmarks hook here
+    system: Any = None  # a SystemSampler (rank 0): CPU, memory, GPU into each metrics line
     _stop: bool = False
     _order: tuple[int, torch.Tensor] | None = None
 
@@ -192,6 +193,8 @@ class Trainer:
         }
         if self.ctx.device.type == "cuda":
             record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(self.ctx.device)
+        if self.system is not None:
+            record.update(self.system.sample())
         self.last_train = record
         if self.files is not None:
             self.files.log(record)

@@ -21,8 +21,9 @@ def write_run(root: Path, run_id: str, *, model: str = "lenet", task: str = "cla
                    "accuracy": acc - 0.05, "items_per_s": 100.0 + step, "data_time_s": 0.001 * step,
                    "step_time_s": 0.01 * step, "lr": 0.1 / step, "time": 1000.0 + step}
             if system:
-                rec.update({"sys_cpu_percent": 50.0 + step, "sys_rss_bytes": 1e8 + step,
-                            "host_cpu_percent": 60.0, "host_mem_percent": 40.0})
+                rec.update({"sys_proc_cpu_percent": 50.0 + step, "sys_proc_rss_bytes": 2 ** 30 * step,
+                            "sys_host_cpu_percent": 60.0, "sys_host_mem_percent": 40.0,
+                            "peak_gpu_mem_bytes": 2 ** 30 * 2})
             lines.append(json.dumps(rec))
         lines.append(json.dumps({"kind": "eval", "step": (i + 1) * steps_per_eval, "epoch": i,
                                  "accuracy": acc, "loss": 1.0 - acc}))

@@ -1,0 +1,115 @@
+"""Reports as people open them: a real headless Chromium loads each HTML file from disk with
+networking disabled; every figure must have rendered (plot marks present), with no console
+error and no network request. A screenshot of each page is kept in test-artifacts/ (or
+$OPSKIT_TEST_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from opskit.cli.main import main
+from opskit.testing.browser import find_chromium, open_page
+from opskit.testing.engine import skip_unless_ci
+from tests.unit._runs import CARD, write_run
+
+pytestmark = pytest.mark.slow
+
+READY = ("window.opskitRendered !== undefined && (window.opskitErrors.length > 0 || "
+         "window.opskitRendered === document.querySelectorAll('.opskit-fig').length)")
+PROBE = """(() => { const figs = [...document.querySelectorAll('.opskit-fig')];
+  const marks = f => f.querySelectorAll('.scatterlayer .trace path, .scatterlayer .trace .point,'
+    + ' .barlayer .point, .heatmaplayer image, .shapelayer path, .textpoint').length;
+  return {declared: Number(document.querySelector('meta[name=opskit-figures]').content),
+          figures: figs.map(f => ({id: f.id, rendered: f.dataset.rendered === '1',
+                                   svg: !!f.querySelector('svg.main-svg'), marks: marks(f)})),
+          errors: window.opskitErrors}; })()"""
+
+
+def artifacts() -> Path:
+    root = Path(os.environ.get("OPSKIT_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def assert_renders(page: Path, name: str, expect_figures: int | None = None) -> dict:
+    if find_chromium() is None:
+        skip_unless_ci("needs Chromium (apt-get install chromium; scripts/setup-host.sh does)")
+    visit = open_page(page, PROBE, READY)
+    (artifacts() / f"{name}.png").write_bytes(visit.screenshot)
+    res = visit.result
+    assert visit.network_requests == [], visit.network_requests
+    assert visit.console_errors == [] and res["errors"] == [], (visit.console_errors, res["errors"])
+    assert len(res["figures"]) == res["declared"] > 0
+    if expect_figures is not None:
+        assert res["declared"] == expect_figures
+    for fig in res["figures"]:
+        assert fig["rendered"] and fig["svg"] and fig["marks"] > 0, fig
+    assert visit.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    return res
+
+
+def cli(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPSKIT_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "opskit.yaml").write_text(CARD)
+    return tmp_path
+
+
+def test_report_of_real_runs_renders_offline(project, capsys):
+    import torch
+
+    torch.set_num_threads(1)
+    for name, seed in (("small-a", 0), ("small-b", 1)):
+        assert cli(["train", "lenet", "--small", "--steps", "12", "--log-every", "3", "--batch-size", "16",
+                    "--train-samples", "64", "--val-samples", "32", "--threads", "1", "--device", "cpu",
+                    "--seed", str(seed), "--out", str(project / "runs" / name), "--progress", "none"]) == 0
+    empty = project / "runs" / "starting"
+    empty.mkdir()
+    (empty / "run_card.json").write_text(json.dumps({"model": "lenet", "device": "cpu"}))
+    out = project / "report.html"
+    assert cli(["report", "small-a", "small-b", "starting", "--baseline", "small-a", "-o", str(out), "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    res = assert_renders(out, "report-runs", made["figures"])
+    assert {f["id"] for f in res["figures"]} >= {"fig-small-b-system", "fig-compare-compare_eval_accuracy"}
+
+
+def test_report_of_many_runs_renders(project):
+    for i in range(40):
+        write_run(project / "runs", f"r{i:02d}", accuracies=(0.2 + i / 100, 0.3 + i / 80), system=True)
+    out = project / "many.html"
+    assert cli(["report", *[f"r{i:02d}" for i in range(40)], "--no-png", "-o", str(out)]) == 0
+    assert_renders(out, "report-40-runs", 2)
+
+
+def test_data_check_page_renders(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,b,c\n" + "".join(f"{i},{'' if i % 3 else i},{'x' if i % 5 else ''}\n" for i in range(60)))
+    assert cli(["data", "check", str(f), "--html", str(tmp_path / "d.html")]) == 0
+    assert_renders(tmp_path / "d.html", "data-check", 2)
+
+
+def test_the_browser_check_sees_requests_errors_and_missing_figures(tmp_path):
+    """The checks above can fail: a page that asks for a remote image, logs an error and has a
+    figure that never draws is caught on each count (the request goes nowhere: no network)."""
+    if find_chromium() is None:
+        skip_unless_ci("needs Chromium (apt-get install chromium; scripts/setup-host.sh does)")
+    page = tmp_path / "bad.html"
+    page.write_text('<html><head><meta name="opskit-figures" content="1"></head><body>'
+                    '<div class="opskit-fig" id="f"></div><img src="http://192.0.2.1/x.png">'
+                    "<script>window.opskitRendered=0;window.opskitErrors=[];console.error('boom');"
+                    "</script></body></html>")
+    visit = open_page(page, PROBE, "document.readyState === 'complete'", timeout=20)
+    assert visit.network_requests == ["http://192.0.2.1/x.png"]
+    assert any("boom" in e for e in visit.console_errors)
+    assert visit.result["figures"] == [{"id": "f", "rendered": False, "svg": False, "marks": 0}]
