@@ -6,6 +6,14 @@
 :class:`StreamParser` turns them into :class:`StepStarted`, :class:`StepOutput`,
 :class:`StepDone` and :class:`BuildFailed` events. It never prints and never talks to an engine.
 
+Step boundaries come from the stream's structure, never from text a step prints: the engine
+writes a step header as a chunk of its own (``"Step 3/9 : COPY ..."``, then ``"\n"``), and a
+``RUN`` step's output comes between the engine's own ``" ---> Running in <id>\n"`` and
+``"Removing intermediate container <id>\n"`` chunks. Everything in between is output, whatever
+it says; a header is taken only outside a container's output, as a whole chunk, numbered as the
+next step of the same total. (A RUN step that knows its own container id can still print the
+closing chunk; the image id always comes from the engine's ``aux`` record, never from text.)
+
 Every event is an :class:`opskit.events.Event`: ``kind`` (a stable string) and ``to_dict()``
 (what ``--json`` prints, one object per line, with ``"event": kind``).
 """
@@ -20,7 +28,8 @@ from typing import Any, ClassVar
 
 from opskit.events import Event  # the one event base of every long operation
 
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_STEP = re.compile(r"Step (\d+)/(\d+) : (.*?)\n?", re.S)
+_RUNNING = re.compile(r" ---> Running in ([0-9a-f]{12,64})\n?")
 _ARROW = re.compile(r"^ ---> (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAIL_LINES = 20
@@ -139,14 +148,17 @@ class StreamParser:
         self.failed: BuildFailed | None = None
         self.steps: list[StepDone] = []
         self._step: _Step | None = None
-        self._buffer = ""
+        self._container: str | None = None  # a step's container whose output is streaming
+        self._output = ""  # that output's unfinished last line
+        self._last_index = 0
+        self._total: int | None = None
         self._tail: list[str] = []
         self._seen_from = False
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
         if "error" in chunk or "errorDetail" in chunk:
-            events.extend(self._flush_buffer())
+            events.extend(self._end_container())
             detail = chunk.get("errorDetail") or {}
             message = str(detail.get("message") or chunk.get("error") or "unknown error")
             events.append(self._fail(message))
@@ -156,18 +168,15 @@ class StreamParser:
             self.image_id = aux["ID"]
         text = chunk.get("stream")
         if isinstance(text, str):
-            self._buffer += text
-            while "\n" in self._buffer:
-                line, self._buffer = self._buffer.split("\n", 1)
-                events.extend(self._line(line))
+            events.extend(self._stream(text))
         status = chunk.get("status")
         if isinstance(status, str) and self._step is not None:  # a pull during FROM
-            events.append(StepOutput(self.build, self._step.index, clean_line(status)))
+            events.append(self._output_line(status))
         return events
 
     def finish(self) -> list[Event]:
         """End of stream: close the last step; a stream that just stops is a failure."""
-        events = self._flush_buffer()
+        events = self._end_container()
         if self.failed is not None:
             return events
         events.extend(self._close_step())
@@ -177,25 +186,53 @@ class StreamParser:
             events.append(BuildSucceeded(self.build, self.image_id, round(self.clock() - self.started, 4)))
         return events
 
-    def _flush_buffer(self) -> list[Event]:
-        if not self._buffer:
+    def _stream(self, text: str) -> list[Event]:
+        if self._container is not None:
+            if text == f"Removing intermediate container {self._container[:12]}\n":
+                return self._end_container()
+            return self._container_output(text)
+        header = _STEP.fullmatch(text)
+        if header and self._is_next(int(header.group(1)), int(header.group(2))):
+            return self._start_step(int(header.group(1)), int(header.group(2)), header.group(3))
+        running = _RUNNING.fullmatch(text)
+        if running and self._step is not None:
+            self._container = running.group(1)
             return []
-        line, self._buffer = self._buffer, ""
-        return self._line(line)
+        events: list[Event] = []
+        for line in text.split("\n"):
+            events.extend(self._engine_line(clean_line(line)))
+        return events
 
-    def _line(self, raw: str) -> list[Event]:
+    def _is_next(self, index: int, total: int) -> bool:
+        return index == self._last_index + 1 and self._total in (None, total)
+
+    def _start_step(self, index: int, total: int, instruction: str) -> list[Event]:
+        events = self._close_step()
+        self._last_index, self._total = index, total
+        self._step = _Step(index, total, instruction, self.clock())
+        if instruction.upper().startswith("FROM "):
+            self._step.status = FROM
+            self._seen_from = True
+        elif not self._seen_from:
+            self._step.status = META
+        events.append(StepStarted(self.build, index, total, instruction))
+        return events
+
+    def _container_output(self, text: str) -> list[Event]:
+        self._output += text
+        *lines, self._output = self._output.split("\n")
+        return [e for line in lines for e in self._output_lines(line)]
+
+    def _end_container(self) -> list[Event]:
+        rest, self._output, self._container = self._output, "", None
+        return self._output_lines(rest)
+
+    def _output_lines(self, raw: str) -> list[Event]:
         line = clean_line(raw)
-        step = _STEP.match(line)
-        if step:
-            events = self._close_step()
-            self._step = _Step(int(step.group(1)), int(step.group(2)), step.group(3), self.clock())
-            if step.group(3).upper().startswith("FROM "):
-                self._step.status = FROM
-                self._seen_from = True
-            elif not self._seen_from:
-                self._step.status = META
-            events.append(StepStarted(self.build, self._step.index, self._step.total, step.group(3)))
-            return events
+        return [self._output_line(line)] if line.strip() else []
+
+    def _engine_line(self, line: str) -> list[Event]:
+        """One line the engine wrote outside a step's container output."""
         arrow = _ARROW.match(line)
         if arrow and self._step is not None:
             value = arrow.group(1).strip()
@@ -204,17 +241,18 @@ class StreamParser:
             elif not value.startswith("Running in"):
                 self._step.image_id = value or None
             return []
-        if line.startswith(("Successfully built ", "Successfully tagged ")):
+        if line.startswith(("Successfully built ", "Successfully tagged ",
+                            "Removing intermediate container ")) or not line.strip():
             return []
-        if line.startswith("Removing intermediate container "):
-            return []
-        if not line.strip():
-            return []
+        return [self._output_line(line)]
+
+    def _output_line(self, raw: str) -> StepOutput:
+        line = clean_line(raw)
         self._tail = (self._tail + [line])[-_TAIL_LINES:]
         if self._step is None:
-            return [StepOutput(self.build, 0, line)]
+            return StepOutput(self.build, 0, line)
         self._step.output.append(line)
-        return [StepOutput(self.build, self._step.index, line)]
+        return StepOutput(self.build, self._step.index, line)
 
     def _close_step(self) -> list[Event]:
         step, self._step = self._step, None

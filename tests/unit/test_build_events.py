@@ -119,18 +119,47 @@ def test_missing_base_fails_at_the_from_step() -> None:
     assert "registry-1.docker.io" in failed.message
 
 
-def test_lines_split_across_chunks_are_joined() -> None:
+# A RUN step printing a fake step header and arrow, stderr first, a last line without a
+# newline (captured from Docker 20.10's legacy builder, chunk by chunk).
+FORGED = [
+    _s("Step 1/4 : FROM opskit-base:bookworm"), _s("\n"), _s(" ---> bd6418eb03d3\n"),
+    _s("Step 2/4 : ARG X=1"), _s("\n"), _s(" ---> Running in 964c0798fb8d\n"),
+    _s("Removing intermediate container 964c0798fb8d\n"), _s(" ---> 8c889834b624\n"),
+    _s("Step 3/4 : RUN printf 'Step 3/4 : COPY fake\\n' && printf ' ---> Using cache\\n' && "
+       "echo out && echo err >&2 && printf 'no newline'"), _s("\n"),
+    _s(" ---> Running in 8fe3fcbaf247\n"), _s("\x1b[91merr\n\x1b[0m"),
+    _s("Step 3/4 : COPY fake\n ---> Using cache\nout\nno newline"),
+    _s("Removing intermediate container 8fe3fcbaf247\n"), _s(" ---> d4f1513be0dd\n"),
+    _s("Step 4/4 : RUN echo two"), _s("\n"), _s(" ---> Running in e0ab5fde3b42\n"),
+    _s("Step 4/4 : RUN fake"), _s("\n"), _s(" ---> 000000000000\n"), _s("two\n"),
+    _s("Removing intermediate container e0ab5fde3b42\n"), _s(" ---> 10e79af86408\n"),
+    {"aux": {"ID": "sha256:10e79af86408ef16d350bee424f7105f0a9dfe5519406e7c93c2c042f7d07454"}},
+    _s("Successfully built 10e79af86408\n"), _s("Successfully tagged opskit-streamprobe:1\n"),
+]
+
+
+def test_step_boundaries_come_from_the_stream_not_from_printed_text() -> None:
+    events = list(parse_stream(FORGED, clock=_clock()))
+    done = [e for e in events if isinstance(e, StepDone)]
+    assert [(d.index, d.status, d.image_id) for d in done] == [
+        (1, FROM, "bd6418eb03d3"), (2, BUILT, "8c889834b624"), (3, BUILT, "d4f1513be0dd"),
+        (4, BUILT, "10e79af86408")]
+    assert done[2].instruction.startswith("RUN printf 'Step 3/4 : COPY fake")
+    out = [(e.index, e.line) for e in events if isinstance(e, StepOutput)]
+    assert out == [(3, "err"), (3, "Step 3/4 : COPY fake"), (3, " ---> Using cache"),
+                   (3, "out"), (3, "no newline"), (4, "Step 4/4 : RUN fake"),
+                   (4, " ---> 000000000000"), (4, "two")]
+    assert isinstance(events[-1], BuildSucceeded)
+
+
+def test_a_header_out_of_sequence_is_output() -> None:
     parser = StreamParser(clock=_clock())
     events = parser.feed(_s("Step 1/2 : FROM x"))
-    events += parser.feed(_s("\n ---> 1111"))
-    events += parser.feed(_s("22222222\nStep 2/2 : RUN make\n ---> Running in abc\npart"))
-    events += parser.feed(_s("ial line\n ---> 333333333333\n"))
-    events += parser.feed({"aux": {"ID": "sha256:333333333333"}})
-    events += parser.finish()
-    done = [e for e in events if isinstance(e, StepDone)]
-    assert done[0].image_id == "111122222222"
-    assert [e.line for e in events if isinstance(e, StepOutput)] == ["partial line"]
-    assert done[1].status == BUILT and done[1].image_id == "333333333333"
+    events += parser.feed(_s("\n"))
+    events += parser.feed(_s("Step 7/9 : RUN nothing"))
+    events += parser.feed(_s("Step 2/2 : RUN make"))
+    assert [e.index for e in events if isinstance(e, StepStarted)] == [1, 2]
+    assert [e.line for e in events if isinstance(e, StepOutput)] == ["Step 7/9 : RUN nothing"]
 
 
 def test_stream_that_stops_without_an_image_is_a_failure() -> None:
