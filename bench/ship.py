@@ -1,14 +1,15 @@
-"""Figures for ``opskit ship``, side by side in one run against a Docker-in-Docker host over SSH.
+"""Figures for ``opskit ship``, side by side in one run for each image store of the receiving host
+(Docker-in-Docker hosts over SSH: Docker 20.10 legacy store, Docker 26 containerd store).
 
-    .venv/bin/python bench/ship.py [--repeat 5]
+    .venv/bin/python bench/ship.py [--repeat 5] [--stores legacy,containerd]
 
-Builds two images of a small project (offline profile) that differ by one line of code.
-
-Prints, with the issue's targets:
+Builds two images of a small project (offline profile) that differ by one line of code, and
+ships them from this machine's engine. Prints, per store, with the issue's targets:
 1. cold ship: bytes on the wire vs the raw ``docker save`` archive (target <= 0.55x);
 2. second deploy after a one-line code change: bytes and wall time vs a full
    ``docker save | ssh host docker load`` of the same image (targets <= 0.1%, <= 10%);
-3. re-ship with nothing changed vs an SSH no-op (connect + ``true``) (target <= 1.5x).
+3. re-ship with nothing changed vs an SSH no-op (connect + ``true``) (target <= 1.5x);
+4. how many ships fell back to the full archive, and why (goal: 0).
 Timings on a shared 2-core machine are noisy: compare within one run only.
 """
 
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opskit.hosts.group import connect
@@ -62,13 +64,25 @@ def build(client, tmp: Path, value: int) -> str:
     return build_image(req, client=client).tag
 
 
-def timed_ship(client, ref: str, spec) -> tuple[shipmod.ShipResult, float]:
+@dataclass
+class Figures:
+    store: str
+    rows: dict[str, tuple[str, str, float, str, bool]] = field(default_factory=dict)
+    ships: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def timed_ship(client, ref: str, spec, figs: Figures) -> tuple[shipmod.ShipResult, float]:
     start = time.monotonic()
     result = shipmod.ship(client, ref, [spec])
     wall = time.monotonic() - start
     if not result.ok:
         raise SystemExit(f"ship failed: {result.failed}")
-    return result.outcomes[0].value, wall
+    r = result.outcomes[0].value
+    figs.ships += 1
+    if r.fallback:
+        figs.fallbacks.append(r.fallback)
+    return r, wall
 
 
 def ssh_noop(spec) -> float:
@@ -81,59 +95,85 @@ def ssh_noop(spec) -> float:
     return time.monotonic() - start
 
 
-def row(name: str, ours: str, base: str, ratio: float, target: str, ok: bool) -> str:
-    return f"{name:<34} {ours:>14} {base:>14} {ratio:>9.3g}  {target:<8} {'PASS' if ok else 'MISS'}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5, help="no-op comparisons (median)")
-    args = ap.parse_args(argv)
-    from opskit.hosts.engine import local_docker_client
-    from opskit.testing.dind import start_gpu_hosts
-
-    client = local_docker_client()
-    with tempfile.TemporaryDirectory(prefix="opskit-bench-ship-") as tmpdir:
-        tmp = Path(tmpdir)
-        v1, v2 = build(client, tmp, 1), build(client, tmp, 2)
-        bed = start_gpu_hosts(client, 1, workdir=str(tmp / "bed"), base_image="opskit-base:bookworm",
-                              name_prefix="opskit-bench")
-        try:
-            spec = bed.specs()[0]
-            lines = measure(client, spec, v1, v2, args.repeat)
-        finally:
-            bed.close()
-    print(f"{'figure':<34} {'opskit':>14} {'baseline':>14} {'ratio':>9}  target")
-    for line in lines:
-        print(line)
-    return 0
-
-
-def measure(client, spec, v1: str, v2: str, repeat: int) -> list[str]:
-    lines = []
-    cold, cold_wall = timed_ship(client, v1, spec)
-    lines.append(row("cold ship: wire bytes vs raw archive", f"{cold.wire_bytes:,}", f"{cold.raw_bytes:,}",
-                     cold.wire_bytes / cold.raw_bytes, "<= 0.55", cold.wire_bytes <= 0.55 * cold.raw_bytes))
-    lines.append(f"{'  (cold ship wall time)':<34} {cold_wall:>13.2f}s")
+def measure(client, spec, v1: str, v2: str, repeat: int, figs: Figures) -> None:
+    cold, _ = timed_ship(client, v1, spec, figs)
+    figs.rows["cold ship: wire bytes vs raw archive"] = (
+        f"{cold.wire_bytes:,}", f"{cold.raw_bytes:,}", cold.wire_bytes / cold.raw_bytes, "<= 0.55",
+        cold.wire_bytes <= 0.55 * cold.raw_bytes)
     t = connect(spec)
     try:
         full_bytes, full_wall = full_save_load(client, v2, t)
         remove_on_host(t, v2)
     finally:
         t.close()
-    delta, delta_wall = timed_ship(client, v2, spec)
-    lines.append(row("1-line change: bytes vs full", f"{delta.wire_bytes:,}", f"{full_bytes:,}",
-                     delta.wire_bytes / full_bytes, "<= 0.001", delta.wire_bytes <= 0.001 * full_bytes))
-    lines.append(row("1-line change: wall time vs full", f"{delta_wall:.2f}s", f"{full_wall:.2f}s",
-                     delta_wall / full_wall, "<= 0.10", delta_wall <= 0.10 * full_wall))
+    delta, delta_wall = timed_ship(client, v2, spec, figs)
+    if delta.mode != "delta":
+        figs.fallbacks.append(f"the one-line change shipped as {delta.mode!r}, not as a delta")
+    figs.rows["1-line change: bytes vs full"] = (
+        f"{delta.wire_bytes:,}", f"{full_bytes:,}", delta.wire_bytes / full_bytes, "<= 0.001",
+        delta.wire_bytes <= 0.001 * full_bytes)
+    figs.rows["1-line change: wall time vs full"] = (
+        f"{delta_wall:.2f}s", f"{full_wall:.2f}s", delta_wall / full_wall, "<= 0.10", delta_wall <= 0.10 * full_wall)
     noops, reships = [], []
     for _ in range(repeat):
         noops.append(ssh_noop(spec))
-        reships.append(timed_ship(client, v2, spec)[1])
+        reships.append(timed_ship(client, v2, spec, figs)[1])
     noop, reship = statistics.median(noops), statistics.median(reships)
-    lines.append(row("re-ship unchanged vs SSH no-op", f"{reship * 1000:.0f}ms", f"{noop * 1000:.0f}ms",
-                     reship / noop, "<= 1.5", reship <= 1.5 * noop))
+    figs.rows["re-ship unchanged vs SSH no-op"] = (
+        f"{reship * 1000:.0f}ms", f"{noop * 1000:.0f}ms", reship / noop, "<= 1.5", reship <= 1.5 * noop)
+
+
+def bench_store(client, store: str, tmp: Path, v1: str, v2: str, repeat: int) -> Figures:
+    from opskit.testing.dind import start_gpu_hosts
+
+    figs = Figures(store)
+    kwargs = {"engine": store} if store != "legacy" else {}
+    bed = start_gpu_hosts(client, 1, workdir=str(tmp / f"bed-{store}"), name_prefix=f"opskit-bench-{store[:2]}",
+                          **kwargs)
+    try:
+        measure(client, bed.specs()[0], v1, v2, repeat, figs)
+    finally:
+        bed.close()
+    return figs
+
+
+def report(all_figs: list[Figures]) -> list[str]:
+    head = f"{'figure':<34}" + "".join(f" | {f.store + ' store: opskit':>22} {'baseline':>14} {'ratio':>8}  {'':4}"
+                                        for f in all_figs)
+    lines = [head + "  target"]
+    for name in all_figs[0].rows:
+        line = f"{name:<34}"
+        target = ""
+        for f in all_figs:
+            ours, base, ratio, target, ok = f.rows[name]
+            line += f" | {ours:>22} {base:>14} {ratio:>8.3g}  {'PASS' if ok else 'MISS'}"
+        lines.append(line + f"  {target}")
+    for f in all_figs:
+        why = "; ".join(f.fallbacks) if f.fallbacks else "none"
+        lines.append(f"{f.store} store: {len(f.fallbacks)} of {f.ships} ships fell back to the full archive "
+                     f"(goal 0): {why}")
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5, help="no-op comparisons (median)")
+    ap.add_argument("--stores", default="legacy,containerd", help="receiving hosts' image stores, in order")
+    args = ap.parse_args(argv)
+    from opskit.hosts.engine import local_docker_client
+
+    client = local_docker_client()
+    all_figs = []
+    with tempfile.TemporaryDirectory(prefix="opskit-bench-ship-") as tmpdir:
+        tmp = Path(tmpdir)
+        v1, v2 = build(client, tmp, 1), build(client, tmp, 2)
+        local = shipmod.local_image(client, v1)
+        print(f"sending engine: {local.store} image store; images {v1}, {v2}", flush=True)
+        for store in args.stores.split(","):
+            all_figs.append(bench_store(client, store, tmp, v1, v2, args.repeat))
+    for line in report(all_figs):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""ship to a Docker 26 host on the containerd image store over real SSH: only the missing
+layers travel in the hybrid archive, no fallback, the host's image proven by digests and diff
+IDs; and a host whose engine lists a layer it cannot unpack gets the full archive, saying why.
+(The four local->host directions, run-remote included, are in test_engines_matrix.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import zstandard
+
+from opskit.hosts.group import connect
+from opskit.images import ship as shipmod
+
+MIB = 1 << 20
+
+
+def small_image(client, tmp: Path, tag: str, base: str, files: dict[str, bytes]) -> str:
+    ctx = tmp / f"ctx-{tag.replace(':', '-').replace('/', '-')}"
+    ctx.mkdir()
+    lines = [f"FROM {base}"]
+    for name, data in files.items():
+        (ctx / name).write_bytes(data)
+        os.utime(ctx / name, (0, 0))  # same bytes, same layer, whenever it is built
+        lines.append(f"COPY {name} /app/{name}")
+    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    client.images.build(path=str(ctx), tag=tag, rm=True, pull=False)
+    return tag
+
+
+def host_image(host, ref: str) -> tuple[int, str]:
+    return host.exec(["docker", "image", "inspect", "-f", "{{.Id}} {{json .RootFS.Layers}}", ref])
+
+
+def test_one_line_change_to_a_containerd_host_sends_only_that_layer(docker_client, containerd_host, base_image, tmp_path):
+    spec, host = containerd_host.specs()[0], containerd_host.hosts[0]
+    data = random.Random(8).randbytes(2 * MIB)
+    v1 = small_image(docker_client, tmp_path, "opskit-shipstore:v1", base_image, {"data.bin": data, "settings.py": b"VALUE = 1\n"})
+    v2 = small_image(docker_client, tmp_path, "opskit-shipstore:v2", base_image, {"data.bin": data, "settings.py": b"VALUE = 2\n"})
+    image, plans = shipmod.plan_only(v1, docker_client, [spec])
+    assert plans.outcomes[0].value.store == "containerd"
+    first = shipmod.ship(docker_client, v1, [spec]).outcomes[0]
+    assert first.ok, first.error
+    assert first.value.fallback == "" and first.value.store == "containerd"
+    r = shipmod.ship(docker_client, v2, [spec]).outcomes[0]
+    assert r.ok, r.error
+    local = shipmod.local_image(docker_client, v2)
+    assert (r.value.mode, r.value.layers_sent, r.value.fallback) == ("delta", 1, "")  # only the code layer
+    assert r.value.wire_bytes < 16 * 1024
+    assert r.value.host_image_id == local.described.manifest_digest != local.image_id  # the containerd store's ID
+    code, out = host_image(host, v2)
+    assert code == 0 and json.loads(out.split(" ", 1)[1]) == local.diff_ids  # the very layers
+    code, out = host.exec(["docker", "run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "cat",
+                           v2, "/app/settings.py"])
+    assert code == 0 and out.strip() == "VALUE = 2", out
+    again = shipmod.ship(docker_client, v2, [spec]).outcomes[0].value
+    assert (again.mode, again.wire_bytes, again.host_image_id) == ("none", 0, r.value.host_image_id)
+
+
+def test_a_containerd_host_listing_a_layer_it_cannot_unpack_gets_the_full_archive(docker_client, containerd_host,
+                                                                                   tmp_path):
+    """An image record whose lower layers were never unpacked (what a failed unpack leaves
+    behind) makes the plan believe the host holds them; the partial load fails, the incomplete
+    image is removed, and the full archive is sent, saying why."""
+    spec, host = containerd_host.specs()[0], containerd_host.hosts[0]
+    low = small_image(docker_client, tmp_path, "opskit-shipstore:low", "scratch",
+                      {"a.bin": random.Random(1).randbytes(MIB), "b.txt": b"lower\n"})
+    top = small_image(docker_client, tmp_path, "opskit-shipstore:top", low, {"c.txt": b"top\n"})
+    lower = shipmod.local_image(docker_client, low)
+    parts = shipmod.read_parts(docker_client, lower, {1}, "zstd", str(tmp_path))
+    archive = shipmod.archive_for(parts, [1], ["opskit-shipstore:low"])  # layer 0 left out
+    raw = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(b"".join(archive.chunks(0)))
+    t = connect(spec)
+    try:
+        t.run(["docker", "load"], stdin=raw, timeout=120)  # leaves an image record it cannot unpack
+    finally:
+        t.close()
+    assert host_image(host, low)[0] == 0  # listed, with diff IDs the host does not have unpacked
+    plan = shipmod.plan_only(top, docker_client, [spec])[1].outcomes[0].value
+    assert [lay.index for lay in plan.send] == [2]  # so the plan sends only the top layer
+    r = shipmod.ship(docker_client, top, [spec]).outcomes[0]
+    assert r.ok, r.error
+    assert (r.value.mode, r.value.layers_sent) == ("full", 3)
+    assert "unpack" in r.value.fallback or "cannot make a container" in r.value.fallback, r.value.fallback
+    code, out = host.exec(["docker", "create", "--pull", "never", "--entrypoint", "/x", top])
+    assert code == 0, out
+    host.exec(["docker", "rm", "-f", out.strip().splitlines()[-1]])
+    for ref in (top, low):
+        host.exec(["docker", "image", "rm", "-f", ref])
