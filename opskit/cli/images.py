@@ -235,6 +235,8 @@ def layers_cmd(image_ref: str, other: str | None, as_json: bool) -> None:
         render.print_table(["#", "instruction", "size", "bytes", "diff_id"], _layer_rows(mine.layers),
                            justify={"#": "right", "size": "right", "bytes": "right"},
                            title=f"{image_ref}  {docker_size(mine.size)}")
+        render.print_line(f"image ID {mine.image_id.removeprefix('sha256:')[:12]}: {mine.id_is}; diff_id: "
+                          "the layer's own digest, the same on every engine and store")
         return
     cmp = compare(mine, image_layers(client, other))
     if as_json:

@@ -70,6 +70,12 @@ class Layer:
         }
 
 
+ID_IS = {
+    "legacy": "the config digest (legacy image store)",
+    "containerd": "the manifest or index digest (containerd image store; the config digest differs)",
+}
+
+
 @dataclass(frozen=True)
 class ImageLayers:
     image_id: str
@@ -77,11 +83,17 @@ class ImageLayers:
     size: int
     layers: tuple[Layer, ...]
     diff_ids: tuple[str, ...]
+    store: str = ""  # the engine's image store: "legacy" or "containerd" ("" when not known)
+
+    @property
+    def id_is(self) -> str:
+        """What ``image_id`` is: IDs differ by store; layers (diff IDs) do not."""
+        return ID_IS.get(self.store, "the engine's image ID")
 
     def to_dict(self) -> dict:
         return {
-            "image_id": self.image_id, "tags": list(self.tags), "size": self.size,
-            "layers": [layer.to_dict() for layer in self.layers],
+            "image_id": self.image_id, "id_is": self.id_is, "store": self.store, "tags": list(self.tags),
+            "size": self.size, "layers": [layer.to_dict() for layer in self.layers],
         }
 
 
@@ -153,8 +165,10 @@ def image_layers(client: Any, ref: str) -> ImageLayers:
                 continue
     diff_ids = list(info.get("RootFS", {}).get("Layers") or [])
     layers = match_layers(history, diff_ids, counts)
+    from opskit.images.contentstore import store_kind
+
     return ImageLayers(info["Id"], tuple(info.get("RepoTags") or ()), int(info.get("Size") or 0),
-                       tuple(layers), tuple(diff_ids))
+                       tuple(layers), tuple(diff_ids), store_kind(client.info()))
 
 
 @dataclass(frozen=True)
