@@ -1,7 +1,8 @@
 """``ps``: processes with pid, user, cpu%, mem%, elapsed time and command; GPU memory too.
 
-The host runs ``ps -eww -o pid,ppid,user:128,pcpu,pmem,rss,etimes,args`` (procps; 128: a longer
-name would show as its uid). ``%CPU`` is
+The host runs ``ps -eww -o pid,ppid,user:32,pcpu,pmem,rss,etimes,args`` (procps). procps shows
+the uid of a user whose name is longer than 32 characters; the ``long_users`` section (local
+accounts with such names) turns those uids back into names. ``%CPU`` is
 what ps reports: CPU time divided by elapsed time over the process's life, not a sample.
 Filtering (``--user``, ``--name``), sorting and limiting happen here, on the client: nothing the
 user types is ever sent to the host.
@@ -54,7 +55,7 @@ class Process:
 
 
 def parse_ps(text: str, host: str = "localhost") -> list[Process]:
-    """Parse ``ps -o pid,ppid,user:128,pcpu,pmem,rss,etimes,args`` output (header required)."""
+    """Parse ``ps -o pid,ppid,user:32,pcpu,pmem,rss,etimes,args`` output (header required)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ParseError(host, "ps", "", "no output (expected a 'PID PPID USER ...' header)")
@@ -164,8 +165,18 @@ def format_elapsed(seconds: int) -> str:
     return f"{minutes:02d}:{secs:02d}"
 
 
-def processes_from_section(host: str, section: Section, self_pid: int | None) -> list[Process]:
-    """The ps section of a script run -> processes, without opskit's own commands."""
+def long_user_names(section: Section | None) -> dict[str, str]:
+    """The ``long_users`` section (``UID NAME`` lines) -> {uid: name}."""
+    if section is None or not section.ok:
+        return {}
+    pairs = (line.split(" ", 1) for line in section.stdout.splitlines() if " " in line)
+    return {uid: name for uid, name in pairs if uid.isdigit()}
+
+
+def processes_from_section(host: str, section: Section, self_pid: int | None,
+                           long_users: Section | None = None) -> list[Process]:
+    """The ps section of a script run -> processes, without opskit's own commands; users
+    that ps could only show as a uid get their names back from ``long_users``."""
     if section.not_found:
         raise HostError(host, "ps: command not found", "install procps on the host")
     if section.exit_code in TIMED_OUT_CODES:
@@ -178,4 +189,8 @@ def processes_from_section(host: str, section: Section, self_pid: int | None) ->
         raise HostError(host, f"ps failed: {section.message()}",
                         "this ps (BusyBox's?) lacks the options opskit uses (-ww -o "
                         f"{PS_COLUMNS}); install procps on the host" if limited else None)
-    return without_descendants(parse_ps(section.stdout, host), self_pid)
+    names = long_user_names(long_users)
+    processes = parse_ps(section.stdout, host)
+    if names:
+        processes = [replace(p, user=names[p.user]) if p.user in names else p for p in processes]
+    return without_descendants(processes, self_pid)

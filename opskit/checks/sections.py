@@ -42,8 +42,9 @@ GPU_FIELDS = (
 GPU_APP_FIELDS = ("gpu_uuid", "pid", "used_gpu_memory", "process_name")
 
 DRIVER_LOADED = "yet the NVIDIA driver is loaded"
-# user:128: procps shows the uid instead of a name longer than the column (sssd names are long)
-PS_COLUMNS = "pid,ppid,user:128,pcpu,pmem,rss,etimes,args"
+# procps shows the uid instead of a name longer than 32 characters, whatever the column width:
+# the long_users section maps those uids back to names (local accounts).
+PS_COLUMNS = "pid,ppid,user:32,pcpu,pmem,rss,etimes,args"
 # Every external tool runs under its own time limit on the host (coreutils or BusyBox
 # ``timeout``, else a shell watchdog), so one hung tool (``df`` on a dead network mount, a GPU
 # driver in trouble, a wedged engine) is killed THERE and costs only its own section. A
@@ -116,6 +117,8 @@ SNIPPETS: dict[str, str] = {
         'printf "%s\\n" "$_m"; done < /proc/self/mounts')),
     # Mount ids, devices and roots: what GNU df uses to show each filesystem once.
     "mountinfo": "_opskit_show /proc/self/mountinfo",
+    "long_users": "while IFS=: read -r _n _p _u _r; do [ ${#_n} -le 32 ] || "
+    "printf '%s %s\\n' \"$_u\" \"$_n\"; done < /etc/passwd; true",
     "ps": _need("ps", _bounded(PS_TIMEOUT, f"ps -eww -o {PS_COLUMNS}")),
     "gpu_query": "if command -v nvidia-smi >/dev/null 2>&1; then " + _bounded(
         NVIDIA_SMI_TIMEOUT,
@@ -142,7 +145,7 @@ SNIPPETS: dict[str, str] = {
 # Sections made of shell builtins reading /proc (plus uname): they say nothing useful on
 # stderr, so theirs is dropped instead of captured (their exit status still tells).
 QUIET = frozenset({"self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc",
-                   "cpu_model", "meminfo", "mountinfo"})
+                   "cpu_model", "meminfo", "mountinfo", "long_users"})
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from opskit.hosts.transport import Transport
 TOP_PROCESSES = 5
 STATUS_SECTIONS = (
     "self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc", "cpu_model",
-    "meminfo", "df", "file_mounts", "mountinfo", "ps", "gpu_query", "gpu_apps", "gpu_version", "docker_version",
+    "meminfo", "df", "file_mounts", "mountinfo", "long_users", "ps", "gpu_query", "gpu_apps", "gpu_version", "docker_version",
     "docker_images", "docker_df",
 )
 
@@ -165,7 +165,8 @@ def processes_with_gpu(host: str, sections: dict[str, Section]) -> tuple[list[Pr
     """The ``ps`` section (opskit's own script left out) joined with the nvidia-smi ones:
     GPU processes get user, cpu% and RSS; processes get their GPU and GPU memory (pure).
     Raises for a failed ps (``opskit ps`` has nothing to show then)."""
-    processes = processes_from_section(host, sections["ps"], _self_pid(sections))
+    processes = processes_from_section(host, sections["ps"], _self_pid(sections),
+                                       sections.get("long_users"))
     gpu = join_gpu_processes(_gpu(host, sections), processes)
     return with_gpu_usage(processes, gpu.processes), gpu
 
@@ -184,7 +185,7 @@ def build_snapshot(host: str, sections: dict[str, Section]) -> Snapshot:
         return lambda: _required(host, sections, name, what)
 
     processes = s.get("processes", lambda: processes_from_section(
-        host, sections["ps"], _self_pid(sections)))
+        host, sections["ps"], _self_pid(sections), sections.get("long_users")))
     gpu = s.get("gpu", lambda: _gpu(host, sections)) or GpuReport("error", s.errors["gpu"].message)
     if processes is not None:
         gpu = join_gpu_processes(gpu, processes)

@@ -98,7 +98,7 @@ def _processes(transport: Any, flt: Any) -> dict:
     from opskit.checks.sections import run_sections
     from opskit.checks.status import processes_with_gpu
 
-    sections = run_sections(transport, ["self", "ps", "gpu_query", "gpu_apps"])
+    sections = run_sections(transport, ["self", "long_users", "ps", "gpu_query", "gpu_apps"])
     procs, gpu = processes_with_gpu(transport.host, sections)
     return {"processes": flt.apply(procs), "gpu": gpu}
 
