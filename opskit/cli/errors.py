@@ -14,13 +14,17 @@ TRAIN_EXTRA = ("torch", "numpy")
 
 
 def known_error(exc: BaseException) -> BaseException:
-    """``exc``, or the OpskitError it stands for (a missing [train] extra)."""
+    """``exc``, or the OpskitError it stands for (a missing [train] extra, a docker-py error)."""
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAIN_EXTRA:
         return UsageError(
             f"this command needs {exc.name}, which is not installed here",
             "install the training extra: pip install 'opskit[train]' (models list, ship, "
             "run-remote and jobs work without it)",
         )
+    from opskit.hosts.dockererrors import docker_error, is_docker_exception
+
+    if is_docker_exception(exc):  # a docker-py call no operation guarded: still one message
+        return docker_error(exc, "the Docker engine")
     return exc
 
 

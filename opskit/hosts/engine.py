@@ -22,11 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from opskit.errors import DockerUnavailable
+from opskit.hosts.dockererrors import START_HINT, docker_error
 
-START_HINT = (
-    "start the engine (e.g. 'sudo systemctl start docker', or 'scripts/start-dockerd.sh' "
-    "from the opskit repository) and check that this user may use /var/run/docker.sock"
-)
 # docker-py releases whose private parts ssh_docker_client was tested with (pyproject.toml).
 TESTED_DOCKER_PY = (">=7.1", "<7.3")
 # Used for the one unversioned /version request before the version is negotiated.
@@ -76,10 +73,8 @@ def local_docker_client(host: str = "localhost", timeout: int = 120) -> Any:
         client = docker.from_env(version=_PLACEHOLDER_VERSION, timeout=timeout)
         _negotiate(client.api, host)
         client.ping()
-    except DockerException as exc:
-        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
-    except OSError as exc:  # requests' ConnectionError is an OSError
-        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
+    except (DockerException, OSError) as exc:  # requests' ConnectionError is an OSError
+        raise docker_error(exc, host, error=DockerUnavailable, hint=START_HINT) from exc
     return client
 
 
@@ -99,7 +94,7 @@ def ssh_docker_client(host: str, ssh_client: Any, timeout: int = 120) -> Any:
     except DockerUnavailable:
         raise
     except DockerException as exc:
-        raise DockerUnavailable(f"{host}: no usable Docker engine ({exc})", START_HINT) from exc
+        raise docker_error(exc, host, error=DockerUnavailable, hint=START_HINT) from exc
     except Exception as exc:  # a closed channel, a missing docker CLI on the host, ...
         raise DockerUnavailable(
             f"{host}: could not reach the Docker engine over SSH ({type(exc).__name__}: {exc})",

@@ -19,6 +19,7 @@ from typing import Any
 
 from opskit import __version__
 from opskit.errors import BuildError, UsageError
+from opskit.hosts.dockererrors import docker_error, or_none
 
 DEFAULT_SUITE = "bookworm"
 DEFAULT_INCLUDE = ("python3", "python3-venv", "ca-certificates")
@@ -67,12 +68,7 @@ def host_mirror(sources_dir: str = "/etc/apt/sources.list.d", sources_list: str 
 
 
 def _image_or_none(client: Any, tag: str) -> Any:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(tag)
-    except ImageNotFound:
-        return None
+    return or_none(lambda: client.images.get(tag))
 
 
 @dataclass(frozen=True)
@@ -176,7 +172,7 @@ def _import(client: Any, archive: str, repo: str, version: str, changes: list[st
     try:
         client.api.import_image_from_file(archive, repository=repo, tag=version, changes=changes)
     except APIError as exc:
-        raise BuildError(f"the engine could not import {archive} as {repo}:{version}: "
-                         f"{exc.explanation or exc}",
-                         "check that the archive holds a whole root filesystem") from exc
+        raise docker_error(exc, f"the engine could not import {archive} as {repo}:{version}",
+                           error=BuildError,
+                           hint="check that the archive holds a whole root filesystem") from exc
     return client.images.get(f"{repo}:{version}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import UsageError
+from opskit.hosts.dockererrors import or_none
 
 _NOP = re.compile(r"^/bin/sh -c #\(nop\)\s+")
 _SHELL = re.compile(r"^(?:\|\d+ (?:\S+=\S*\s+)*)?/bin/sh -c\s+")
@@ -147,22 +148,18 @@ def match_layers(history: list[dict], diff_ids: list[str], counts: dict[str, int
 
 def image_layers(client: Any, ref: str) -> ImageLayers:
     """The layers of image ``ref`` on the engine of ``client`` (docker-py)."""
-    from docker.errors import ImageNotFound, NotFound
-
     api = client.api
-    try:
-        info = api.inspect_image(ref)
-        history = api.history(ref)
-    except (ImageNotFound, NotFound):
-        raise UsageError(f"image {ref} is not on this engine", "see 'docker images'") from None
+    info = or_none(lambda: api.inspect_image(ref))
+    history = or_none(lambda: api.history(ref)) if info is not None else None
+    if info is None or history is None:
+        raise UsageError(f"image {ref} is not on this engine", "see 'docker images'")
     counts: dict[str, int] = {}
     for h in history:
         hid = h.get("Id")
         if hid and hid != "<missing>":
-            try:
-                counts[hid] = len(api.inspect_image(hid)["RootFS"].get("Layers") or [])
-            except (ImageNotFound, NotFound):
-                continue
+            layer = or_none(lambda hid=hid: api.inspect_image(hid))
+            if layer is not None:
+                counts[hid] = len(layer["RootFS"].get("Layers") or [])
     diff_ids = list(info.get("RootFS", {}).get("Layers") or [])
     layers = match_layers(history, diff_ids, counts)
     from opskit.images.contentstore import store_kind

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opskit.errors import TransferError, UsageError
+from opskit.hosts.dockererrors import or_none
 from opskit.hosts.group import GroupResult, run_on_hosts
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
@@ -173,14 +174,11 @@ class ShipResult:
 
 # -- local side ---------------------------------------------------------------------------------
 def local_image(client: Any, ref: str) -> LocalImage:
-    from docker.errors import ImageNotFound, NotFound
-
-    try:
-        attrs = client.api.inspect_image(ref)
-    except (ImageNotFound, NotFound) as exc:
+    attrs = or_none(lambda: client.api.inspect_image(ref))
+    if attrs is None:
         raise UsageError(
             f"no local image {ref!r}", "build it with 'opskit build', or list images with 'docker images'"
-        ) from exc
+        )
     return LocalImage(client, ref, attrs)
 
 

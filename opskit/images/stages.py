@@ -19,6 +19,7 @@ from typing import Any
 
 from opskit import __version__
 from opskit.errors import BuildError, UsageError
+from opskit.hosts.dockererrors import docker_error, is_docker_exception, or_none
 from opskit.images import recipes
 from opskit.images.context import BuildContext, make_context
 from opskit.images.events import (
@@ -76,13 +77,13 @@ class StepFailed(BuildError):
 
 def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
     """The base image's id; pulled when the profile allows and the engine lacks it."""
-    from docker.errors import APIError, ImageNotFound
+    from docker.errors import APIError
     from docker.utils import parse_repository_tag
 
-    try:
-        return client.images.get(base).id
-    except ImageNotFound:  # not here yet: pulled below, or a clear error
-        pass
+    image = or_none(lambda: client.images.get(base))
+    if image is not None:
+        return image.id
+    # not here yet: pulled below, or a clear error
     bootstrap_hint = "make it with 'opskit base bootstrap" + (
         f" --tag {base}'" if base != "opskit-base:bookworm" else "'")
     if not profile.pullable:
@@ -96,23 +97,21 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
             if "error" in chunk:
                 raise APIError(chunk["error"])
         image = client.images.get(base)
-    except (APIError, ImageNotFound) as exc:
-        raise UsageError(
-            f"base image {base} is not on this engine and cannot be pulled ({exc})",
-            "where no registry can be reached, 'docker load' the base image from an archive, "
-            "or use --profile offline (its base comes from 'opskit base bootstrap')",
+    except Exception as exc:
+        if not is_docker_exception(exc):
+            raise
+        raise docker_error(
+            exc, f"base image {base} is not on this engine and cannot be pulled", error=UsageError,
+            hint="where no registry can be reached, 'docker load' the base image from an "
+            "archive, or use --profile offline (its base comes from 'opskit base bootstrap')",
         ) from exc
     emit(PhaseDone("pull", round(time.monotonic() - t0, 4), detail={"image_id": image.id}))
     return image.id
 
 
 def _image_labels_or_none(client: Any, tag: str) -> dict[str, str] | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(tag).labels or {}
-    except ImageNotFound:
-        return None
+    image = or_none(lambda: client.images.get(tag))
+    return None if image is None else (image.labels or {})
 
 
 def ensure_deps(
@@ -180,8 +179,8 @@ def run_build(
         for event in parse_stream(stream, parser=parser):
             emit(event)
     except APIError as exc:
-        raise BuildError(f"the engine refused the {what} build: {exc.explanation or exc}",
-                         "check the recipe's syntax") from exc
+        raise docker_error(exc, f"the engine refused the {what} build", error=BuildError,
+                           hint="check the recipe's syntax") from exc
     except RequestException as exc:  # the engine went silent or away in the middle of a build
         step = parser.steps[-1].index + 1 if parser.steps else 1
         raise BuildError(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import JobError, UsageError
+from opskit.hosts.dockererrors import docker_error, is_conflict, is_docker_exception, or_none
 from opskit.hosts.transport import Transport
 from opskit.jobs.preflight import HostFacts
 from opskit.jobs.spec import (
@@ -50,12 +51,8 @@ def device_requests(req: GpuRequest, facts: HostFacts) -> list[Any]:
 
 
 def find_container(transport: Transport, run_id: str) -> Any | None:
-    from docker.errors import NotFound
-
-    try:
-        return transport.docker().containers.get(container_name(run_id))
-    except NotFound:
-        return None
+    client = transport.docker()
+    return or_none(lambda: client.containers.get(container_name(run_id)))
 
 
 def require_container(transport: Transport, run_id: str) -> Any:
@@ -70,7 +67,6 @@ def require_container(transport: Transport, run_id: str) -> Any:
 
 def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_id: str) -> Any:
     """Start the run's container, detached. Refuses a run ID that already has a container."""
-    from docker.errors import APIError
     from docker.types import Mount
 
     existing = find_container(transport, job.run_id)
@@ -102,10 +98,13 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
         kwargs["memswap_limit"] = job.memory
     try:
         return transport.docker().containers.run(image_id, **kwargs)
-    except APIError as exc:
-        if exc.status_code == 409:
+    except Exception as exc:
+        if is_conflict(exc):
             raise already_exists(transport.host, job.run_id, "existing") from exc
-        raise JobError(f"{transport.host}: the engine would not start run {job.run_id}: {exc.explanation or exc}") from exc
+        if not is_docker_exception(exc):
+            raise
+        raise docker_error(exc, f"{transport.host}: the engine would not start run {job.run_id}",
+                           error=JobError) from exc
 
 
 def already_exists(host: str, run_id: str, state: str) -> JobError:
