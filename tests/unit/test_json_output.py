@@ -87,6 +87,8 @@ FAILURE = [
     (["base", "bootstrap", "--tag", "opskit-test-json:none", "--from-rootfs", "no-such.tar", "--json"], None),
     (["project", "show", "--json"], None),  # no project card here
     (["eval", "no-such-run", "--json"], None),
+    (["report", "no-such-run", "--json"], None),
+    (["data", "check", "no-such-data.csv", "--json"], None),
 ]
 
 
