@@ -29,6 +29,49 @@ def default_tag(suite: str = DEFAULT_SUITE) -> str:
     return f"opskit-base:{suite}"
 
 
+def suite_of(tag: str) -> str | None:
+    """``opskit-base:SUITE`` -> SUITE (a tag opskit knows how to make); else None."""
+    m = re.fullmatch(r"opskit-base:([a-z]+)", tag)
+    return m.group(1) if m else None
+
+
+def fix_command(tag: str) -> str:
+    """The one command that makes the base ``tag`` on this machine."""
+    suite = suite_of(tag)
+    if tag == default_tag(DEFAULT_SUITE):
+        return "opskit base bootstrap"
+    return f"opskit base bootstrap --suite {suite} --tag {tag}" if suite else (
+        f"opskit base bootstrap --tag {tag}")
+
+
+def bootstrap_blocker(tag: str) -> tuple[str, str] | None:
+    """Why ``bootstrap`` cannot make ``tag`` here, with the one command that fixes it; None: it can."""
+    fix = fix_command(tag)
+    if suite_of(tag) is None:
+        return (f"opskit makes only opskit-base:SUITE images by itself, not {tag}",
+                f"{fix}   (a Debian {DEFAULT_SUITE} base under that name; or 'docker load' "
+                "yours from an archive)")
+    if os.geteuid() != 0:
+        return "making it needs root (debootstrap)", f"sudo {fix}"
+    if shutil.which("debootstrap") is None:
+        return "debootstrap is not installed", f"apt-get install -y debootstrap && {fix}"
+    try:
+        host_mirror()
+    except UsageError:
+        return ("this host has no Debian apt mirror to make it from",
+                f"{fix} --mirror URL   (or --from-rootfs TAR)")
+    return None
+
+
+# debootstrap's one-line-per-package messages (not shown as progress lines).
+_PER_PACKAGE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+ \d")
+
+
+def progress_line(line: str) -> bool:
+    """Whether a debootstrap output line is worth a progress line (stages, not packages)."""
+    return bool(line.strip()) and not _PER_PACKAGE.match(line)
+
+
 @dataclass(frozen=True)
 class BaseResult:
     tag: str

@@ -83,12 +83,9 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
     image = or_none(lambda: client.images.get(base))
     if image is not None:
         return image.id
-    # not here yet: pulled below, or a clear error
-    bootstrap_hint = "make it with 'opskit base bootstrap" + (
-        f" --tag {base}'" if base != "opskit-base:bookworm" else "'")
+    # not here yet: made (offline), pulled below, or a clear error
     if not profile.pullable:
-        raise UsageError(f"base image {base} is not on this engine (profile {profile.name} "
-                         "never pulls)", bootstrap_hint)
+        return make_base(client, base, profile, emit)
     emit(PhaseStarted("pull", base))
     t0 = time.monotonic()
     repo, tag = parse_repository_tag(base)  # NAME:TAG, REGISTRY:PORT/NAME, NAME@sha256:...
@@ -107,6 +104,31 @@ def ensure_base(client: Any, base: str, profile: recipes.Profile, emit: EventCal
         ) from exc
     emit(PhaseDone("pull", round(time.monotonic() - t0, 4), detail={"image_id": image.id}))
     return image.id
+
+
+def make_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallback) -> str:
+    """Make a missing offline base with debootstrap (progress as events), or say the one
+    command that makes it."""
+    from opskit.images import base as basemod
+
+    blocker = basemod.bootstrap_blocker(base)
+    if blocker is not None:
+        reason, command = blocker
+        raise UsageError(f"base image {base} is not on this engine (profile {profile.name} "
+                         f"never pulls), and opskit cannot make it here: {reason}",
+                         f"make it with: {command}")
+    suite = basemod.suite_of(base) or basemod.DEFAULT_SUITE
+    emit(PhaseStarted("base", f"{base} is not on this engine: making it with debootstrap "
+                              f"{suite} from this host's apt mirror (about a minute, once)"))
+    t0 = time.monotonic()
+
+    def log(line: str) -> None:
+        if basemod.progress_line(line):
+            emit(StepOutput("base", 0, line))
+
+    result = basemod.bootstrap(client, basemod.BaseRequest(suite=suite, tag=base, log=log))
+    emit(PhaseDone("base", round(time.monotonic() - t0, 4), detail=result.to_dict()))
+    return result.image_id
 
 
 def _image_labels_or_none(client: Any, tag: str) -> dict[str, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,13 +223,17 @@ class _NoImages:
         yield {"error": "dial tcp: lookup registry-1.docker.io: no such host"}
 
 
-def test_missing_base_is_pulled_only_where_the_profile_allows() -> None:
+def test_missing_base_is_pulled_only_where_the_profile_allows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from opskit.images import base as basemod
     from opskit.images.stages import ensure_base
 
     client = _NoImages()
-    with pytest.raises(UsageError, match="never pulls") as info:
+    monkeypatch.setattr(basemod.os, "geteuid", lambda: 1000)
+    with pytest.raises(UsageError, match="never pulls.*needs root") as info:
         ensure_base(client, "opskit-base:bookworm", recipes.PROFILES["offline"], lambda e: None)
-    assert info.value.hint == "make it with 'opskit base bootstrap'" and client.pulled == []
+    assert info.value.hint == "make it with: sudo opskit base bootstrap" and client.pulled == []
+    monkeypatch.undo()
     with pytest.raises(UsageError, match="cannot be pulled") as info:
         ensure_base(client, "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", recipes.PROFILES["gpu"],
                     lambda e: None)
@@ -270,3 +275,47 @@ def test_a_git_that_hangs_gives_unknown(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
     monkeypatch.setattr(gitinfo, "GIT_TIMEOUT", 0.5)
     assert build.git_state(str(tmp_path)) == ("unknown", "unknown")
+
+
+def test_missing_offline_base_is_made_with_progress_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control flow only: the real debootstrap into an empty engine is the fresh-machine test."""
+    from opskit.images import base as basemod
+    from opskit.images.events import PhaseDone, PhaseStarted, StepOutput
+    from opskit.images.stages import ensure_base
+
+    made: list[basemod.BaseRequest] = []
+
+    def fake_bootstrap(client: Any, request: basemod.BaseRequest) -> basemod.BaseResult:
+        made.append(request)
+        for line in ("I: Retrieving InRelease", "I: Retrieving libc6 2.36-9",
+                     "I: Base system installed successfully."):
+            request.log(line)
+        return basemod.BaseResult(request.tag or "", "sha256:" + "1" * 64, 1, False, "debootstrap")
+
+    monkeypatch.setattr(basemod, "bootstrap_blocker", lambda tag: None)
+    monkeypatch.setattr(basemod, "bootstrap", fake_bootstrap)
+    events: list[Any] = []
+    image_id = ensure_base(_NoImages(), "opskit-base:trixie", recipes.PROFILES["offline"],
+                           events.append)
+    assert image_id == "sha256:" + "1" * 64
+    assert [(r.suite, r.tag) for r in made] == [("trixie", "opskit-base:trixie")]
+    assert isinstance(events[0], PhaseStarted) and events[0].phase == "base"
+    assert [e.line for e in events if isinstance(e, StepOutput)] == [
+        "I: Retrieving InRelease", "I: Base system installed successfully."]
+    assert isinstance(events[-1], PhaseDone) and events[-1].detail["source"] == "debootstrap"
+
+
+@pytest.mark.parametrize(("tag", "euid", "which", "want"), [
+    ("opskit-base:bookworm", 1000, "/usr/sbin/debootstrap", "sudo opskit base bootstrap"),
+    ("opskit-base:trixie", 0, None,
+     "apt-get install -y debootstrap && opskit base bootstrap --suite trixie --tag opskit-base:trixie"),
+    ("myteam/base:1", 0, "/usr/sbin/debootstrap", "opskit base bootstrap --tag myteam/base:1   (a Debian"),
+])
+def test_one_command_fixes_a_missing_base(monkeypatch: pytest.MonkeyPatch, tag: str, euid: int,
+                                          which: str | None, want: str) -> None:
+    from opskit.images import base as basemod
+
+    monkeypatch.setattr(basemod.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(basemod.shutil, "which", lambda name: which)
+    blocker = basemod.bootstrap_blocker(tag)
+    assert blocker is not None and blocker[1].startswith(want)
