@@ -1,27 +1,27 @@
 """Host keys: look at a host's key without logging in, and pin it in known_hosts.
 
 ``scan(spec)`` does an SSH key exchange only (no authentication) and returns the key the
-host proves it holds. ``trust(spec, key)`` pins it: the line is added to the known_hosts
-file with an atomic write (existing lines kept, ``[host]:port`` for ports other than 22).
-A key that differs from a pinned one is always refused: that is for a person to sort out.
+host proves it holds. ``trust(spec, key)`` pins it where OpenSSH would add it: the first
+``UserKnownHostsFile``, under ``HostKeyAlias`` or ``host``/``[host]:port``. The line is
+appended with an atomic write at the file the path leads to: a symlinked known_hosts stays a
+symlink (its target gets the line and keeps its mode); a path that is not a regular file
+(``UserKnownHostsFile /dev/null``) is refused, nothing written. A key the files refuse
+(changed or revoked, as OpenSSH decides) is never pinned: that is for a person to sort out.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opskit import atomic
 from opskit.errors import HostError, HostKeyError
-from opskit.hosts.knownhosts import (
-    KnownHosts,
-    fingerprint,
-    known_hosts_entry_name,
-    known_hosts_files,
-    read_known_hosts,
-)
+from opskit.hosts import hostkeycheck
+from opskit.hosts import knownhosts as kh
+from opskit.hosts.knownhosts import fingerprint, known_hosts_files
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.sshconnect import quiet_paramiko_logs
 
@@ -49,16 +49,13 @@ class ScannedKey:
                 "fingerprint": self.fingerprint}
 
 
-def load_known(spec: HostSpec) -> KnownHosts:
-    """Every known_hosts file of this spec (missing ones are empty, broken lines skipped)."""
-    return read_known_hosts(known_hosts_files(spec), spec.name)
-
-
 def pinned_keys(spec: HostSpec) -> dict[str, Any]:
-    """key type -> pinned key for this host (empty when the host is unknown)."""
-    entry = known_hosts_entry_name(spec.hostname, spec.port)
-    found = load_known(spec).keys.lookup(entry)
-    return dict(found) if found else {}
+    """key type -> the first pinned key blob for this host (empty when the host is unknown)."""
+    out: dict[str, Any] = {}
+    for e in kh.load_for(spec).for_host(kh.lookup_name(spec)):
+        if not e.marker:
+            out.setdefault(e.key_type, e.blob)
+    return out
 
 
 def _open_socket(spec: HostSpec) -> tuple[Any, Any]:
@@ -78,8 +75,8 @@ def _open_socket(spec: HostSpec) -> tuple[Any, Any]:
 def scan(spec: HostSpec) -> ScannedKey:
     """The host key the server proves it holds (key exchange only, nobody logs in).
 
-    Key types already pinned for this host are asked for first, so a changed key of a
-    pinned type is seen as changed (not as a new key of another type).
+    The host key algorithms are offered as for a connection (pinned types first), so a
+    changed key of a pinned type is seen as changed (not as a new key of another type).
     """
     import paramiko
 
@@ -87,10 +84,9 @@ def scan(spec: HostSpec) -> ScannedKey:
     sock, opener = _open_socket(spec)
     transport = paramiko.Transport(sock)
     try:
-        pinned = list(pinned_keys(spec))
-        if pinned:
-            opts = transport.get_security_options()
-            opts.key_types = pinned + [k for k in opts.key_types if k not in pinned]
+        opts = transport.get_security_options()
+        opts.key_types = hostkeycheck.offered_algorithms(spec, kh.load_for(spec),
+                                                         list(opts.key_types))
         transport.banner_timeout = spec.connect_timeout
         transport.start_client(timeout=spec.connect_timeout)
         key = transport.get_remote_server_key()
@@ -104,35 +100,18 @@ def scan(spec: HostSpec) -> ScannedKey:
         transport.close()
         sock.close()
         opener.close()
-    return ScannedKey(spec.name, known_hosts_entry_name(spec.hostname, spec.port), key)
+    return ScannedKey(spec.name, kh.lookup_name(spec), key)
 
 
 def check_not_changed(spec: HostSpec, scanned: ScannedKey) -> bool:
-    """True if this exact key is already pinned; raise HostKeyError if a different one is."""
-    if load_known(spec).is_revoked(scanned.key):
-        raise HostKeyError(
-            spec.name,
-            f"{scanned.entry} shows {scanned.key_type} {scanned.fingerprint}, a key marked "
-            "@revoked in known_hosts; opskit will not pin it",
-            "this key must not be used again: ask the host's owner for its new key",
-        )
-    pinned = pinned_keys(spec)
-    if not pinned:
-        return False
-    same = pinned.get(scanned.key_type)
-    if same is not None and same == scanned.key:
+    """True if the files already accept this key; False if the host is new; HostKeyError
+    if they refuse it (revoked, or another key pinned), as OpenSSH decides."""
+    decision, known = hostkeycheck.judge(spec, scanned.key)
+    if decision.status == kh.OK:
         return True
-    old = same or next(iter(pinned.values()))
-    files = " ".join(known_hosts_files(spec))
-    raise HostKeyError(
-        spec.name,
-        f"HOST KEY CHANGED for {scanned.entry}: pinned {old.get_name()} {fingerprint(old)}, "
-        f"the host now shows {scanned.key_type} {scanned.fingerprint}. Someone may be "
-        "intercepting the connection; opskit will not replace a pinned key",
-        f"if the host was really reinstalled, remove the old line "
-        f"(ssh-keygen -R '{scanned.entry}' -f FILE, known_hosts: {files}) "
-        f"and run 'opskit hosts trust {spec.name}' again",
-    )
+    if decision.status == kh.NEW:
+        return False
+    raise hostkeycheck.refusal(spec, scanned.key, decision, known)
 
 
 def normalise_fingerprint(text: str) -> str:
@@ -140,17 +119,44 @@ def normalise_fingerprint(text: str) -> str:
     return text if text.startswith("SHA256:") else "SHA256:" + text
 
 
+def trust_target(spec: HostSpec, path: str | None = None) -> Path:
+    """Where the line goes: the file the first UserKnownHostsFile leads to (a symlink is
+    followed); refused when that is not a regular file or there is no user file."""
+    files = [path] if path else known_hosts_files(spec)
+    if not files:
+        raise HostKeyError(spec.name, "UserKnownHostsFile is 'none': there is no file to pin in",
+                           "set UserKnownHostsFile for this host in the ssh config")
+    given = Path(files[0])
+    target = Path(os.path.realpath(given))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(st.st_mode):
+        where = spec.sources.get("known_hosts", "the ssh config")
+        raise HostKeyError(
+            spec.name,
+            f"cannot pin a key in {given}: it is not a regular file "
+            f"({'a device' if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else 'not a file'}"
+            f"{', via a symlink' if given != target else ''}); nothing was written",
+            f"UserKnownHostsFile ({where}) must name a real file for pinning to work "
+            "(with /dev/null nothing can be pinned)",
+        )
+    return target
+
+
 def trust(spec: HostSpec, scanned: ScannedKey, path: str | None = None) -> str:
-    """Pin ``scanned`` in known_hosts (atomic, existing lines kept). Return the file."""
+    """Pin ``scanned`` (atomic append at the target, mode kept). Return the file named."""
+    named = path or (known_hosts_files(spec) or [""])[0]
     if check_not_changed(spec, scanned):
-        return path or known_hosts_files(spec)[0]
-    target = Path(path or known_hosts_files(spec)[0])
+        return named
+    target = trust_target(spec, path)
     if not target.parent.exists():
         target.parent.mkdir(parents=True, mode=0o700)
     old = target.read_text() if target.exists() else ""
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o600
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
     if old and not old.endswith("\n"):
         old += "\n"
     atomic.write_text(target, old + scanned.line + "\n")
     os.chmod(target, mode)
-    return str(target)
+    return named

@@ -316,10 +316,12 @@ def _from_ssh(r: Resolved) -> dict[str, Any]:
         "revoked_host_keys": r.revokedhostkeys,
     }
     sources = {SSH_SOURCE_KEYS[k]: w for k, w in r.sources.items() if k in SSH_SOURCE_KEYS}
-    env_known = os.environ.get("OPSKIT_KNOWN_HOSTS")
-    if env_known and "userknownhostsfile" not in r.sources:
-        out["known_hosts"] = [env_known]
-        sources["known_hosts"] = "$OPSKIT_KNOWN_HOSTS"
+    from opskit import settings
+
+    setting = settings.resolve("known_hosts")  # $OPSKIT_KNOWN_HOSTS or the settings file
+    if setting.value and "userknownhostsfile" not in r.sources:
+        out["known_hosts"] = [setting.value]
+        sources["known_hosts"] = str(setting.source)
     if r.connecttimeout is not None:
         out["connect_timeout"] = r.connecttimeout
     if r.serveraliveinterval is not None:

@@ -1,114 +1,157 @@
-"""known_hosts files read the way OpenSSH reads them.
+"""known_hosts files read, and host keys judged, the way OpenSSH 9.2 does it (hostfile.c,
+sshconnect.c check_host_key with ``StrictHostKeyChecking yes``).
 
-paramiko's own loader gives up on a whole file at one undecodable line and reads
-``@revoked`` lines as host names. Here, as in OpenSSH: a line that cannot be read is skipped
-(and counted), ``@revoked`` keys are collected so they are refused for every host, and
-``@cert-authority`` lines (not supported by opskit) are skipped.
+- Every file OpenSSH reads: the host's ``UserKnownHostsFile`` list and its
+  ``GlobalKnownHostsFile`` list (defaults ``~/.ssh/known_hosts``, ``~/.ssh/known_hosts2``,
+  ``/etc/ssh/ssh_known_hosts``, ``/etc/ssh/ssh_known_hosts2``), all of them together. A file
+  that is missing or cannot be opened is empty, as for ssh.
+- The host field is a pattern list (``*``, ``?``, ``!`` negation, case-insensitive) or a
+  hashed name (``|1|salt|hash``); the name looked up is ``HostKeyAlias`` or ``host`` /
+  ``[host]:port``.
+- A key matching any line for the host is accepted; a key the host's lines do not hold is
+  refused (``changed`` when a line of the same key type holds another key); a key on a
+  matching ``@revoked`` line (or in ``RevokedHostKeys``) is refused whatever else says.
+  ``@cert-authority`` lines are named in the refusal: opskit does not use host certificates.
+- A line that cannot be read is skipped and named, as OpenSSH skips it.
+Pure Python: keys are compared as their wire blobs, so no paramiko is needed to read.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import os
+import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import HostError, HostKeyError
 from opskit.hosts.spec import HostSpec
+from opskit.hosts.sshsyntax import match_hostname
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+OK, NEW, CHANGED, REVOKED = "ok", "new", "changed", "revoked"
 
 
 def fingerprint(key: Any) -> str:
-    """OpenSSH's SHA256 fingerprint of a paramiko key (``SHA256:...``)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    """OpenSSH's SHA256 fingerprint of a paramiko key or a key blob (``SHA256:...``)."""
+    blob = key if isinstance(key, bytes) else key.asbytes()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def known_hosts_files(spec: HostSpec) -> list[str]:
+    """The user files: where ``hosts trust`` writes (the first) and the ones read first."""
     from opskit import settings
 
     files = spec.known_hosts or (settings.get("known_hosts") or DEFAULT_KNOWN_HOSTS,)
     return [os.path.expanduser(f) for f in files]
 
 
+def all_known_hosts_files(spec: HostSpec) -> list[str]:
+    """Every file OpenSSH reads for this host: user files, then global files."""
+    return known_hosts_files(spec) + [os.path.expanduser(f) for f in spec.global_known_hosts]
+
+
 def known_hosts_entry_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
+    return hostname if port in (22, 0) else f"[{hostname}]:{port}"
 
 
-def refuse_unknown_policy(spec: HostSpec) -> Any:
-    import paramiko
+def lookup_name(spec: HostSpec) -> str:
+    """The name OpenSSH looks up: HostKeyAlias (as is) or host / [host]:port."""
+    return spec.hostkey_alias or known_hosts_entry_name(spec.hostname, spec.port)
 
-    class RefuseUnknown(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client, hostname, key):  # noqa: ANN001
-            raise HostKeyError(
-                spec.name,
-                f"unknown host key for {known_hosts_entry_name(spec.hostname, spec.port)}: "
-                f"{key.get_name()} {fingerprint(key)}",
-                f"check the fingerprint with the host's owner, then pin it with "
-                f"'opskit hosts trust {spec.name}'",
-            )
 
-    return RefuseUnknown()
+def blob_type(blob: bytes) -> str:
+    """The key type named at the start of a key blob."""
+    if len(blob) < 4:
+        raise ValueError("key blob too short")
+    (n,) = struct.unpack(">I", blob[:4])
+    if n > 64 or len(blob) < 4 + n:
+        raise ValueError("bad key type length")
+    return blob[4:4 + n].decode("ascii")
 
+
+@dataclass(frozen=True)
+class Entry:
+    where: str  # file:line
+    marker: str  # "", "@revoked" or "@cert-authority"
+    hosts: str  # the pattern list, or "|1|salt|hash"
+    key_type: str
+    blob: bytes
+
+    def matches(self, name: str) -> bool:
+        if self.hosts.startswith("|1|"):
+            try:
+                _, _, salt, digest = self.hosts.split("|", 3)
+                want = base64.b64decode(digest)
+                got = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
+            except (ValueError, binascii.Error):
+                return False
+            return hmac.compare_digest(want, got)
+        return match_hostname(name, self.hosts) == 1
 
 
 @dataclass
 class KnownHosts:
-    """Pinned keys (a paramiko ``HostKeys``), revoked key blobs, and lines skipped."""
+    entries: list[Entry] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "file:line: why"
 
-    keys: Any
-    revoked: set[str] = field(default_factory=set)  # base64 key blobs
-    skipped: list[str] = field(default_factory=list)  # "file:line: reason"
+    def for_host(self, name: str) -> list[Entry]:
+        return [e for e in self.entries if e.matches(name)]
 
-    def is_revoked(self, key: Any) -> bool:
-        return key.get_base64() in self.revoked
-
-
-def read_known_hosts(paths: list[str], host: str = "", into: Any = None) -> KnownHosts:
-    """Read every existing file of ``paths`` (a missing file is simply empty) into ``into``
-    (a paramiko ``HostKeys``, e.g. ``SSHClient.get_host_keys()``) or a new one."""
-    import paramiko
-
-    known = KnownHosts(into if into is not None else paramiko.HostKeys())
-    for path in paths:
-        if not os.path.exists(path):
-            continue
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                lines = fh.read().splitlines()
-        except OSError as exc:
-            raise HostError(host or path, f"cannot read known_hosts file {path}: {exc}") from exc
-        for lineno, raw in enumerate(lines, 1):
-            _read_line(known, raw.strip(), f"{path}:{lineno}")
-    return known
+    def is_revoked(self, key: Any, name: str = "*") -> bool:
+        blob = key if isinstance(key, bytes) else key.asbytes()
+        return any(e.marker == "@revoked" and e.blob == blob for e in self.for_host(name))
 
 
-def _read_line(known: KnownHosts, line: str, where: str) -> None:
-    from paramiko.hostkeys import HostKeyEntry
-
+def parse_line(line: str, where: str) -> Entry | str | None:
+    """An Entry, None for blanks/comments, or why the line is skipped."""
+    line = line.strip()
     if not line or line.startswith("#"):
-        return
-    if line.startswith("@"):
-        marker, _, rest = line.partition(" ")
-        fields = rest.split()
-        if marker == "@revoked" and len(fields) >= 3:
-            known.revoked.add(fields[2])
-        else:
-            known.skipped.append(f"{where}: {marker} lines are not used by opskit")
-        return
+        return None
+    fields = line.split()
+    marker = ""
+    if fields[0].startswith("@"):
+        marker = fields.pop(0)
+        if marker not in ("@revoked", "@cert-authority"):
+            return f"unknown marker {marker}"
+    if len(fields) < 3:
+        return "too few fields (want: hosts key-type base64-key)"
+    hosts, key_type, b64 = fields[:3]
     try:
-        entry = HostKeyEntry.from_line(line)
-    except Exception as exc:  # noqa: BLE001 - a broken line is skipped, as OpenSSH does
-        known.skipped.append(f"{where}: unreadable ({type(exc).__name__})")
-        return
-    if entry is None:
-        known.skipped.append(f"{where}: unknown key type or too few fields")
-        return
-    for name in entry.hostnames:
-        known.keys.add(name, entry.key.get_name(), entry.key)
+        blob = base64.b64decode(b64, validate=True)
+        inner = blob_type(blob)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return f"key is not valid base64 key data ({key_type})"
+    if inner != key_type:
+        return f"key type {key_type} does not match the key data ({inner})"
+    if hosts.startswith("|") and not hosts.startswith("|1|"):
+        return "unknown hashed host name format"
+    return Entry(where, marker, hosts, key_type, blob)
+
+
+def read_known_hosts(paths: list[str], host: str = "") -> KnownHosts:
+    """Every line of every file in ``paths`` (missing or unreadable files are empty)."""
+    known = KnownHosts()
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            known.skipped.append(f"{path}: cannot read ({exc.strerror}); treated as empty")
+            continue
+        for lineno, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            where = f"{path}:{lineno}"
+            got = parse_line(raw, where)
+            if isinstance(got, Entry):
+                known.entries.append(got)
+            elif got is not None:
+                known.skipped.append(f"{where}: {got}; line skipped")
+    return known
 
 
 _CACHE: dict[tuple, KnownHosts] = {}
@@ -125,11 +168,9 @@ def cached_known_hosts(paths: list[str], host: str = "") -> KnownHosts:
     for path in paths:
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except OSError:
             stamp.append((path, None))
             continue
-        except OSError as exc:
-            raise HostError(host or path, f"cannot read known_hosts file {path}: {exc}") from exc
         stamp.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
     key = tuple(stamp)
     with _CACHE_LOCK:
@@ -140,3 +181,36 @@ def cached_known_hosts(paths: list[str], host: str = "") -> KnownHosts:
                 _CACHE.clear()
             _CACHE[key] = known
     return known
+
+
+def load_for(spec: HostSpec) -> KnownHosts:
+    return cached_known_hosts(all_known_hosts_files(spec), spec.name)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str  # ok, new, changed, revoked
+    entry: Entry | None = None  # the line that accepted, or one holding another key
+    others: tuple[str, ...] = ()  # key types pinned for the host (new/changed)
+    ca_lines: tuple[str, ...] = ()  # @cert-authority lines that name the host
+
+
+def decide(known: KnownHosts, name: str, blob: bytes) -> Decision:
+    """check_key_in_hostkeys: revoked first, then any plain line holding this key."""
+    mine = known.for_host(name)
+    if any(e.marker == "@revoked" and e.blob == blob for e in mine):
+        return Decision(REVOKED, next(e for e in mine if e.marker == "@revoked" and e.blob == blob))
+    plain = [e for e in mine if not e.marker]
+    for e in plain:
+        if e.blob == blob:
+            return Decision(OK, e)
+    cas = tuple(e.where for e in mine if e.marker == "@cert-authority")
+    types = tuple(dict.fromkeys(e.key_type for e in plain))
+    if plain:
+        return Decision(CHANGED, plain[0], types, cas)
+    return Decision(NEW, None, (), cas)
+
+
+def pinned_types(known: KnownHosts, name: str) -> list[str]:
+    """Key types pinned for ``name`` (file order): ssh asks for these algorithms first."""
+    return list(dict.fromkeys(e.key_type for e in known.for_host(name) if not e.marker))

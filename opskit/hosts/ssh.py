@@ -14,14 +14,13 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from opskit.errors import HostError, HostKeyError, OpskitError
+from opskit.errors import HostError, OpskitError
+from opskit.hosts.hostkeycheck import key_policy, transport_factory
 from opskit.hosts.knownhosts import (  # noqa: F401 - fingerprint & co. are re-exported
     DEFAULT_KNOWN_HOSTS,
-    cached_known_hosts,
     fingerprint,
     known_hosts_entry_name,
     known_hosts_files,
-    refuse_unknown_policy,
 )
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.sshconnect import (  # noqa: F401 - quiet_paramiko_logs is re-exported
@@ -74,10 +73,10 @@ class SSHTransport:
         spec = self.spec
         spec.check_jump()
         client = paramiko.SSHClient()
-        known = cached_known_hosts(known_hosts_files(spec), spec.name)
-        # Shared, parsed once per file version; read-only here (no policy ever adds keys).
-        client._host_keys = known.keys
-        client.set_missing_host_key_policy(refuse_unknown_policy(spec))
+        # No host-key table: paramiko hands every server key to the policy right after the
+        # key exchange, before authenticating; the policy decides as OpenSSH does
+        # (hostkeycheck), so an unknown, changed or revoked key never sees a login.
+        client.set_missing_host_key_policy(key_policy(spec))
         pkey, other_files = load_identities(identity_files(spec))
         sock = self.open_socket()
         try:
@@ -94,21 +93,12 @@ class SSHTransport:
                 auth_timeout=spec.connect_timeout,
                 channel_timeout=spec.connect_timeout,
                 sock=sock,
+                transport_factory=transport_factory(spec),
             )
         except Exception as exc:
             client.close()
             sock.close()
             raise connect_error(spec, exc) from exc
-        server_key = client.get_transport().get_remote_server_key()
-        if known.is_revoked(server_key):
-            client.close()
-            raise HostKeyError(
-                spec.name,
-                f"the host key of {known_hosts_entry_name(spec.hostname, spec.port)} "
-                f"({server_key.get_name()} {fingerprint(server_key)}) is marked @revoked "
-                "in known_hosts",
-                "this key must not be used again: ask the host's owner for its new key",
-            )
         client.get_transport().set_keepalive(spec.keepalive)
         return client
 

@@ -18,8 +18,8 @@ PIN_KEYS = ("known_hosts",)
 
 def _given(inv, name: str) -> dict[str, str]:  # noqa: ANN001 - inventory.Inventory
     """key -> where the working-folder file sets it for ``name``."""
-    out = {k: f"{inv.path} (defaults)" for k in inv.defaults}
-    out.update({k: f"{inv.path} (hosts.{name})" for k in inv.hosts.get(name, {})})
+    out = {k: f"defaults.{k}" for k in inv.defaults}
+    out.update({k: f"hosts.{name}.{k}" for k in inv.hosts.get(name, {})})
     return out
 
 
@@ -30,7 +30,7 @@ def check_untrusted(inv, name: str, resolved) -> None:  # noqa: ANN001
         refused += [k for k in ROUTE_KEYS if k in given]
     if not refused:
         return
-    what = ", ".join(f"{k} ({given[k]})" for k in refused)
+    what = ", ".join(given[k] for k in refused)
     why = (f"the ssh config names {name!r}" if resolved.matched_specific
            else "host keys are pinned only by files you choose")
     raise ConfigError(

@@ -1,48 +1,152 @@
-"""known_hosts parsing: broken lines skipped (as OpenSSH does), @revoked collected."""
+"""known_hosts parsing and the host-key decision (OpenSSH's rules), and `hosts trust` writes:
+broken lines named and skipped, patterns/hashes/markers, a symlinked file kept a symlink
+(field case security/08), a device refused."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
-from opskit.hosts.knownhosts import read_known_hosts
+import paramiko
+import pytest
+
+from opskit.errors import HostKeyError
+from opskit.hosts import hostkeys
+from opskit.hosts import knownhosts as kh
+from opskit.hosts.spec import HostSpec
 from opskit.testing.sshd import make_client_key
 
 
-def test_read_known_hosts(tmp_path: Path) -> None:
-    k1 = " ".join(make_client_key(tmp_path / "k1").split()[:2])
-    k2 = " ".join(make_client_key(tmp_path / "k2").split()[:2])
-    kh = tmp_path / "known_hosts"
-    kh.write_text(
+def _pub(tmp: Path, name: str) -> str:
+    return " ".join(make_client_key(tmp / name).split()[:2])
+
+
+def _key(tmp: Path, name: str) -> paramiko.PKey:
+    make_client_key(tmp / name)
+    return paramiko.Ed25519Key.from_private_key_file(str(tmp / name))
+
+
+def test_read_known_hosts_skips_and_names_bad_lines(tmp_path: Path) -> None:
+    k1, k2 = _pub(tmp_path, "k1"), _pub(tmp_path, "k2")
+    path = tmp_path / "known_hosts"
+    path.write_text(
         "# comment\n\n"
         f"[127.0.0.1]:2222 {k1}\n"
         "broken\n"
         "host ssh-ed25519 %%%notbase64\n"
-        "host ssh-unknown AAAA\n"
+        f"host ssh-rsa {k1.split()[1]}\n"
         f"@revoked * {k2}\n"
         f"@cert-authority *.example {k2}\n"
+        f"@bogus * {k2}\n"
         f"a.example,b.example {k2}\n"
     )
-    known = read_known_hosts([str(kh), str(tmp_path / "missing")])
-    assert known.keys.lookup("[127.0.0.1]:2222")["ssh-ed25519"].get_base64() == k1.split()[1]
-    assert known.keys.lookup("b.example") is not None
-    assert known.keys.lookup("127.0.0.1") is None
-    assert known.revoked == {k2.split()[1]}
-    assert len(known.skipped) == 4
-    assert all(s.startswith(f"{kh}:") for s in known.skipped)
+    known = kh.read_known_hosts([str(path), str(tmp_path / "missing")])
+    assert [e.where for e in known.for_host("[127.0.0.1]:2222") if not e.marker] == [f"{path}:3"]
+    assert known.for_host("B.EXAMPLE")
+    assert not [e for e in known.for_host("127.0.0.1") if not e.marker]
+    assert [s.split(":")[1] for s in known.skipped] == ["4", "5", "6", "9"]
+    assert "does not match the key data" in known.skipped[2]
+
+
+def test_decide_patterns_hashes_and_markers(tmp_path: Path) -> None:
+    key, other = _key(tmp_path, "a"), _key(tmp_path, "b")
+    line = f"ssh-ed25519 {key.get_base64()}"
+    name = "[10.0.0.5]:2222"
+    salt = b"s" * 20
+    import base64
+    import hashlib
+    import hmac
+
+    digest = base64.b64encode(hmac.new(salt, name.encode(), hashlib.sha1).digest()).decode()
+    hashed = f"|1|{base64.b64encode(salt).decode()}|{digest}"
+    cases = {
+        f"[10.0.0.*]:2222 {line}": kh.OK,
+        f"[10.0.0.*]:2222,!{name} {line}": kh.NEW,
+        f"{hashed} {line}": kh.OK,
+        f"{name} ssh-ed25519 {other.get_base64()}\n{name} {line}": kh.OK,
+        f"{name} ssh-ed25519 {other.get_base64()}": kh.CHANGED,
+        f"@revoked * {line}\n{name} {line}": kh.REVOKED,
+        f"@revoked elsewhere {line}\n{name} {line}": kh.OK,
+        f"@cert-authority * {line}": kh.NEW,
+    }
+    for i, (text, want) in enumerate(cases.items()):
+        path = tmp_path / f"kh{i}"
+        path.write_text(text + "\n")
+        got = kh.decide(kh.read_known_hosts([str(path)]), name, key.asbytes())
+        assert got.status == want, text
+    ca = kh.decide(kh.read_known_hosts([str(path)]), name, key.asbytes())
+    assert ca.ca_lines == (f"{path}:1",)
+
+
+def _spec(files: list[Path], **kw) -> HostSpec:
+    return HostSpec(name="gpu1", hostname="192.0.2.5", known_hosts=tuple(map(str, files)), **kw)
+
+
+def test_trust_writes_through_a_symlink_and_keeps_it(tmp_path: Path) -> None:
+    """Field case security/08: a symlinked known_hosts stays a symlink; the target gets the
+    line and keeps its mode."""
+    real = tmp_path / "dotfiles" / "known_hosts"
+    real.parent.mkdir()
+    real.write_text(f"other.example {_pub(tmp_path, 'o')}\n")
+    real.chmod(0o640)
+    link = tmp_path / "ssh" / "known_hosts"
+    link.parent.mkdir()
+    os.symlink(real, link)
+    key = _key(tmp_path, "hk")
+    spec = _spec([link])
+    written = hostkeys.trust(spec, hostkeys.ScannedKey("gpu1", "192.0.2.5", key))
+    assert written == str(link) and link.is_symlink()
+    assert len(real.read_text().splitlines()) == 2 and stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert hostkeys.check_not_changed(spec, hostkeys.ScannedKey("gpu1", "192.0.2.5", key))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_trust_refuses_a_device_and_changes_nothing(tmp_path: Path) -> None:
+    """Field case security/08: 'UserKnownHostsFile /dev/null' (a device stands in for it)."""
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    link = tmp_path / "via-link"
+    os.symlink(dev, link)
+    key = _key(tmp_path, "hk")
+    for path in (dev, link):
+        with pytest.raises(HostKeyError, match="not a regular file"):
+            hostkeys.trust(_spec([path]), hostkeys.ScannedKey("gpu1", "192.0.2.5", key))
+        assert stat.S_ISCHR(dev.stat().st_mode)
+
+
+def test_trust_refuses_a_changed_or_revoked_key(tmp_path: Path) -> None:
+    key, other = _key(tmp_path, "a"), _key(tmp_path, "b")
+    path = tmp_path / "known_hosts"
+    path.write_text(f"192.0.2.5 ssh-ed25519 {other.get_base64()}\n")
+    with pytest.raises(HostKeyError, match="HOST KEY CHANGED"):
+        hostkeys.trust(_spec([path]), hostkeys.ScannedKey("gpu1", "192.0.2.5", key))
+    path.write_text(f"@revoked * ssh-ed25519 {key.get_base64()}\n")
+    with pytest.raises(HostKeyError, match="REVOKED"):
+        hostkeys.trust(_spec([path]), hostkeys.ScannedKey("gpu1", "192.0.2.5", key))
+    assert path.read_text().count("\n") == 1
+
+
+def test_trust_writes_the_first_user_file_under_the_alias(tmp_path: Path) -> None:
+    key = _key(tmp_path, "hk")
+    first, second = tmp_path / "a" / "kh", tmp_path / "kh2"
+    spec = _spec([first, second], hostkey_alias="myalias", port=2222)
+    scanned = hostkeys.ScannedKey("gpu1", kh.lookup_name(spec), key)
+    hostkeys.trust(spec, scanned)
+    assert first.read_text().startswith("myalias ssh-ed25519 ")
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600 and not second.exists()
 
 
 def test_cache_reused_until_the_file_changes(tmp_path: Path) -> None:
-    from opskit.hosts.knownhosts import cached_known_hosts
-
-    k1 = " ".join(make_client_key(tmp_path / "k1").split()[:2])
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"h1 {k1}\n")
-    first = cached_known_hosts([str(kh)])
-    assert cached_known_hosts([str(kh)]) is first
-    with kh.open("a") as fh:
+    k1 = _pub(tmp_path, "k1")
+    path = tmp_path / "known_hosts"
+    path.write_text(f"h1 {k1}\n")
+    first = kh.cached_known_hosts([str(path)])
+    assert kh.cached_known_hosts([str(path)]) is first
+    with path.open("a") as fh:
         fh.write(f"h2 {k1}\n")
-    second = cached_known_hosts([str(kh)])
-    assert second is not first and second.keys.lookup("h2") is not None
+    second = kh.cached_known_hosts([str(path)])
+    assert second is not first and second.for_host("h2")
 
 
 def test_identities_loaded_once_and_encrypted_left_to_paramiko(tmp_path: Path) -> None:

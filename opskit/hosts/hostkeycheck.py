@@ -1,0 +1,200 @@
+"""The host-key decision at connect time, before any authentication (as OpenSSH does it with
+``StrictHostKeyChecking yes``), and the host-key algorithms offered.
+
+paramiko is given an empty host-key table, so it hands every server key to ``KeyPolicy``
+right after the key exchange and before it authenticates: that is where opskit decides, with
+``knownhosts.decide`` over every file OpenSSH would read. Unknown, changed and revoked keys
+are refused there, so a revoked host never sees a signature or a password.
+
+``HostKeyAlgorithms`` is honoured where paramiko can verify the algorithm (named ones are
+offered in the config's order; when it is unset, the types already pinned for the host come
+first, as ssh does); a list with none paramiko can verify is refused before connecting.
+``HostKeyAlias`` names the known_hosts entry; ``CheckHostIP yes`` also checks the address
+entry for direct connections to a non-loopback address; ``RevokedHostKeys`` (a file of public
+keys; binary KRLs are refused as not supported) revokes keys for every host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+
+from opskit.errors import HostError, HostKeyError
+from opskit.hosts import knownhosts as kh
+from opskit.hosts.spec import HostSpec
+
+# What paramiko can verify as a server host key (no certificates).
+PARAMIKO_HOSTKEY_ALGORITHMS = (
+    "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
+)
+TYPE_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+
+def offered_algorithms(spec: HostSpec, known: kh.KnownHosts, defaults: list[str]) -> list[str]:
+    """The host key algorithms to offer, in order (see module doc)."""
+    if spec.hostkey_algorithms_set:
+        chosen = [a for a in spec.hostkey_algorithms if a in PARAMIKO_HOSTKEY_ALGORITHMS]
+        if not chosen:
+            where = spec.sources.get("hostkey_algorithms", "the ssh config")
+            raise HostError(
+                spec.name,
+                f"HostKeyAlgorithms ({where}) allows only {','.join(spec.hostkey_algorithms)}; "
+                "opskit (paramiko) can verify none of them (no host certificates, no "
+                "security-key types)",
+                f"add one of {', '.join(PARAMIKO_HOSTKEY_ALGORITHMS[:6])} for this host",
+            )
+        return chosen
+    first: list[str] = []
+    for key_type in kh.pinned_types(known, kh.lookup_name(spec)):
+        first += [a for a in TYPE_ALGORITHMS.get(key_type, (key_type,)) if a in defaults]
+    return list(dict.fromkeys(first + defaults))
+
+
+def revoked_by_file(spec: HostSpec, blob: bytes) -> str | None:
+    """Why ``RevokedHostKeys`` refuses this key (or None): listed, or the file unusable."""
+    path = spec.revoked_host_keys
+    if not path or path.lower() == "none":
+        return None
+    path = os.path.expanduser(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return f"RevokedHostKeys {path} cannot be read ({exc.strerror}); ssh refuses too"
+    if data.startswith(b"SSHKRL\n"):
+        return (f"RevokedHostKeys {path} is a binary key revocation list, which opskit does not "
+                "support (a file of public keys is)")
+    for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        got = kh.parse_line(f"* {line}", f"{path}:{lineno}")  # "type base64 [comment]"
+        if isinstance(got, kh.Entry) and got.blob == blob:
+            return f"the key is listed in RevokedHostKeys {path}:{lineno}"
+    return None
+
+
+def _is_local(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def judge(spec: HostSpec, key: Any) -> tuple[kh.Decision, kh.KnownHosts]:
+    """The files' decision on ``key``; HostKeyError at once for a revoked key."""
+    blob = key.asbytes()
+    known = kh.load_for(spec)
+    why = revoked_by_file(spec, blob)
+    if why:
+        raise _revoked(spec, key, why)
+    decision = kh.decide(known, kh.lookup_name(spec), blob)
+    if decision.status == kh.REVOKED:
+        raise _revoked(spec, key, f"it is marked @revoked at {decision.entry.where}")
+    if decision.status == kh.NEW and not spec.hostkey_alias and spec.port not in (0, 22):
+        # ssh: "checking without port identifier": a line for the bare host name accepts
+        bare = kh.decide(known, spec.hostname, blob)
+        if bare.status == kh.OK:
+            return bare, known
+    return decision, known
+
+
+def check_key(spec: HostSpec, key: Any, peer_ip: str | None = None) -> kh.Decision:
+    """Accept (return the decision) or raise HostKeyError, as ssh would decide."""
+    decision, known = judge(spec, key)
+    if decision.status == kh.OK:
+        _check_ip(spec, known, key, peer_ip, decision)
+        return decision
+    raise refusal(spec, key, decision, known)
+
+
+def _check_ip(spec: HostSpec, known: kh.KnownHosts, key: Any, peer_ip: str | None,
+              host: kh.Decision) -> None:
+    """CheckHostIP: the address's own entry must not hold another key (ssh, strict)."""
+    if not (spec.check_host_ip and peer_ip) or spec.jump or spec.proxycommand:
+        return
+    if _is_local(peer_ip) or peer_ip == spec.hostname:
+        return
+    ip_name = kh.known_hosts_entry_name(peer_ip, spec.port)
+    got = kh.decide(known, ip_name, key.asbytes())
+    if got.status in (kh.CHANGED, kh.REVOKED):
+        raise HostKeyError(
+            spec.name,
+            f"the {key.get_name()} host key for {kh.lookup_name(spec)} (accepted at "
+            f"{host.entry.where}) differs from the key for its address {ip_name} "
+            f"({got.entry.where}); CheckHostIP is on, so opskit refuses as ssh does",
+            f"if the address really changed hands, remove the old line: ssh-keygen -R "
+            f"'{ip_name}' -f {got.entry.where.rsplit(':', 1)[0]}",
+        )
+
+
+def _revoked(spec: HostSpec, key: Any, why: str) -> HostKeyError:
+    return HostKeyError(
+        spec.name,
+        f"REVOKED HOST KEY for {kh.lookup_name(spec)}: {key.get_name()} {kh.fingerprint(key)}: "
+        f"{why}; refused before logging in",
+        "this key must not be used again: ask the host's owner for its new key",
+    )
+
+
+def refusal(spec: HostSpec, key: Any, decision: kh.Decision, known: kh.KnownHosts) -> HostKeyError:
+    """The message for a key the files do not accept (unknown or changed)."""
+    name = kh.lookup_name(spec)
+    files = " ".join(kh.all_known_hosts_files(spec)) or "none (UserKnownHostsFile none)"
+    shown = f"{key.get_name()} {kh.fingerprint(key)}"
+    ca = ""
+    if decision.ca_lines:
+        ca = (f"; @cert-authority lines name this host ({', '.join(decision.ca_lines)}), but "
+              "opskit does not support host certificates")
+    skipped = f" ({len(known.skipped)} unreadable known_hosts line(s) skipped: " \
+              f"{known.skipped[0]})" if known.skipped else ""
+    if decision.status == kh.CHANGED:
+        same = key.get_name() in decision.others
+        what = "HOST KEY CHANGED" if same else "HOST KEY NOT PINNED FOR THIS TYPE"
+        return HostKeyError(
+            spec.name,
+            f"{what} for {name}: the host shows {shown}; pinned: "
+            f"{', '.join(decision.others)} ({decision.entry.where}). Someone may be "
+            f"intercepting the connection; opskit will not use or replace a pinned key{ca}{skipped}",
+            f"if the host was really reinstalled, remove the old line (ssh-keygen -R '{name}' "
+            f"-f {decision.entry.where.rsplit(':', 1)[0]}) and run 'opskit hosts trust {spec.name}'",
+        )
+    return HostKeyError(
+        spec.name,
+        f"unknown host key for {name}: {shown} (known_hosts files read: {files}){ca}{skipped}",
+        f"check the fingerprint with the host's owner, then pin it with "
+        f"'opskit hosts trust {spec.name}'",
+    )
+
+
+def key_policy(spec: HostSpec) -> Any:
+    """A paramiko policy that applies ``check_key`` to every server key (before auth)."""
+    import paramiko
+
+    class KeyPolicy(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):  # noqa: ANN001
+            peer = None
+            try:
+                peer = client.get_transport().sock.getpeername()[0]
+            except (AttributeError, OSError, TypeError, IndexError):
+                peer = None
+            check_key(spec, key, peer if isinstance(peer, str) else None)
+
+    return KeyPolicy()
+
+
+def transport_factory(spec: HostSpec) -> Any:
+    """A paramiko Transport factory that offers ``offered_algorithms``."""
+    import paramiko
+
+    def make(sock: Any, **kwargs: Any) -> Any:
+        transport = paramiko.Transport(sock, **kwargs)
+        opts = transport.get_security_options()
+        opts.key_types = offered_algorithms(spec, kh.load_for(spec), list(opts.key_types))
+        return transport
+
+    return make
+
+
+def refuse_unknown_policy(spec: HostSpec) -> Any:
+    """Kept for callers of the old name: the OpenSSH decision."""
+    return key_policy(spec)
