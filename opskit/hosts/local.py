@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import stat as stat_mod
 import subprocess
 import time
@@ -49,14 +51,7 @@ class LocalTransport:
         limit = self.command_timeout if timeout is None else timeout
         start = time.monotonic()
         try:
-            proc = subprocess.run(
-                argv,
-                input=stdin,
-                capture_output=True,
-                timeout=limit,
-                env=_full_env(env),
-                check=False,
-            )
+            proc = _run_in_group(argv, stdin, limit, _full_env(env))
         except FileNotFoundError:
             result = CommandResult(
                 self.host, argv, "", f"{argv[0]}: command not found", 127,
@@ -69,7 +64,8 @@ class LocalTransport:
             )
         except subprocess.TimeoutExpired as exc:
             raise HostError(
-                self.host, f"command {shell_command(argv)!r} did not finish within {limit:g}s"
+                self.host, f"command {shell_command(argv)!r} did not finish within {limit:g}s "
+                "(stopped, with the processes it started)"
             ) from exc
         else:
             result = CommandResult(
@@ -132,6 +128,24 @@ class LocalTransport:
         if self._docker is not None:
             self._docker.close()
             self._docker = None
+
+
+def _run_in_group(argv: tuple[str, ...], stdin: bytes | None, limit: float,
+                  env: dict[str, str] | None) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a process group of its own: on a timeout (or an interrupt) the
+    whole group is killed, so a command's children (a hung ``df`` below ``sh``) do not live
+    on, as they would if only the direct child were killed."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, process_group=0)
+    try:
+        out, err = proc.communicate(stdin, timeout=limit)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=5)  # reap; a grandchild in its own group may hold a pipe
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 class _LocalProcess:

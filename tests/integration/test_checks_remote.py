@@ -172,7 +172,34 @@ def test_garbage_from_a_host_names_host_and_line(capsys, bed):
         assert problem["error"] == "ParseError"
         assert problem["message"].startswith(f"{bad.name}: could not parse df output")
         assert "rootfs ext4 many some few 12% /" in problem["message"]
-        code, out, err = opskit(capsys, "status", "--host", bad.name)
-        assert code == 1 and f"error: {bad.name}: could not parse df output" in err
+        code, out, err = opskit(capsys, "status", "--json", "--host", bad.name)
+        report = json.loads(out)["hosts"][bad.name]  # still a report: only its disks failed
+        assert code == 1 and list(report["section_errors"]) == ["disks"]
+        message = report["section_errors"]["disks"]["message"]
+        assert message.startswith("could not parse df output")
+        assert "rootfs ext4 many some few 12% /" in message and report["memory"]
     finally:
         bad.container.exec_run(["rm", "-f", "/usr/local/bin/df"])
+
+
+def test_a_hung_df_on_a_host_is_stopped_there_and_costs_only_the_disks(capsys, bed, monkeypatch):
+    """hosts/19 over SSH: a df that never answers (first in the login PATH) is killed on the
+    host by its section's limit (1 s here), every other section is reported, exit 1."""
+    from opskit.checks import sections as sec
+
+    host = bed.hosts[0]
+    stand_in = "#!/bin/sh\nexec sleep 300\n"
+    code, out = host.exec(["sh", "-c", f"printf '{stand_in}' > /usr/local/bin/df && "
+                           "chmod 755 /usr/local/bin/df"])
+    assert code == 0, out
+    monkeypatch.setitem(sec.SNIPPETS, "df", sec._need("df", sec._bounded(1, "df -B1 -P -T")))
+    try:
+        code, out, err = opskit(capsys, "status", "--json", "--host", host.name)
+        left = host.exec(["sh", "-c", "pgrep -fx 'sleep 300' || true"])[1].strip()
+    finally:
+        host.exec(["rm", "-f", "/usr/local/bin/df"])
+    d = json.loads(out)["hosts"][host.name]
+    assert code == 1 and list(d["section_errors"]) == ["disks"] and d["disks"] is None
+    assert d["section_errors"]["disks"]["message"].startswith("df did not answer within")
+    assert d["hostname"] and d["memory"] and d["top_processes"] and d["load"]
+    assert left == ""  # no df left running on the host

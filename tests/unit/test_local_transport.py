@@ -52,6 +52,24 @@ def test_timeout() -> None:
     assert time.monotonic() - start < 5
 
 
+def test_timeout_stops_the_commands_children_too(tmp_path: Path) -> None:
+    """A hung grandchild (sh -> sleep, as sh -> df) is not left running after the limit."""
+    pids = tmp_path / "pids"
+    with pytest.raises(HostError, match="stopped, with the processes it started"):
+        LocalTransport().run(["sh", "-c", f"sleep 300 & echo $! > {pids}; wait"], timeout=1)
+    pid = int(pids.read_text())
+    for _ in range(50):  # the kill is sent before run() returns; reaping is init's job
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the child {pid} of the timed-out command is still running")
+
+
 def test_files(tmp_path: Path) -> None:
     t = LocalTransport()
     t.makedirs(str(tmp_path / "a" / "b"))
