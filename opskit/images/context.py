@@ -74,8 +74,11 @@ class BuildContext:
 def ignore_lines(root: str) -> list[IgnoreLine] | None:
     """The patterns of ``root/.dockerignore`` as Docker reads them; None when there is none."""
     path = os.path.join(root, DOCKERIGNORE)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):  # a dangling link too, as the docker CLI reads it
         return None
+    if not os.path.isfile(path):
+        raise UsageError(f"{path} is not a file", "docker build refuses it too: make it a text "
+                         "file of patterns, or remove it")
     try:
         with open(path, "rb") as fh:
             data = fh.read()

@@ -39,8 +39,11 @@ class Instruction:
 
 def parse(text: str, name: str = "recipe") -> list[Instruction]:
     """The instructions of a Dockerfile, or :class:`UsageError` naming the line Docker refuses."""
-    import dockerfile
-
+    try:
+        import dockerfile
+    except ImportError as exc:  # an environment made before opskit depended on it
+        raise UsageError("opskit reads recipes with the 'dockerfile' package, which is not "
+                         "installed", "pip install 'dockerfile>=3.3,<4' (or pip install -e .)") from exc
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as exc:

@@ -119,3 +119,9 @@ def test_excluded_folder_is_walked_only_for_a_literal_exception(tmp_path: Path) 
 def test_dockerignore_is_always_sent(tmp_path: Path) -> None:
     root = _tree(tmp_path, ["a.py"], b"*\n")
     assert _files(root) == [".dockerignore"]
+
+
+def test_dockerignore_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").mkdir()
+    with pytest.raises(UsageError, match="is not a file"):
+        project_files(str(tmp_path))
