@@ -64,7 +64,8 @@ def bootstrap_blocker(tag: str) -> tuple[str, str] | None:
 
 
 # debootstrap's one-line-per-package messages (not shown as progress lines).
-_PER_PACKAGE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+ \d")
+_PER_PACKAGE = re.compile(
+    r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+( \d\S*|\.\.\.)$")
 
 
 def progress_line(line: str) -> bool:

@@ -288,7 +288,8 @@ def test_missing_offline_base_is_made_with_progress_events(monkeypatch: pytest.M
     def fake_bootstrap(client: Any, request: basemod.BaseRequest) -> basemod.BaseResult:
         made.append(request)
         for line in ("I: Retrieving InRelease", "I: Retrieving libc6 2.36-9",
-                     "I: Base system installed successfully."):
+                     "I: Extracting tzdata...", "I: Unpacking required packages...",
+                     "I: Configuring libc6:amd64...", "I: Base system installed successfully."):
             request.log(line)
         return basemod.BaseResult(request.tag or "", "sha256:" + "1" * 64, 1, False, "debootstrap")
 
@@ -301,7 +302,8 @@ def test_missing_offline_base_is_made_with_progress_events(monkeypatch: pytest.M
     assert [(r.suite, r.tag) for r in made] == [("trixie", "opskit-base:trixie")]
     assert isinstance(events[0], PhaseStarted) and events[0].phase == "base"
     assert [e.line for e in events if isinstance(e, StepOutput)] == [
-        "I: Retrieving InRelease", "I: Base system installed successfully."]
+        "I: Retrieving InRelease", "I: Unpacking required packages...",
+        "I: Base system installed successfully."]
     assert isinstance(events[-1], PhaseDone) and events[-1].detail["source"] == "debootstrap"
 
 

@@ -6,6 +6,7 @@ Field case security/15: a project with secrets at every depth (placeholders only
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,14 @@ def test_secret_build_arg_values_are_refused(name: str, value: str) -> None:
 ])
 def test_ordinary_build_args_pass(name: str, value: str) -> None:
     assert secret_arg_reason(name, value) is None
+
+
+def test_cli_stops_with_exit_2_and_allow_secret_lets_one_through(tmp_path: Path,
+                                                                 opskit_cli: Any) -> None:
+    root = _project(tmp_path / "proj", {"src/a.py": "", "src/.env": "K=v"})  # no test/
+    run = opskit_cli("build", str(root))
+    assert run.returncode == 2 and "src/.env  (an environment file)" in run.stderr
+    assert "--allow-secret" in run.stderr
+    run = opskit_cli("build", str(root), "--allow-secret", "src/.env")
+    assert run.returncode == 2 and "look like secrets" not in run.stderr
+    assert "lacks test/" in run.stderr  # the next check, after the secrets one
