@@ -226,6 +226,7 @@ class Inventory:
             jump_error=jump_error,
             known_hosts=tuple(os.path.expanduser(f) for f in _as_list(cfg.get("known_hosts"))),
             global_known_hosts=tuple(cfg.get("global_known_hosts") or ()),
+            no_user_known_hosts=cfg.get("known_hosts") == [],
             hostkey_algorithms=tuple(cfg.get("hostkey_algorithms") or ()),
             hostkey_algorithms_set=bool(cfg.get("hostkey_algorithms_set")),
             hostkey_alias=cfg.get("hostkey_alias"),

@@ -45,6 +45,8 @@ def known_hosts_files(spec: HostSpec) -> list[str]:
     """The user files: where ``hosts trust`` writes (the first) and the ones read first."""
     from opskit import settings
 
+    if spec.no_user_known_hosts:
+        return []
     files = spec.known_hosts or (settings.get("known_hosts") or DEFAULT_KNOWN_HOSTS,)
     return [os.path.expanduser(f) for f in files]
 
@@ -97,9 +99,16 @@ class Entry:
 class KnownHosts:
     entries: list[Entry] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "file:line: why"
+    _by_name: dict = field(default_factory=dict, repr=False)  # name -> entries (a fan-out
+    # shares one KnownHosts: each name is matched against the lines once)
 
     def for_host(self, name: str) -> list[Entry]:
-        return [e for e in self.entries if e.matches(name)]
+        found = self._by_name.get(name)
+        if found is None:
+            found = [e for e in self.entries if e.matches(name)]
+            if len(self._by_name) < 4096:
+                self._by_name[name] = found
+        return found
 
     def is_revoked(self, key: Any, name: str = "*") -> bool:
         blob = key if isinstance(key, bytes) else key.asbytes()

@@ -21,6 +21,7 @@ class HostSpec:
     proxycommand: str | None = None
     jump_error: str | None = None  # why ProxyJump cannot be followed (reported on connect)
     known_hosts: tuple[str, ...] = ()  # UserKnownHostsFile (expanded); trust writes the first
+    no_user_known_hosts: bool = False  # 'UserKnownHostsFile none': no user file at all
     global_known_hosts: tuple[str, ...] = ()  # GlobalKnownHostsFile (read, never written)
     hostkey_algorithms: tuple[str, ...] = ()  # as ssh -G prints them
     hostkey_algorithms_set: bool = False  # the config named them (ssh then keeps their order)

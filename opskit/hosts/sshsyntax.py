@@ -117,6 +117,8 @@ def split_config_line(line: str, where: str) -> tuple[str, list[str], str] | Non
 # -- patterns ---------------------------------------------------------------------------------
 def match_pattern(s: str, pattern: str) -> bool:
     """match.c ``match_pattern``: ``*`` and ``?``, the whole string, case-sensitive."""
+    if "*" not in pattern and "?" not in pattern:
+        return s == pattern
     si = pi = 0
     star_p, star_s = -1, 0
     while si < len(s):

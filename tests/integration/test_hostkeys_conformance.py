@@ -165,3 +165,38 @@ def test_same_decision_as_openssh(keys, tmp_path: Path, name: str) -> None:
 
 def test_corpus_size() -> None:
     assert len(CASES) >= 25
+
+
+def test_cwd_inventory_never_reaches_the_server(keys, tmp_path: Path, monkeypatch) -> None:
+    """Field case security/10: ./hosts.yaml of a cloned project points the user's own 'gpu7'
+    at another server whose key it pins itself; opskit refuses (exit 2), the server sees no
+    login; named on purpose with --inventory, the file is used."""
+    import json
+    import os
+    import sys
+
+    server = keys["servers"]["ed"]
+    (tmp_path / "user_known_hosts").write_text("")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host gpu7\n  HostName gpu7.corp.example\n  User alice\n"
+                   f"  IdentityFile {keys['dir']}/client\n"
+                   f"  UserKnownHostsFile {tmp_path}/user_known_hosts\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".known_hosts").write_text(f"[127.0.0.1]:{server.port} {keys['HK']}\n")
+    (project / "hosts.yaml").write_text(
+        f"hosts:\n  gpu7:\n    hostname: 127.0.0.1\n    port: {server.port}\n"
+        "    known_hosts: [.known_hosts]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSKIT_")}
+    env.update(OPSKIT_SSH_CONFIG=str(cfg), HOME=str(tmp_path))
+    before = len(server.attempts())
+    run = [sys.executable, "-m", "opskit"]
+    res = subprocess.run([*run, "df", "--host", "gpu7"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "found in the current folder" in res.stderr, res.stderr
+    assert len(server.attempts()) == before
+    shown = subprocess.run([*run, "hosts", "show", "gpu7", "--json", "--inventory", "hosts.yaml"],
+                           cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    data = json.loads(shown.stdout)
+    assert data["hostname"] == "127.0.0.1" and data["sources"]["hostname"].startswith("hosts.yaml")
+    assert data["sources"]["user"] == f"{cfg}:3"
