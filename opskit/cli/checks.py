@@ -228,7 +228,9 @@ def _print_snapshot(s: Any) -> None:
 
 @click.command("status")
 @common_options
-def status(hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
+@click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
+              help="Also write a page with a waffle chart of the GPUs (busy/idle/too hot/faulty).")
+def status(hosts: tuple[str, ...], inventory: str | None, as_json: bool, html_out: str | None) -> int:
     """One snapshot per host: OS, load, memory, disks, GPUs, Docker.
 
     Each part is read on its own: one that fails on a sick host (a hung df, a GPU in a
@@ -246,5 +248,9 @@ def status(hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
         for outcome in group:
             if outcome.ok:
                 _print_snapshot(outcome.value)
+    if html_out:  # opskit.reports.fleet: the waffle of GPUs
+        from opskit.reports.fleet import write_status_html
+
+        render.print_line(f"wrote {write_status_html(list(group), html_out)}", err=True)
     problems = any(not o.value.ok for o in group if o.ok)
     return _exit(group, problems)

@@ -219,9 +219,11 @@ def _layer_rows(layers: Any, mark: dict[int, str] | None = None) -> list[list[An
 @click.argument("image_ref", metavar="IMAGE")
 @click.option("--compare", "other", default=None, metavar="OTHER",
               help="Another image: which layers both share, and how many bytes differ.")
+@click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
+              help="With --compare: also write a page with a Venn diagram of the shared layers.")
 @json_option
 @traceback_option
-def layers_cmd(image_ref: str, other: str | None, as_json: bool) -> None:
+def layers_cmd(image_ref: str, other: str | None, as_json: bool, html_out: str | None) -> None:
     """The layers of IMAGE: instruction, size (as docker history) and digest (diff_id)."""
     from opskit.hosts.engine import local_docker_client
     from opskit.images.layers import compare, docker_size, image_layers
@@ -229,6 +231,10 @@ def layers_cmd(image_ref: str, other: str | None, as_json: bool) -> None:
     client = local_docker_client()
     mine = image_layers(client, image_ref)
     if other is None:
+        if html_out:
+            from opskit.errors import UsageError
+
+            raise UsageError("--html draws what two images share: give --compare OTHER too")
         if as_json:
             render.print_json(mine.to_dict())
             return
@@ -239,6 +245,10 @@ def layers_cmd(image_ref: str, other: str | None, as_json: bool) -> None:
                           "the layer's own digest, the same on every engine and store")
         return
     cmp = compare(mine, image_layers(client, other))
+    if html_out:  # opskit.reports.fleet: the Venn diagram of shared layers
+        from opskit.reports.fleet import write_layers_html
+
+        render.print_line(f"wrote {write_layers_html(cmp, image_ref, other, html_out)}", err=True)
     if as_json:
         render.print_json(cmp.to_dict())
         return

@@ -88,6 +88,8 @@ def _waffle(fig: Fig) -> tuple[list, dict]:
     data = []
     for state, col in fig.states.items():
         idx = [i for i, c in enumerate(fig.cells) if c["state"] == state]
+        if not idx:
+            continue
         data.append({"type": "scatter", "mode": "markers", "name": f"{state} ({len(idx)})",
                      "x": [i % cols for i in idx], "y": [-(i // cols) for i in idx],
                      "text": [fig.cells[i]["text"] for i in idx], "hoverinfo": "text",
@@ -96,7 +98,8 @@ def _waffle(fig: Fig) -> tuple[list, dict]:
     hidden = {"visible": False, "zeroline": False, "showgrid": False}
     rows = (len(fig.cells) + cols - 1) // cols
     layout.update(xaxis={**hidden, "range": [-0.6, cols - 0.4]},
-                  yaxis={**hidden, "range": [-rows + 0.4, 0.6]}, height=120 + 48 * rows)
+                  yaxis={**hidden, "range": [-rows + 0.4, 0.6]}, height=170 + 48 * rows,
+                  legend={"orientation": "h", "y": -0.05})
     return data, layout
 
 

@@ -113,3 +113,55 @@ def test_the_browser_check_sees_requests_errors_and_missing_figures(tmp_path):
     assert visit.network_requests == ["http://192.0.2.1/x.png"]
     assert any("boom" in e for e in visit.console_errors)
     assert visit.result["figures"] == [{"id": "f", "rendered": False, "svg": False, "marks": 0}]
+
+
+FLEET = {"driver_version": "590.48.01", "cuda_version": "13.1", "gpus": [
+    {"name": "NVIDIA H100 80GB HBM3", "temperature.gpu": 61, "utilization.gpu": 97,
+     "memory.used": 70000, "memory.total": 81559},
+    {"name": "NVIDIA H100 80GB HBM3", "temperature.gpu": 31, "utilization.gpu": 0,
+     "memory.used": 0, "memory.total": 81559},
+    {"name": "NVIDIA H100 80GB HBM3", "temperature.gpu": 92, "utilization.gpu": 100,
+     "memory.used": 60000, "memory.total": 81559},
+    {"name": "NVIDIA H100 80GB HBM3", "temperature.gpu": "[GPU requires reset]",
+     "utilization.gpu": "[GPU requires reset]", "memory.used": 0, "memory.total": 81559}],
+    "processes": [{"gpu": 0, "pid": 4242, "process_name": "python", "used_gpu_memory": 69000}]}
+
+
+def test_status_html_waffle_of_gpus(tmp_path, monkeypatch, capsys):
+    """`opskit status --html` on this machine, its nvidia-smi the fake one of opskit.testing
+    (real local transport, real parsing): one square per GPU, each state in its colour."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "nvidia-smi").symlink_to(Path(__file__).resolve().parents[2] / "opskit/testing/bin/nvidia-smi")
+    (tmp_path / "gpus.json").write_text(json.dumps(FLEET))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("OPSKIT_FAKE_NVIDIA_SMI", str(tmp_path / "gpus.json"))
+    out = tmp_path / "status.html"
+    assert cli(["status", "--html", str(out)]) == 1  # a faulty GPU is a problem: exit 1
+    assert "GPU requires reset" in capsys.readouterr().out
+    html = out.read_text()
+    assert "1 busy, 1 idle, 1 too hot, 1 faulty" in html
+    res = assert_renders(out, "status-waffle", 1)
+    assert res["figures"][0]["marks"] == 4  # one square per GPU
+
+
+def test_layers_html_venn_of_two_images(docker_client, base_image, tmp_path, capsys):
+    import io
+
+    tags = ["opskit-reports-venn:a", "opskit-reports-venn:b"]
+    try:
+        for tag, extra in zip(tags, ("RUN echo a > /a", "RUN echo b > /b\nRUN echo c > /c"), strict=True):
+            dockerfile = f"FROM {base_image}\nRUN echo shared > /shared\n{extra}\n"
+            docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                                       network_mode="none")
+        out = tmp_path / "layers.html"
+        assert cli(["image", "layers", tags[0], "--compare", tags[1], "--html", str(out)]) == 0
+        capsys.readouterr()
+        html = out.read_text()
+        base_layers = len(docker_client.images.get(base_image).attrs["RootFS"]["Layers"])
+        assert f"{base_layers + 1} layers shared, 1 only in {tags[0]}, 2 only in {tags[1]}" in html
+        assert_renders(out, "layers-venn", 1)
+    finally:
+        for tag in tags:
+            with __import__("contextlib").suppress(Exception):
+                docker_client.images.remove(tag, force=True)
