@@ -43,6 +43,7 @@ from opskit.images.context import (
     make_context,
     project_files,
     tree_files,
+    usual_excludes_sent,
 )
 from opskit.images.events import (
     BUILT,
@@ -265,6 +266,12 @@ def _context(plan: BuildPlan, recipe: Callable[[str], bytes], emit: EventCallbac
     t0 = time.monotonic()
     context = make_context(plan.files, plan.extra, (recipes.DOCKERFILE, recipe))
     emit(PhaseDone("context", round(time.monotonic() - t0, 4), detail=context.to_dict()))
+    ignore = os.path.join(plan.root or ".", ".dockerignore")
+    usual = usual_excludes_sent(plan.files) if plan.root and os.path.isfile(ignore) else []
+    if usual:
+        emit(Notice(f"the context holds {', '.join(usual)}, which {ignore} does not leave out "
+                    "(docker build would send them too); add them there if the image does not "
+                    "need them"))
     if context.large:
         biggest = ", ".join(f"{p} ({docker_size(n)})" for p, n in context.largest)
         emit(Notice(f"the build context is large: {docker_size(context.size)} in {context.files} "

@@ -114,6 +114,14 @@ def project_files(root: str) -> dict[str, str]:
     return {rel: os.path.join(root, rel) for rel in context_paths(root, patterns)}
 
 
+def usual_excludes_sent(arcnames: Iterable[str]) -> list[str]:
+    """Top-level names of a context that :data:`DEFAULT_EXCLUDES` would leave out (``.git``,
+    ``runs`` ...): worth a word when the project's own .dockerignore lets them in."""
+    defaults = PatternMatcher(DEFAULT_EXCLUDES)
+    tops = {a.split("/", 1)[0] for a in arcnames}
+    return sorted(t for t in tops if t != DOCKERIGNORE and defaults.excluded(t))
+
+
 def tree_files(root: str, prefix: str, *, skip: Iterable[str] = ()) -> dict[str, str]:
     """``{prefix/rel: local path}`` for every file under ``root`` (``DEFAULT_EXCLUDES`` applied)."""
     return {f"{prefix}/{rel}": os.path.join(root, rel)

@@ -144,3 +144,11 @@ def test_symlinks_stay_links(tmp_path: Path) -> None:
         assert link.issym() and link.linkname == "real.py"
     finally:
         ctx.close()
+
+
+def test_usual_excludes_that_a_dockerignore_lets_in_are_named(project: Path) -> None:
+    from opskit.images.context import usual_excludes_sent
+
+    files = project_files(str(project))
+    assert usual_excludes_sent(files) == [
+        ".git", ".pytest_cache", ".venv", "build", "dist", "pkg.egg-info", "runs"]
