@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from opskit.hosts.group import connect
-from opskit.images.ship import engine_takes_partial
 from opskit.testing.dind import engine_store
 from opskit.testing.localengine import copy_image
 
@@ -25,7 +24,7 @@ def test_containerd_host_is_docker_26_on_the_containerd_store(containerd_host, b
     transport = connect(containerd_host.specs()[0])  # opskit's own view, over real SSH
     try:
         remote = transport.docker().info()
-        assert engine_store(remote) == "containerd" and not engine_takes_partial(remote)[0]
+        assert engine_store(remote) == "containerd"
         assert "nvidia" in remote["Runtimes"]  # the fake NVIDIA runtime, as on the legacy host
     finally:
         transport.close()
@@ -37,7 +36,7 @@ def test_legacy_host_keeps_docker_20_on_overlay2(gpu_hosts):
     code, out = gpu_hosts.hosts[0].exec(["docker", "info", "--format", "{{json .}}"], user="opskit")
     info = json.loads(out)
     assert code == 0 and info["ServerVersion"].startswith("20.10")
-    assert engine_store(info) == "overlay2" and engine_takes_partial(info)[0]
+    assert engine_store(info) == "overlay2"
 
 
 @pytest.mark.parametrize("kind", ["legacy", "containerd"])
