@@ -157,6 +157,9 @@ def trust(spec: HostSpec, scanned: ScannedKey, path: str | None = None) -> str:
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
     if old and not old.endswith("\n"):
         old += "\n"
-    atomic.write_text(target, old + scanned.line + "\n")
+    line = scanned.line
+    if spec.hash_known_hosts:  # HashKnownHosts yes: ssh writes the name hashed
+        line = f"{kh.hash_name(scanned.entry)} {line.split(' ', 1)[1]}"
+    atomic.write_text(target, old + line + "\n")
     os.chmod(target, mode)
     return named

@@ -231,6 +231,7 @@ class Inventory:
             hostkey_algorithms_set=bool(cfg.get("hostkey_algorithms_set")),
             hostkey_alias=cfg.get("hostkey_alias"),
             check_host_ip=bool(cfg.get("check_host_ip")),
+            hash_known_hosts=bool(cfg.get("hash_known_hosts")),
             revoked_host_keys=cfg.get("revoked_host_keys"),
             connect_timeout=float(cfg.get("connect_timeout", 10.0)),
             command_timeout=float(cfg.get("command_timeout", 120.0)),
@@ -314,6 +315,7 @@ def _from_ssh(r: Resolved) -> dict[str, Any]:
         "hostkey_algorithms": list(r.hostkeyalgorithms),
         "hostkey_algorithms_set": r.hostkeyalgorithms_set,
         "hostkey_alias": r.hostkeyalias, "check_host_ip": r.checkhostip,
+        "hash_known_hosts": r.hashknownhosts,
         "revoked_host_keys": r.revokedhostkeys,
     }
     sources = {SSH_SOURCE_KEYS[k]: w for k, w in r.sources.items() if k in SSH_SOURCE_KEYS}

@@ -65,6 +65,13 @@ def lookup_name(spec: HostSpec) -> str:
     return spec.hostkey_alias or known_hosts_entry_name(spec.hostname, spec.port)
 
 
+def hash_name(name: str, salt: bytes | None = None) -> str:
+    """``|1|salt|hash``: how ssh writes a name with HashKnownHosts yes (HMAC-SHA1)."""
+    salt = os.urandom(20) if salt is None else salt
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
 def blob_type(blob: bytes) -> str:
     """The key type named at the start of a key blob."""
     if len(blob) < 4:

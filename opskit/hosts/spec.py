@@ -27,6 +27,7 @@ class HostSpec:
     hostkey_algorithms_set: bool = False  # the config named them (ssh then keeps their order)
     hostkey_alias: str | None = None
     check_host_ip: bool = False
+    hash_known_hosts: bool = False  # HashKnownHosts: trust writes a hashed name
     revoked_host_keys: str | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 120.0

@@ -108,6 +108,7 @@ class Resolved:
     hostkeyalgorithms_set: bool = False
     hostkeyalias: str | None = None
     checkhostip: bool = False
+    hashknownhosts: bool = False
     stricthostkeychecking: str = "ask"
     revokedhostkeys: str | None = None
     connecttimeout: float | None = None
@@ -298,6 +299,7 @@ def _finish(host: str, opts: SSHOptions) -> Resolved:
         hostkeyalgorithms_set="hostkeyalgorithms" in v,
         hostkeyalias=v.get("hostkeyalias"),
         checkhostip=kw.flag(v.get("checkhostip", "no")),
+        hashknownhosts=kw.flag(v.get("hashknownhosts", "no")),
         stricthostkeychecking=v.get("stricthostkeychecking", "ask").lower(),
         revokedhostkeys=v.get("revokedhostkeys"),
         connecttimeout=kw.seconds(v.get("connecttimeout")),

@@ -27,7 +27,7 @@ OTHER_KNOWN = frozenset({
     "dynamicforward", "enableescapecommandline", "enablesshkeysign", "escapechar",
     "exitonforwardfailure", "fingerprinthash", "forkafterauthentication", "forwardagent",
     "forwardx11", "forwardx11timeout", "forwardx11trusted", "gatewayports",
-    "gssapiauthentication", "gssapidelegatecredentials", "hashknownhosts",
+    "gssapiauthentication", "gssapidelegatecredentials",
     "hostbasedacceptedalgorithms", "hostbasedauthentication", "hostbasedkeytypes",
     "identityagent", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
     "keepalive", "kexalgorithms", "knownhostscommand", "localcommand", "localforward",
@@ -48,6 +48,7 @@ MULTISTATE = {
     "checkhostip": FLAGS,
     "identitiesonly": FLAGS,
     "canonicalizefallbacklocal": FLAGS,
+    "hashknownhosts": FLAGS,
     "stricthostkeychecking": {**FLAGS, "ask": "ask", "off": "no", "accept-new": "accept-new"},
     "canonicalizehostname": {**FLAGS, "always": "always"},
 }

@@ -200,3 +200,28 @@ def test_cwd_inventory_never_reaches_the_server(keys, tmp_path: Path, monkeypatc
     data = json.loads(shown.stdout)
     assert data["hostname"] == "127.0.0.1" and data["sources"]["hostname"].startswith("hosts.yaml")
     assert data["sources"]["user"] == f"{cfg}:3"
+
+
+@pytest.mark.parametrize("extra", ["", "HashKnownHosts yes", "HostKeyAlias pinned-alias",
+                                   "UserKnownHostsFile {d}/link {d}/second"])
+def test_trust_writes_where_ssh_then_reads_it(keys, tmp_path: Path, extra: str) -> None:
+    """`hosts trust` pins in the first UserKnownHostsFile, under the name ssh looks up (alias,
+    hashed name); through a symlink the link stays; real ssh then accepts the host."""
+    import os
+
+    from opskit.hosts import hostkeys
+
+    server = keys["servers"]["ed"]
+    case = (A, "ed", "", "", extra)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "kh").write_text("")
+    os.symlink(tmp_path / "real" / "kh", tmp_path / "link")
+    cfg = _write_case(tmp_path, keys, case, server.port)
+    assert ssh_decision(cfg) == R  # nothing pinned yet
+    (tmp_path / "inv.yaml").write_text("")
+    spec = load_inventory(str(tmp_path / "inv.yaml"), str(cfg)).resolve("khbox")
+    written = hostkeys.trust(spec, hostkeys.scan(spec))
+    assert written == spec.known_hosts[0]
+    assert ssh_decision(cfg) == A and opskit_decision(cfg, tmp_path)[0] == A
+    if "link" in extra:
+        assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "kh").read_text()

@@ -165,3 +165,13 @@ def test_identities_loaded_once_and_encrypted_left_to_paramiko(tmp_path: Path) -
     assert key is not None and rest == [str(enc)]
     assert load_identities(paths)[0] is key  # cached
     assert load_identities([str(enc)]) == (None, [str(enc)])
+
+
+def test_trust_hashes_the_name_with_hashknownhosts(tmp_path: Path) -> None:
+    key = _key(tmp_path, "hk")
+    path = tmp_path / "kh"
+    spec = _spec([path], hash_known_hosts=True, port=2222)
+    hostkeys.trust(spec, hostkeys.ScannedKey("gpu1", kh.lookup_name(spec), key))
+    text = path.read_text()
+    assert text.startswith("|1|") and "192.0.2.5" not in text
+    assert hostkeys.check_not_changed(spec, hostkeys.ScannedKey("gpu1", "x", key))

@@ -128,6 +128,34 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "misc-ignored": ("IgnoreUnknown Foo*,UseKeychain\nHost mi\n  UseKeychain yes\n  FooBar 1\n"
                      "  Protocol 2\n  Compression yes\n  ServerAliveInterval 30\n  User miuser\n",
                      ["mi"]),
+    "proxy-none-orders": ("Host n1\n  ProxyCommand none\n  ProxyJump later\nHost n2\n  ProxyJump none\n"
+                          "  ProxyCommand later\nHost n3\n  ProxyJump j # comment\n", ["n1", "n2", "n3"]),
+    "canonical-address-forms": ("CanonicalizeHostname yes\nHost a6\n  HostName ::0001\nHost a4\n"
+                                "  HostName 127.000.000.001\nMatch canonical host ::1\n  User v6\n",
+                                ["a6", "a4"]),
+    "canonical-maxdots": ("CanonicalizeHostname yes\nCanonicalizeMaxDots 0\nCanonicalDomains invalid.test\n"
+                          "Host md.x\n  User dots\n", ["md.x"]),
+    "canonical-final-host": ("CanonicalizeHostname yes\nHost alias1\n  HostName 10.0.0.81\n"
+                             "Host 10.0.0.81\n  Port 2081\n", ["alias1"]),
+    "canonical-proxied": ("CanonicalizeHostname yes\nCanonicalDomains invalid.test\nHost pr\n"
+                          "  ProxyJump j\nMatch canonical\n  User canon\n", ["pr"]),
+    "dollar-env": ("Host de\n  UserKnownHostsFile ${HOME}/kh_%h\n", ["de"]),
+    "host-only-negated": ("Host !nn\n  User never\nHost nn other-nn\n  Port 2222\n", ["nn", "other-nn"]),
+    "include-relative": ("Include relative-nonexistent.conf\nHost rel\n  User rel\n", ["rel"]),
+    "identityfile-none": ("Host idn\n  IdentityFile none\n", ["idn"]),
+    "match-exec-percent-h": ("Host eh\n  HostName 10.0.0.91\nMatch exec \"test %h = 10.0.0.91\"\n"
+                             "  User viaexec\n", ["eh"]),
+    "match-user-case": ("Match user ADMIN\n  Port 2099\nHost mu\n  User admin\n", ["mu"]),
+    "match-host-case": ("Host mh\n  HostName Mixed.Example\nMatch host mixed.example\n  User lower\n",
+                        ["mh"]),
+    "formfeed-end": ("Host ff\n  User ffuser\f\n", ["ff"]),
+    "bad-unknown-in-inactive-block": ("Host elsewhere\n  NoSuchOption 1\nHost b10\n  User x\n", ["b10"]),
+    "bad-ignoreunknown-too-late": ("Host b11\n  FooOpt 1\nIgnoreUnknown FooOpt\n", ["b11"]),
+    "bad-empty-host": ('Host ""\n  User x\nHost b12\n', ["b12"]),
+    "bad-include-loop": ("Include {d}/loop.conf\nHost b13\n", ["b13"]),
+    "bad-fallback-local": ("CanonicalizeHostname yes\nCanonicalizeFallbackLocal no\n"
+                           "CanonicalDomains invalid.test\nHost b14\n  User x\n", ["b14"]),
+    "bad-port-zero": ("Host b15\n  Port 0\n", ["b15"]),
     # configs OpenSSH refuses: opskit refuses them too
     "bad-keyword": ("Host b1\n  NoSuchKeyword yes\n", ["b1"]),
     "bad-port": ("Host b2\n  Port nosuchservice\n", ["b2"]),
@@ -146,6 +174,7 @@ EXTRA_FILES = {
     "include-active-block": {"block.conf": "User fromblock\nHost ic\n  User ic-from-include\n"},
     "include-nested-match": {"withmatch.conf": "Match all\n  Port 2424\nHost other\n  User no\n"},
     "match-exec-token-file": {"present": ""},
+    "bad-include-loop": {"loop.conf": "Include {d}/loop.conf\n"},
 }
 
 
@@ -157,7 +186,7 @@ def _write(tmp: Path, name: str) -> Path:
     text, _ = CORPUS[name]
     for rel, content in EXTRA_FILES.get(name, {}).items():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_text(content)
+        (tmp / rel).write_text(content.replace("{d}", str(tmp)))
     cfg = tmp / "config"
     cfg.write_text(text.replace("{d}", str(tmp)).replace("{me}", ME))
     return cfg
@@ -210,7 +239,7 @@ def test_hosts_show_equals_ssh_G(tmp_path: Path, name: str, host: str) -> None:
     code, got = opskit_show(cfg, host, tmp_path)
     if expected is None:
         assert code != 0, f"ssh -G refuses this config; opskit printed {got}"
-        assert str(cfg) in str(got), got  # the error names the file (and line)
+        assert str(tmp_path) in str(got), got  # the error names the file (and line)
         return
     if code != 0 and "unknown host" in str(got):
         # a name only `Host *` covers and DNS does not know: the reader still resolves it
