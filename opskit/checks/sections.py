@@ -139,6 +139,17 @@ SNIPPETS: dict[str, str] = {
     # system df sizes every layer and container: slow on a busy engine
     "docker_df": _need("docker", _bounded(DOCKER_TIMEOUT,
                                           "docker system df --format '{{json .}}'")),
+    # What a run needs besides the snapshot (opskit.checks.facts): the login user, the engine
+    # as that user sees it, free space where the engine keeps images and in $HOME, and the
+    # NVIDIA container hook.
+    "ident": 'id -u; id -g; printf \'%s\\n\' "$HOME"',
+    "docker_info": _need("docker", _bounded(DOCKER_TIMEOUT, "docker info --format '{{json .}}'")),
+    "run_disks": "_d=$(" + _bounded(DOCKER_TIMEOUT, "docker info --format '{{.DockerRootDir}}'")
+    + " 2>/dev/null) || _d=; _d=${_d:-/var/lib/docker}; "
+    "printf '@root %s\\n' \"$_d\"; " + _bounded(DF_TIMEOUT, 'df -P -B1 -- "$_d"')
+    + "; printf '@home %s\\n' \"$HOME\"; " + _bounded(DF_TIMEOUT, 'df -P -B1 -- "$HOME"'),
+    "nvidia_hook": "for _p in nvidia-container-runtime-hook nvidia-container-toolkit "
+    'nvidia-container-runtime; do command -v "$_p" && break; done; true',
 }
 
 

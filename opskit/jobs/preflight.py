@@ -3,24 +3,25 @@
 SSH reachable; the Docker engine usable by the login user; free disk where the engine keeps
 images (>= the bytes still to ship + a margin) and in the home folder (staging + results);
 the GPUs asked for visible to ``nvidia-smi`` and the NVIDIA container runtime present; the
-shared memory asked for within the host's memory.
+shared memory asked for within the host's memory. The facts come from the one host-facts
+gatherer (:mod:`opskit.checks.facts`: one round trip, the status snapshot included);
+``evaluate`` is pure.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from opskit.checks.gpu import parse_csv_query, parse_cuda_version
+from opskit.checks.facts import HostFacts, gather_facts, gpu_index
 from opskit.errors import DockerUnavailable, JobError
 from opskit.hosts.transport import Transport
 from opskit.jobs.spec import GpuRequest
 
-GPU_FIELDS = ("index", "name", "driver_version", "memory.total")
-GPU_QUERY = ["nvidia-smi", f"--query-gpu={','.join(GPU_FIELDS)}", "--format=csv,noheader,nounits"]
-DEFAULT_DISK_MARGIN = 1 << 30  # 1 GiB on top of what the image needs
+DEFAULT_DISK_MARGIN = 1 << 30  # 1 GiB on top of what the image needs (the disk_margin setting)
 HOME_NEED = 256 << 20  # results + staging headroom in the home folder
 NVIDIA_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nvidia-container-runtime")
+
+__all__ = ["Check", "HostFacts", "evaluate", "gather", "preflight"]
 
 
 def disk_margin() -> int:
@@ -30,83 +31,16 @@ def disk_margin() -> int:
     return settings.get("disk_margin")
 
 
-@dataclass
-class Gpu:
-    index: str
-    name: str
-    driver: str
-    memory_mib: int | None
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def parse_gpu_csv(text: str, host: str = "localhost") -> list[Gpu]:
-    """``nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader,nounits``
-    (the CSV parser of :mod:`opskit.checks.gpu`; ParseError names host and line)."""
-    rows = parse_csv_query(text, GPU_FIELDS, host, what="nvidia-smi --query-gpu")
-    return [Gpu(str(r["index"]), r["name"] or "?", r["driver_version"] or "", r["memory.total"]) for r in rows]
-
-
-@dataclass
-class HostFacts:
-    host: str
-    docker_version: str = ""
-    docker_root: str = "/var/lib/docker"
-    runtimes: list[str] = field(default_factory=list)
-    mem_total: int = 0
-    ncpu: int = 0
-    root_free: int | None = None
-    home: str = ""
-    home_free: int | None = None
-    gpus: list[Gpu] = field(default_factory=list)
-    cuda: str | None = None
-    nvidia_hook: str | None = None
-    uid: int = 0
-    gid: int = 0
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["gpus"] = [g.to_dict() for g in self.gpus]
-        return d
-
-
-def _df_free(transport: Transport, path: str) -> int | None:
-    res = transport.run(["df", "-P", "-B1", "--", path])
-    lines = res.stdout.strip().splitlines()
-    if not res.ok or len(lines) < 2:
-        return None
-    fields = lines[-1].split()
-    return int(fields[3]) if len(fields) >= 4 and fields[3].isdigit() else None
-
-
-def gather_facts(transport: Transport) -> HostFacts:
-    """Host facts for preflight and the run card (SSH, engine, disks, GPUs)."""
-    ident = transport.run(["sh", "-c", 'id -u; id -g; printf "%s\\n" "$HOME"'], check=True)
-    uid, gid, home = (ident.stdout.splitlines() + ["0", "0", ""])[:3]
-    if not home and transport.is_local:
-        home = os.path.expanduser("~")
-    if not home.startswith("/"):  # refused: this machine's home path means nothing on another host
+def gather(transport: Transport) -> HostFacts:
+    """The host's facts and status snapshot in one round trip (opskit.checks.facts); an engine
+    the login user cannot use is a preflight refusal that says so."""
+    try:
+        return gather_facts(transport)
+    except DockerUnavailable as exc:
         raise JobError(
-            f"{transport.host}: the login user's $HOME is {home!r}, not an absolute path",
-            "give the login user a home folder on the host (the run's results are kept there)",
-        )
-    facts = HostFacts(transport.host, uid=int(uid), gid=int(gid), home=home)
-    info = transport.docker().info()
-    facts.docker_version = str(info.get("ServerVersion", ""))
-    facts.docker_root = str(info.get("DockerRootDir") or facts.docker_root)
-    facts.runtimes = sorted((info.get("Runtimes") or {}).keys())
-    facts.mem_total = int(info.get("MemTotal") or 0)
-    facts.ncpu = int(info.get("NCPU") or 0)
-    facts.root_free = _df_free(transport, facts.docker_root)
-    facts.home_free = _df_free(transport, facts.home)
-    gpu = transport.run(GPU_QUERY)
-    if gpu.ok:
-        facts.gpus = parse_gpu_csv(gpu.stdout, transport.host)
-        facts.cuda = parse_cuda_version(transport.run(["nvidia-smi"]).stdout)
-    hooks = transport.run(["sh", "-c", 'for p in "$@"; do command -v "$p" && break; done; true', "sh", *NVIDIA_HOOKS])
-    facts.nvidia_hook = hooks.stdout.strip().splitlines()[0] if hooks.stdout.strip() else None
-    return facts
+            f"{transport.host}: preflight: Docker is not usable by the login user: {exc.message}",
+            "add the user to the 'docker' group on the host (then log in again), or start the engine",
+        ) from exc
 
 
 @dataclass
@@ -157,7 +91,7 @@ def evaluate(facts: HostFacts, gpus: GpuRequest, shm_size: int, ship_bytes: int,
 
 
 def _gpu_check(facts: HostFacts, req: GpuRequest) -> Check:
-    names = ", ".join(sorted({g.name for g in facts.gpus})) or "none"
+    names = ", ".join(sorted({str(g.values.get("name") or "?") for g in facts.gpus})) or "none"
     runtime = "nvidia" in facts.runtimes or facts.nvidia_hook is not None
     seen = f"{len(facts.gpus)} GPU(s) visible ({names})"
     if req.mode == "none" or (req.mode == "auto" and not facts.gpus):
@@ -167,7 +101,7 @@ def _gpu_check(facts: HostFacts, req: GpuRequest) -> Check:
     if req.mode == "count" and req.count > len(facts.gpus):
         return Check("gpus", False, f"{req.count} GPU(s) asked for; {seen}")
     if req.mode == "devices":
-        have = {g.index for g in facts.gpus}
+        have = {gpu_index(g) for g in facts.gpus}
         absent = [d for d in req.devices if d not in have]
         if absent:
             return Check("gpus", False, f"GPU(s) {','.join(absent)} asked for are not there; {seen}")
@@ -177,28 +111,21 @@ def _gpu_check(facts: HostFacts, req: GpuRequest) -> Check:
             f"{seen}, but the NVIDIA container runtime is missing (no 'nvidia' runtime in docker info, "
             f"none of {', '.join(NVIDIA_HOOKS)} on PATH)",
         )
-    driver = facts.gpus[0].driver
+    driver = facts.gpus[0].values.get("driver_version") or "?"
     return Check("gpus", True, f"{req.describe()}: {seen}; driver {driver}, CUDA {facts.cuda or '?'}; NVIDIA runtime present")
 
 
-def preflight(transport: Transport, gpus: GpuRequest, shm_size: int, ship_bytes: int) -> tuple[HostFacts, list[Check]]:
-    """Gather facts and check them; raise JobError naming every failed check with numbers."""
-    try:
-        facts = gather_facts(transport)
-    except DockerUnavailable as exc:
-        raise JobError(
-            f"{transport.host}: preflight: Docker is not usable by the login user: {exc.message}",
-            "add the user to the 'docker' group on the host (then log in again), or start the engine",
-        ) from exc
+def preflight(facts: HostFacts, gpus: GpuRequest, shm_size: int, ship_bytes: int) -> list[Check]:
+    """Check gathered facts; raise JobError naming every failed check with numbers."""
     checks = evaluate(facts, gpus, shm_size, ship_bytes, disk_margin())
     failed = [c for c in checks if not c.ok]
     if failed:
         lines = "\n  ".join(f"{c.name}: {c.detail}" for c in failed)
         raise JobError(
-            f"{transport.host}: preflight refused the run:\n  {lines}",
+            f"{facts.host}: preflight refused the run:\n  {lines}",
             _hint(failed),
         )
-    return facts, checks
+    return checks
 
 
 def _hint(failed: list[Check]) -> str:

@@ -20,7 +20,7 @@ from opskit.hosts.transport import Transport
 from opskit.images import ship as shipmod
 from opskit.jobs import collect as collectmod
 from opskit.jobs import launch
-from opskit.jobs.preflight import preflight
+from opskit.jobs.preflight import gather, preflight
 from opskit.jobs.spec import JobSpec, validate_train_args
 from opskit.jobs.store import RunStore, git_facts
 from opskit.project.card import project_stamp
@@ -121,7 +121,8 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
         if existing is not None:
             raise launch.already_exists(spec.name, job.run_id, existing.status)
         hp = shipmod.plan_host(transport, image)
-        facts, checks = preflight(transport, job.gpus, job.shm_size, hp.send_bytes)
+        facts = gather(transport)  # one round trip: preflight facts + the status snapshot
+        checks = preflight(facts, job.gpus, job.shm_size, hp.send_bytes)
         for c in checks:
             emit(ev.Check(spec.name, c.name, c.ok, c.detail))
         if hp.send:
@@ -130,7 +131,7 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
         card = initial_card(job, spec, image, parsed)
         card["image"] = image_card(image, shipped)
         card["host_facts"] = facts.to_dict()
-        card["host_snapshot"] = host_snapshot(transport, emit)
+        card["host_snapshot"] = facts.snapshot.to_dict() if facts.snapshot else None
         card["preflight"] = [c.to_dict() for c in checks]
         store.save(job.run_id, card)
         try:
@@ -145,18 +146,6 @@ def start_run(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: 
     except BaseException:
         transport.close()
         raise
-
-
-def host_snapshot(transport: Transport, emit: ev.EventFn) -> dict:
-    """The checks' one-round-trip snapshot of the host (OS, CPUs, memory, disks, GPUs, Docker)
-    for the run card; a host that cannot give one is noted there, and the run goes on."""
-    from opskit.checks.status import snapshot
-
-    try:
-        return snapshot(transport).to_dict()
-    except OpskitError as exc:
-        emit(ev.Step(transport.host, f"no host snapshot for the run card: {exc.message}"))
-        return {"error": exc.message}
 
 
 def ship_with(client: Any, transport: Transport, image: shipmod.LocalImage, hp: shipmod.HostPlan,
