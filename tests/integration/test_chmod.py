@@ -86,8 +86,15 @@ def test_one_host_failing_does_not_hide_the_other(ssh_testbed, work):
 
 def test_unsafe_input_refused_before_connecting(ssh_testbed, work):
     h1 = ssh_testbed.hosts[0]
-    for args in (["7;7", "x"], ["755", "-rf"], ["755", "a;reboot"], ["u+x\n", "x"]):
+    for args in (["7;7", "x"], ["755", "-rf"], ["755", "a\x1b]0;x"], ["u+x\n", "x"],
+                 ["u=755", "x"]):
         res = opskit(ssh_testbed, "chmod", "--host", h1.name, "--", *args)
         assert res.returncode == 2 and "refusing" in res.stderr, (args, res.stderr)
+    odd = f"{work}/a;reboot $(id) &"  # a file name, not a command: it reaches chmod as one argv
+    assert h1.exec(["touch", f"{HOME}/{odd}"], user="opskit")[0] == 0
+    res = opskit(ssh_testbed, "chmod", "--host", h1.name, "--", "-6000,u=rw,go=", odd)
+    assert res.returncode == 0, res.stderr
+    code, out = h1.exec(["stat", "-c", "%a", f"{HOME}/{odd}"], user="opskit")
+    assert (code, out.strip()) == (0, "600")
     res = opskit(ssh_testbed, "chmod", "755", "x", "--host", "nosuchhost")
     assert res.returncode == 2 and "unknown host 'nosuchhost'" in res.stderr
