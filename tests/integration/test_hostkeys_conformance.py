@@ -71,6 +71,7 @@ CASES: dict[str, tuple] = {
     "user-files-none": (R, "ed", "{H} {HK}", "", "UserKnownHostsFile none"),
     "revoked-file": (R, "ed", "{H} {HK}", "", "RevokedHostKeys {d}/revoked"),
     "revoked-file-other": (A, "ed", "{H} {HK}", "", "RevokedHostKeys {d}/revoked_other"),
+    "revoked-file-missing": (R, "ed", "{H} {HK}", "", "RevokedHostKeys {d}/no-such-file"),
     "pinned-type-asked-first": (A, "ed+ec", "{H} {EC}", "", ""),
     "hka-picks-pinned": (A, "ed+ec", "{H} {EC}", "", "HostKeyAlgorithms ecdsa-sha2-nistp256"),
     "hka-excludes-pinned": (R, "ed+ec", "{H} {EC}", "", "HostKeyAlgorithms ssh-ed25519"),

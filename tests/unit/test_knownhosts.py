@@ -175,3 +175,36 @@ def test_trust_hashes_the_name_with_hashknownhosts(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith("|1|") and "192.0.2.5" not in text
     assert hostkeys.check_not_changed(spec, hostkeys.ScannedKey("gpu1", "x", key))
+
+
+def test_checkhostip_refuses_an_address_entry_with_another_key(tmp_path: Path) -> None:
+    """CheckHostIP yes (direct, non-loopback): the address's own line must not hold another
+    key; loopback and jump/proxy connections are exempt, as in ssh."""
+    from opskit.hosts import hostkeycheck
+
+    key, other = _key(tmp_path, "a"), _key(tmp_path, "b")
+    path = tmp_path / "kh"
+    path.write_text(f"gpu.example ssh-ed25519 {key.get_base64()}\n"
+                    f"192.0.2.7 ssh-ed25519 {other.get_base64()}\n")
+    spec = HostSpec(name="gpu", hostname="gpu.example", known_hosts=(str(path),),
+                    check_host_ip=True)
+    with pytest.raises(HostKeyError, match="differs from the key for its address 192.0.2.7"):
+        hostkeycheck.check_key(spec, key, "192.0.2.7")
+    assert hostkeycheck.check_key(spec, key, "127.0.0.1").status == kh.OK
+    plain = HostSpec(name="gpu", hostname="gpu.example", known_hosts=(str(path),))
+    assert hostkeycheck.check_key(plain, key, "192.0.2.7").status == kh.OK
+
+
+def test_hostkeyalgorithms_paramiko_cannot_verify_are_refused(tmp_path: Path) -> None:
+    from opskit.errors import HostError
+    from opskit.hosts import hostkeycheck
+
+    known = kh.KnownHosts()
+    only_certs = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
+                          hostkey_algorithms=("ssh-ed25519-cert-v01@openssh.com",),
+                          sources={"hostkey_algorithms": "cfg:3"})
+    with pytest.raises(HostError, match=r"HostKeyAlgorithms \(cfg:3\).*can verify none"):
+        hostkeycheck.offered_algorithms(only_certs, known, ["ssh-ed25519"])
+    mixed = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
+                     hostkey_algorithms=("sk-ssh-ed25519@openssh.com", "rsa-sha2-256", "ssh-ed25519"))
+    assert hostkeycheck.offered_algorithms(mixed, known, []) == ["rsa-sha2-256", "ssh-ed25519"]
