@@ -33,6 +33,7 @@ _RUNNING = re.compile(r" ---> Running in ([0-9a-f]{12,64})\n?")
 _ARROW = re.compile(r"^ ---> (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAIL_LINES = 20
+_STDERR_ON, _STDERR_OFF = "\x1b[91m", "\x1b[0m"
 
 # Step status values.
 CACHED = "cached"  # the engine reused a layer from its cache
@@ -149,7 +150,8 @@ class StreamParser:
         self.steps: list[StepDone] = []
         self._step: _Step | None = None
         self._container: str | None = None  # a step's container whose output is streaming
-        self._output = ""  # that output's unfinished last line
+        self._output = ""  # that output's unfinished last line (stdout)
+        self._errors = ""  # and stderr's
         self._last_index = 0
         self._total: int | None = None
         self._tail: list[str] = []
@@ -219,13 +221,20 @@ class StreamParser:
         return events
 
     def _container_output(self, text: str) -> list[Event]:
-        self._output += text
-        *lines, self._output = self._output.split("\n")
+        """One chunk of a step's output; stdout and stderr keep their own unfinished lines
+        (the engine wraps each stderr chunk in red: ``\\x1b[91m ... \\x1b[0m``)."""
+        if text.startswith(_STDERR_ON) and text.endswith(_STDERR_OFF):
+            self._errors += text[len(_STDERR_ON):len(text) - len(_STDERR_OFF)]
+            *lines, self._errors = self._errors.split("\n")
+        else:
+            self._output += text
+            *lines, self._output = self._output.split("\n")
         return [e for line in lines for e in self._output_lines(line)]
 
     def _end_container(self) -> list[Event]:
-        rest, self._output, self._container = self._output, "", None
-        return self._output_lines(rest)
+        rest = [self._output, self._errors]
+        self._output, self._errors, self._container = "", "", None
+        return [e for line in rest for e in self._output_lines(line)]
 
     def _output_lines(self, raw: str) -> list[Event]:
         line = clean_line(raw)

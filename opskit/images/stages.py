@@ -119,7 +119,7 @@ def make_base(client: Any, base: str, profile: recipes.Profile, emit: EventCallb
                          f"make it with: {command}")
     suite = basemod.suite_of(base) or basemod.DEFAULT_SUITE
     emit(PhaseStarted("base", f"{base} is not on this engine: making it with debootstrap "
-                              f"{suite} from this host's apt mirror (about a minute, once)"))
+                              f"{suite} from this host's apt mirror (a few minutes, once)"))
     t0 = time.monotonic()
 
     def log(line: str) -> None:

@@ -152,6 +152,16 @@ def test_step_boundaries_come_from_the_stream_not_from_printed_text() -> None:
     assert isinstance(events[-1], BuildSucceeded)
 
 
+def test_stdout_and_stderr_keep_their_own_unfinished_lines() -> None:
+    parser = StreamParser(clock=_clock())
+    events = parser.feed(_s("Step 1/1 : RUN x"))
+    for text in (" ---> Running in 0123456789ab\n", "last", "\x1b[91mto-stderr\n\x1b[0m",
+                 "\x1b[91mpart\x1b[0m", " line\n", "Removing intermediate container 0123456789ab\n"):
+        events += parser.feed(_s(text))
+    assert [e.line for e in events if isinstance(e, StepOutput)] == [
+        "to-stderr", "last line", "part"]
+
+
 def test_a_header_out_of_sequence_is_output() -> None:
     parser = StreamParser(clock=_clock())
     events = parser.feed(_s("Step 1/2 : FROM x"))
