@@ -66,18 +66,23 @@ def load_identities(paths: list[str]) -> tuple[Any, list[str]]:
 
 
 def proxy_command(spec: HostSpec) -> Any:
-    """The user's own ProxyCommand from their ssh config (tokens %h %p %r %n %%)."""
+    """The user's own ProxyCommand, run as ssh runs it: ``$SHELL -c "exec COMMAND"`` with the
+    tokens %h %k %n %p %r %% expanded (sshconnect.c expand_proxy_command)."""
+    import shlex
+
     import paramiko
 
     from opskit.hosts.sshconfig import expand_tokens
 
     command = expand_tokens(
         spec.proxycommand or "",
-        {"h": spec.hostname, "p": str(spec.port), "r": spec.user or "", "n": spec.name},
+        {"h": spec.hostname, "p": str(spec.port), "r": spec.user or "", "n": spec.name,
+         "k": spec.hostkey_alias or spec.name},
         "ProxyCommand",
     )
+    shell = os.environ.get("SHELL") or "/bin/sh"
     try:
-        return paramiko.ProxyCommand(command)
+        return paramiko.ProxyCommand(shlex.join([shell, "-c", f"exec {command}"]))
     except Exception as exc:  # noqa: BLE001 - reported with the command
         raise HostError(spec.name, f"ProxyCommand {command!r} failed to start: {exc}") from exc
 
