@@ -28,7 +28,13 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from opskit.checks.sections import DF_TIMEOUT, TIMED_OUT_CODES, Section, run_sections
+from opskit.checks.sections import (  # noqa: F401 - ENGINE_DIRS is part of this module's API
+    DF_TIMEOUT,
+    ENGINE_DIRS,
+    TIMED_OUT_CODES,
+    Section,
+    run_sections,
+)
 from opskit.errors import HostError, ParseError, UsageError
 from opskit.hosts.transport import Transport
 
@@ -39,12 +45,6 @@ PSEUDO_TYPES = frozenset({
     "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "nfsd", "rootfs",
 })
 
-# Mount points strictly below these directories belong to a container engine's internals.
-ENGINE_DIRS = (
-    "/var/lib/docker/", "/var/lib/containerd/", "/run/containerd/", "/run/docker/",
-    "/var/lib/containers/storage/", "/run/containers/storage/", "/var/lib/kubelet/pods/",
-    "/run/k3s/containerd/", "/var/snap/docker/common/var-lib-docker/",
-)
 
 # Mount points that container engines fill with a single file from the host's disk.
 KNOWN_FILE_MOUNTS = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf",

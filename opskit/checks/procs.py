@@ -166,11 +166,11 @@ def format_elapsed(seconds: int) -> str:
 
 
 def long_user_names(section: Section | None) -> dict[str, str]:
-    """The ``long_users`` section (``UID NAME`` lines) -> {uid: name}."""
-    if section is None or not section.ok:
+    """The ``long_users`` section (passwd lines) -> {uid: name}."""
+    if section is None:
         return {}
-    pairs = (line.split(" ", 1) for line in section.stdout.splitlines() if " " in line)
-    return {uid: name for uid, name in pairs if uid.isdigit()}
+    fields = (line.split(":") for line in section.stdout.splitlines())
+    return {f[2]: f[0] for f in fields if len(f) > 2 and f[2].isdigit()}
 
 
 def processes_from_section(host: str, section: Section, self_pid: int | None,

@@ -64,6 +64,24 @@ def _bounded(seconds: int, command: str) -> str:
     return f"_opskit_limit {int(seconds)} {command}"
 
 
+# Mount points strictly below these directories belong to a container engine's internals (one
+# per container, thousands on a busy node): left out on the host, before a shell reads a line.
+ENGINE_DIRS = (
+    "/var/lib/docker/", "/var/lib/containerd/", "/run/containerd/", "/run/docker/",
+    "/var/lib/containers/storage/", "/run/containers/storage/", "/var/lib/kubelet/pods/",
+    "/run/k3s/containerd/", "/var/snap/docker/common/var-lib-docker/",
+)
+
+
+def _without_engine_mounts(path: str, show: str = "_opskit_show") -> str:
+    """The lines of a mount table (``/proc/self/mounts`` or ``mountinfo``) without the
+    engines' own mounts: grep where the host has it (a shell reads such tables a byte at a
+    time), else every line."""
+    pattern = " (" + "|".join(d.replace(".", "\\.") for d in ENGINE_DIRS) + ")"
+    return (f"if command -v grep >/dev/null 2>&1; then grep -Ev '{pattern}' {path}; "
+            f"else {show} {path}; fi")
+
+
 def _need(tool: str, command: str) -> str:
     """Run ``command`` when ``tool`` is installed, else say so and give status 127."""
     return f"if command -v {tool} >/dev/null 2>&1; then {command}; else _opskit_nf {tool}; fi"
@@ -112,13 +130,16 @@ SNIPPETS: dict[str, str] = {
     # Mount points that are single files (Docker's /etc/hosts & co.): not disks. A child sh
     # under a limit, and network filesystems are not looked at (a stat there can hang).
     "file_mounts": _bounded(MOUNTS_TIMEOUT, "sh -c " + shlex.quote(
-        'while read -r _s _m _t _r; do case $_t in nfs*|cifs|smb*|fuse*|9p|ceph|glusterfs|'
+        _without_engine_mounts("/proc/self/mounts", show="cat")  # a child sh: no helpers
+        + ' | while read -r _s _m _t _r; do case $_t in nfs*|cifs|smb*|fuse*|9p|ceph|glusterfs|'
         'lustre|afs|davfs) continue;; esac; [ -d "$_m" ] || [ ! -e "$_m" ] || '
-        'printf "%s\\n" "$_m"; done < /proc/self/mounts')),
+        'printf "%s\\n" "$_m"; done')),
     # Mount ids, devices and roots: what GNU df uses to show each filesystem once.
-    "mountinfo": "_opskit_show /proc/self/mountinfo",
-    "long_users": "while IFS=: read -r _n _p _u _r; do [ ${#_n} -le 32 ] || "
-    "printf '%s %s\\n' \"$_u\" \"$_n\"; done < /etc/passwd; true",
+    "mountinfo": _without_engine_mounts("/proc/self/mountinfo"),
+    # passwd lines of local users whose names are longer than ps can show (32 characters)
+    "long_users": "if command -v grep >/dev/null 2>&1; then grep -E '^[^:]{33,}:' /etc/passwd; "
+    "else while IFS= read -r _l; do case ${_l%%:*} in " + "?" * 33 + "*) "
+    "printf '%s\\n' \"$_l\";; esac; done < /etc/passwd; fi; true",
     "ps": _need("ps", _bounded(PS_TIMEOUT, f"ps -eww -o {PS_COLUMNS}")),
     "gpu_query": "if command -v nvidia-smi >/dev/null 2>&1; then " + _bounded(
         NVIDIA_SMI_TIMEOUT,

@@ -204,3 +204,31 @@ def test_every_section_failing_is_still_a_report(bin_dir, monkeypatch, capsys):
     assert d["gpu"]["status"] == "error"
     code, out, err = run_cli(capsys, "status")
     assert code == 1 and "unavailable" in out
+
+
+def test_mount_sections_without_grep_give_the_same_answer(tmp_path):
+    """A host without grep (or timeout): the shell fallbacks read the same tables."""
+    import shutil
+
+    from opskit.checks.disk import parse_mountinfo
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("sh", "cat", "sleep"):
+        (folder / name).symlink_to(shutil.which(name))
+
+    class NoGrep(LocalTransport):
+        def run(self, argv, **kw):
+            return super().run(argv, **{**kw, "env": {"PATH": str(folder)}})
+
+    names = ["file_mounts", "mountinfo", "long_users"]
+    bare = sec.run_sections(NoGrep(), names)
+    full = sec.run_sections(LocalTransport(), names)
+    def outside_engines(text: str) -> set[str]:  # grep leaves the engines' mounts out early
+        return {m for m in text.splitlines() if not m.startswith(sec.ENGINE_DIRS)}
+
+    assert bare["file_mounts"].ok
+    assert outside_engines(bare["file_mounts"].stdout) == set(full["file_mounts"].stdout.splitlines())
+    assert parse_mountinfo(bare["mountinfo"].stdout).keys() >= parse_mountinfo(
+        full["mountinfo"].stdout).keys()
+    assert bare["long_users"].stdout == full["long_users"].stdout
