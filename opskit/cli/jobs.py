@@ -170,13 +170,21 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
         print_json({**outcome.to_dict(), "detached": False})
     else:
         _print_outcome(outcome)
-    return 0 if outcome.exit_code == 0 else 1
+    return 0 if outcome.exit_code == 0 and not outcome.not_collected else 1
 
 
 def _print_outcome(o: Any) -> None:
     oom = " (killed for memory)" if o.oom_killed else ""
     print_line(f"run {o.run_id} on {o.host}: {o.state}, exit {o.exit_code}{oom}")
     print_line(f"collected {len(o.collected)} files (sha256-verified) into {o.local_dir}")
+    _print_not_collected(o.host, o.not_collected)
+
+
+def _print_not_collected(host: str, missed: list[dict[str, str]]) -> None:
+    if missed:
+        print_line(f"[{host}] {len(missed)} not collected (listed in the run card):", err=True)
+    for m in missed:
+        print_line(f"  {m['path']}: {m['reason']}", err=True)
 
 
 # -- jobs / logs / cancel / collect -----------------------------------------------------------
@@ -317,9 +325,10 @@ def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json:
         print_json(res.to_dict())
     else:
         print_line(f"[{res.host}] {run_id}: {len(res.copied)} copied ({human_bytes(res.bytes_copied)}), "
-                   f"{len(res.skipped)} already here, all {len(res.files)} sha256-verified -> {res.local_dir}"
-                   + ("; host copies removed" if res.removed_remote else ""))
-    return 0
+                   f"{len(res.already_here)} already here, all {len(res.files)} sha256-verified -> {res.results_dir}"
+                   + ("; verified copies removed from the host" if res.removed_remote else ""))
+        _print_not_collected(res.host, res.not_collected)
+    return 0 if res.complete else 1
 
 
 # -- runs -------------------------------------------------------------------------------------

@@ -1,35 +1,58 @@
-"""Bring a run's results home, verified: ``runs/<RUN>/`` mirrors ``~/.opskit/runs/<RUN>/``.
+"""Bring a run's results home, verified, whatever the container left in its folder.
 
-1. the container's output is saved on the host as ``logs.txt`` (once, after the run ended);
-2. a sha256 manifest is computed ON the host; the first one is kept there
-   (``.opskit/manifest.sha256``) as the reference: a later collect that finds a file changed
-   or truncated since reports a checksum mismatch instead of collecting it;
-3. each file is copied over SFTP to a temp name beside its final path (resuming a partial
-   copy), hashed here, compared with the manifest, and only then renamed into place;
-   files already here with the right hash are skipped (idempotent);
-4. remote copies are removed only when asked, and only when every file is verified here.
+On the host, ``~/.opskit/runs/RUN`` is the container's ``/out`` (anything may be there, links
+included); opskit's own records of the run live in ``~/.opskit/records/RUN`` (see
+:mod:`opskit.jobs.hostfs`). Here, ``runs/RUN/`` holds opskit's records (``job.json``,
+``manifest.json``, ``logs.txt``) and the results go to ``runs/RUN/results/``, so that no
+result name can replace a record.
+
+1. the container's output is saved once on the host as ``records/RUN/logs.txt``;
+2. the run folder is listed without following links; regular files within the size limit are
+   hashed on the host, each under a time limit of its own. The first hashes are kept in
+   ``records/RUN/manifest.json`` as the reference: a file changed since is reported, not
+   collected;
+3. each file is copied over SFTP to ``runs/RUN/.partial/`` (resuming), hashed here, compared,
+   and only then renamed into ``results/`` (no link followed on the way);
+4. whatever is not collected (links, fifos, odd names, files over a limit, files changed on
+   the host) is listed with the reason; the others are collected all the same;
+5. ``remove_remote`` removes exactly the files verified here, nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opskit import atomic
-from opskit.errors import ChecksumMismatch, JobError
+from opskit import atomic, safefs
+from opskit.errors import HostError, JobError, OpskitError, TransferError
 from opskit.hosts.transport import Transport
+from opskit.jobs import hostfs
 from opskit.jobs.launch import find_container, host_run_dir
-from opskit.safety import check_remote_name
 
-MANIFEST_REMOTE = ".opskit/manifest.sha256"
-LOGS = "logs.txt"
+RESULTS = "results"
+PARTIAL = ".partial"
+LOGS = hostfs.LOGS
 CHUNK = 1 << 20
-_FIND = (
-    'cd "$1" && find . -type f ! -name "*.opskit-part" ! -name "*.tmp" ! -path "./.opskit/*" '
-    "-print0 | sort -z | xargs -0 -r sha256sum --"
-)
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-file limits of a collect (``OPSKIT_COLLECT_MAX_FILE_GB``, ``OPSKIT_COLLECT_HASH_TIMEOUT``)."""
+
+    max_file_bytes: int = 256 * GIB
+    hash_timeout: float = 600.0
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        gb = os.environ.get("OPSKIT_COLLECT_MAX_FILE_GB")
+        secs = os.environ.get("OPSKIT_COLLECT_HASH_TIMEOUT")
+        return cls(int(float(gb) * GIB) if gb else cls.max_file_bytes, float(secs) if secs else cls.hash_timeout)
 
 
 @dataclass
@@ -37,97 +60,178 @@ class CollectResult:
     run_id: str
     host: str
     local_dir: str
-    files: dict[str, str] = field(default_factory=dict)  # rel path -> sha256 (verified)
+    results_dir: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # rel path -> sha256 (verified here)
     copied: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    already_here: list[str] = field(default_factory=list)
+    not_collected: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    logs: bool = False
     bytes_copied: int = 0
     removed_remote: bool = False
+    kept_on_host: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.not_collected
+
+    def miss(self, path: str, reason: str) -> None:
+        self.not_collected.append({"path": path, "reason": reason})
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def parse_sha256sum(text: str) -> dict[str, str]:
-    """``sha256sum`` lines (``HASH  ./path``) -> {path: hash}; refuses unsafe names."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or line.startswith("\\"):
-            from opskit.errors import ParseError
-
-            raise ParseError("host", "sha256sum", line, "expected 'HASH  PATH'")
-        name = name[2:] if name.startswith("./") else name
-        out[check_remote_name(name)] = digest
-    return out
+class FileProblem(Exception):
+    """One file could not be collected (the others go on)."""
 
 
-def host_manifest(transport: Transport, run_dir: str) -> dict[str, str]:
-    res = transport.run(["sh", "-c", _FIND, "sh", run_dir], timeout=600)
-    res.check("the run's folder on the host must be readable by the login user")
-    return parse_sha256sum(res.stdout)
+def odd_name(name: str) -> str | None:
+    """Why a remote name cannot become a local file name, or None."""
+    if "\ufffd" in name:
+        return "its name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "its name contains a control character (newline, escape, ...)"
+    if name.startswith("/") or ".." in name.split("/") or len(name.encode()) > 4000:
+        return "its name cannot be a path under results/"
+    return None
 
 
-def save_logs_on_host(transport: Transport, run_id: str, run_dir: str) -> None:
-    """Write the container's output to ``RUN_DIR/logs.txt`` once (temp name + rename)."""
-    if transport.stat(f"{run_dir}/{LOGS}") is not None:
-        return
-    container = find_container(transport, run_id)
-    if container is None:
-        return
-    script = 'docker logs "$1" > "$2.tmp" 2>&1 && mv -- "$2.tmp" "$2"'
-    transport.run(["sh", "-c", script, "sh", container.name, f"{run_dir}/{LOGS}"], timeout=600).check()
+_KINDS = {"l": "a symbolic link", "p": "a fifo", "s": "a socket", "b": "a block device",
+          "c": "a character device"}
 
 
-def reference_manifest(transport: Transport, run_dir: str, now: dict[str, str]) -> dict[str, str]:
-    """The manifest kept on the host since the first collect (written now if there is none)."""
-    path = f"{run_dir}/{MANIFEST_REMOTE}"
-    if transport.stat(path) is None:
-        text = "".join(f"{h}  ./{p}\n" for p, h in sorted(now.items()))
-        transport.makedirs(f"{run_dir}/.opskit")
-        with transport.open(path + ".tmp", "wb") as fh:
-            fh.write(text.encode())
-        transport.rename(path + ".tmp", path)
-        return dict(now)
-    with transport.open(path, "rb") as fh:
-        return parse_sha256sum(fh.read().decode())
+def plan_files(entries: list[hostfs.Entry], limits: Limits, res: CollectResult) -> dict[str, int]:
+    """The regular files to hash {path: size}; everything else is listed in ``res``."""
+    want: dict[str, int] = {}
+    for e in sorted(entries, key=lambda e: e.path):
+        shown = e.path.encode("unicode_escape").decode() if odd_name(e.path) else e.path
+        if e.kind != "f":
+            res.miss(shown, f"{_KINDS.get(e.kind, 'not a regular file')}: not collected, kept on the host")
+        elif (why := odd_name(e.path)) is not None:
+            res.miss(shown, f"{why}: not collected, kept on the host")
+        elif e.size > limits.max_file_bytes:
+            res.miss(e.path, f"{e.size} bytes, over the limit of {limits.max_file_bytes} "
+                     "(OPSKIT_COLLECT_MAX_FILE_GB): not collected, kept on the host")
+        else:
+            want[e.path] = e.size
+    return want
 
 
-def fetch_file(transport: Transport, remote: str, final: Path, expected: str, progress: Callable[[int], None] | None) -> int:
-    """Copy one file (resuming a partial temp copy); verify; rename into place. Bytes copied."""
-    part = atomic.temp_name_for(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    start = part.stat().st_size if part.exists() else 0
-    st = transport.stat(remote)
-    if st is None:
-        raise JobError(f"{transport.host}: {remote} vanished during the collect")
-    if start > st.size:
-        part.unlink()
-        start = 0
+def hash_on_host(transport: Transport, run_dir: str, want: dict[str, int], limits: Limits,
+                 res: CollectResult) -> dict[str, str]:
+    now: dict[str, str] = {}
+    for h in hostfs.hash_files(transport, run_dir, sorted(want), limits.hash_timeout):
+        if h.status == 0 and len(h.sha256) == 64:
+            now[h.path] = h.sha256
+        elif h.status in (124, 137):
+            res.miss(h.path, f"hashing it took longer than {limits.hash_timeout:g}s "
+                     "(OPSKIT_COLLECT_HASH_TIMEOUT; a huge or sparse file?): not collected, kept on the host")
+        elif h.status == 2:
+            res.miss(h.path, "no longer a regular file when hashed: not collected, kept on the host")
+        else:
+            res.miss(h.path, "unreadable on the host: not collected, kept there")
+    return now
+
+
+def reference_manifest(transport: Transport, records: str, now: dict[str, str]) -> dict[str, str]:
+    """The hashes kept on the host since the first collect, extended by files new since."""
+    path = f"{records}/{hostfs.MANIFEST}"
+    before: dict[str, str] = {}
+    if transport.stat(path) is not None:
+        with transport.open(path, "rb") as fh:
+            before = dict(json.loads(fh.read().decode()).get("files") or {})
+    merged = {**now, **before}
+    if merged != before:
+        data = json.dumps({"files": merged}, sort_keys=True).encode()
+        hostfs.write_file(transport, records, hostfs.MANIFEST, data)
+    return merged
+
+
+@dataclass
+class LocalRun:
+    """``runs/RUN/``: records at the top, results in ``results/``, partial copies in ``.partial/``."""
+
+    root: Path
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    def partial_name(self, dest: Path, rel: str) -> str:
+        return hashlib.sha256(f"{dest}\0{rel}".encode()).hexdigest()[:32] + ".part"
+
+    def verified(self, dest: Path, rel: str, digest: str) -> bool:
+        head, tail = safefs.split(rel)
+        try:
+            with safefs.open_dir(dest, head, create=False) as dfd:
+                return safefs.sha256_at(dfd, tail) == digest
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OpskitError:
+            return False
+
+
+def _copy(transport: Transport, remote: str, fd: int, start: int, progress: Callable[[int], None] | None) -> int:
     copied = 0
-    with transport.open(remote, "rb") as src, open(part, "ab") as dst:
+    try:
+        src = transport.open(remote, "rb")
+    except FileNotFoundError as exc:
+        raise FileProblem("vanished from the host during the collect") from exc
+    with src:
         if start:
             src.seek(start)
         prefetch = getattr(src, "prefetch", None)
         if prefetch is not None:
-            prefetch(st.size)
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            dst.write(chunk)
+            prefetch()
+        while True:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            try:
+                _write_all(fd, chunk)
+            except OSError as exc:
+                raise TransferError(
+                    f"cannot write the copy of {remote} here: {exc.strerror}",
+                    "free disk space here (df -h .), then collect again: it resumes",
+                ) from exc
             copied += len(chunk)
             if progress:
                 progress(len(chunk))
-        dst.flush()
-        os.fsync(dst.fileno())
-    got = atomic.sha256_file(part)
-    if got != expected:
-        part.unlink()
-        raise ChecksumMismatch(
-            f"{transport.host}: checksum mismatch for {remote}: the copy hashes to {got[:16]}..., "
-            f"the host's manifest says {expected[:16]}...; not collected",
-            "the file changed on the host while copying: check it there, then collect again",
-        )
-    os.replace(part, final)
+    return copied
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fetch_file(transport: Transport, remote: str, local: LocalRun, dest: Path, rel: str, expected: str,
+               progress: Callable[[int], None] | None = None) -> int:
+    """Copy one file to ``.partial/`` (resuming), verify, rename to ``dest/rel``. Bytes copied."""
+    head, tail = safefs.split(rel)
+    pname = local.partial_name(dest, rel)
+    with safefs.open_dir(local.root / PARTIAL) as pfd:
+        fd = safefs.open_file(pfd, pname, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            start = os.fstat(fd).st_size
+            copied = _copy(transport, remote, fd, start, progress)
+            os.fsync(fd)
+            os.lseek(fd, 0, os.SEEK_SET)
+            h = hashlib.sha256()
+            for block in iter(lambda: os.read(fd, CHUNK), b""):
+                h.update(block)
+        finally:
+            os.close(fd)
+        if h.hexdigest() != expected:
+            os.unlink(pname, dir_fd=pfd)
+            raise FileProblem(f"changed on the host while copying (the copy hashes to {h.hexdigest()[:16]}..., "
+                              f"the host said {expected[:16]}...); collect again")
+        with safefs.open_dir(dest, head) as dfd:
+            try:
+                os.replace(pname, tail, src_dir_fd=pfd, dst_dir_fd=dfd)
+            except IsADirectoryError as exc:
+                raise FileProblem(f"a folder of that name is in the way here ({dest / rel})") from exc
     return copied
 
 
@@ -139,7 +243,9 @@ def collect(
     *,
     remove_remote: bool = False,
     progress: Callable[[int], None] | None = None,
+    limits: Limits | None = None,
 ) -> CollectResult:
+    limits = limits or Limits.from_env()
     container = find_container(transport, run_id)  # fresh state: containers.get inspects
     if container is not None and container.status == "running":
         raise JobError(
@@ -152,38 +258,91 @@ def collect(
             f"{transport.host}: no results folder {run_dir} for run {run_id}",
             "it was removed (collect --remove-remote), or the run never started on this host",
         )
-    save_logs_on_host(transport, run_id, run_dir)
-    now = host_manifest(transport, run_dir)
-    reference = reference_manifest(transport, run_dir, now)
-    changed = sorted(p for p in reference if now.get(p) != reference[p])
-    if changed:
-        detail = ", ".join(f"{p} ({'missing' if p not in now else 'now ' + now[p][:12] + '...'}, was {reference[p][:12]}...)" for p in changed)
-        raise ChecksumMismatch(
-            f"{transport.host}: checksum mismatch in run {run_id}: changed or truncated on the host since "
-            f"the manifest was made: {detail}; not collected",
-            "these files are not the results the run wrote; nothing was marked collected",
-        )
-    result = CollectResult(run_id, transport.host, str(local_dir), files=dict(now))
+    records = hostfs.records_dir(home, run_id)
+    hostfs.private_dirs(transport, home, [f"{hostfs.RECORDS_DIR}/{run_id}"])
+    local = LocalRun(Path(local_dir))
+    res = CollectResult(run_id, transport.host, str(local.root), str(local.results))
+    res.logs = collect_logs(transport, container, records, local, limits, res)
+    want = plan_files(hostfs.list_run(transport, run_dir), limits, res)
+    now = hash_on_host(transport, run_dir, want, limits, res)
+    reference = reference_manifest(transport, records, now)
     for rel, digest in sorted(now.items()):
-        final = local_dir / rel
-        if final.exists() and atomic.sha256_file(final) == digest:
-            result.skipped.append(rel)
+        if reference[rel] != digest:
+            res.miss(rel, f"changed on the host since the first collect (now {digest[:12]}..., "
+                     f"was {reference[rel][:12]}...): not collected, kept on the host")
             continue
-        result.bytes_copied += fetch_file(transport, f"{run_dir}/{rel}", final, digest, progress)
-        result.copied.append(rel)
-    atomic.write_json(local_dir / "manifest.json", {"host": transport.host, "files": now})
+        fetch_one(transport, f"{run_dir}/{rel}", local, rel, digest, res, progress)
+    for rel in sorted(set(reference) - set(now) - set(want)):
+        if rel not in res.files and not any(m["path"] == rel for m in res.not_collected):
+            if local.verified(local.results, rel, reference[rel]):
+                res.files[rel] = reference[rel]
+                res.already_here.append(rel)
+            else:
+                res.miss(rel, "gone from the host since the first collect, and not here")
+    with contextlib.suppress(OSError):  # kept only while it holds partial copies
+        os.rmdir(local.root / PARTIAL)
+    atomic.write_json(local.root / "manifest.json", {
+        "host": transport.host, "files": res.files, "not_collected": res.not_collected,
+    })
     if remove_remote:
-        remove_remote_copies(transport, container, run_dir, local_dir, now)
-        result.removed_remote = True
-    return result
+        remove_remote_copies(transport, container, run_dir, records, local, res)
+    return res
 
 
-def remove_remote_copies(transport: Transport, container: object, run_dir: str, local_dir: Path, files: dict[str, str]) -> None:
-    """Remove the host's folder (and the finished container) after re-verifying every local copy."""
-    for rel, digest in files.items():
-        if atomic.sha256_file(local_dir / rel) != digest:
-            raise ChecksumMismatch(f"local copy {local_dir / rel} does not verify; the host's copy is kept")
-    if container is not None:
+def fetch_one(transport: Transport, remote: str, local: LocalRun, rel: str, digest: str,
+              res: CollectResult, progress: Callable[[int], None] | None) -> None:
+    if local.verified(local.results, rel, digest):
+        res.files[rel] = digest
+        res.already_here.append(rel)
+        return
+    try:
+        res.bytes_copied += fetch_file(transport, remote, local, local.results, rel, digest, progress)
+    except FileProblem as exc:
+        res.miss(rel, f"{exc}: not collected, kept on the host")
+        return
+    except OpskitError as exc:
+        if isinstance(exc, (HostError, TransferError)):
+            raise
+        res.miss(rel, f"{exc.message}: not collected, kept on the host")
+        return
+    res.files[rel] = digest
+    res.copied.append(rel)
+
+
+def collect_logs(transport: Transport, container: object, records: str, local: LocalRun, limits: Limits,
+                 res: CollectResult) -> bool:
+    """Save the container's output on the host once (records/), and bring it here as logs.txt."""
+    path = f"{records}/{LOGS}"
+    if transport.stat(path) is None:
+        if container is None:
+            return False
+        hostfs.save_logs(transport, records, container.name)  # type: ignore[attr-defined]
+    hashed = hostfs.hash_files(transport, records, [LOGS], limits.hash_timeout)
+    if not hashed or hashed[0].status != 0:
+        res.miss(f"({LOGS})", "the saved output could not be hashed on the host; kept there")
+        return False
+    digest = hashed[0].sha256
+    if not local.verified(local.root, LOGS, digest):
+        try:
+            res.bytes_copied += fetch_file(transport, path, local, local.root, LOGS, digest)
+        except FileProblem as exc:
+            res.miss(f"({LOGS})", f"{exc}; kept on the host")
+            return False
+    return True
+
+
+def remove_remote_copies(transport: Transport, container: object, run_dir: str, records: str,
+                         local: LocalRun, res: CollectResult) -> None:
+    """Remove from the host exactly the files that verify here now; keep (and list) the rest."""
+    gone = [rel for rel, digest in sorted(res.files.items()) if local.verified(local.results, rel, digest)]
+    bad = sorted(set(res.files) - set(gone))
+    for rel in bad:
+        res.miss(rel, "the copy here does not verify any more: kept on the host")
+    hostfs.remove_files(transport, run_dir, gone)
+    res.removed_remote = True
+    left = hostfs.list_run(transport, run_dir) if transport.stat(run_dir) is not None else []
+    res.kept_on_host = sorted(e.path for e in left)
+    if container is not None and res.logs:
         container.remove()  # type: ignore[attr-defined]
-    transport.run(["rm", "-rf", "--", run_dir], check=True)
-
+    if not left and transport.stat(run_dir) is None:
+        hostfs.remove_tree(transport, records)

@@ -14,6 +14,7 @@ from typing import Any
 from opskit.errors import JobError, UsageError
 from opskit.hosts.dockererrors import docker_error, is_conflict, is_docker_exception, or_none
 from opskit.hosts.transport import Transport
+from opskit.jobs.hostfs import private_dirs
 from opskit.jobs.preflight import HostFacts
 from opskit.jobs.spec import (
     CONTAINER_OUT,
@@ -30,6 +31,17 @@ from opskit.jobs.spec import (
 
 OOM_EXIT = 137
 SIGTERM_EXIT = 143
+PIDS_LIMIT = 4096  # data-loader workers and their threads fit; a fork bomb does not
+# What a training container may do: run as the login user's uid, read its image, write /out
+# (the run's folder) and /tmp, use the GPUs asked for. No capabilities (a non-root process
+# needs none), no privilege gain through setuid files, a bounded number of processes; the
+# only mount is the run's folder (never the Docker socket, never the host's root).
+HARDENING: dict[str, Any] = {
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "pids_limit": PIDS_LIMIT,
+    "privileged": False,
+}
 
 
 def host_run_dir(home: str, run_id: str) -> str:
@@ -73,7 +85,7 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
     if existing is not None:
         raise already_exists(transport.host, job.run_id, existing.status)
     run_dir = host_run_dir(facts.home, job.run_id)
-    transport.makedirs(run_dir)
+    private_dirs(transport, facts.home, [f"{HOST_RUNS_DIR}/{job.run_id}"])  # 0700, whatever the umask
     labels = {
         LABEL_RUN: job.run_id,
         LABEL_MODEL: job.model,
@@ -92,6 +104,7 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
         "user": f"{facts.uid}:{facts.gid}",
         "environment": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "OPSKIT_RUN_ID": job.run_id},
         "device_requests": device_requests(job.gpus, facts),
+        **HARDENING,
     }
     if job.memory:
         kwargs["mem_limit"] = job.memory

@@ -57,6 +57,7 @@ class RunOutcome:
     oom_killed: bool
     collected: list[str] = field(default_factory=list)
     local_dir: str = ""
+    not_collected: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -202,7 +203,8 @@ def collect_results(
     res = collectmod.collect(transport, run_id, home, store.path(run_id), remove_remote=remove_remote)
     record: dict[str, Any] = {"collected": {
         "files": res.files, "verified": True, "removed_remote": res.removed_remote,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "not_collected": res.not_collected, "kept_on_host": res.kept_on_host, "logs": res.logs,
+        "results_dir": collectmod.RESULTS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }}
     if state is not None:
         record.update(state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
@@ -220,7 +222,7 @@ def finish(transport: Transport, run_id: str, store: RunStore, remove_remote: bo
                         finished=state.finished, duration=state.duration)
     res = collect_results(transport, run_id, store, card, remove_remote=remove_remote)
     return RunOutcome(run_id, transport.host, state.state, state.exit_code, state.oom_killed,
-                      sorted(res.files), res.local_dir)
+                      sorted(res.files), res.results_dir, res.not_collected)
 
 
 def run_remote(client: Any, spec: HostSpec, job: JobSpec, store: RunStore, opts: RunOptions) -> RunOutcome | None:

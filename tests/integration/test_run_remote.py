@@ -86,10 +86,11 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-a"
     card = json.loads((run / "job.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())["files"]
-    assert {"metrics.jsonl", "summary.json", "run_card.json", "checkpoints/last.pt", "logs.txt"} <= set(manifest)
+    assert {"metrics.jsonl", "summary.json", "run_card.json", "checkpoints/last.pt"} <= set(manifest)
     for rel, digest in manifest.items():  # hashes made on the host == the local copies
-        assert sha256_file(run / rel) == digest
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+        assert sha256_file(run / "results" / rel) == digest
+    assert json.loads((run / "results/summary.json").read_text())["status"] == "completed"
+    assert "step 12/12" in (run / "logs.txt").read_text()  # a record beside the card, not a result
     local = docker_client.images.get(image)
     assert card["image"]["id"] == local.id and card["image"]["layers"] == local.attrs["RootFS"]["Layers"]
     assert card["state"] == "exited" and card["exit_code"] == 0 and card["oom_killed"] is False
@@ -118,10 +119,10 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
 
     # A result truncated on the host afterwards: reported, never marked collected.
     host_exec(hosts, h1, ["sh", "-c", f"truncate -s 10 {RUN_HOME}/rt-a/metrics.jsonl"])
-    (run / "metrics.jsonl").unlink()
+    (run / "results/metrics.jsonl").unlink()
     bad = opskit(env, "collect", "rt-a")
-    assert bad.returncode == 1 and "checksum mismatch" in bad.stderr and "metrics.jsonl" in bad.stderr
-    assert not (run / "metrics.jsonl").exists()
+    assert bad.returncode == 1 and "changed on the host since the first collect" in bad.stderr
+    assert "metrics.jsonl" in bad.stderr and not (run / "results/metrics.jsonl").exists()
 
 
 def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts, env, training_image):
@@ -143,7 +144,7 @@ def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts,
     got = opskit(env, "collect", "rt-cut", "--remove-remote")
     assert got.returncode == 0, got.stderr
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-cut"
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((run / "results/summary.json").read_text())["status"] == "completed"
     assert host_exec(hosts, h2, ["test", "-e", f"{RUN_HOME}/rt-cut"])[0] != 0  # removed after verify
     assert container_state(hosts, h2, "rt-cut") == "absent"
 
@@ -167,8 +168,8 @@ def test_ctrl_c_detaches_then_cancel_checkpoints_and_collects(hosts, env, traini
     got = opskit(env, "collect", "rt-cancel")
     assert got.returncode == 0, got.stderr
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-cancel"
-    assert (run / "checkpoints" / "last.pt").stat().st_size > 0
-    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert (run / "results/checkpoints/last.pt").stat().st_size > 0
+    assert json.loads((run / "results/summary.json").read_text())["status"] == "interrupted"
     assert json.loads((run / "job.json").read_text())["state"] == "interrupted"
 
 
@@ -181,7 +182,7 @@ def test_killed_for_memory_is_reported_and_logs_collected(hosts, env, training_i
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-oom"
     card = json.loads((run / "job.json").read_text())
     assert card["state"] == "oom-killed" and card["oom_killed"] is True and card["exit_code"] == 137
-    assert (run / "logs.txt").exists() and "logs.txt" in card["collected"]["files"]
+    assert (run / "logs.txt").exists() and card["collected"]["logs"] is True
     jobs = json.loads(opskit(env, "jobs", "--host", h2, "--json").stdout)["hosts"][h2]
     assert ("rt-oom", "oom-killed") in [(j["run_id"], j["state"]) for j in jobs]
 

@@ -8,12 +8,10 @@ from opskit.checks.gpu import Gpu
 from opskit.errors import (
     DockerUnavailable,
     HostError,
-    ParseError,
-    UnsafeInputError,
     UsageError,
 )
 from opskit.jobs import launch
-from opskit.jobs.collect import parse_sha256sum
+from opskit.jobs.collect import odd_name
 from opskit.jobs.preflight import HostFacts, evaluate
 from opskit.jobs.spec import (
     GpuRequest,
@@ -152,13 +150,11 @@ def test_device_requests():
     assert launch.device_requests(GpuRequest("none"), f) == []
 
 
-def test_manifest_parsing_refuses_names_that_leave_the_folder():
-    good = "a" * 64 + "  ./metrics.jsonl\n" + "b" * 64 + "  ./checkpoints/last.pt\n"
-    assert parse_sha256sum(good) == {"metrics.jsonl": "a" * 64, "checkpoints/last.pt": "b" * 64}
-    with pytest.raises(UnsafeInputError):
-        parse_sha256sum("c" * 64 + "  ./../../etc/passwd\n")
-    with pytest.raises(ParseError):
-        parse_sha256sum("not a manifest line\n")
+def test_odd_remote_names_are_named_not_followed():
+    assert odd_name("checkpoints/last.pt") is None and odd_name("x;cd;touch PWNED;#") is None
+    assert "control" in odd_name("a\nb") and "control" in odd_name("\x1b]0;title\x07")
+    assert "UTF-8" in odd_name("caf\ufffd") and "path" in odd_name("../../etc/passwd")
+    assert "path" in odd_name("/etc/passwd")
 
 
 class _Container:
