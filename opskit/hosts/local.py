@@ -8,12 +8,14 @@ import shutil
 import signal
 import stat as stat_mod
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.atomic import sha256_file
 from opskit.errors import HostError
+from opskit.hosts.bounds import OutputTooLarge, max_output, too_large_error
 from opskit.hosts.transport import CommandResult, FileStat, command_argv, shell_command
 
 DEFAULT_TIMEOUT = 120.0
@@ -51,7 +53,7 @@ class LocalTransport:
         limit = self.command_timeout if timeout is None else timeout
         start = time.monotonic()
         try:
-            proc = _run_in_group(argv, stdin, limit, _full_env(env))
+            code, out, err = _run_bounded(argv, stdin, limit, env)
         except FileNotFoundError:
             result = CommandResult(
                 self.host, argv, "", f"{argv[0]}: command not found", 127,
@@ -67,14 +69,12 @@ class LocalTransport:
                 self.host, f"command {shell_command(argv)!r} did not finish within {limit:g}s "
                 "(stopped, with the processes it started)"
             ) from exc
+        except OutputTooLarge as exc:
+            raise too_large_error(self.host, shell_command(argv), exc) from exc
         else:
             result = CommandResult(
-                self.host,
-                argv,
-                proc.stdout.decode("utf-8", "replace"),
-                proc.stderr.decode("utf-8", "replace"),
-                proc.returncode,
-                time.monotonic() - start,
+                self.host, argv, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                code, time.monotonic() - start,
             )
         return result.check() if check else result
 
@@ -130,22 +130,30 @@ class LocalTransport:
             self._docker = None
 
 
-def _run_in_group(argv: tuple[str, ...], stdin: bytes | None, limit: float,
-                  env: dict[str, str] | None) -> subprocess.CompletedProcess:
-    """``subprocess.run`` in a process group of its own: on a timeout (or an interrupt) the
-    whole group is killed, so a command's children (a hung ``df`` below ``sh``) do not live
-    on, as they would if only the direct child were killed."""
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, process_group=0)
-    try:
-        out, err = proc.communicate(stdin, timeout=limit)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=5)  # reap; a grandchild in its own group may hold a pipe
-        raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+def _run_bounded(argv: tuple[str, ...], stdin: bytes | None, limit: float,
+                 env: dict[str, str] | None) -> tuple[int, bytes, bytes]:
+    """Run argv in a process group of its own, its output going to temp files.
+
+    Memory stays flat however much it prints: at most ``max_output()`` bytes of each stream
+    are read back, else OutputTooLarge. On a timeout (or an interrupt) the whole group is
+    killed, so a command's children (a hung ``df`` below ``sh``) do not live on."""
+    cap = max_output()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                env=_full_env(env), process_group=0)
+        try:
+            proc.communicate(stdin, timeout=limit)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            raise
+        for fh, name in ((out, "stdout"), (err, "stderr")):
+            if fh.seek(0, os.SEEK_END) > cap:
+                raise OutputTooLarge(name, cap)
+            fh.seek(0)
+        return proc.returncode, out.read(), err.read()
 
 
 class _LocalProcess:

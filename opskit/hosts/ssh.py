@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from opskit.errors import HostError, OpskitError
+from opskit.hosts.bounds import ALIVE_COUNT, OutputTooLarge, max_output, too_large_error
 from opskit.hosts.hostkeycheck import key_policy, transport_factory
 from opskit.hosts.knownhosts import (  # noqa: F401 - fingerprint & co. are re-exported
     DEFAULT_KNOWN_HOSTS,
@@ -22,6 +23,7 @@ from opskit.hosts.knownhosts import (  # noqa: F401 - fingerprint & co. are re-e
     known_hosts_entry_name,
     known_hosts_files,
 )
+from opskit.hosts.liveness import Liveness, RxClock
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.sshconnect import (  # noqa: F401 - quiet_paramiko_logs is re-exported
     connect_error,
@@ -47,6 +49,7 @@ class SSHTransport:
         self._jump: SSHTransport | None = None
         self._docker: Any = None
         self._lock = threading.RLock()
+        self._alive: Liveness | None = None
 
     def __enter__(self) -> SSHTransport:
         return self
@@ -78,7 +81,7 @@ class SSHTransport:
         # (hostkeycheck), so an unknown, changed or revoked key never sees a login.
         client.set_missing_host_key_policy(key_policy(spec))
         pkey, other_files = load_identities(identity_files(spec))
-        sock = self.open_socket()
+        sock = RxClock(self.open_socket())
         try:
             client.connect(
                 spec.hostname,
@@ -99,8 +102,18 @@ class SSHTransport:
             client.close()
             sock.close()
             raise connect_error(spec, exc) from exc
-        client.get_transport().set_keepalive(spec.keepalive)
+        if self._alive is not None:
+            self._alive.stop()
+        self._alive = Liveness(spec.name, sock, spec.keepalive, ALIVE_COUNT).start(client.get_transport())
         return client
+
+    @property
+    def dead_reason(self) -> str | None:
+        """Why the last connection was given up by the liveness watch (None: it was not)."""
+        return self._alive.dead if self._alive is not None else None
+
+    def lost_why(self, exc: BaseException) -> str:
+        return self.dead_reason or str(exc) or type(exc).__name__
 
     def open_socket(self) -> Any:
         """A TCP socket to the host, a channel through the jump host, or a ProxyCommand.
@@ -128,6 +141,8 @@ class SSHTransport:
         return tcp_connect(spec)
 
     def _drop(self) -> None:
+        if self._alive is not None:
+            self._alive.stop()  # its verdict (dead_reason) is kept until the next connection
         for obj in (self._docker, self._sftp, self._ssh):
             if obj is not None:
                 try:
@@ -179,9 +194,12 @@ class SSHTransport:
                 f"command {shell_command(argv_t)!r} did not finish within {limit:g}s "
                 "(sent SIGTERM)",
             ) from exc
+        except OutputTooLarge as exc:
+            send_signal(chan, "TERM")
+            raise too_large_error(self.host, shell_command(argv_t), exc) from exc
         except (OSError, EOFError) as exc:
             raise HostError(
-                self.host, f"connection lost during {shell_command(argv_t)!r}: {exc}"
+                self.host, f"connection lost during {shell_command(argv_t)!r}: {self.lost_why(exc)}"
             ) from exc
         finally:
             chan.close()
@@ -264,6 +282,8 @@ def _collect(chan: Any, stdin: bytes | None, deadline: float) -> tuple[list[byte
     """
     out: list[bytes] = []
     err: list[bytes] = []
+    sizes = [0, 0]
+    cap = max_output()
     pending = memoryview(stdin or b"")
     if not pending:
         chan.shutdown_write()
@@ -277,10 +297,14 @@ def _collect(chan: Any, stdin: bytes | None, deadline: float) -> tuple[list[byte
                 chan.shutdown_write()
         while chan.recv_ready():
             out.append(chan.recv(1 << 20))
+            sizes[0] += len(out[-1])
             moved = True
         while chan.recv_stderr_ready():
             err.append(chan.recv_stderr(1 << 20))
+            sizes[1] += len(err[-1])
             moved = True
+        if sizes[0] > cap or sizes[1] > cap:
+            raise OutputTooLarge("stdout" if sizes[0] > cap else "stderr", cap)
         if chan.exit_status_ready() and (chan.eof_received or chan.closed) and not (
             chan.recv_ready() or chan.recv_stderr_ready()
         ):

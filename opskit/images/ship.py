@@ -33,6 +33,7 @@ from typing import Any
 from opskit.errors import TransferError, UsageError
 from opskit.hosts.dockererrors import or_none
 from opskit.hosts.group import GroupResult, run_on_hosts
+from opskit.hosts.privatedirs import private_dirs
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
 from opskit.images.contentstore import store_kind
@@ -358,7 +359,7 @@ def send_archive(transport: Transport, image: LocalImage, parts: ImageParts, ind
     image, usable)."""
     archive = archive_for(parts, indexes, list(image.repo_tags))
     home = remote_home(transport)
-    transport.makedirs(f"{home}/{STAGING_DIR}")
+    private_dirs(transport, home, [STAGING_DIR])  # 0700: staged archives are the user's alone
     digest = digests.of(archive)
     ext = "zst" if parts.codec == "zstd" else "gz"
     final = f"{home}/{STAGING_DIR}/{image.image_id.split(':')[-1][:12]}-{digest[:16]}.tar.{ext}"

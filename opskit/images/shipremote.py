@@ -37,6 +37,14 @@ def remote_home(transport: Transport) -> str:
     return res.stdout.strip() or "."
 
 
+def _private_file(transport: Transport, fh: Any, path: str) -> None:
+    """0600 whatever the host's umask (an SFTP file has ``chmod``; a local one is a path)."""
+    if hasattr(fh, "chmod"):
+        fh.chmod(0o600)
+    elif transport.is_local:
+        os.chmod(path, 0o600)
+
+
 def upload_resumable(transport: Transport, archive: Any, final: str, progress: ProgressFn | None) -> tuple[int, int]:
     """Upload to ``final + '.part'``, resuming what an earlier try left; (resumed_from, sent)."""
     part = final + ".part"
@@ -48,6 +56,7 @@ def upload_resumable(transport: Transport, archive: Any, final: str, progress: P
     sent = 0
     try:
         with transport.open(part, "ab" if start else "wb") as fh:
+            _private_file(transport, fh, part)
             for chunk in archive.chunks(start):
                 fh.write(chunk)
                 sent += len(chunk)

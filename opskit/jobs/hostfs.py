@@ -23,13 +23,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from opskit.errors import HostError
+from opskit.hosts.privatedirs import private_dirs  # noqa: F401 - part of this module's interface
 from opskit.hosts.transport import Transport
 
 RECORDS_DIR = ".opskit/records"  # under the login user's home; never mounted into a container
 LOGS = "logs.txt"
 MANIFEST = "manifest.json"
-
-_PRIVATE_DIRS = 'umask 077 && mkdir -p -- "$@" && chmod 700 -- "$@"'
 
 # $1 = folder, $2 = final name inside it; stdin (or the command) -> a fresh temp folder -> rename.
 _WRITE_STDIN = (
@@ -83,19 +82,6 @@ class Hashed:
 
 def records_dir(home: str, run_id: str) -> str:
     return f"{home.rstrip('/')}/{RECORDS_DIR}/{run_id}"
-
-
-def private_dirs(transport: Transport, home: str, rel_dirs: Sequence[str]) -> None:
-    """Make ``home/.opskit`` and each ``home/REL`` (and the folders between) 0700."""
-    home = home.rstrip("/")
-    wanted: list[str] = []
-    for rel in (".opskit", *rel_dirs):
-        parts = rel.strip("/").split("/")
-        for i in range(1, len(parts) + 1):
-            path = f"{home}/{'/'.join(parts[:i])}"
-            if path not in wanted and path != home:
-                wanted.append(path)
-    transport.run(["sh", "-c", _PRIVATE_DIRS, "sh", *wanted], check=True)
 
 
 def write_file(transport: Transport, folder: str, name: str, data: bytes) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from opskit.errors import JobError, UsageError
 from opskit.hosts.dockererrors import docker_error, is_conflict, is_docker_exception, or_none
+from opskit.hosts.privatedirs import private_dirs
 from opskit.hosts.transport import Transport
-from opskit.jobs.hostfs import private_dirs
 from opskit.jobs.preflight import HostFacts
 from opskit.jobs.spec import (
     CONTAINER_OUT,
