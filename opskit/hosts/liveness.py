@@ -56,6 +56,7 @@ class Liveness:
         self.interval = max(0.2, float(interval))
         self.count = max(1, int(count))
         self.dead: str | None = None
+        self.pings = 0
         self._stop = threading.Event()
         self._pinging = threading.Lock()
 
@@ -82,10 +83,11 @@ class Liveness:
         step = min(1.0, self.interval / 2)
         while not self._stop.wait(step) and transport.is_active():
             silent = time.monotonic() - self.clock.last_rx
-            if silent >= self.bound:
+            if silent >= self.bound and self.pings:  # never given up without having asked
                 self.dead = (f"the host stopped answering (nothing received for {silent:.0f}s; "
                              f"keepalive every {self.interval:g}s, {self.count} missed)")
                 transport.close()
                 return
             if silent >= self.interval:
+                self.pings += 1
                 threading.Thread(target=self._ping, args=(transport,), daemon=True).start()

@@ -31,6 +31,7 @@ from opskit.jobs.spec import (
 
 OOM_EXIT = 137
 SIGTERM_EXIT = 143
+MAX_LINE = 64 << 10  # one line of a followed log kept in memory, at most
 PIDS_LIMIT = 4096  # data-loader workers and their threads fit; a fork bomb does not
 # What a training container may do: run as the login user's uid, read its image, write /out
 # (the run's folder) and /tmp, use the GPUs asked for. No capabilities (a non-root process
@@ -211,6 +212,9 @@ def stream_logs(transport: Transport, run_id: str, follow: bool) -> Iterator[str
         *lines, buf = buf.split(b"\n")
         for line in lines:
             yield line.decode("utf-8", "replace").rstrip("\r")
+        while len(buf) > MAX_LINE:  # a line without end: shown in pieces, memory stays bounded
+            yield buf[:MAX_LINE].decode("utf-8", "replace") + f" [line cut at {MAX_LINE} bytes]"
+            buf = buf[MAX_LINE:]
     if buf:
         yield buf.decode("utf-8", "replace")
 

@@ -180,17 +180,24 @@ def follow(transport: Transport, run_id: str, emit: ev.EventFn) -> None:
     try:
         for line in launch.stream_logs(transport, run_id, follow=True):
             emit(ev.LogLine(transport.host, run_id, line))
+        if getattr(transport, "dead_reason", None):  # the liveness watch closed the connection
+            raise Detached(transport.host, run_id, _lost(transport, ""), 1)
         running = launch.require_container(transport, run_id).status == "running"  # a fresh inspect
     except KeyboardInterrupt:
         raise Detached(transport.host, run_id, "stopped following (Ctrl-C)", 130) from None
     except (HostError, DockerUnavailable) as exc:  # the SSH connection or the engine let go
-        raise Detached(transport.host, run_id, f"lost the connection while following ({exc.message})", 1) from exc
+        raise Detached(transport.host, run_id, _lost(transport, exc.message), 1) from exc
     except OpskitError:
         raise
     except Exception as exc:  # the connection dropped under the log stream
-        raise Detached(transport.host, run_id, f"lost the connection while following ({type(exc).__name__})", 1) from exc
+        raise Detached(transport.host, run_id, _lost(transport, type(exc).__name__), 1) from exc
     if running:  # the log stream ended early: the engine or the connection let go
-        raise Detached(transport.host, run_id, "lost the connection while following (the log stream ended)", 1)
+        raise Detached(transport.host, run_id, _lost(transport, "the log stream ended"), 1)
+
+
+def _lost(transport: Transport, detail: str) -> str:
+    dead = getattr(transport, "dead_reason", None)  # a frozen host, noticed by the keepalives
+    return f"lost the connection while following ({dead or detail})"
 
 
 def collect_results(
