@@ -36,6 +36,10 @@ class FakeHost(FakeTransport):
     def _answer(self, argv, stdin):
         if argv[:2] == ("sh", "-c") and "HOME" in argv[2]:
             return FakeReply("/home/u")
+        if argv[:2] == ("sh", "-c") and "umask 077" in argv[2]:  # private_dirs: the staging folder
+            for path in argv[4:]:
+                self.makedirs(path)
+            return FakeReply("")
         if argv[:2] == ("sh", "-c") and "docker load" in argv[2]:
             raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(self.files[argv[-1]]),
                                                               read_across_frames=True).read()
