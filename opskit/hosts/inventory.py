@@ -165,6 +165,10 @@ class Inventory:
             return local_spec(name)
         resolved = self.ssh_config().resolve(name, user=user_at)
         self._check_untrusted(name, resolved)
+        if resolved.refuseconnection:
+            where = resolved.sources.get("refuseconnection", "the ssh config")
+            raise ConfigError(f"{name}: RefuseConnection yes ({where}): ssh refuses to connect "
+                              "to this host, and so does opskit", "remove that line to allow it")
         known = name in self.hosts or resolved.matched_specific or _is_address(name)
         if not (known or _in_dns(resolved.hostname)):
             raise UsageError(f"unknown host {name!r}: not in the ssh config, the inventory "

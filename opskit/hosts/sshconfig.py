@@ -109,6 +109,7 @@ class Resolved:
     hostkeyalias: str | None = None
     checkhostip: bool = False
     hashknownhosts: bool = False
+    refuseconnection: bool = False
     stricthostkeychecking: str = "ask"
     revokedhostkeys: str | None = None
     connecttimeout: float | None = None
@@ -300,6 +301,7 @@ def _finish(host: str, opts: SSHOptions) -> Resolved:
         hostkeyalias=v.get("hostkeyalias"),
         checkhostip=kw.flag(v.get("checkhostip", "no")),
         hashknownhosts=kw.flag(v.get("hashknownhosts", "no")),
+        refuseconnection=kw.flag(v.get("refuseconnection", "no")),
         stricthostkeychecking=v.get("stricthostkeychecking", "ask").lower(),
         revokedhostkeys=v.get("revokedhostkeys"),
         connecttimeout=kw.seconds(v.get("connecttimeout")),

@@ -41,14 +41,19 @@ OTHER_KNOWN = frozenset({
     "syslogfacility", "tcpkeepalive", "tisauthentication", "tunnel", "tunneldevice",
     "updatehostkeys", "verifyhostkeydns", "visualhostkey", "xauthlocation",
 })
+# Keywords of OpenSSH releases after 9.2 (a user's newer ssh accepts them): kept or ignored,
+# not refused, so that a config written for a newer ssh still works.
+LATER_IGNORED = frozenset({"channeltimeout", "obscurekeystroketiming", "versionaddendum",
+                           "warnweakcrypto"})
 # One argument, first value wins.
-STRINGS = frozenset({"user", "hostname", "hostkeyalias", "ignoreunknown", "revokedhostkeys"})
+STRINGS = frozenset({"user", "hostname", "hostkeyalias", "ignoreunknown", "revokedhostkeys", "tag"})
 FLAGS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 MULTISTATE = {
     "checkhostip": FLAGS,
     "identitiesonly": FLAGS,
     "canonicalizefallbacklocal": FLAGS,
     "hashknownhosts": FLAGS,
+    "refuseconnection": FLAGS,
     "stricthostkeychecking": {**FLAGS, "ask": "ask", "off": "no", "accept-new": "accept-new"},
     "canonicalizehostname": {**FLAGS, "always": "always"},
 }
@@ -58,7 +63,7 @@ RAW = frozenset({"proxycommand", "proxyjump"})  # the rest of the line, as writt
 STRUCTURE = frozenset({"host", "match", "include"})
 HANDLED = (STRINGS | set(MULTISTATE) | TIMES | LISTS | RAW | STRUCTURE
            | {"port", "identityfile", "identityfile2", "hostkeyalgorithms", "canonicalizemaxdots"})
-KNOWN = HANDLED | OTHER_KNOWN | IGNORED
+KNOWN = HANDLED | OTHER_KNOWN | IGNORED | LATER_IGNORED
 _TIME_RE = re.compile(r"^(\d+[sSmMhHdDwW]?)+$")
 
 
@@ -151,7 +156,7 @@ def apply(opts, line: Line, active: bool) -> None:  # noqa: ANN001 - sshconfig.S
             return
         raise ConfigError(f"{line.where}: bad configuration option: {k}",
                           "ssh refuses this line too; fix or remove it (or list it in IgnoreUnknown)")
-    if not active or k in IGNORED or k in OTHER_KNOWN:
+    if not active or k in IGNORED or k in OTHER_KNOWN or k in LATER_IGNORED:
         return
     where = line.where
     if k in ("identityfile", "identityfile2"):

@@ -16,6 +16,7 @@ from opskit.errors import ConfigError
 from opskit.hosts.sshsyntax import _strdelim, match_hostname, match_pattern_list, percent_expand
 
 EXEC_TIMEOUT = 60.0
+LATER_CRITERIA = frozenset({"localnetwork", "version", "command", "sessiontype"})
 
 
 def _words(text: str) -> list[str]:
@@ -68,6 +69,16 @@ def match_line(ctx, line) -> bool:  # noqa: ANN001 - sshconfig._Context, sshkeyw
             ok = match_pattern_list(opts.values.get("user") or local_user(), arg) == 1
         elif name == "localuser":
             ok = match_pattern_list(local_user(), arg) == 1
+        elif name == "tagged":  # OpenSSH 9.4+: the Tag of this host
+            ok = match_pattern_list(opts.values.get("tag", ""), arg) == 1
+        elif name in LATER_CRITERIA:
+            if not result:
+                continue  # an earlier criterion failed: nothing to evaluate
+            raise ConfigError(
+                f"{line.where}: Match {name} (OpenSSH newer than 9.2) cannot be evaluated by "
+                f"opskit for {ctx.original!r}",
+                "give this host its settings in a Host block (other hosts are not affected)",
+            )
         elif name == "exec":
             if not result:
                 continue  # a prior criterion failed: ssh skips the command

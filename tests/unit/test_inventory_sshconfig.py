@@ -196,3 +196,26 @@ def test_proxycommand_keeps_quoted_arguments(tmp_path: Path) -> None:
     cfg.write_text('Host pq\n  ProxyCommand /usr/bin/relay --name "a b" \'%h:%p\'\n')
     got = SSHConfig(str(cfg)).resolve("pq").proxycommand
     assert got is not None and shlex.split(got) == ["/usr/bin/relay", "--name", "a b", "%h:%p"]
+
+
+def test_keywords_of_newer_openssh(tmp_path: Path) -> None:
+    """A config written for a newer ssh still works: its keywords are kept (Tag, Match tagged,
+    RefuseConnection) or ignored; Match criteria opskit cannot evaluate refuse only the hosts
+    that reach them."""
+    from opskit.hosts.inventory import load_inventory
+
+    cfg = tmp_path / "config"
+    cfg.write_text("Host t1 t2 r1 v1\n  ChannelTimeout session=5m\n  WarnWeakCrypto no\n"
+                   "Host t1\n  Tag gpu\nMatch tagged gpu\n  User tagged\n"
+                   "Match originalhost t2 localnetwork 10.0.0.0/8\n  Port 2222\n"
+                   "Match originalhost v1 version OpenSSH_9.8*\n  Port 2223\n"
+                   "Host r1\n  RefuseConnection yes\n")
+    conf = SSHConfig(str(cfg))
+    assert conf.resolve("t1").user == "tagged" and conf.resolve("r1").user != "tagged"
+    with pytest.raises(ConfigError, match=r"config:8: Match localnetwork .*'t2'"):
+        conf.resolve("t2")
+    with pytest.raises(ConfigError, match=r"config:10: Match version"):
+        conf.resolve("v1")
+    (tmp_path / "inv.yaml").write_text("")
+    with pytest.raises(ConfigError, match=r"RefuseConnection yes \(.*config:13\)"):
+        load_inventory(str(tmp_path / "inv.yaml"), str(cfg)).resolve("r1")
