@@ -90,6 +90,9 @@ class LocalStore:
         with _SIZES_LOCK:
             if chain_id in _SIZES:
                 return _SIZES[chain_id]
+        cached = _cached_size(chain_id)
+        if cached is not None:
+            return cached
         total = 0
         for entry in self._entries(chain_id):
             if entry.get("type") == 2 and entry.get("payload"):
@@ -98,6 +101,7 @@ class LocalStore:
                 total += int(entry.get("size") or 0)
         with _SIZES_LOCK:
             _SIZES[chain_id] = total
+        _remember_size(chain_id, total)
         return total
 
     def layer_tar(self, chain_id: str) -> Iterator[bytes]:
@@ -110,6 +114,37 @@ class LocalStore:
                     yield base64.b64decode(payload)
             elif entry.get("type") == 1 and int(entry.get("size") or 0) > 0:
                 yield from _file_bytes(diff, entry)
+
+
+def _size_file(chain_id: str) -> str:
+    from opskit.images.wheelhouse import cache_root
+
+    return os.path.join(cache_root(), "layer-sizes", chain_id.split(":")[-1])
+
+
+def _cached_size(chain_id: str) -> int | None:
+    """A tarball size remembered by an earlier run (reading tar-split costs ~1 s for a 1 GB
+    image). Only a hint: every layer that travels is counted and hashed as it is read."""
+    try:
+        with open(_size_file(chain_id)) as fh:
+            size = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    with _SIZES_LOCK:
+        _SIZES[chain_id] = size
+    return size
+
+
+def _remember_size(chain_id: str, size: int) -> None:
+    path = _size_file(chain_id)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(str(size))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written costs only time
 
 
 def _file_bytes(diff: str, entry: dict) -> Iterator[bytes]:

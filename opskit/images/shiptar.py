@@ -208,6 +208,11 @@ class ImageParts:
     def blob_names(self) -> list[str]:
         return [blob_path(lay.digest) for lay in self.layers]
 
+    @property
+    def layer_paths(self) -> list[str]:
+        """Where ``manifest.json`` points for each layer, in stack order."""
+        return self.blob_names()
+
     def ensure(self, indexes: set[int]) -> None:
         """Frames for these layers exist afterwards (or ``refill`` raised)."""
         with self._lock:
@@ -349,11 +354,16 @@ def verified_chunks(blob: LayerBlob, chunks: Iterable[bytes], where: str) -> Ite
     """Pass a layer blob's bytes through; at the end, raise ``BlobError`` unless the blob hashes
     to its digest and unpacks to its diff ID."""
     hasher = BlobHasher()
+    total = 0
     for chunk in chunks:
+        total += len(chunk)
+        if total > blob.size:
+            raise BlobError(f"{where}: blob {blob.digest} is longer than its {blob.size} bytes")
         hasher.update(chunk)
         yield chunk
     digest, diff = hasher.digests()
-    why = check_blob_digests(blob, digest, diff)
+    why = check_blob_digests(blob, digest, diff) if total == blob.size else \
+        f"blob {blob.digest} is {total} bytes, not {blob.size}"
     if why:
         raise BlobError(f"{where}: {why}")
 
@@ -370,3 +380,19 @@ def write_verified_frame(blob: LayerBlob, chunks: Iterable[bytes], codec: str, p
         if os.path.exists(path):
             os.unlink(path)
         raise
+
+
+# -- the two readers under their earlier names (scripts written against them keep working) ---
+def spool_save_stream(chunks: Iterable[bytes], wanted: set[int], codec: str, spool_dir: str) -> ImageParts:
+    """See :func:`opskit.images.savereader.spool_save_stream`."""
+    from opskit.images.savereader import spool_save_stream as read
+
+    return read(chunks, wanted, codec, spool_dir)
+
+
+def spool_from_store(store: Any, image_id: str, diff_ids: list[str], wanted: set[int], codec: str,
+                     spool_dir: str) -> ImageParts:
+    """See :func:`opskit.images.layerstore.parts_from_store`."""
+    from opskit.images.layerstore import parts_from_store
+
+    return parts_from_store(store, image_id, diff_ids, wanted, codec, spool_dir)

@@ -46,7 +46,7 @@ def test_the_image_is_read_as_stored_and_each_blob_verified(tmp_path, monkeypatc
         assert zstandard.ZstdDecompressor().stream_reader(fh).read() == tar_member(blob_path(sha(blobs[1])), blobs[1])
     # A blob that unpacks to something else than its diff ID (same name, other bytes inside).
     (tmp_path / "content" / blob_path(sha(blobs[0]))).write_bytes(gzip.compress(layers[1], mtime=0))
-    with pytest.raises(StoreUnavailable, match="hashes to"):
+    with pytest.raises(StoreUnavailable, match="hashes to|longer than its|bytes, not"):
         parts.ensure({0})
     # An image loaded from a partial archive lacks its lower blobs (moby#49473): not readable.
     (tmp_path / "content" / blob_path(sha(blobs[0]))).unlink()

@@ -100,3 +100,35 @@ def test_names_outside_the_layer_are_refused(tmp_path):
         fh.write(json.dumps({"type": 1, "name": "../../etc/shadow", "size": 5}) + "\n")
     with pytest.raises(StoreUnavailable, match="outside the layer"):
         b"".join(LocalStore(str(tmp_path)).layer_tar("sha256:" + "b" * 64))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("opskit.images.layerstore._SIZES", {})
+
+
+def test_tarball_sizes_are_remembered_and_a_wrong_one_is_caught(tmp_path):
+    chain = "sha256:" + hashlib.sha256(b"y").hexdigest()
+    tar = make_layer(tmp_path / "root", chain, FILES)
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    db = tmp_path / "root/image/overlay2/layerdb/sha256"
+    (db / chain.split(":")[-1]).rename(db / diff_id.split(":")[-1])  # one layer: chain ID = diff ID
+    store = LocalStore(str(tmp_path / "root"))
+    assert store.layer_tar_size(diff_id) == len(tar)
+    remembered = tmp_path / "cache/layer-sizes" / diff_id.split(":")[-1]
+    assert remembered.read_text() == str(len(tar))  # the next process skips reading tar-split
+    remembered.write_text(str(len(tar) - 512))  # a stale or tampered hint
+    import opskit.images.layerstore as layerstore
+
+    layerstore._SIZES.clear()
+    config = json.dumps({"rootfs": {"diff_ids": [diff_id]}}).encode()
+    image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+    content = tmp_path / "root/image/overlay2/imagedb/content/sha256"
+    content.mkdir(parents=True)
+    (content / image_id.split(":")[-1]).write_bytes(config)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with pytest.raises(StoreUnavailable, match="longer than its"):
+        parts_from_store(store, image_id, [diff_id], {0}, "zstd", str(spool))
+    assert list(spool.iterdir()) == []  # never a frame with a wrong header
