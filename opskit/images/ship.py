@@ -62,6 +62,11 @@ ProgressFn = Callable[[str, int], None]  # (host, bytes just sent)
 EventFn = Callable[[str, str], None]  # (host, message)
 
 
+_CACHE_LOCK = threading.Lock()
+_ENGINE_INFO: dict[str, dict] = {}  # local engine (base URL) -> docker info
+_DESCRIBED: dict[str, ImageParts | None] = {}  # local image ID -> its parts without frames
+
+
 class LocalImage:
     """A local image: ID, tags and layer identities at once; sizes and instructions (a few
     more engine calls), the engine's store and the image's digests only when needed."""
@@ -86,25 +91,37 @@ class LocalImage:
                          for i, lay in enumerate(by_diff))
         return tuple(LayerInfo(i, d, chains[i], 0, "") for i, d in enumerate(self.diff_ids))
 
-    @functools.cached_property
+    @property
     def engine_info(self) -> dict:
-        return dict(self._client.info())
+        """``docker info`` of the local engine (asked once per engine and process)."""
+        key = str(getattr(getattr(self._client, "api", None), "base_url", id(self._client)))
+        with _CACHE_LOCK:
+            if key not in _ENGINE_INFO:
+                _ENGINE_INFO[key] = dict(self._client.info())
+            return _ENGINE_INFO[key]
 
     @property
     def store(self) -> str:
         """The local engine's image store: ``legacy`` or ``containerd``."""
         return store_kind(self.engine_info)
 
-    @functools.cached_property
+    @property
     def described(self) -> ImageParts | None:
         """Config and manifest read from the local store (no layer read), or None where the
-        store cannot be read here (they are known after ``docker save`` then)."""
+        store cannot be read here (they are known after ``docker save`` then). Kept per image
+        ID for the process: an ID names immutable content."""
         from opskit.images.layerstore import StoreUnavailable
 
+        with _CACHE_LOCK:
+            if self.image_id in _DESCRIBED:
+                return _DESCRIBED[self.image_id]
         try:
-            return parts_from_local_store(self._client, self, set(), "zstd", "")
+            parts: ImageParts | None = parts_from_local_store(self._client, self, set(), "zstd", "")
         except StoreUnavailable:
-            return None
+            parts = None
+        with _CACHE_LOCK:
+            _DESCRIBED[self.image_id] = parts
+        return parts
 
     @property
     def config_digest(self) -> str | None:
@@ -247,23 +264,28 @@ def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
 
 def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
     """(ID on the host, tags there, its store) when the host holds our image, else None. One
-    command (the fast path of a re-ship with nothing changed): the host's image must have one
-    of our IDs (config digest on a legacy store, manifest digest on a containerd one) and our
-    diff IDs."""
-    ids = image.ids()
+    command (the fast path of a re-ship with nothing changed), by our ID and our tags: the
+    host's image must have our diff IDs and an ID that is ours (the same store: our image ID;
+    the other store: our config digest or manifest digest, read from the local store only
+    then)."""
+    refs = list(dict.fromkeys([image.image_id, *image.repo_tags]))
     fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
-    res = transport.run(["docker", "image", "inspect", "--format", fmt, *ids])
+    res = transport.run(["docker", "image", "inspect", "--format", fmt, *refs])
     decoder = json.JSONDecoder()
-    for line in res.stdout.splitlines():  # exit 1 when any one ID is absent; the others print
+    for line in res.stdout.splitlines():  # exit 1 when any one ref is absent; the others print
         host_id, _, rest = line.strip().partition(" ")
         try:
             layers, end = decoder.raw_decode(rest)
-            tags = json.loads(rest[end:])
+            tags = list(json.loads(rest[end:]) or [])
         except json.JSONDecodeError:
             continue
-        if host_id in ids and layers == image.diff_ids:
-            store = "legacy" if host_id == image.config_digest else "containerd"
-            return host_id, list(tags or []), store
+        if layers != image.diff_ids:
+            continue
+        if host_id == image.image_id:
+            return host_id, tags, image.store
+        ids = image.ids()
+        if host_id in ids:
+            return host_id, tags, "legacy" if host_id == image.config_digest else "containerd"
     return None
 
 

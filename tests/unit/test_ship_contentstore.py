@@ -65,16 +65,27 @@ def test_an_index_without_this_platform_is_refused(tmp_path, monkeypatch):
 
 def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
     diff_ids = [sha(b"a"), sha(b"b")]
-    image = SimpleNamespace(diff_ids=diff_ids, config_digest=sha(b"config"),
-                            ids=lambda: {sha(b"index"): "here", sha(b"config"): "config", sha(b"manifest"): "manifest"})
+    looked_up = []
+
+    def ids():
+        looked_up.append(1)  # the local store is read only when the host's ID is not ours
+        return {sha(b"config"): "config digest", sha(b"config"): "here", sha(b"manifest"): "manifest digest"}
+
+    image = SimpleNamespace(image_id=sha(b"config"), repo_tags=("proj:v1",), diff_ids=diff_ids, store="legacy",
+                            config_digest=sha(b"config"), ids=ids)
     argv = ("docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}",
-            sha(b"index"), sha(b"config"), sha(b"manifest"))
-    # A containerd-store host knows it by its manifest digest (exit 1: the other two IDs are unknown).
+            sha(b"config"), "proj:v1")
+    # A containerd-store host knows it by its manifest digest (exit 1: our config digest is no ID there).
     found = f'{sha(b"manifest")} {json.dumps(diff_ids)} ["proj:v1"]\n'
     host = FakeTransport("h", {argv: (found, "Error: No such image: sha256:...", 1)})
     assert shipmod.image_on_host(host, image) == (sha(b"manifest"), ["proj:v1"], "containerd")
-    # Same ID but other layers: not our image.
+    assert looked_up == [1]
+    # Same ID but other layers, or our layers under a foreign ID: not our image.
     host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids[:1])} []\n', "", 0)})
     assert shipmod.image_on_host(host, image) is None
+    host = FakeTransport("h", {argv: (f'{sha(b"other")} {json.dumps(diff_ids)} ["proj:v1"]\n', "", 1)})
+    assert shipmod.image_on_host(host, image) is None
+    # The same store: our own ID, no local store read.
+    looked_up.clear()
     host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids)} null\n', "", 0)})
-    assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy")
+    assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy") and looked_up == []
