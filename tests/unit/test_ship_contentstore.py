@@ -69,7 +69,7 @@ def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
 
     def ids():
         looked_up.append(1)  # the local store is read only when the host's ID is not ours
-        return {sha(b"config"): "config digest", sha(b"config"): "here", sha(b"manifest"): "manifest digest"}
+        return {sha(b"config"): "config digest", sha(b"manifest"): "manifest digest"}
 
     image = SimpleNamespace(image_id=sha(b"config"), repo_tags=("proj:v1",), diff_ids=diff_ids, store="legacy",
                             config_digest=sha(b"config"), ids=ids)
