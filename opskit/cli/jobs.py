@@ -211,9 +211,14 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
     for o in result:
         for j in o.value or []:
             dur = f"{j.duration:.0f}s" if j.duration is not None else "-"
+            ref, _, image_id = j.image.rpartition("@")
+            image = f"{ref} ({image_id.removeprefix('sha256:')[:12]})" if ref else j.image
             rows.append((j.run_id, j.host, j.model, j.state, "" if j.exit_code is None else j.exit_code,
-                         j.started[:19].replace("T", " "), dur))
-    print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration"], rows)
+                         j.started[:19].replace("T", " "), dur, image))
+    print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration", "image (ID there)"], rows)
+    if rows:
+        print_line("ID there: the image's ID on that host's engine (config digest on a legacy store, manifest "
+                   "digest on a containerd store); run cards record both sides' IDs")
     return report_group_errors(result)
 
 

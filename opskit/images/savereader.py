@@ -89,8 +89,10 @@ class Spooled:
             cur = self.links[cur]
         raise TransferError(
             f"the docker save archive lacks {name} (named by {named_by})",
-            "the engine wrote an incomplete archive: check the image with 'docker image inspect' and "
-            "'docker save IMAGE | tar t', or rebuild it",
+            "the engine wrote an incomplete archive. On the containerd image store an image loaded "
+            "from a partial archive keeps only the blobs that came with it, and docker save leaves "
+            "the others out without a word (moby#49473): load or build the image in full here, "
+            "then ship again",
         )
 
     def read(self, name: str, named_by: str, limit: int = 64 << 20) -> bytes:
