@@ -138,11 +138,11 @@ def bench_store(client, store: str, tmp: Path, v1: str, v2: str, repeat: int) ->
 
 
 def report(all_figs: list[Figures]) -> list[str]:
-    head = f"{'figure':<34}" + "".join(f" | {f.store + ' store: opskit':>22} {'baseline':>14} {'ratio':>8}  {'':4}"
+    head = f"{'figure':<38}" + "".join(f" | {f.store + ' store: opskit':>22} {'baseline':>14} {'ratio':>8}  {'':4}"
                                         for f in all_figs)
     lines = [head + "  target"]
     for name in all_figs[0].rows:
-        line = f"{name:<34}"
+        line = f"{name:<38}"
         target = ""
         for f in all_figs:
             ours, base, ratio, target, ok = f.rows[name]

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,8 @@ EventFn = Callable[[str, str], None]  # (host, message)
 
 
 _CACHE_LOCK = threading.Lock()
-_ENGINE_INFO: dict[str, dict] = {}  # local engine (base URL) -> docker info
-_DESCRIBED: dict[str, ImageParts | None] = {}  # local image ID -> its parts without frames
+_ENGINE_INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine client -> docker info
+_DESCRIBED: dict[tuple[str, str], ImageParts | None] = {}  # (store, image ID) -> parts without frames
 
 
 class LocalImage:
@@ -94,7 +95,7 @@ class LocalImage:
     @property
     def engine_info(self) -> dict:
         """``docker info`` of the local engine (asked once per engine and process)."""
-        key = str(getattr(getattr(self._client, "api", None), "base_url", id(self._client)))
+        key = getattr(self._client, "api", self._client)  # every unix socket's base URL is "localhost"
         with _CACHE_LOCK:
             if key not in _ENGINE_INFO:
                 _ENGINE_INFO[key] = dict(self._client.info())
@@ -112,15 +113,16 @@ class LocalImage:
         ID for the process: an ID names immutable content."""
         from opskit.images.layerstore import StoreUnavailable
 
+        key = (self.store, self.image_id)
         with _CACHE_LOCK:
-            if self.image_id in _DESCRIBED:
-                return _DESCRIBED[self.image_id]
+            if key in _DESCRIBED:
+                return _DESCRIBED[key]
         try:
             parts: ImageParts | None = parts_from_local_store(self._client, self, set(), "zstd", "")
         except StoreUnavailable:
             parts = None
         with _CACHE_LOCK:
-            _DESCRIBED[self.image_id] = parts
+            _DESCRIBED[key] = parts
         return parts
 
     @property

@@ -98,3 +98,33 @@ def test_a_host_that_lost_a_lower_layer_after_planning_gets_the_full_archive(doc
     host.exec(["docker", "rm", "-f", out.strip().splitlines()[-1]])
     for ref in (top, low):
         host.exec(["docker", "image", "rm", "-f", ref])
+
+
+def test_from_a_containerd_local_engine_one_ship_to_hosts_of_both_stores(docker_client, local_engine_factory,
+                                                                         gpu_hosts, containerd_host, base_image,
+                                                                         tmp_path):
+    """The sending engine on the containerd store (layers read from its content store, gzip
+    blobs as stored): one call, a legacy and a containerd host, only the code layer travels."""
+    from opskit.testing.localengine import copy_image
+
+    engine = local_engine_factory("containerd")
+    copy_image(docker_client, engine, base_image)
+    specs = [gpu_hosts.specs()[0], containerd_host.specs()[0]]
+    hosts = {gpu_hosts.hosts[0].name: gpu_hosts.hosts[0], containerd_host.hosts[0].name: containerd_host.hosts[0]}
+    for value in (1, 2):
+        ref = small_image(engine.client, tmp_path, f"opskit-shipstore:cd-v{value}", base_image,
+                          {"settings.py": f"VALUE = {value}\n".encode()})
+        result = shipmod.ship(engine.client, ref, specs)
+        assert result.ok, result.failed
+    local = shipmod.local_image(engine.client, ref)
+    assert local.store == "containerd" and local.described is not None
+    by_host = {o.host: o.value for o in result}
+    assert {r.store for r in by_host.values()} == {"legacy", "containerd"}
+    for name, r in by_host.items():
+        assert (r.mode, r.layers_sent, r.fallback, r.source) == ("delta", 1, "", "containerd store"), r
+        # The legacy store names the image by its config digest; the containerd store by the
+        # manifest, which is the local image's own (sent as stored).
+        assert r.host_image_id == (local.config_digest if r.store == "legacy" else local.described.manifest_digest)
+        code, out = hosts[name].exec(["docker", "run", "--rm", "--pull", "never", "--network", "none",
+                                      "--entrypoint", "cat", ref, "/app/settings.py"])
+        assert code == 0 and out.strip() == "VALUE = 2", out
