@@ -82,8 +82,10 @@ def _is_local(addr: str) -> bool:
 
 def judge(spec: HostSpec, key: Any) -> tuple[kh.Decision, kh.KnownHosts]:
     """The files' decision on ``key``; HostKeyError at once for a revoked key."""
+    from opskit.hosts.knownhostscmd import with_command
+
     blob = key.asbytes()
-    known = kh.load_for(spec)
+    known = with_command(spec, kh.load_for(spec), kh.lookup_name(spec), "HOSTNAME", key)
     why = revoked_by_file(spec, blob)
     if why:
         raise _revoked(spec, key, why)
@@ -189,7 +191,10 @@ def transport_factory(spec: HostSpec) -> Any:
     def make(sock: Any, **kwargs: Any) -> Any:
         transport = paramiko.Transport(sock, **kwargs)
         opts = transport.get_security_options()
-        opts.key_types = offered_algorithms(spec, kh.load_for(spec), list(opts.key_types))
+        from opskit.hosts.knownhostscmd import with_command
+
+        known = with_command(spec, kh.load_for(spec), kh.lookup_name(spec), "ORDER")
+        opts.key_types = offered_algorithms(spec, known, list(opts.key_types))
         return transport
 
     return make

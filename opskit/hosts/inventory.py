@@ -236,6 +236,7 @@ class Inventory:
             hostkey_alias=cfg.get("hostkey_alias"),
             check_host_ip=bool(cfg.get("check_host_ip")),
             hash_known_hosts=bool(cfg.get("hash_known_hosts")),
+            known_hosts_command=cfg.get("known_hosts_command"),
             revoked_host_keys=cfg.get("revoked_host_keys"),
             connect_timeout=float(cfg.get("connect_timeout", 10.0)),
             command_timeout=float(cfg.get("command_timeout", 120.0)),
@@ -305,6 +306,7 @@ SSH_SOURCE_KEYS = {
     "userknownhostsfile": "known_hosts", "globalknownhostsfile": "global_known_hosts",
     "hostkeyalgorithms": "hostkey_algorithms", "hostkeyalias": "hostkey_alias",
     "checkhostip": "check_host_ip", "connecttimeout": "connect_timeout",
+    "knownhostscommand": "known_hosts_command",
     "serveraliveinterval": "keepalive", "identitiesonly": "identities_only",
 }
 
@@ -319,7 +321,7 @@ def _from_ssh(r: Resolved) -> dict[str, Any]:
         "hostkey_algorithms": list(r.hostkeyalgorithms),
         "hostkey_algorithms_set": r.hostkeyalgorithms_set,
         "hostkey_alias": r.hostkeyalias, "check_host_ip": r.checkhostip,
-        "hash_known_hosts": r.hashknownhosts,
+        "hash_known_hosts": r.hashknownhosts, "known_hosts_command": r.knownhostscommand,
         "revoked_host_keys": r.revokedhostkeys,
     }
     sources = {SSH_SOURCE_KEYS[k]: w for k, w in r.sources.items() if k in SSH_SOURCE_KEYS}

@@ -29,6 +29,7 @@ class HostSpec:
     check_host_ip: bool = False
     hash_known_hosts: bool = False  # HashKnownHosts: trust writes a hashed name
     revoked_host_keys: str | None = None
+    known_hosts_command: str | None = None  # KnownHostsCommand: more known_hosts lines
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     keepalive: int = 15

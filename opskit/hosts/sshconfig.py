@@ -110,6 +110,7 @@ class Resolved:
     checkhostip: bool = False
     hashknownhosts: bool = False
     refuseconnection: bool = False
+    knownhostscommand: str | None = None
     stricthostkeychecking: str = "ask"
     revokedhostkeys: str | None = None
     connecttimeout: float | None = None
@@ -302,6 +303,8 @@ def _finish(host: str, opts: SSHOptions) -> Resolved:
         checkhostip=kw.flag(v.get("checkhostip", "no")),
         hashknownhosts=kw.flag(v.get("hashknownhosts", "no")),
         refuseconnection=kw.flag(v.get("refuseconnection", "no")),
+        knownhostscommand=None if v.get("knownhostscommand", "none").lower() == "none"
+        else v["knownhostscommand"],
         stricthostkeychecking=v.get("stricthostkeychecking", "ask").lower(),
         revokedhostkeys=v.get("revokedhostkeys"),
         connecttimeout=kw.seconds(v.get("connecttimeout")),

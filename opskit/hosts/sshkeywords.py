@@ -30,7 +30,7 @@ OTHER_KNOWN = frozenset({
     "gssapiauthentication", "gssapidelegatecredentials",
     "hostbasedacceptedalgorithms", "hostbasedauthentication", "hostbasedkeytypes",
     "identityagent", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
-    "keepalive", "kexalgorithms", "knownhostscommand", "localcommand", "localforward",
+    "keepalive", "kexalgorithms", "localcommand", "localforward",
     "loglevel", "logverbose", "macs", "nohostauthenticationforlocalhost",
     "numberofpasswordprompts", "passwordauthentication", "permitlocalcommand",
     "permitremoteopen", "pkcs11provider", "preferredauthentications", "proxyusefdpass",
@@ -59,7 +59,7 @@ MULTISTATE = {
 }
 TIMES = frozenset({"connecttimeout", "serveraliveinterval"})
 LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomains"})
-RAW = frozenset({"proxycommand", "proxyjump"})  # the rest of the line, as written
+RAW = frozenset({"proxycommand", "proxyjump", "knownhostscommand"})  # the rest of the line, as written
 STRUCTURE = frozenset({"host", "match", "include"})
 HANDLED = (STRINGS | set(MULTISTATE) | TIMES | LISTS | RAW | STRUCTURE
            | {"port", "identityfile", "identityfile2", "hostkeyalgorithms", "canonicalizemaxdots"})
@@ -170,6 +170,8 @@ def apply(opts, line: Line, active: bool) -> None:  # noqa: ANN001 - sshconfig.S
     elif k == "proxycommand":
         if "proxyjump" not in opts.values:
             opts.set(k, _raw(line), where)
+    elif k == "knownhostscommand":
+        opts.set(k, _raw(line), where)
     elif k == "proxyjump":
         if "proxyjump" not in opts.values and "proxycommand" not in opts.values:
             from opskit.hosts.sshjump import strip_jump_comment

@@ -76,6 +76,12 @@ CASES: dict[str, tuple] = {
     "hka-picks-pinned": (A, "ed+ec", "{H} {EC}", "", "HostKeyAlgorithms ecdsa-sha2-nistp256"),
     "hka-excludes-pinned": (R, "ed+ec", "{H} {EC}", "", "HostKeyAlgorithms ssh-ed25519"),
     "checkhostip-loopback": (A, "ed", "{H} {HK}", "", "CheckHostIP yes"),
+    "knownhostscommand-file": (A, "ed", "", "", "KnownHostsCommand /bin/cat {d}/cmd_hosts"),
+    "knownhostscommand-tokens": (A, "ed", "", "",
+                                 'KnownHostsCommand /bin/sh -c "echo %H %t %K"'),
+    "knownhostscommand-other-key": (R, "ed", "", "", "KnownHostsCommand /bin/cat {d}/other_cmd"),
+    "knownhostscommand-fails": (R, "ed", "{H} {HK}", "", "KnownHostsCommand /bin/false"),
+    "knownhostscommand-relative": (R, "ed", "", "", "KnownHostsCommand cat {d}/cmd_hosts"),
 }
 
 
@@ -113,6 +119,8 @@ def _write_case(tmp: Path, keys: dict, case: tuple, port: int) -> Path:
     (tmp / "global").write_text(_fill(global_kh, keys, port, tmp) + "\n")
     (tmp / "revoked").write_text(keys["HK"] + "\n")
     (tmp / "revoked_other").write_text(keys["OTHER"] + "\n")
+    (tmp / "cmd_hosts").write_text(f"[127.0.0.1]:{port} {keys['HK']}\n")
+    (tmp / "other_cmd").write_text(f"[127.0.0.1]:{port} {keys['OTHER']}\n")
     lines = [f"  {_fill(x, keys, port, tmp)}" for x in extra.splitlines()]
     if not any("UserKnownHostsFile" in x for x in lines):
         lines.append(f"  UserKnownHostsFile {tmp}/known_hosts")
@@ -130,7 +138,8 @@ def ssh_decision(cfg: Path) -> str:
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
     if "Permission denied" in res.stderr:
         return A
-    assert "Host key verification failed" in res.stderr, res.stderr
+    assert ("Host key verification failed" in res.stderr
+            or "KnownHostsCommand failed" in res.stderr), res.stderr
     return R
 
 
