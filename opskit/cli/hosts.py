@@ -91,14 +91,18 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
     --json keys: name, local, hostname, port, user, identityfile (list), proxyjump,
     known_hosts (list), userknownhostsfile, globalknownhostsfile, hostkeyalgorithms (lists),
     hostkeyalias, checkhostip, groups (list), source (inventory, ssh_config or local),
-    sources (key -> the file and line that set it).
+    sources (key -> the file and line that set it), known_hosts_skipped (known_hosts lines
+    that do not parse, named, skipped as ssh skips them).
     """
     from opskit.cli import render
     from opskit.hosts.inventory import load_inventory
 
+    from opskit.hosts.knownhosts import load_for
+
     inv = load_inventory(inventory)
     spec = inv.resolve(host)
     data = _host_dict(inv, spec)
+    data["known_hosts_skipped"] = [] if spec.local else list(load_for(spec).skipped)
     if as_json:
         render.print_json(data)
         return
@@ -112,6 +116,8 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
                              "hostkeyalias": "hostkey_alias"}.get(key, key))
         note = f"   (from {where})" if where else ""
         render.print_line(f"{key:<13} {'-' if value is None else value}{note}")
+    for problem in data["known_hosts_skipped"]:
+        render.print_line(f"skipped       {problem}")
 
 
 @hosts.command("trust")

@@ -108,3 +108,20 @@ def test_control_characters_refused_before_any_connection(tmp_path: Path) -> Non
             inv.resolve(name)
     with pytest.raises(UsageError, match=f"refusing host name .*{cfg}:2"):
         inv.resolve("evil")
+
+
+def test_hosts_show_names_unreadable_known_hosts_lines(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from opskit.cli.main import cli
+
+    kh = tmp_path / "kh"
+    kh.write_text("garbage\ngpu ssh-ed25519 %%%\n")
+    cfg = tmp_path / "config"
+    cfg.write_text(f"Host gpu\n  HostName 10.0.0.1\n  UserKnownHostsFile {kh}\n")
+    (tmp_path / "inv.yaml").write_text("")
+    res = CliRunner().invoke(cli, ["hosts", "show", "gpu"], env={
+        "OPSKIT_SSH_CONFIG": str(cfg), "OPSKIT_INVENTORY": str(tmp_path / "inv.yaml")})
+    assert res.exit_code == 0, res.output
+    assert f"skipped       {kh}:1: too few fields" in res.output
+    assert f"{kh}:2: key is not valid base64" in res.output
