@@ -96,7 +96,6 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
     """
     from opskit.cli import render
     from opskit.hosts.inventory import load_inventory
-
     from opskit.hosts.knownhosts import load_for
 
     inv = load_inventory(inventory)
