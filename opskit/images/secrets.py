@@ -52,6 +52,7 @@ _HARMLESS = ("*.pub", "known_hosts", "*.example", "*.sample", "*.template", "*.d
              ".env.example*", ".env.sample*", ".env.template*")
 _PEM_NAMES = ("*.pem", "*.crt", "*.cer", "*.txt", "*.asc", "")  # sniffed for a private key
 _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_URL_PASSWORD = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@")
 _SNIFF_LIMIT = 8192  # bytes read of a file that may hold a PEM private key
 SHOWN = 20
 
@@ -72,15 +73,18 @@ def secret_kind(arcname: str, local: str | None = None) -> str | None:
     for pattern, what in _PATHS:
         if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, "*/" + pattern):
             return what
+    if local is not None and (path == ".git/config" or path.endswith("/.git/config")):
+        return "a git remote URL with a password" if _holds(local, _URL_PASSWORD) else None
     if local is not None and (_matches(name, _PEM_NAMES[:-1]) or "." not in name):
-        return "a private key" if _holds_private_key(local) else None
+        return "a private key" if _holds(local, _PRIVATE_KEY) else None
     return None
 
 
-def _holds_private_key(local: str) -> bool:
+def _holds(local: str, pattern: re.Pattern[bytes]) -> bool:
+    """Whether the first bytes of a file match ``pattern``."""
     try:
         with open(local, "rb") as fh:
-            return _PRIVATE_KEY.search(fh.read(_SNIFF_LIMIT)) is not None
+            return pattern.search(fh.read(_SNIFF_LIMIT)) is not None
     except OSError:
         return False
 

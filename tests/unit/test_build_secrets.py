@@ -133,3 +133,12 @@ def test_cli_stops_with_exit_2_and_allow_secret_lets_one_through(tmp_path: Path,
     run = opskit_cli("build", str(root), "--allow-secret", "src/.env")
     assert run.returncode == 2 and "look like secrets" not in run.stderr
     assert "lacks test/" in run.stderr  # the next check, after the secrets one
+
+
+def test_git_config_with_a_password_in_a_remote_url(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text('[remote "origin"]\n\turl = https://me:placeholder@git.example.org/r.git\n')
+    plain = tmp_path / "plain"
+    plain.write_text('[remote "origin"]\n\turl = https://git.example.org/r.git\n')
+    assert secret_kind(".git/config", str(config)) == "a git remote URL with a password"
+    assert secret_kind("sub/.git/config", str(plain)) is None
