@@ -134,6 +134,8 @@ class LocalImage:
     def ids(self) -> dict[str, str]:
         """Every ID this image may have on an engine, and what each is."""
         out = {self.image_id: f"image ID here ({self.store} store)"}
+        if self.store == "legacy":
+            out[self.image_id] += " = config digest (its ID on a legacy store)"
         if self.described:
             out.setdefault(self.described.config_digest, "config digest (its ID on a legacy store)")
             out.setdefault(self.described.manifest_digest, "manifest digest (its ID on a containerd store)")
