@@ -143,7 +143,8 @@ def docker_info(host: str, version: Section, disk: Section | None,
     if use is not None:
         message += f", {use.count} images, {use.size}"
     else:
-        count = count_images(images)
+        # docker image ls runs on the host only where system df failed (see sections)
+        count = count_images(images) if disk is None or not disk.ok else None
         if count is not None:
             rows = {**rows, "Images": DiskUse("Images", count, None, None, None, None)}
             message += f", {count} images"

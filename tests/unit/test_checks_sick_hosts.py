@@ -236,3 +236,24 @@ def test_mount_sections_without_grep_give_the_same_answer(tmp_path):
     assert parse_mountinfo(bare["mountinfo"].stdout).keys() >= parse_mountinfo(
         full["mountinfo"].stdout).keys()
     assert bare["long_users"].stdout == full["long_users"].stdout
+
+
+@pytest.mark.parametrize("df_ok", [True, False])
+def test_docker_image_ls_runs_only_where_system_df_failed(bin_dir, df_ok):
+    """Each docker CLI start costs the host ~15 ms of CPU: image ls is the fallback only."""
+    calls = bin_dir / "calls"
+    row = '{"Type":"Images","TotalCount":"3","Active":"1","Size":"1GB","Reclaimable":"0B"}'
+    tool(bin_dir, "docker", f'echo "$*" >> "{calls}"\ncase "$*" in\n'
+         "  version*) echo '{\"Client\":{\"Version\":\"1\"},\"Server\":{\"Version\":\"2\"}}';;\n"
+         f"  'system df'*) {'echo ' + repr(row) if df_ok else 'echo boom >&2; exit 1'};;\n"
+         "  'image ls'*) echo sha256:a; echo sha256:b;;\nesac\n")
+    got = sec.run_sections(LocalTransport(), ["docker_version", "docker_df", "docker_images"])
+    from opskit.checks.dockerinfo import docker_info
+
+    info = docker_info("h", got["docker_version"], got["docker_df"], got["docker_images"])
+    ran = [line.split()[0] + " " + line.split()[1] for line in calls.read_text().splitlines()]
+    if df_ok:
+        assert ran == ["version --format", "system df"] and info.to_dict()["images"]["count"] == 3
+    else:
+        assert ran == ["version --format", "system df", "image ls"]
+        assert info.to_dict()["images"]["count"] == 2
