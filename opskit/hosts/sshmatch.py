@@ -34,8 +34,6 @@ def _words(text: str) -> list[str]:
 
 
 def match_line(ctx, line) -> bool:  # noqa: ANN001 - sshconfig._Context, sshkeywords.Line
-    from opskit.hosts.sshconfig import local_user
-
     opts = ctx.opts
     words = _words(line.rest)
     host = _match_host(ctx)
@@ -61,32 +59,9 @@ def match_line(ctx, line) -> bool:  # noqa: ANN001 - sshconfig._Context, sshkeyw
             raise ConfigError(f"{line.where}: missing Match criteria for {attrib}")
         arg = words[i]
         i += 1
-        if name == "host":
-            ok = match_hostname(host, arg) == 1
-        elif name == "originalhost":
-            ok = match_hostname(ctx.original, arg) == 1
-        elif name == "user":
-            ok = match_pattern_list(opts.values.get("user") or local_user(), arg) == 1
-        elif name == "localuser":
-            ok = match_pattern_list(local_user(), arg) == 1
-        elif name == "tagged":  # OpenSSH 9.4+: the Tag of this host
-            ok = match_pattern_list(opts.values.get("tag", ""), arg) == 1
-        elif name in LATER_CRITERIA:
-            if not result:
-                continue  # an earlier criterion failed: nothing to evaluate
-            raise ConfigError(
-                f"{line.where}: Match {name} (OpenSSH newer than 9.2) cannot be evaluated by "
-                f"opskit for {ctx.original!r}",
-                "give this host its settings in a Host block (other hosts are not affected)",
-            )
-        elif name == "exec":
-            if not result:
-                continue  # a prior criterion failed: ssh skips the command
-            ok = _run_exec(ctx, host, arg, line)
-        else:
-            raise ConfigError(f"{line.where}: unsupported Match attribute {attrib}",
-                              "OpenSSH 9.2 knows all, canonical, final, exec, host, "
-                              "originalhost, user and localuser")
+        ok = _criterion(ctx, attrib, name, arg, host, result, line)
+        if ok is None:
+            continue  # an earlier criterion failed: ssh does not evaluate this one
         if ok == negate:
             result = False
     if attributes == 0:
@@ -94,6 +69,37 @@ def match_line(ctx, line) -> bool:  # noqa: ANN001 - sshconfig._Context, sshkeyw
     if result and any(w.lower().lstrip("!") != "all" for w in words):
         opts.matched_specific = True
     return result
+
+
+def _criterion(ctx, attrib: str, name: str, arg: str, host: str, result: bool,  # noqa: ANN001
+               line) -> bool | None:  # noqa: ANN001
+    """One criterion with an argument: True/False, or None when it is skipped."""
+    from opskit.hosts.sshconfig import local_user
+
+    values = ctx.opts.values
+    if name == "host":
+        return match_hostname(host, arg) == 1
+    if name == "originalhost":
+        return match_hostname(ctx.original, arg) == 1
+    if name == "user":
+        return match_pattern_list(values.get("user") or local_user(), arg) == 1
+    if name == "localuser":
+        return match_pattern_list(local_user(), arg) == 1
+    if name == "tagged":  # OpenSSH 9.4+: the Tag of this host
+        return match_pattern_list(values.get("tag", ""), arg) == 1
+    if name in LATER_CRITERIA:
+        if not result:
+            return None
+        raise ConfigError(
+            f"{line.where}: Match {name} (OpenSSH newer than 9.2) cannot be evaluated by "
+            f"opskit for {ctx.original!r}",
+            "give this host its settings in a Host block (other hosts are not affected)",
+        )
+    if name == "exec":
+        return None if not result else _run_exec(ctx, host, arg, line)
+    raise ConfigError(f"{line.where}: unsupported Match attribute {attrib}",
+                      "OpenSSH 9.2 knows all, canonical, final, exec, host, "
+                      "originalhost, user and localuser")
 
 
 def _match_host(ctx) -> str:  # noqa: ANN001
