@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,8 +20,14 @@ from click.testing import CliRunner
 from opskit.cli.main import cli
 from opskit.errors import OpskitError
 from opskit.hosts.sshconfig import SSHConfig, local_user
+from opskit.testing.engine import require_tool
 
-needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
+
+@pytest.fixture
+def needs_ssh() -> None:
+    """The reference: skipped without the OpenSSH client, a failure under CI=true."""
+    require_tool("ssh", "openssh-client")
+
 FIELDS = ("hostname", "port", "user", "identityfile", "proxyjump", "userknownhostsfile",
           "globalknownhostsfile", "hostkeyalgorithms")
 ME = local_user()
@@ -231,9 +236,8 @@ def test_corpus_size() -> None:
     assert len(CORPUS) >= 50
 
 
-@needs_ssh
 @pytest.mark.parametrize(("name", "host"), _cases(), ids=[f"{n}-{h}" for n, h in _cases()])
-def test_hosts_show_equals_ssh_G(tmp_path: Path, name: str, host: str) -> None:
+def test_hosts_show_equals_ssh_G(needs_ssh, tmp_path: Path, name: str, host: str) -> None:
     cfg = _write(tmp_path, name)
     expected = ssh_G(cfg, host)
     code, got = opskit_show(cfg, host, tmp_path)
