@@ -7,7 +7,10 @@
    batch and pre-generated data, runs interleaved, best of ``--repeats``. Target >= 0.98x.
 2. Data time as a share of step time with the generated datasets (shapes to classify and to
    segment), as opskit's metrics.jsonl reports it. Target <= 5%.
-3. GPU (only where CUDA is available): ResNet-50 with --amp --channels-last on synthetic data,
+3. System metrics (psutil, opskit.train.sysmetrics): the cost of one sample, and its share of
+   the training time at the default --log-every 20 with the step time measured in 1.
+   Target: part of the >= 0.98x of 1 (well under 1%).
+4. GPU (only where CUDA is available): ResNet-50 with --amp --channels-last on synthetic data,
    opskit against the same bare loop (autocast fp16 + GradScaler, channels_last).
 
 Timing: both loops are timed over the same steps (after ``--warmup`` steps, up to the last
@@ -136,6 +139,23 @@ def base_args(model: str, out: str, opts: argparse.Namespace, **over) -> TrainAr
     return TrainArgs(**values)
 
 
+def system_metrics_cost(step_s: float, n: int = 2000, log_every: int = 20) -> None:
+    from opskit.train.sysmetrics import SystemSampler
+
+    print("\n== system metrics (psutil) in each metrics line ==")
+    sampler = SystemSampler(torch.device("cpu"))
+    if not sampler.available:
+        print("skipped: psutil is not installed")
+        return
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sampler.sample()
+    each = (time.perf_counter() - t0) / n
+    share = each / (log_every * step_s)
+    print(f"one sample {each * 1e6:.0f} us; step {step_s * 1e3:.1f} ms; at --log-every {log_every}: "
+          f"{100 * share:.3f}% of training time (ratio {1 / (1 + share):.4f}, target >= 0.98)")
+
+
 def gpu_section(opts: argparse.Namespace, out: str) -> None:
     print("\n== GPU: resnet50, --amp --channels-last, synthetic data ==")
     if not torch.cuda.is_available():
@@ -170,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         args = base_args(opts.model, f"{tmp}/cpu", opts)
         ops, bare = compare(args, opts.warmup, opts.repeats)
         print_comparison(ops, bare, cpu_column=True)
+
+        system_metrics_cost(opts.batch_size / ops[0])
 
         print("\n== data time / step time, generated datasets (target <= 5%) ==")
         for model in ("lenet", opts.model, "fcn"):

@@ -139,3 +139,6 @@ def _print_verdict(verdict: Any, measured: dict | None) -> None:
                 [(c.name, "pass" if c.passed else "FAIL", c.text) for c in verdict.checks])
     word = "PASS" if verdict.passed else ("BREACH" if measured else "FAIL")
     print_line(f"{word}: {verdict.run_id} against card {verdict.card_hash}")
+    if verdict.run_card_hash and verdict.run_card_hash != verdict.card_hash:
+        print_line(f"note: {verdict.run_id} was made under another card ({verdict.run_card_hash}); "
+                   "the card changed since", err=True)

@@ -38,6 +38,7 @@ class Verdict:
     baseline_source: str | None = None  # "run RUN" | "heuristic: TEXT"
     checks: list[Check] = field(default_factory=list)
     card_hash: str | None = None
+    run_card_hash: str | None = None  # the card the run was made under (None: not recorded)
 
     @property
     def passed(self) -> bool:
@@ -71,7 +72,7 @@ def check_baseline(run: RunData, base: RunData, card: ProjectCard, allow_other_m
     if run.task and base.task and run.task != base.task:
         raise BaselineMismatch(
             f"baseline {base.run_id} is a {base.task} run ({base.model}); "
-            f"{run.run_id} is a {run.task} run: their {card.metric.name} do not measure the same thing",
+            f"{run.run_id} is a {run.task} run: their {card.metric.name} values do not measure the same thing",
             "choose a baseline of the same task (see 'opskit runs list')",
         )
     if not allow_other_model and run.model and base.model and run.model != base.model:
@@ -120,7 +121,8 @@ def evaluate(run: RunData, card: ProjectCard, baseline: RunData | None = None, *
         base_value = card.baseline.value
         source = f"heuristic: {card.baseline.heuristic or 'named in the card'}"
     verdict = Verdict(run.run_id, metric.name, metric.direction, value, base_value, source,
-                      gate_checks(metric, value, base_value, card), card.hash)
+                      gate_checks(metric, value, base_value, card), card.hash,
+                      (run.project or {}).get("hash"))
     if not verdict.checks:
         raise UsageError(
             f"nothing to judge {run.run_id} by: the card's metric {metric.name} has no threshold "

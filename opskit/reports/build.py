@@ -8,6 +8,7 @@ eval verdict. A run with no metrics yet still gets its card and a note.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def _run_section(page: Page, run: RunData, card: ProjectCard | None, metric: Met
         rows.append(("project card", f"{run.project.get('name', '')} {run.project.get('hash', '')}"))
     args = run.card.get("args") or run.job.get("args")
     if args:
-        rows.append(("args", args))
+        rows.append(("args", json.dumps(args, sort_keys=True, default=str)))
     page.table(["", ""], rows)
     if run.records:
         page.figure_grid(run_figures(run, metric.name), _ident(run.run_id))

@@ -25,6 +25,7 @@ class Trace:
     dash: bool = False  # dashed line (e.g. the baseline)
     width: float = 2.0
     text: list | None = None  # hover text per point
+    markers: bool = False  # a line with a marker at each point (few points, e.g. evaluations)
 
 
 @dataclass
@@ -65,7 +66,8 @@ def _trace(t: Trace) -> dict:
         if t.color:
             d["marker"] = {"color": t.color}
     else:
-        d = {"type": "scatter", "mode": "lines" if t.kind == "line" else "markers",
+        mode = ("lines+markers" if t.markers else "lines") if t.kind == "line" else "markers"
+        d = {"type": "scatter", "mode": mode,
              "x": t.x, "y": t.y, "name": t.name}
         style = {"color": t.color} if t.color else {}
         if t.kind == "line":

@@ -33,7 +33,8 @@ def _xy(ax, fig: Fig) -> None:
     else:
         for i, t in enumerate(lines):
             ax.plot(t.x, t.y, label=t.name, color=t.color or PALETTE[i % len(PALETTE)],
-                    linestyle="--" if t.dash else "-", linewidth=t.width * 0.75)
+                    linestyle="--" if t.dash else "-", linewidth=t.width * 0.75,
+                    marker="o" if t.markers else None, markersize=3)
         if lines:
             ax.legend(fontsize=7, loc="best")
     for t in fig.traces:

@@ -14,7 +14,8 @@ SYSTEM_BYTES = (("sys_proc_rss_bytes", "process RSS"), ("sys_gpu_mem_bytes", "GP
 
 def _line(records: list[dict], key: str, name: str, i: int, scale: float = 1.0, limit: int = 2000) -> Trace:
     x, y = curve(records, key, limit)
-    return Trace(name, x, [v / scale for v in y] if scale != 1.0 else y, color=colour(i))
+    return Trace(name, x, [v / scale for v in y] if scale != 1.0 else y, color=colour(i),
+                 markers=name.startswith("eval "))
 
 
 def metric_name(run: RunData, card_metric: str | None = None) -> str | None:
@@ -74,7 +75,8 @@ def compare_figures(digests: list[dict], metric: str, baseline_id: str | None) -
             is_base = d["run_id"] == baseline_id
             traces.append(Trace(d["run_id"] + (" (baseline)" if is_base else ""), x, y,
                                 color="#000000" if is_base else colour(i), dash=is_base,
-                                width=3.0 if is_base else 1.5))
+                                width=3.0 if is_base else 1.5,
+                                markers=key.startswith("eval.") and len(digests) <= 12))
         figs.append(_only(Fig(f"compare_{key.replace('.', '_')}", title, traces, "step", ylabel),
                           f"no run logged {key}"))
     return figs
