@@ -222,12 +222,17 @@ def remove_orphan_engines(client: Any) -> list[str]:
     """Remove local engines (container and shared folder) whose starting process is gone."""
     import socket
 
+    from docker.errors import NotFound
+
     removed = []
     for container in client.containers.list(all=True, filters={"label": DIR_LABEL}):
         machine, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
         if machine != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
             continue
-        container.remove(force=True, v=True)
+        try:
+            container.remove(force=True, v=True)
+        except NotFound:  # a parallel session reaped it first
+            continue
         remove_shared_dir(Path(container.labels[DIR_LABEL]))
         removed.append(container.name)
     return removed

@@ -30,6 +30,13 @@ def test_containerd_host_is_docker_26_on_the_containerd_store(containerd_host, b
         transport.close()
     code, out = host.exec(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
     assert code == 0 and "H100" in out
+    # an image made on the spot (dash and what it loads) unpacks and runs on that store
+    probe = ("tar -chf - -C / usr/bin/dash usr/lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2"
+             " | docker import - opskit-probe:dash >/dev/null"
+             " && docker run --rm opskit-probe:dash /usr/bin/dash -c 'echo ran on $0' containerd"
+             " && docker image rm opskit-probe:dash >/dev/null")
+    code, out = host.exec(["sh", "-c", probe], user="opskit")
+    assert code == 0 and out.strip() == "ran on containerd", out
 
 
 def test_legacy_host_keeps_docker_20_on_overlay2(gpu_hosts):
