@@ -107,10 +107,42 @@ def gate_checks(metric: Metric, value: float, baseline: float | None, card: Proj
     return checks
 
 
+def check_task(run: RunData, card: ProjectCard) -> None:
+    if card.task and run.task and card.task != run.task:
+        raise UsageError(
+            f"run {run.run_id} is a {run.task} run ({run.model}); the card is for {card.task}",
+            "evaluate a run of the card's task, or fix 'task:' in opskit.yaml",
+        )
+
+
+def constraint_checks(card: ProjectCard, wall_time_s: float | None, peak_gpu_mem_bytes: float | None) -> list[Check]:
+    """The card's measurable constraints, where the run recorded the figure."""
+    checks = []
+    limit = card.constraints.get("max_train_time_s")
+    if isinstance(limit, (int, float)) and wall_time_s is not None:
+        checks.append(Check("max_train_time_s", wall_time_s <= limit, float(wall_time_s), float(limit),
+                            f"trained in {wall_time_s:.0f} s (limit {limit:g} s)"))
+    limit = card.constraints.get("max_gpu_mem_gb")
+    if isinstance(limit, (int, float)) and peak_gpu_mem_bytes is not None:
+        gb = peak_gpu_mem_bytes / 1e9
+        checks.append(Check("max_gpu_mem_gb", gb <= limit, gb, float(limit),
+                            f"peak GPU memory {gb:.2f} GB (limit {limit:g} GB)"))
+    return checks
+
+
+def run_figures_for_constraints(run: RunData) -> tuple[float | None, float | None]:
+    """(wall time of the training, peak GPU memory in bytes) as the run recorded them."""
+    wall = run.summary.get("wall_time_s")
+    peaks = [r["peak_gpu_mem_bytes"] for r in run.kind("train")
+             if isinstance(r.get("peak_gpu_mem_bytes"), (int, float))]
+    return (float(wall) if isinstance(wall, (int, float)) else None), (max(peaks) if peaks else None)
+
+
 def evaluate(run: RunData, card: ProjectCard, baseline: RunData | None = None, *,
              value: float | None = None, allow_other_model: bool = False) -> Verdict:
     """The verdict for ``run`` (or for ``value``, a re-measured figure of it)."""
     metric = card.metric
+    check_task(run, card)
     if value is None:
         value = metric_of(run, metric)
     base_value, source = None, None
@@ -123,6 +155,7 @@ def evaluate(run: RunData, card: ProjectCard, baseline: RunData | None = None, *
     verdict = Verdict(run.run_id, metric.name, metric.direction, value, base_value, source,
                       gate_checks(metric, value, base_value, card), card.hash,
                       (run.project or {}).get("hash"))
+    verdict.checks += constraint_checks(card, *run_figures_for_constraints(run))
     if not verdict.checks:
         raise UsageError(
             f"nothing to judge {run.run_id} by: the card's metric {metric.name} has no threshold "

@@ -23,7 +23,7 @@ from opskit.errors import UsageError
 RUN_FILES = ("metrics.jsonl", "summary.json", "run_card.json", "job.json")
 CURVE_POINTS = 200
 SUMMARY_CACHE = ".opskit/report-summary.json"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 
 @dataclass
@@ -195,6 +195,7 @@ def digest(run: RunData) -> dict:
         "curves": {k: v for k, v in curves.items() if v[0]},
         "items_per_s": rates[len(rates) // 2] if rates else None,
         "peak_gpu_mem_bytes": max(peaks) if peaks else None,
+        "wall_time_s": run.summary.get("wall_time_s") if _is_number(run.summary.get("wall_time_s")) else None,
         "project": run.project,
         "notes": run.notes,
     }

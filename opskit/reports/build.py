@@ -14,7 +14,7 @@ from pathlib import Path
 
 from opskit.errors import UsageError
 from opskit.project.card import Metric, ProjectCard, load_card
-from opskit.project.gate import BaselineMismatch, evaluate, gate_checks
+from opskit.project.gate import BaselineMismatch, constraint_checks, evaluate, gate_checks
 from opskit.project.runread import RunData, cached_digest, load_run
 from opskit.reports.html import Page
 from opskit.reports.runfigs import compare_figures, final_value, metric_name, ranked, run_figures
@@ -125,7 +125,10 @@ def _verdict_word(d: dict, metric: Metric, card: ProjectCard | None, base_value:
     value = final_value(d, metric.name)
     if card is None or value is None:
         return ("-", "muted")
+    if card.task and d.get("task") and d["task"] != card.task:
+        return (f"not a {card.task} run", "muted")
     checks = gate_checks(card.metric, value, None if d.get("is_base") else base_value, card)
+    checks += constraint_checks(card, d.get("wall_time_s"), d.get("peak_gpu_mem_bytes"))
     if not checks:
         return ("-", "muted")
     return ("pass", "pass") if all(c.passed for c in checks) else ("FAIL", "fail")

@@ -171,3 +171,24 @@ def test_real_run_records_the_card_and_is_judged_and_remeasured(project, capsys)
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["remeasured"]["samples"] == 20 and code == (0 if verdict["passed"] else 1)
     assert verdict["value"] == verdict["remeasured"]["accuracy"]
+
+
+def test_constraints_are_checks_where_the_run_recorded_the_figure(tmp_path):
+    card = cardmod.parse_card({"metric": "accuracy >= 0.5", "task": "classification",
+                               "constraints": {"max_train_time_s": 60, "max_gpu_mem_gb": 1.5}}, "t")
+    path = write_run(tmp_path, "r", accuracies=(0.7,), system=True)  # peak 2 GiB in each line
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "wall_time_s": 42.0}))
+    checks = {c.name: c for c in evaluate(load_run(path), card).checks}
+    assert checks["max_train_time_s"].passed and checks["max_train_time_s"].value == 42.0
+    assert not checks["max_gpu_mem_gb"].passed
+    assert checks["max_gpu_mem_gb"].value == pytest.approx(2 * 2**30 / 1e9)
+    plain = load_run(write_run(tmp_path, "p", accuracies=(0.7,)))
+    assert [c.name for c in evaluate(plain, card).checks] == ["threshold"]  # nothing recorded
+
+
+def test_a_run_of_another_task_than_the_card_is_refused(tmp_path):
+    card = cardmod.parse_card({"metric": "accuracy >= 0.5", "task": "classification"}, "t")
+    seg = load_run(write_run(tmp_path, "s", model="fcn", task="segmentation"))
+    with pytest.raises(UsageError, match="s is a segmentation run .*the card is for classification"):
+        evaluate(seg, card)
