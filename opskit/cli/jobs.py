@@ -148,7 +148,7 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     print_line(f"run {job.run_id} on {specs[0].name}", err=True)
     doc = {"run_id": job.run_id, "host": specs[0].name, "detached": False}
     try:
-        outcome = runner.run_remote(local_docker_client(), specs[0], job, store, opts)
+        outcome = runner.Runner(store, opts, engine=local_docker_client).run(specs[0], job)
     except runner.Detached as exc:
         print_line(f"[{exc.run_id}] {exc.message}", err=True)
         print_line(f"hint: {exc.hint}", err=True)

@@ -79,12 +79,10 @@ def require_container(transport: Transport, run_id: str) -> Any:
 
 
 def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_id: str) -> Any:
-    """Start the run's container, detached. Refuses a run ID that already has a container."""
+    """Start the run's container, detached. Refuses a run ID that already has a container
+    (the engine's unique names: a 409 conflict, without a lookup first)."""
     from docker.types import Mount
 
-    existing = find_container(transport, job.run_id)
-    if existing is not None:
-        raise already_exists(transport.host, job.run_id, existing.status)
     run_dir = host_run_dir(facts.home, job.run_id)
     private_dirs(transport, facts.home, [f"{HOST_RUNS_DIR}/{job.run_id}"])  # 0700, whatever the umask
     labels = {
@@ -203,9 +201,10 @@ def list_jobs(transport: Transport) -> list[JobState]:
     return sorted((job_state(c, transport.host) for c in containers), key=lambda j: j.started)
 
 
-def stream_logs(transport: Transport, run_id: str, follow: bool) -> Iterator[str]:
-    """The run's output lines (stdout and stderr, in order), following until it ends."""
-    container = require_container(transport, run_id)
+def stream_logs(transport: Transport, run_id: str, follow: bool, *, container: Any = None) -> Iterator[str]:
+    """The run's output lines (stdout and stderr, in order), following until it ends
+    (``container``: the run's, when the caller has it; else it is looked up)."""
+    container = container if container is not None else require_container(transport, run_id)
     buf = b""
     for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True):
         buf += chunk
@@ -219,8 +218,9 @@ def stream_logs(transport: Transport, run_id: str, follow: bool) -> Iterator[str
         yield buf.decode("utf-8", "replace")
 
 
-def wait_exit(transport: Transport, run_id: str, timeout: float | None = None) -> JobState:
-    container = require_container(transport, run_id)
+def wait_exit(transport: Transport, run_id: str, timeout: float | None = None, *,
+              container: Any = None) -> JobState:
+    container = container if container is not None else require_container(transport, run_id)
     container.wait(timeout=timeout)
     container.reload()
     return job_state(container, transport.host)
