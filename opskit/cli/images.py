@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from opskit.cli import render
-from opskit.cli.common import json_option, traceback_option
+from opskit.cli.common import host_option, json_option, traceback_option
 
 PROFILES = ("gpu", "cpu", "offline")  # opskit.images.recipes.PROFILES (not imported for --help)
 
@@ -215,20 +215,48 @@ def _layer_rows(layers: Any, mark: dict[int, str] | None = None) -> list[list[An
     return rows
 
 
+def _layers_on_hosts(client: Any, image_ref: str, hosts: tuple[str, ...], inventory: str | None,
+                     html_out: str | None, as_json: bool, other: str | None) -> int:
+    from opskit.cli.common import resolve_hosts
+    from opskit.errors import UsageError
+    from opskit.images import ship as shipmod
+
+    specs = resolve_hosts(hosts, inventory)
+    if len(specs) != 2 or other:
+        raise UsageError("--host compares what two hosts hold: give exactly two hosts, without --compare")
+    img, plans = shipmod.plan_only(image_ref, client, specs)
+    code = render.report_group_errors(plans)
+    ok = [o.value for o in plans if o.ok]
+    if as_json:
+        render.print_json(render.group_json(plans, lambda p: p.to_dict()))
+    for p in ok:
+        render.print_line(f"{p.host}: holds {len(img.layers) - len(p.send)} of {len(img.layers)} layers of "
+                          f"{image_ref}, lacks {render.human_bytes(p.send_bytes)}", err=as_json)
+    if html_out and len(ok) == 2:  # opskit.reports.fleet: the Venn diagram of held layers
+        from opskit.reports.fleet import write_hosts_layers_html
+
+        render.print_line(f"wrote {write_hosts_layers_html(img, ok, html_out)}", err=True)
+    return code
+
+
 @image.command("layers")
 @click.argument("image_ref", metavar="IMAGE")
 @click.option("--compare", "other", default=None, metavar="OTHER",
               help="Another image: which layers both share, and how many bytes differ.")
 @click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
-              help="With --compare: also write a page with a Venn diagram of the shared layers.")
+              help="With --compare, or two --host: also write a page with a Venn diagram of the shared layers.")
+@host_option
 @json_option
 @traceback_option
-def layers_cmd(image_ref: str, other: str | None, as_json: bool, html_out: str | None) -> None:
+def layers_cmd(image_ref: str, other: str | None, as_json: bool, html_out: str | None,
+               hosts: tuple[str, ...], inventory: str | None) -> int | None:
     """The layers of IMAGE: instruction, size (as docker history) and digest (diff_id)."""
     from opskit.hosts.engine import local_docker_client
     from opskit.images.layers import compare, docker_size, image_layers
 
     client = local_docker_client()
+    if hosts:  # which of IMAGE's layers two hosts already hold
+        return _layers_on_hosts(client, image_ref, hosts, inventory, html_out, as_json, other)
     mine = image_layers(client, image_ref)
     if other is None:
         if html_out:

@@ -120,6 +120,34 @@ def write_layers_html(cmp: Any, a: str, b: str, out: str | Path) -> Path:
     return page.write(out)
 
 
+def hosts_venn(image: Any, plans: Sequence[Any]) -> Fig:
+    """Which of ``image``'s layers each of two hosts' engines already holds (``plans``: ship's
+    HostPlans, whose ``send`` lists the layers a host lacks)."""
+    a, b = plans
+    layers = {lay.index: lay for lay in image.layers}
+    held_a, held_b = (set(layers) - {lay.index for lay in p.send} for p in (a, b))
+    regions = (held_a - held_b, held_a & held_b, held_b - held_a)
+    fig = venn(a.host, b.host, tuple(len(r) for r in regions),  # type: ignore[arg-type]
+               tuple(sum(layers[i].size for i in r) for r in regions))  # type: ignore[arg-type]
+    neither = set(layers) - held_a - held_b
+    fig.title = f"Layers of {image.ref} held by {a.host} and {b.host}"
+    fig.note += f"; {len(neither)} of {len(layers)} held by neither"
+    return fig
+
+
+def write_hosts_layers_html(image: Any, plans: Sequence[Any], out: str | Path) -> Path:
+    """The page of ``image layers IMAGE --host A --host B --html``."""
+    from opskit.reports.html import Page
+
+    page = Page(f"opskit image layers: {image.ref} on {plans[0].host} and {plans[1].host}")
+    page.figure_grid([hosts_venn(image, plans)], "hosts")
+    missing = [{lay.index for lay in p.send} for p in plans]
+    page.table(["#", "diff_id", "bytes", *(p.host for p in plans)],
+               [(lay.index, lay.diff_id, lay.size, *("missing" if lay.index in m else "held" for m in missing))
+                for lay in image.layers])
+    return page.write(out)
+
+
 def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

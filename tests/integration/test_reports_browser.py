@@ -165,3 +165,44 @@ def test_layers_html_venn_of_two_images(docker_client, base_image, tmp_path, cap
         for tag in tags:
             with __import__("contextlib").suppress(Exception):
                 docker_client.images.remove(tag, force=True)
+
+
+def test_layers_html_venn_of_two_hosts(gpu_hosts, docker_client, base_image, monkeypatch, tmp_path, capsys):
+    """`opskit image layers IMAGE --host A --host B --html`: which layers two real hosts' engines
+    (Docker-in-Docker over SSH) hold, checked against what `docker image inspect` says there."""
+    import io
+
+    from opskit.images.shiptar import chain_ids
+    from tests.integration._helpers import point_opskit_at
+
+    bed = point_opskit_at(gpu_hosts, monkeypatch, tmp_path)
+    tag = "opskit-reports-venn:hosts"
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\nRUN echo h > /h\n".encode()),
+                               tag=tag, rm=True, network_mode="none")
+    try:
+        a, b = bed.hosts[0], bed.hosts[1]
+        base_there = b.exec(["docker", "image", "inspect", base_image], user="opskit")[0] == 0
+        assert cli(["ship", tag, "--host", a.name]) == 0
+        assert cli(["ship", base_image, "--host", b.name]) == 0  # b holds the lower layer
+        out = tmp_path / "hosts.html"
+        assert cli(["image", "layers", tag, "--host", a.name, "--host", b.name, "--html", str(out)]) == 0
+        capsys.readouterr()
+        mine = chain_ids(docker_client.images.get(tag).attrs["RootFS"]["Layers"])
+        held = []
+        for host in (a, b):
+            ids = host.exec(["docker", "image", "ls", "-aq", "--no-trunc"], user="opskit")[1].split()
+            chains = set()
+            for i in ids:
+                layers = json.loads(host.exec(["docker", "image", "inspect", "--format",
+                                               "{{json .RootFS.Layers}}", i], user="opskit")[1])
+                chains.update(chain_ids(layers))
+            held.append({k for k, c in enumerate(mine) if c in chains})
+        assert held[0] == set(range(len(mine))) and len(held[0] & held[1]) >= 1
+        both, only_b = len(held[0] & held[1]), len(held[1] - held[0])
+        assert f"{both} layers shared, {len(mine) - both} only in {a.name}, {only_b} only in {b.name}" in out.read_text()
+        assert_renders(out, "layers-venn-hosts", 1)
+    finally:
+        docker_client.images.remove(tag, force=True)
+        bed.hosts[0].exec(["docker", "image", "rm", "-f", tag], user="opskit")
+        if not base_there:  # leave the hosts as they were
+            bed.hosts[1].exec(["docker", "image", "rm", "-f", base_image], user="opskit")

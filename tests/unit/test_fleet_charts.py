@@ -53,3 +53,16 @@ def test_venn_regions_and_bytes():
                         "only_a_size": "10 B", "both_size": "2.0 GiB", "only_b_size": "3.0 MiB"}
     texts = to_plotly(fig)["data"][0]["text"]
     assert texts == ["1 layers<br>10 B", "5 layers<br>2.0 GiB", "2 layers<br>3.0 MiB", "app:v1", "app:v2"]
+
+
+def test_hosts_venn_counts_held_layers():
+    from opskit.reports.fleet import hosts_venn
+
+    lay = [SimpleNamespace(index=i, size=10 ** i) for i in range(4)]
+    image = SimpleNamespace(ref="app:v3", layers=lay)
+    a = SimpleNamespace(host="gpu1", send=[lay[3]])  # holds 0, 1, 2
+    b = SimpleNamespace(host="gpu2", send=[lay[2], lay[3]])  # holds 0, 1
+    fig = hosts_venn(image, [a, b])
+    assert (fig.sets["only_a"], fig.sets["both"], fig.sets["only_b"]) == (1, 2, 0)
+    assert fig.sets["both_size"] == "11 B" and fig.sets["only_a_size"] == "100 B"
+    assert fig.note.endswith("1 of 4 held by neither")
