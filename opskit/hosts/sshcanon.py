@@ -34,44 +34,81 @@ def numeric_address(name: str) -> str | None:
     return host
 
 
-def _resolves(name: str) -> bool:
+def _lookup(name: str) -> tuple[bool, str]:
+    """(resolves, its canonical name from the resolver or "")."""
     try:
-        return bool(socket.getaddrinfo(name, 22, type=socket.SOCK_STREAM))
+        infos = socket.getaddrinfo(name, 22, type=socket.SOCK_STREAM, flags=socket.AI_CANONNAME)
     except (socket.gaierror, UnicodeError, OSError):
-        return False
+        return False, ""
+    return bool(infos), (infos[0][3] if infos else "") or ""
+
+
+def _rules(opts) -> list[tuple[str, str]]:  # noqa: ANN001
+    """CanonicalizePermittedCNAMEs as (source patterns, target patterns)."""
+    rules = []
+    for arg in opts.lists.get("canonicalizepermittedcnames", []):
+        if arg.lower() == "none":
+            return []
+        src, _, tgt = ("*", "", "*") if arg == "*" else arg.lower().partition(":")
+        rules.append((src, tgt))
+    return rules
+
+
+def _follow_cname(name: str, cname: str, opts, direct: bool, mode: str) -> str:  # noqa: ANN001
+    """ssh.c check_follow_cname: the CNAME replaces the name when a rule permits it."""
+    from opskit.hosts.sshsyntax import match_pattern_list
+
+    if not cname or name == cname or mode == "no" or (not direct and mode != "always"):
+        return name
+    for src, tgt in _rules(opts):
+        if match_pattern_list(name, src, True) == 1 and match_pattern_list(cname, tgt, True) == 1:
+            return cname
+    return name
 
 
 def canonical_host(name: str, opts) -> str:  # noqa: ANN001 - sshconfig.SSHOptions
-    """ssh.c between the passes: lowercase or numeric form, then CanonicalDomains."""
+    """ssh.c between the passes: lowercase or numeric form, CanonicalDomains, CNAMEs."""
     was_addr = is_addr_fast(name) or numeric_address(name) is not None
     if not was_addr:
         name = name.lower()
     mode = opts.values.get("canonicalizehostname", "no")
-    if mode == "no" and not was_addr:
-        return name
-    addr = numeric_address(name)
-    if addr is not None:
-        return addr
-    if is_addr_fast(name) or mode == "no":
-        return name
     direct = (opts.values.get("proxycommand", "none").lower() == "none"
               and "proxyjump" not in opts.values)
-    if not direct and mode != "always":
-        return name
+    resolved = False
+    if mode != "no" or was_addr:
+        name, resolved = _canonicalize(name, opts, mode, direct)
+    if not resolved and _rules(opts) and (direct or mode == "always"):
+        ok, cname = _lookup(name)
+        if ok:
+            name = _follow_cname(name, cname, opts, direct, mode)
+        elif direct:
+            where = opts.where.get("canonicalizepermittedcnames", "the ssh config")
+            raise ConfigError(f"could not resolve host name {name!r}: with "
+                              f"CanonicalizePermittedCNAMEs ({where}) ssh fails here too")
+    return name
+
+
+def _canonicalize(name: str, opts, mode: str, direct: bool) -> tuple[str, bool]:  # noqa: ANN001
+    """ssh.c resolve_canonicalize: (name, whether it was resolved)."""
+    addr = numeric_address(name)
+    if addr is not None:
+        return addr, True
+    if is_addr_fast(name) or mode == "no" or (not direct and mode != "always"):
+        return name, False
     if name.endswith("."):
-        if _resolves(name):
-            return name[:-1]
-        return _not_found(name, opts)
-    max_dots = int(opts.values.get("canonicalizemaxdots", "1"))
-    if name.count(".") > max_dots:
-        return name
+        ok, cname = _lookup(name)
+        if ok:
+            return _follow_cname(name[:-1], cname, opts, direct, mode), True
+        return _not_found(name, opts), False
+    if name.count(".") > int(opts.values.get("canonicalizemaxdots", "1")):
+        return name, False
     for domain in opts.lists.get("canonicaldomains", []):
         if domain.lower() == "none":
             break
-        full = f"{name}.{domain}."
-        if _resolves(full):
-            return full[:-1]
-    return _not_found(name, opts)
+        ok, cname = _lookup(f"{name}.{domain}.")
+        if ok:
+            return _follow_cname(f"{name}.{domain}", cname, opts, direct, mode), True
+    return _not_found(name, opts), False
 
 
 def _not_found(name: str, opts) -> str:  # noqa: ANN001

@@ -21,7 +21,7 @@ IGNORED = frozenset({
 })
 OTHER_KNOWN = frozenset({
     "addkeystoagent", "addressfamily", "batchmode", "bindaddress", "bindinterface",
-    "canonicalizepermittedcnames", "casignaturealgorithms", "certificatefile",
+    "casignaturealgorithms", "certificatefile",
     "challengeresponseauthentication", "ciphers", "clearallforwardings", "compression",
     "connectionattempts", "controlmaster", "controlpath", "controlpersist", "dsaauthentication",
     "dynamicforward", "enableescapecommandline", "enablesshkeysign", "escapechar",
@@ -58,7 +58,8 @@ MULTISTATE = {
     "canonicalizehostname": {**FLAGS, "always": "always"},
 }
 TIMES = frozenset({"connecttimeout", "serveraliveinterval"})
-LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomains"})
+LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomains",
+                   "canonicalizepermittedcnames"})
 RAW = frozenset({"proxycommand", "proxyjump", "knownhostscommand"})  # the rest of the line, as written
 STRUCTURE = frozenset({"host", "match", "include"})
 HANDLED = (STRINGS | set(MULTISTATE) | TIMES | LISTS | RAW | STRUCTURE
@@ -136,6 +137,11 @@ def check(line: Line) -> Line:
         nones = [a for a in line.args if a.lower() == "none"]
         if k in LISTS and nones and len(line.args) > 1:
             raise ConfigError(f"{line.where}: keyword {k} \"none\" argument must appear alone")
+        if k == "canonicalizepermittedcnames":
+            for a in line.args:
+                if a.lower() != "none" and a != "*" and not a.partition(":")[2]:
+                    raise ConfigError(f'{line.where}: invalid permitted CNAME "{a}"',
+                                      "write source-patterns:target-patterns, '*' or none")
     elif k == "proxyjump":
         from opskit.hosts.sshjump import check_jump_spec
 

@@ -219,3 +219,23 @@ def test_keywords_of_newer_openssh(tmp_path: Path) -> None:
     (tmp_path / "inv.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"RefuseConnection yes \(.*config:13\)"):
         load_inventory(str(tmp_path / "inv.yaml"), str(cfg)).resolve("r1")
+
+
+def test_canonical_domains_and_permitted_cnames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control flow of ssh.c's canonicalisation with a stand-in resolver (no DNS here; the
+    conformance corpus checks the paths that need none against ssh -G): the first domain that
+    resolves wins, its CNAME replaces it only where CanonicalizePermittedCNAMEs allows, and
+    the second pass then matches Host lines against the new name."""
+    from opskit.hosts import sshcanon
+
+    answers = {"db.corp.": "db-7.internal.corp", "web.corp.": "web.cdn.example"}
+    monkeypatch.setattr(sshcanon, "_lookup", lambda name: (name in answers, answers.get(name, "")))
+    cfg = tmp_path / "config"
+    cfg.write_text("CanonicalizeHostname yes\nCanonicalDomains nope corp\n"
+                   "CanonicalizePermittedCNAMEs *.corp:*.internal.corp\n"
+                   "Host db-7.internal.corp\n  User fromcname\nHost web.corp\n  User fromdomain\n")
+    conf = SSHConfig(str(cfg))
+    assert (conf.resolve("db").hostname, conf.resolve("db").user) == ("db-7.internal.corp", "fromcname")
+    assert (conf.resolve("web").hostname, conf.resolve("web").user) == ("web.corp", "fromdomain")
+    with pytest.raises(ConfigError, match="could not resolve host name 'other'"):
+        conf.resolve("other")  # as ssh: with permitted CNAMEs a direct name must resolve

@@ -161,6 +161,14 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "bad-fallback-local": ("CanonicalizeHostname yes\nCanonicalizeFallbackLocal no\n"
                            "CanonicalDomains invalid.test\nHost b14\n  User x\n", ["b14"]),
     "bad-port-zero": ("Host b15\n  Port 0\n", ["b15"]),
+    "cnames-address": ("CanonicalizeHostname yes\nCanonicalizePermittedCNAMEs *.a:*.b\nHost ca\n"
+                       "  HostName 10.0.0.95\n", ["ca"]),
+    "cnames-proxied": ("CanonicalizePermittedCNAMEs *\nHost cp\n  ProxyJump j\n", ["cp"]),
+    "cnames-none": ("CanonicalizePermittedCNAMEs none\nHost cnn\n  User cnn\n", ["cnn"]),
+    "cnames-own-name": ("CanonicalizeHostname yes\nCanonicalizePermittedCNAMEs *:*\nHost me\n"
+                        "  HostName {node}\n", ["me"]),
+    "bad-cnames-unresolvable": ("CanonicalizePermittedCNAMEs *.a:*.b\nHost b16\n", ["b16"]),
+    "bad-cnames-syntax": ("CanonicalizePermittedCNAMEs foo\nHost b17\n", ["b17"]),
     # configs OpenSSH refuses: opskit refuses them too
     "bad-keyword": ("Host b1\n  NoSuchKeyword yes\n", ["b1"]),
     "bad-port": ("Host b2\n  Port nosuchservice\n", ["b2"]),
@@ -193,7 +201,8 @@ def _write(tmp: Path, name: str) -> Path:
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(content.replace("{d}", str(tmp)))
     cfg = tmp / "config"
-    cfg.write_text(text.replace("{d}", str(tmp)).replace("{me}", ME))
+    cfg.write_text(text.replace("{d}", str(tmp)).replace("{me}", ME)
+                   .replace("{node}", os.uname().nodename))
     return cfg
 
 
