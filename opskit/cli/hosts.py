@@ -114,9 +114,9 @@ def show(host: str, inventory: str | None, as_json: bool) -> None:
         where = sources.get({"globalknownhostsfile": "global_known_hosts",
                              "hostkeyalias": "hostkey_alias"}.get(key, key))
         note = f"   (from {where})" if where else ""
-        render.print_line(f"{key:<13} {'-' if value is None else value}{note}")
+        render.print_line(f"{key:<20} {'-' if value is None else value}{note}")
     for problem in data["known_hosts_skipped"]:
-        render.print_line(f"skipped       {problem}")
+        render.print_line(f"{'skipped':<20} {problem}")
 
 
 @hosts.command("trust")

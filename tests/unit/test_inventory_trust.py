@@ -123,5 +123,5 @@ def test_hosts_show_names_unreadable_known_hosts_lines(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["hosts", "show", "gpu"], env={
         "OPSKIT_SSH_CONFIG": str(cfg), "OPSKIT_INVENTORY": str(tmp_path / "inv.yaml")})
     assert res.exit_code == 0, res.output
-    assert f"skipped       {kh}:1: too few fields" in res.output
+    assert f"skipped              {kh}:1: too few fields" in res.output
     assert f"{kh}:2: key is not valid base64" in res.output
