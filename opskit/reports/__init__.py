@@ -1,0 +1,1 @@
+"""Offline HTML reports and charts: runs, data check, GPU waffle, layer Venn diagrams."""
