@@ -46,6 +46,10 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
     Setting("dockerfiles", "OPSKIT_DOCKERFILES", "folder of the image recipes; unset: "
             "dockerfiles/ beside the package"),
     Setting("project", "OPSKIT_PROJECT", "the project card file; unset: ./opskit.yaml"),
+    Setting("plays_dir", "OPSKIT_PLAYS_DIR", "where opskit play keeps a folder per play run "
+            "(events.jsonl, recap.json)", default="plays"),
+    Setting("plays_keep", "OPSKIT_PLAYS_KEEP", "how many play-run folders to keep (the oldest "
+            "go first)", default="20", kind="text"),
     Setting("traceback", "OPSKIT_TRACEBACK", "show the full Python stack on errors (as "
             "--traceback)", default="0", kind="bool"),
 )}

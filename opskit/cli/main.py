@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("opskit.cli.jobs", "cancel", "Stop a run: SIGTERM (checkpoint), then kill after a grace period."),
     "collect": ("opskit.cli.jobs", "collect", "Bring a run's results home, sha256-verified."),
     "runs": ("opskit.cli.jobs", "runs", "The local store of runs (runs/)."),
+    "play": ("opskit.cli.play", "play", "Run a playbook: steps over hosts, --check dry run, recap."),
     "project": ("opskit.cli.project", "project", "The project card: goal, metric, baseline, constraints."),
     "eval": ("opskit.cli.project", "eval_cmd", "Judge a run by the project card's metric and baseline (exit 0/1)."),
     "report": ("opskit.cli.reports", "report", "One offline HTML report of runs: curves, system metrics, verdict."),
