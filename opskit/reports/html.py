@@ -86,14 +86,14 @@ class Page:
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               row_classes: Sequence[str] | None = None, cls: str = "") -> None:
-        head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+        head = "".join(f"<th>{esc(c)}</th>" for c in columns) if any(columns) else ""
         body = []
         for i, row in enumerate(rows):
             rc = row_classes[i] if row_classes else ""
             cells = "".join(_cell(v) for v in row)
             body.append(f'<tr class="{rc}">{cells}</tr>' if rc else f"<tr>{cells}</tr>")
-        self.blocks.append(f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
-                           f"<tbody>{''.join(body)}</tbody></table>")
+        thead = f"<thead><tr>{head}</tr></thead>" if head else ""  # key/value tables: no header
+        self.blocks.append(f'<table class="{cls}">{thead}<tbody>{"".join(body)}</tbody></table>')
 
     def figure_grid(self, figs: Sequence[Fig], prefix: str) -> None:
         """Figures side by side; one with nothing to draw is a line saying why, not an empty plot."""
