@@ -119,6 +119,9 @@ def _fetch(ctx: HostContext, args: dict) -> Outcome:
     if args["dest"].endswith("/"):
         dest = dest / os.path.basename(src)
     st = t.stat(src)
+    if st is None and ctx.check:
+        return Outcome(CHANGED, f"would fetch {ctx.host}:{src} -> {dest} (not there yet: an "
+                       "earlier step would make it)", {"src": src, "dest": str(dest)})
     if st is None or st.is_dir:
         return Outcome("failed", f"fetch: {ctx.host}:{src} is not a file")
     data = {"src": src, "dest": str(dest)}
@@ -157,6 +160,11 @@ def _chmod(ctx: HostContext, args: dict) -> Outcome:
 
     t, changes = ctx.transport, parse_mode(args["mode"])
     recursive = bool(args.get("recursive"))
+    if ctx.check:
+        missing = _missing(t, args["paths"])
+        if missing:  # an earlier step of this play would make it
+            return Outcome(CHANGED, f"would chmod {args['mode']} {', '.join(missing)} (not there "
+                           "yet: an earlier step would make it)", {"paths": args["paths"]})
     entries = _modes_now(ctx, args["paths"], recursive)
     umask = current_umask()
     todo = [p for p, (mode, is_dir) in entries.items()
@@ -169,6 +177,10 @@ def _chmod(ctx: HostContext, args: dict) -> Outcome:
         return Outcome(CHANGED, f"would chmod {args['mode']} {shown}", data)
     change_mode(t, args["mode"], args["paths"], recursive=recursive)
     return Outcome(CHANGED, f"chmod {args['mode']} {shown}", data)
+
+
+def _missing(t: Any, paths: list[str]) -> list[str]:
+    return [p for p in paths if t.stat(host_path(check_path(p), is_local=t.is_local)) is None]
 
 
 def _modes_now(ctx: HostContext, paths: list[str], recursive: bool) -> dict[str, tuple[int, bool]]:
