@@ -6,6 +6,9 @@ right after the key exchange and before it authenticates: that is where opskit d
 ``knownhosts.decide`` over every file OpenSSH would read. Unknown, changed and revoked keys
 are refused there, so a revoked host never sees a signature or a password.
 
+A host certificate signed by a CA an ``@cert-authority`` line names for the host, valid now and
+listing the host name (or ``HostKeyAlias``) is accepted; a certificate that does not do falls
+back to its plain key, as in ssh (certificates are asked for when a CA line names the host).
 ``HostKeyAlgorithms`` is honoured where paramiko can verify the algorithm (named ones are
 offered in the config's order; when it is unset, the types already pinned for the host come
 first, as ssh does); a list with none paramiko can verify is refused before connecting.
@@ -24,11 +27,17 @@ from opskit.errors import HostError, HostKeyError
 from opskit.hosts import knownhosts as kh
 from opskit.hosts.spec import HostSpec
 
-# What paramiko can verify as a server host key (no certificates).
-PARAMIKO_HOSTKEY_ALGORITHMS = (
+# What paramiko can verify as a server host key: plain keys and OpenSSH host certificates.
+PLAIN_ALGORITHMS = (
     "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
     "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
 )
+CERT_ALGORITHMS = (
+    "ssh-ed25519-cert-v01@openssh.com", "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp384-cert-v01@openssh.com", "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+    "rsa-sha2-512-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com",
+)
+PARAMIKO_HOSTKEY_ALGORITHMS = PLAIN_ALGORITHMS + CERT_ALGORITHMS
 TYPE_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
 
 
@@ -41,12 +50,13 @@ def offered_algorithms(spec: HostSpec, known: kh.KnownHosts, defaults: list[str]
             raise HostError(
                 spec.name,
                 f"HostKeyAlgorithms ({where}) allows only {','.join(spec.hostkey_algorithms)}; "
-                "opskit (paramiko) can verify none of them (no host certificates, no "
-                "security-key types)",
-                f"add one of {', '.join(PARAMIKO_HOSTKEY_ALGORITHMS[:6])} for this host",
+                "opskit (paramiko) can verify none of them (no security-key or DSA types)",
+                f"add one of {', '.join(PLAIN_ALGORITHMS[:6])} for this host",
             )
         return chosen
     first: list[str] = []
+    if any(e.marker == "@cert-authority" for n in _names(spec) for e in known.for_host(n)):
+        first += list(CERT_ALGORITHMS)  # a CA is trusted for this host: ask for certificates
     for key_type in kh.pinned_types(known, kh.lookup_name(spec)):
         first += [a for a in TYPE_ALGORITHMS.get(key_type, (key_type,)) if a in defaults]
     return list(dict.fromkeys(first + defaults))
@@ -80,12 +90,55 @@ def _is_local(addr: str) -> bool:
         return False
 
 
-def judge(spec: HostSpec, key: Any) -> tuple[kh.Decision, kh.KnownHosts]:
-    """The files' decision on ``key``; HostKeyError at once for a revoked key."""
+def _names(spec: HostSpec) -> list[str]:
+    """The names looked up: ``[host]:port`` (or the alias), then the bare host name (ssh
+    retries without the port when nothing is known under it)."""
+    names = [kh.lookup_name(spec)]
+    if not spec.hostkey_alias and spec.port not in (0, 22):
+        names.append(spec.hostname)
+    return names
+
+
+def known_for(spec: HostSpec, key: Any = None) -> kh.KnownHosts:
+    """Every known_hosts line for this host: the files and KnownHostsCommand."""
     from opskit.hosts.knownhostscmd import with_command
 
+    return with_command(spec, kh.load_for(spec), kh.lookup_name(spec), "HOSTNAME", key)
+
+
+def cert_check(spec: HostSpec, key: Any, known: kh.KnownHosts) -> tuple[kh.Decision | None, str]:
+    """A host certificate judged against @cert-authority lines: (an accepting decision or
+    None, why the certificate did not do). Revoked keys or CAs raise at once."""
+    from opskit.hosts import hostcert
+
+    try:
+        cert = hostcert.from_key(key)
+    except ValueError as exc:
+        return None, f"the host's certificate cannot be read ({exc})"
+    if cert is None:
+        return None, ""
+    entries = [e for n in _names(spec) for e in known.for_host(n)]
+    for e in entries:
+        if e.marker == "@revoked" and e.blob in (cert.plain_blob, cert.ca_blob):
+            raise _revoked(spec, key, f"its key or its CA is marked @revoked at {e.where}")
+    why = revoked_by_file(spec, cert.ca_blob)
+    if why and "listed" in why:
+        raise _revoked(spec, key, f"its CA: {why}")
+    cas = [e for e in entries if e.marker == "@cert-authority" and e.blob == cert.ca_blob]
+    if not cas:
+        return None, (f"the host showed a certificate signed by CA {kh.fingerprint(cert.ca_blob)}, "
+                      "which no @cert-authority line names for this host")
+    problem = hostcert.problem(cert, spec.hostkey_alias or spec.hostname)
+    if problem is None:
+        return kh.Decision(kh.OK, cas[0]), ""
+    return None, f"its certificate (CA at {cas[0].where}) does not do: {problem}"
+
+
+def judge(spec: HostSpec, key: Any, known: kh.KnownHosts | None = None
+          ) -> tuple[kh.Decision, kh.KnownHosts]:
+    """The files' decision on the plain ``key``; HostKeyError at once for a revoked key."""
     blob = key.asbytes()
-    known = with_command(spec, kh.load_for(spec), kh.lookup_name(spec), "HOSTNAME", key)
+    known = known if known is not None else known_for(spec, key)
     why = revoked_by_file(spec, blob)
     if why:
         raise _revoked(spec, key, why)
@@ -101,12 +154,17 @@ def judge(spec: HostSpec, key: Any) -> tuple[kh.Decision, kh.KnownHosts]:
 
 
 def check_key(spec: HostSpec, key: Any, peer_ip: str | None = None) -> kh.Decision:
-    """Accept (return the decision) or raise HostKeyError, as ssh would decide."""
-    decision, known = judge(spec, key)
+    """Accept (return the decision) or raise HostKeyError, as ssh would decide: a valid host
+    certificate by a trusted CA, else the plain key against the known_hosts lines."""
+    known = known_for(spec, key)
+    accepted, cert_note = cert_check(spec, key, known)
+    if accepted is not None:
+        return accepted
+    decision, known = judge(spec, key, known)
     if decision.status == kh.OK:
         _check_ip(spec, known, key, peer_ip, decision)
         return decision
-    raise refusal(spec, key, decision, known)
+    raise refusal(spec, key, decision, known, cert_note)
 
 
 def _check_ip(spec: HostSpec, known: kh.KnownHosts, key: Any, peer_ip: str | None,
@@ -138,15 +196,16 @@ def _revoked(spec: HostSpec, key: Any, why: str) -> HostKeyError:
     )
 
 
-def refusal(spec: HostSpec, key: Any, decision: kh.Decision, known: kh.KnownHosts) -> HostKeyError:
+def refusal(spec: HostSpec, key: Any, decision: kh.Decision, known: kh.KnownHosts,
+            cert_note: str = "") -> HostKeyError:
     """The message for a key the files do not accept (unknown or changed)."""
     name = kh.lookup_name(spec)
     files = " ".join(kh.all_known_hosts_files(spec)) or "none (UserKnownHostsFile none)"
     shown = f"{key.get_name()} {kh.fingerprint(key)}"
-    ca = ""
-    if decision.ca_lines:
+    ca = f"; {cert_note}" if cert_note else ""
+    if decision.ca_lines and not cert_note:
         ca = (f"; @cert-authority lines name this host ({', '.join(decision.ca_lines)}), but "
-              "opskit does not support host certificates")
+              "the host showed no certificate")
     skipped = f" ({len(known.skipped)} unreadable known_hosts line(s) skipped: " \
               f"{known.skipped[0]})" if known.skipped else ""
     if decision.status == kh.CHANGED:

@@ -106,7 +106,10 @@ def scan(spec: HostSpec) -> ScannedKey:
 def check_not_changed(spec: HostSpec, scanned: ScannedKey) -> bool:
     """True if the files already accept this key; False if the host is new; HostKeyError
     if they refuse it (revoked, or another key pinned), as OpenSSH decides."""
-    decision, known = hostkeycheck.judge(spec, scanned.key)
+    known = hostkeycheck.known_for(spec, scanned.key)
+    if hostkeycheck.cert_check(spec, scanned.key, known)[0] is not None:
+        return True  # a trusted CA vouches for it: nothing to pin
+    decision, known = hostkeycheck.judge(spec, scanned.key, known)
     if decision.status == kh.OK:
         return True
     if decision.status == kh.NEW:

@@ -11,7 +11,7 @@ sshconnect.c check_host_key with ``StrictHostKeyChecking yes``).
 - A key matching any line for the host is accepted; a key the host's lines do not hold is
   refused (``changed`` when a line of the same key type holds another key); a key on a
   matching ``@revoked`` line (or in ``RevokedHostKeys``) is refused whatever else says.
-  ``@cert-authority`` lines are named in the refusal: opskit does not use host certificates.
+  ``@cert-authority`` lines vouch for host certificates (``hostcert``, ``hostkeycheck``).
 - A line that cannot be read is skipped and named, as OpenSSH skips it.
 Pure Python: keys are compared as their wire blobs, so no paramiko is needed to read.
 """

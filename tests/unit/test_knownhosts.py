@@ -200,11 +200,14 @@ def test_hostkeyalgorithms_paramiko_cannot_verify_are_refused(tmp_path: Path) ->
     from opskit.hosts import hostkeycheck
 
     known = kh.KnownHosts()
-    only_certs = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
-                          hostkey_algorithms=("ssh-ed25519-cert-v01@openssh.com",),
-                          sources={"hostkey_algorithms": "cfg:3"})
+    only_sk = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
+                       hostkey_algorithms=("sk-ssh-ed25519@openssh.com", "ssh-dss"),
+                       sources={"hostkey_algorithms": "cfg:3"})
     with pytest.raises(HostError, match=r"HostKeyAlgorithms \(cfg:3\).*can verify none"):
-        hostkeycheck.offered_algorithms(only_certs, known, ["ssh-ed25519"])
+        hostkeycheck.offered_algorithms(only_sk, known, ["ssh-ed25519"])
+    certs = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
+                     hostkey_algorithms=("ssh-ed25519-cert-v01@openssh.com",))
+    assert hostkeycheck.offered_algorithms(certs, known, []) == ["ssh-ed25519-cert-v01@openssh.com"]
     mixed = HostSpec(name="c", hostname="h", hostkey_algorithms_set=True,
                      hostkey_algorithms=("sk-ssh-ed25519@openssh.com", "rsa-sha2-256", "ssh-ed25519"))
     assert hostkeycheck.offered_algorithms(mixed, known, []) == ["rsa-sha2-256", "ssh-ed25519"]
