@@ -85,8 +85,8 @@ def check_remote_name(name: str, base: str = "") -> str:
 
 def check_mode(mode: str) -> str:
     """A chmod mode GNU chmod accepts (octal like 755 or 00755, symbolic like u+x-w,go=r,
-    or =755, -6000); anything else is refused with the reason (see ``checks.modes``)."""
-    from opskit.checks.modes import parse_mode
+    or =755, -6000); anything else is refused with the reason (see ``files.modes``)."""
+    from opskit.files.modes import parse_mode
 
     parse_mode(mode)
     return mode

@@ -9,6 +9,7 @@ Each module keeps two layers apart:
   (``opskit.checks.sections`` runs several of them in ONE round trip per host).
 
 Modules: ``disk`` (df), ``procs`` (ps), ``gpu`` (nvidia-smi), ``system`` (os-release, uname,
-uptime, loadavg, meminfo), ``dockerinfo`` (docker CLI), ``status`` (one snapshot per host),
-``modes`` (chmod modes).
+uptime, loadavg, meminfo), ``dockerinfo`` (docker CLI), ``status`` (one snapshot per host;
+``ps`` beside it), ``facts`` (what a run needs of a host: the snapshot and more, one round
+trip). File operations (scp, chmod) are in :mod:`opskit.files`.
 """

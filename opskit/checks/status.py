@@ -27,7 +27,13 @@ from typing import TypeVar
 from opskit.checks.disk import Filesystem, filesystems_from_sections
 from opskit.checks.dockerinfo import DockerInfo, docker_info
 from opskit.checks.gpu import GpuProcess, GpuReport, gpu_report
-from opskit.checks.procs import Process, processes_from_section, sort_processes, with_gpu_usage
+from opskit.checks.procs import (
+    Process,
+    ProcessFilter,
+    processes_from_section,
+    sort_processes,
+    with_gpu_usage,
+)
 from opskit.checks.sections import Section, run_sections
 from opskit.checks.system import (
     Kernel,
@@ -169,6 +175,17 @@ def processes_with_gpu(host: str, sections: dict[str, Section]) -> tuple[list[Pr
                                        sections.get("long_users"))
     gpu = join_gpu_processes(_gpu(host, sections), processes)
     return with_gpu_usage(processes, gpu.processes), gpu
+
+
+PS_SECTIONS = ("self", "long_users", "ps", "gpu_query", "gpu_apps")
+
+
+def process_list(transport: Transport, flt: ProcessFilter) -> dict:
+    """``opskit ps`` of one host in one round trip: ``{"processes": [Process] (filtered,
+    sorted, limited by ``flt``), "gpu": GpuReport}`` (GPU processes joined in)."""
+    sections = run_sections(transport, PS_SECTIONS)
+    procs, gpu = processes_with_gpu(transport.host, sections)
+    return {"processes": flt.apply(procs), "gpu": gpu}
 
 
 def _gpu(host: str, sections: dict[str, Section]) -> GpuReport:

@@ -94,15 +94,6 @@ def df(human: bool, warn: str | None, all_filesystems: bool, hosts: tuple[str, .
 
 
 # -- ps -------------------------------------------------------------------------------------
-def _processes(transport: Any, flt: Any) -> dict:
-    from opskit.checks.sections import run_sections
-    from opskit.checks.status import processes_with_gpu
-
-    sections = run_sections(transport, ["self", "long_users", "ps", "gpu_query", "gpu_apps"])
-    procs, gpu = processes_with_gpu(transport.host, sections)
-    return {"processes": flt.apply(procs), "gpu": gpu}
-
-
 @click.command("ps")
 @click.option("--sort", type=click.Choice(["cpu", "mem", "pid", "time"]), default="cpu",
               show_default=True, help="Order: highest cpu% or mem% first, pid, or oldest.")
@@ -120,10 +111,11 @@ def ps(sort: str, user: str | None, name: str | None, limit: int | None,
     processes show their GPU and GPU memory (MiB).
     """
     from opskit.checks.procs import ProcessFilter, format_elapsed
+    from opskit.checks.status import process_list
     from opskit.cli import render
 
     flt = ProcessFilter(sort=sort, user=user, name=name, limit=limit)
-    group = _run(hosts, inventory, lambda t: _processes(t, flt))
+    group = _run(hosts, inventory, lambda t: process_list(t, flt))
     failed = any(o.value["gpu"].problems for o in group if o.ok)
     if as_json:
         render.print_json(render.group_json(group, lambda v: {

@@ -1,4 +1,5 @@
-"""``opskit scp`` and ``opskit chmod``: thin commands (parse -> operation -> render).
+"""``opskit scp`` and ``opskit chmod``: thin commands (parse -> one operation of
+:mod:`opskit.files` -> render).
 
 Heavy modules (paramiko, rich) are imported inside the command functions.
 """
@@ -12,31 +13,6 @@ import click
 from opskit.cli.common import common_options, inventory_option, json_option, traceback_option
 
 MAX_FILES_LISTED = 20
-
-
-def _endpoints(src: Any, dst: Any, inventory: str | None) -> tuple[Any, Any, list[Any]]:
-    """Locations -> Endpoints. One transport per distinct host; nothing connects yet."""
-    from opskit.checks.files import host_path
-    from opskit.checks.transfer import Endpoint
-    from opskit.hosts.group import connect
-    from opskit.hosts.local import LocalTransport
-
-    inv = None
-    transports: dict[str | None, Any] = {}
-    endpoints = []
-    for loc in (src, dst):
-        if loc.host not in transports:
-            if loc.host is None:
-                transports[None] = LocalTransport()
-            else:
-                if inv is None:
-                    from opskit.hosts.inventory import load_inventory
-
-                    inv = load_inventory(inventory)
-                transports[loc.host] = connect(inv.resolve(loc.host))
-        t = transports[loc.host]
-        endpoints.append(Endpoint(t, host_path(loc.path, is_local=t.is_local)))
-    return endpoints[0], endpoints[1], list(transports.values())
 
 
 def _print_copy(result: Any) -> None:
@@ -87,21 +63,17 @@ def scp(src: str, dst: str, recursive: bool, preserve_mode: bool, inventory: str
     --json keys: source, destination, folder, files [{path, size, sha256}], bytes,
     skipped [{path, reason}], refused [{path, reason}], seconds, verified ("sha256").
     """
-    from opskit.checks.files import current_umask, parse_location
-    from opskit.checks.transfer import plan_copy, run_copy
+    from opskit import events as ev
     from opskit.cli import render
+    from opskit.files.scp import scp as copy
 
-    src_loc, dst_loc = parse_location(src), parse_location(dst)  # refused before connecting
-    src_ep, dst_ep, transports = _endpoints(src_loc, dst_loc, inventory)
+    view = ev.ignore if as_json else render.EventView()
     try:
-        plan = plan_copy(src_ep, dst_ep, recursive=recursive, preserve_mode=preserve_mode,
-                         umask=current_umask())
-        label = f"{src_loc} -> {dst_loc}"
-        with render.Progress(label, plan.total_bytes, enabled=False if as_json else None) as bar:
-            result = run_copy(plan, bar)
+        result = copy(src, dst, recursive=recursive, preserve_mode=preserve_mode,
+                      inventory=inventory, emit=view)
     finally:
-        for t in transports:
-            t.close()
+        if not as_json:
+            view.close()  # type: ignore[union-attr]
     if as_json:
         render.print_json(result.to_dict())
     else:
@@ -137,10 +109,10 @@ def chmod(mode: str, paths: tuple[str, ...], recursive: bool, explain: bool,
     --json keys: mode, explain [lines], hosts {HOST: {host, mode, recursive,
     paths [{path, mode (octal), ls, folder}]}}, errors {HOST: {error, message, hint}}.
     """
-    from opskit.checks.files import change_mode, chmod_argv, current_umask
-    from opskit.checks.modes import explain_mode
     from opskit.cli import render
     from opskit.errors import UsageError
+    from opskit.files.chmod import change_mode, chmod_argv, current_umask
+    from opskit.files.modes import explain_mode
 
     chmod_argv(mode, paths, recursive=recursive)  # mode and paths refused before connecting
     lines = explain_mode(mode, umask=current_umask()) if explain else []

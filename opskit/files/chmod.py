@@ -1,7 +1,7 @@
 """File operations on hosts: where a path lives (``HOST:PATH``) and ``chmod``.
 
-The verified copy itself is in :mod:`opskit.checks.transfer`; mode parsing and explaining in
-:mod:`opskit.checks.modes`.
+The verified copy itself is in :mod:`opskit.files.transfer`; mode parsing and explaining in
+:mod:`opskit.files.modes`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ existing good copy.
   by file, each file atomically.
 - On any failure the temporary file or folder is removed (through a fresh connection if the
   old one died); if even that fails, the error names what is left.
-- What goes where is worked out first (:mod:`opskit.checks.copyplan`): names listed on a host
+- What goes where is worked out first (:mod:`opskit.files.copyplan`): names listed on a host
   with ``..``, ``/`` or control characters are refused before anything is written.
 
 Both ends are transports, so local -> host, host -> local, local -> local and host -> host
@@ -32,7 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from opskit.checks.copyplan import (
+from opskit.errors import (
+    ChecksumMismatch,
+    CommandFailed,
+    HostError,
+    OpskitError,
+    TransferError,
+    UsageError,
+)
+from opskit.files.copyplan import (
     PART_SUFFIX,
     CopyPlan,
     Endpoint,
@@ -42,14 +50,6 @@ from opskit.checks.copyplan import (
     parent_of,
     plan_copy,
     stat_path,
-)
-from opskit.errors import (
-    ChecksumMismatch,
-    CommandFailed,
-    HostError,
-    OpskitError,
-    TransferError,
-    UsageError,
 )
 from opskit.hosts.transport import Transport
 
@@ -322,7 +322,7 @@ def copy(src: Endpoint, dst: Endpoint, *, recursive: bool = False,
     """Plan and run a verified copy (see the module docstring for the guarantees). Modes:
     the user's umask (this process's by default) and no setuid/setgid/sticky, unless
     ``preserve_mode``."""
-    from opskit.checks.files import current_umask
+    from opskit.files.chmod import current_umask
 
     plan = plan_copy(src, dst, recursive=recursive, preserve_mode=preserve_mode,
                      umask=current_umask() if umask is None else umask)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from opskit.checks.modes import apply_mode, parse_mode
+from opskit.files.modes import apply_mode, parse_mode
 
 HOME = "/home/opskit"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from opskit.checks.transfer import PART_SUFFIX, Endpoint, copy
 from opskit.errors import ChecksumMismatch, TransferError
+from opskit.files.transfer import PART_SUFFIX, Endpoint, copy
 from opskit.hosts.local import LocalTransport
 from opskit.hosts.ssh import SSHTransport
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from opskit.checks.files import current_umask
+from opskit.files.chmod import current_umask
 from opskit.testing.cli import run_cli as run
 
 

@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
-from opskit.checks.files import change_mode
-from opskit.checks.modes import apply_mode, parse_mode
-from opskit.checks.transfer import Endpoint, copy
 from opskit.errors import CommandFailed, UnsafeInputError
+from opskit.files.chmod import change_mode
+from opskit.files.modes import apply_mode, parse_mode
+from opskit.files.transfer import Endpoint, copy
 from opskit.hosts.local import LocalTransport
 from opskit.testing.fake import FakeReply, FakeTransport
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from opskit.checks.modes import apply_mode, explain_mode, explain_octal, ls_form, parse_mode, rwx
 from opskit.errors import UnsafeInputError
+from opskit.files.modes import apply_mode, explain_mode, explain_octal, ls_form, parse_mode, rwx
 
 
 def test_explain_755_as_the_seed_teaches_it():

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from opskit.checks.transfer import Endpoint, copy
+from opskit.files.transfer import Endpoint, copy
 from opskit.hosts.local import LocalTransport
 from opskit.testing.cli import run_cli
 from opskit.testing.fake import FakeTransport

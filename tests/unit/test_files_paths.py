@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from opskit.checks.files import Location, chmod_argv, host_path, parse_location
 from opskit.errors import UnsafeInputError
+from opskit.files.chmod import Location, chmod_argv, host_path, parse_location
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from opskit.checks.transfer import PART_SUFFIX, Endpoint, copy, plan_copy
 from opskit.errors import ChecksumMismatch, TransferError, UsageError
+from opskit.files.transfer import PART_SUFFIX, Endpoint, copy, plan_copy
 from opskit.hosts.local import LocalTransport
 
 
@@ -246,7 +246,7 @@ def test_cleanup_failure_is_reported_not_swallowed(tmp_path, tree):
 
 
 def test_symlink_loops_end_in_an_error_not_a_hang(tmp_path, monkeypatch):
-    import opskit.checks.copyplan as copyplan
+    import opskit.files.copyplan as copyplan
 
     src = tmp_path / "loopy"
     src.mkdir()
