@@ -99,7 +99,7 @@ def _check_shell(args: Any, where: str) -> dict:
 
 def _already(ctx: HostContext, args: dict) -> str | None:
     """Why a command need not run (``creates`` exists / ``removes`` does not), or None."""
-    from opskit.checks.files import host_path
+    from opskit.files.chmod import host_path
 
     for key, want in (("creates", True), ("removes", False)):
         if args.get(key):

@@ -13,7 +13,7 @@ import stat as stat_mod
 from pathlib import Path
 from typing import Any
 
-from opskit.checks.files import host_path
+from opskit.files.chmod import host_path
 from opskit.playbooks.actionbase import CHANGED, OK, Action, HostContext, Outcome, bad, mapping_args
 from opskit.safety import check_mode, check_path
 
@@ -61,7 +61,7 @@ def _check_copy(args: Any, where: str) -> dict:
 def _wanted_mode(args: dict) -> int | None:
     if args.get("mode") is None:
         return None
-    from opskit.checks.modes import apply_mode, parse_mode
+    from opskit.files.modes import apply_mode, parse_mode
 
     return apply_mode(parse_mode(args["mode"]), 0o644)
 
@@ -87,13 +87,13 @@ def _copy(ctx: HostContext, args: dict) -> Outcome:
     if ctx.check:
         return Outcome(CHANGED, f"would copy {what}" if not same else f"would set {what}", data)
     if not same:
-        from opskit.checks.files import current_umask
-        from opskit.checks.transfer import Endpoint, copy
+        from opskit.files.chmod import current_umask
+        from opskit.files.transfer import Endpoint, copy
         from opskit.hosts.local import LocalTransport
 
         copy(Endpoint(LocalTransport(), str(src)), Endpoint(t, dest), umask=current_umask())
     if want_mode is not None:
-        from opskit.checks.files import chmod_argv
+        from opskit.files.chmod import chmod_argv
 
         t.run(chmod_argv(args["mode"], [dest])).check()
     return Outcome(CHANGED, ("copied " if not same else "set ") + what, data)
@@ -129,8 +129,8 @@ def _fetch(ctx: HostContext, args: dict) -> Outcome:
         return Outcome(OK, f"{dest} already has this content", data)
     if ctx.check:
         return Outcome(CHANGED, f"would fetch {ctx.host}:{src} -> {dest} ({st.size} bytes)", data)
-    from opskit.checks.files import current_umask
-    from opskit.checks.transfer import Endpoint, copy
+    from opskit.files.chmod import current_umask
+    from opskit.files.transfer import Endpoint, copy
     from opskit.hosts.local import LocalTransport
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +155,8 @@ def _check_chmod(args: Any, where: str) -> dict:
 
 
 def _chmod(ctx: HostContext, args: dict) -> Outcome:
-    from opskit.checks.files import change_mode, current_umask
-    from opskit.checks.modes import apply_mode, parse_mode
+    from opskit.files.chmod import change_mode, current_umask
+    from opskit.files.modes import apply_mode, parse_mode
 
     t, changes = ctx.transport, parse_mode(args["mode"])
     recursive = bool(args.get("recursive"))

@@ -89,6 +89,7 @@ FAILURE = [
     (["eval", "no-such-run", "--json"], None),
     (["report", "no-such-run", "--json"], None),
     (["data", "check", "no-such-data.csv", "--json"], None),
+    (["play", "no-such-playbook.yaml", "--json"], None),
 ]
 
 
