@@ -103,7 +103,8 @@ def render_png(fig: Fig, width: float = 7.0, height: float = 3.6) -> bytes:
             _venn(ax, fig)
         else:
             _xy(ax, fig)
-        mfig.tight_layout()
+        # fixed margins: tight_layout would draw the whole figure once more just to measure it
+        mfig.subplots_adjust(left=0.11, right=0.97, top=0.9, bottom=0.24 if fig.kind == "heatmap" else 0.14)
         buf = io.BytesIO()
         mfig.savefig(buf, format="png")
         return buf.getvalue()
