@@ -50,6 +50,12 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
             "(events.jsonl, recap.json)", default="plays"),
     Setting("plays_keep", "OPSKIT_PLAYS_KEEP", "how many play-run folders to keep (the oldest "
             "go first)", default="20", kind="text"),
+    Setting("max_output_mb", "OPSKIT_MAX_OUTPUT_MB", "most output (MiB) kept in memory from one "
+            "command; a command printing more is stopped and reported", default="64", kind="text"),
+    Setting("collect_max_file_gb", "OPSKIT_COLLECT_MAX_FILE_GB", "results larger than this (GiB) "
+            "are listed and kept on the host, not collected", default="256", kind="text"),
+    Setting("collect_hash_timeout", "OPSKIT_COLLECT_HASH_TIMEOUT", "seconds one result may take "
+            "to hash on the host before it is listed and kept there", default="600", kind="text"),
     Setting("traceback", "OPSKIT_TRACEBACK", "show the full Python stack on errors (as "
             "--traceback)", default="0", kind="bool"),
 )}

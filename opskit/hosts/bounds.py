@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import os
-
 from opskit.errors import HostError
 
 DEFAULT_MAX_OUTPUT_MB = 64
@@ -19,7 +17,9 @@ ALIVE_COUNT = 3  # OpenSSH's ServerAliveCountMax default
 
 
 def max_output() -> int:
-    raw = os.environ.get("OPSKIT_MAX_OUTPUT_MB")
+    from opskit import settings
+
+    raw = settings.get("max_output_mb")
     try:
         mb = float(raw) if raw else DEFAULT_MAX_OUTPUT_MB
     except ValueError:

@@ -50,8 +50,10 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        gb = os.environ.get("OPSKIT_COLLECT_MAX_FILE_GB")
-        secs = os.environ.get("OPSKIT_COLLECT_HASH_TIMEOUT")
+        from opskit import settings
+
+        gb = settings.get("collect_max_file_gb")
+        secs = settings.get("collect_hash_timeout")
         return cls(int(float(gb) * GIB) if gb else cls.max_file_bytes, float(secs) if secs else cls.hash_timeout)
 
 
