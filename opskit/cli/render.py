@@ -249,6 +249,8 @@ class EventView:
             if event.status == "built":
                 print_line(f"[localhost] build {event.build} [{event.index}/{event.total}] built "
                            f"{event.seconds:.2f}s  {event.instruction[:60]}", err=True)
+        elif kind == "phase_started" and event.phase == "base":  # minutes: say so up front
+            print_line(f"[localhost] build base: {event.detail}", err=True)
         elif kind == "phase_done":
             what = "reused" if event.reused else f"done in {event.seconds:.1f}s"
             if event.phase == "context" and "bytes" in event.detail:

@@ -74,3 +74,14 @@ def test_live_view_prints_one_line_per_step(capsys: pytest.CaptureFixture) -> No
     assert "| compiling" in err
     assert "warning: the build context is large" in err
     assert "build failed at step 3: RUN make" in err
+
+
+def test_run_remote_view_announces_making_the_base_up_front(capsys: pytest.CaptureFixture) -> None:
+    from opskit.cli.render import EventView
+
+    view = EventView()
+    view(PhaseStarted("base", "opskit-base:bookworm is not on this engine: making it"))
+    view(PhaseDone("base", 200.0))
+    err = capsys.readouterr().err
+    assert "[localhost] build base: opskit-base:bookworm is not on this engine" in err
+    assert "[localhost] build base: done in 200.0s" in err
