@@ -25,11 +25,13 @@ STATUS_WIDTH = 11
 @click.option("--yes", "-y", is_flag=True, help="Apply without showing the plan and asking.")
 @click.option("--limit", "-l", metavar="HOSTS", default=None,
               help="Only these of the play's hosts (names or @groups, comma-separated).")
+@click.option("--var", "-e", "variables", multiple=True, metavar="KEY=VALUE",
+              help="Set a play variable (VALUE read as YAML: 7, [a, b], text); repeatable.")
 @click.option("--forks", "-f", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Hosts worked on at once.")
 @common_options
-def play(playbook: str, check: bool, yes: bool, limit: str | None, forks: int,
-         hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
+def play(playbook: str, check: bool, yes: bool, limit: str | None, variables: tuple[str, ...],
+         forks: int, hosts: tuple[str, ...], inventory: str | None, as_json: bool) -> int:
     """Run PLAYBOOK (YAML): steps over opskit's operations on each host, then a recap.
 
     --host (or @group) replaces the plays' own hosts. --json: one event per line
@@ -40,7 +42,7 @@ def play(playbook: str, check: bool, yes: bool, limit: str | None, forks: int,
     from opskit.playbooks.schema import load_playbook
 
     path = Path(playbook)
-    plays = load_playbook(path)  # file, line and key named before any host is touched
+    plays = load_playbook(path, _variables(variables))  # file:line:key named before any host
     targets = _targets(plays, hosts, inventory, limit)
     opts = PlayOptions(check=check, forks=forks, base_dir=path.resolve().parent)
     if not check and not yes:
@@ -55,6 +57,24 @@ def play(playbook: str, check: bool, yes: bool, limit: str | None, forks: int,
             return 1
     recap = _execute(path, targets, opts, as_json, record=True, title=None)
     return 1 if any_failed(recap) else 0
+
+
+def _variables(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    from opskit.errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--var {item!r} is not KEY=VALUE", "for example: --var older_than_days=30")
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise UsageError(f"--var {key}: {value!r} is not a YAML value",
+                             "quote text with spaces: --var 'msg=hello world'") from None
+    return out
 
 
 def _targets(plays: list[Any], hosts: tuple[str, ...], inventory: str | None,

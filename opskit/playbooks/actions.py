@@ -172,7 +172,7 @@ def _check_debug(args: Any, where: str) -> dict:
 
 
 def _registry() -> dict[str, Action]:
-    from opskit.playbooks import fabrictask, files, jobs
+    from opskit.playbooks import fabrictask, files, jobs, prune
 
     own = [
         Action("facts", lambda a, w: no_args(a, w, "facts"), _facts,
@@ -189,7 +189,7 @@ def _registry() -> dict[str, Action]:
         Action("assert", _check_assert, _assert, "fail the host when a condition is false"),
         Action("debug", _check_debug, _debug, "show a message"),
     ]
-    return {a.name: a for a in [*own, *files.ACTIONS, *jobs.ACTIONS, *fabrictask.ACTIONS]}
+    return {a.name: a for a in [*own, *files.ACTIONS, *jobs.ACTIONS, *prune.ACTIONS, *fabrictask.ACTIONS]}
 
 
 ACTIONS: dict[str, Action] = _registry()

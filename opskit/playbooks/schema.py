@@ -68,10 +68,12 @@ def _unknown_key(where: str, what: str, key: str, known: Any) -> ConfigError:
                 f"known keys: {', '.join(sorted(known))}")
 
 
-def load_playbook(path: str | Path) -> list[Play]:
-    """Read, include and check a playbook file. Raises ConfigError naming file:line:key."""
+def load_playbook(path: str | Path, extra_vars: dict | None = None) -> list[Play]:
+    """Read, include and check a playbook file. Raises ConfigError naming file:line:key.
+    ``extra_vars`` (``--var KEY=VALUE``) win over every play's own vars."""
     plays = _plays(Path(path), [])
     for play in plays:
+        play.vars.update(extra_vars or {})
         check_names(play)
     return plays
 

@@ -133,3 +133,25 @@ def test_unsafe_expressions_are_refused(text):
 def test_unknown_names_suggest_the_close_ones():
     with pytest.raises(expr.ExprError, match="did you mean gpu_count"):
         expr.evaluate("gpu_cnt > 1", {"gpu_count": 1})
+
+
+def test_the_shipped_playbooks_check_out():
+    from pathlib import Path
+
+    books = sorted((Path(__file__).resolve().parents[2] / "playbooks").glob("*.yaml"))
+    assert {b.name for b in books} >= {"fleet-check.yaml", "prepare-hosts.yaml", "cleanup.yaml"}
+    for book in books:
+        assert load_playbook(book)[0].steps
+
+
+def test_prune_reads_docker_image_ls_rows():
+    from opskit.playbooks.prune import old_images, parse_created
+
+    rows = "\n".join([
+        '{"Repository":"opskit-deps","Tag":"ab12","ID":"sha256:1","CreatedAt":"2026-10-01 10:00:00 +0000 UTC","Size":"879MB"}',
+        '{"Repository":"opskit-deps","Tag":"cd34","ID":"sha256:2","CreatedAt":"2026-11-29 10:00:00 +0000 UTC","Size":"879MB"}',
+        '{"Repository":"postgres","Tag":"16","ID":"sha256:3","CreatedAt":"2026-01-01 10:00:00 +0000 UTC","Size":"400MB"}',
+    ])
+    cutoff = parse_created("2026-11-01 00:00:00 +0000 UTC")
+    assert [i["ref"] for i in old_images(rows, ["opskit-deps:*"], cutoff)] == ["opskit-deps:ab12"]
+    assert parse_created("2026-11-01 00:00:00 +0100 CET") == cutoff - 3600
