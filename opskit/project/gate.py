@@ -165,23 +165,32 @@ def evaluate(run: RunData, card: ProjectCard, baseline: RunData | None = None, *
     return verdict
 
 
+def judge_digest(d: dict, card: ProjectCard, base_value: float | None) -> str:
+    """``"pass" | "FAIL" | "-"`` for a run's digest (``runread.digest``): the checks of
+    ``evaluate`` on the summary numbers, for lists of many runs ("-": nothing to judge, e.g.
+    the metric not logged yet; "other task": a run of another task than the card's)."""
+    value = (d.get("final") or {}).get(card.metric.name)
+    if not isinstance(value, (int, float)):
+        return "-"
+    if card.task and d.get("task") and d["task"] != card.task:
+        return "other task"
+    checks = gate_checks(card.metric, float(value), base_value, card)
+    checks += constraint_checks(card, d.get("wall_time_s"), d.get("peak_gpu_mem_bytes"))
+    if not checks:
+        return "-"
+    return "pass" if all(c.passed for c in checks) else "FAIL"
+
+
 def gate_words(run_dirs: dict[str, str], card: ProjectCard | None) -> dict[str, str]:
-    """``run ID -> "pass" | "FAIL" | "-"`` for ``runs list`` ("-": nothing to judge yet, e.g.
-    no metric logged). Empty without a card. The card's baseline run is judged against itself
-    by threshold only."""
-    from opskit.project.runread import load_run
+    """``run ID -> judge_digest(...)`` for ``runs list``, from the cached per-run digests.
+    Empty without a card. The card's baseline run is judged without a baseline."""
+    from opskit.project.runread import cached_digest
 
     if card is None:
         return {}
-    base = None
-    if card.baseline.run and card.baseline.run in run_dirs:
-        base = load_run(run_dirs[card.baseline.run])
-    words = {}
-    for run_id, path in run_dirs.items():
-        try:
-            run = load_run(path)
-            b = base if base is not None and base.run_id != run.run_id else None
-            words[run_id] = "pass" if evaluate(run, card, b, allow_other_model=True).passed else "FAIL"
-        except UsageError:
-            words[run_id] = "-"
-    return words
+    digests = {run_id: cached_digest(path) for run_id, path in run_dirs.items()}
+    base_value = card.baseline.value
+    if card.baseline.run in digests:
+        base_value = (digests[card.baseline.run].get("final") or {}).get(card.metric.name)
+    return {run_id: judge_digest(d, card, None if run_id == card.baseline.run else base_value)
+            for run_id, d in digests.items()}

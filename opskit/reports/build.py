@@ -14,7 +14,7 @@ from pathlib import Path
 
 from opskit.errors import UsageError
 from opskit.project.card import Metric, ProjectCard, load_card
-from opskit.project.gate import BaselineMismatch, constraint_checks, evaluate, gate_checks
+from opskit.project.gate import BaselineMismatch, evaluate, judge_digest
 from opskit.project.runread import RunData, cached_digest, load_run
 from opskit.reports.html import Page
 from opskit.reports.runfigs import compare_figures, final_value, metric_name, ranked, run_figures
@@ -121,17 +121,9 @@ def _header(page: Page, card: ProjectCard | None, metric: Metric, base: dict | N
         page.para(f"Baseline: run {base['run_id']} ({base['model']}).")
 
 
-def _verdict_word(d: dict, metric: Metric, card: ProjectCard | None, base_value: float | None) -> tuple:
-    value = final_value(d, metric.name)
-    if card is None or value is None:
-        return ("-", "muted")
-    if card.task and d.get("task") and d["task"] != card.task:
-        return (f"not a {card.task} run", "muted")
-    checks = gate_checks(card.metric, value, None if d.get("is_base") else base_value, card)
-    checks += constraint_checks(card, d.get("wall_time_s"), d.get("peak_gpu_mem_bytes"))
-    if not checks:
-        return ("-", "muted")
-    return ("pass", "pass") if all(c.passed for c in checks) else ("FAIL", "fail")
+def _verdict_word(d: dict, card: ProjectCard | None, base_value: float | None) -> tuple:
+    word = "-" if card is None else judge_digest(d, card, None if d.get("is_base") else base_value)
+    return (word, {"pass": "pass", "FAIL": "fail"}.get(word, "muted"))
 
 
 def _compare(page: Page, digests: list[dict], metric: Metric, card: ProjectCard | None,
@@ -146,7 +138,7 @@ def _compare(page: Page, digests: list[dict], metric: Metric, card: ProjectCard 
         value = final_value(d, metric.name)
         is_base = d["run_id"] == base_id
         delta = None if value is None or base_value is None or is_base else value - base_value
-        word = _verdict_word({**d, "is_base": is_base}, metric, card, base_value)
+        word = _verdict_word({**d, "is_base": is_base}, card, base_value)
         rows.append((rank, d["run_id"] + (" (baseline)" if is_base else ""), d["model"], d["status"],
                      "-" if value is None else value, "" if delta is None else f"{delta:+.4g}", word,
                      d["step"], "" if d["items_per_s"] is None else round(d["items_per_s"]),

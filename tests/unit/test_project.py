@@ -140,12 +140,15 @@ def test_cli_project_init_show_and_eval_exit_codes(project, capsys):
 
 
 def test_runs_list_shows_pass_fail(project, capsys):
-    for name, accs in (("good", (0.8,)), ("poor", (0.4,))):
-        p = write_run(project / "runs", name, accuracies=accs)
+    for name, accs, task in (("good", (0.8,), "classification"), ("poor", (0.4,), "classification"),
+                             ("seg", (0.9,), "segmentation"), ("new", (), "classification")):
+        p = write_run(project / "runs", name, accuracies=accs, task=task)
         (p / "job.json").write_text(json.dumps({"run_id": name, "model": "lenet", "state": "exited"}))
     assert run_cli(["runs", "list", "--json"]) == 0
     assert {c["run_id"]: c["gate"] for c in json.loads(capsys.readouterr().out)} == {
-        "good": "pass", "poor": "FAIL"}
+        "good": "pass", "poor": "FAIL", "seg": "other task", "new": "-"}
+    assert run_cli(["runs", "list"]) == 0
+    assert "gate" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("one_thread")
