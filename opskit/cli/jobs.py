@@ -1,4 +1,8 @@
-"""Remote training commands: ship, run-remote, jobs, logs, cancel, collect, runs."""
+"""Remote training commands: ship, run-remote, jobs, logs, cancel, collect, runs.
+
+Thin: parse -> one operation (``opskit.images.ship``, ``opskit.jobs.runner.Runner``,
+``opskit.jobs.operations``) -> render (``opskit.cli.render``).
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,9 @@ RUNS_DIR_OPTION = click.option(
 
 
 def _store(runs_dir: str | None) -> Any:
-    from opskit.jobs.store import RunStore
-    from opskit.jobs.store import runs_dir as default_dir
+    from opskit.jobs.operations import open_store
 
-    return RunStore(default_dir(runs_dir))
+    return open_store(runs_dir)
 
 
 def _event(host: str, message: str) -> None:
@@ -193,17 +196,14 @@ def _print_not_collected(host: str, missed: list[dict[str, str]]) -> None:
 @RUNS_DIR_OPTION
 def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None) -> int:
     """Runs on hosts (default: the hosts of the runs in the local store)."""
-    from opskit.hosts.group import run_on_hosts
-    from opskit.jobs.launch import list_jobs
+    from opskit.jobs.operations import list_jobs
 
-    names = list(hosts) or sorted({c.get("host") for c in _store(runs_dir).list_cards() if c.get("host")})
-    if not names:
+    result = list_jobs(hosts, inventory, _store(runs_dir))
+    if result is None:
         print_line("no runs recorded here; name hosts with --host", err=True)
         if as_json:
             print_json({"hosts": {}, "errors": {}})
         return 0
-    specs = resolve_hosts(names, inventory)
-    result = run_on_hosts(specs, list_jobs)
     if as_json:
         print_json(group_json(result, lambda js: [j.to_dict() for j in js]))
         return report_group_errors(result)
@@ -222,18 +222,6 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
     return report_group_errors(result)
 
 
-def _run_transport(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None) -> tuple[Any, dict | None]:
-    from opskit.hosts.group import connect
-    from opskit.jobs.spec import check_run_id
-
-    check_run_id(run_id)
-    store = _store(runs_dir)
-    card = store.load(run_id) if (not hosts or store.exists(run_id)) else None
-    names = list(hosts) or [card["host"]]  # type: ignore[index]
-    specs = resolve_hosts(names, inventory)
-    return connect(specs[0]), card
-
-
 @click.command("logs")
 @click.argument("run_id")
 @host_option
@@ -249,35 +237,31 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
     output; with -f a last {"event": "result", "host", "run_id", "state", "exit_code"} (or
     {"event": "detached", "message", "hint"} when following stopped).
     """
-    from opskit import events as ev
-    from opskit.jobs import launch, runner
+    from opskit.jobs.operations import run_output
+    from opskit.jobs.runner import Detached
 
-    emit = (lambda e: print_json_line(e.to_dict())) if as_json else EventView(logs_to_stdout=True)
-    transport, _ = _run_transport(run_id, hosts, inventory, runs_dir)
+    if as_json:
+        emit: Any = lambda e: print_json_line(e.to_dict())  # noqa: E731
+    elif follow:
+        emit = EventView(logs_to_stdout=True)  # [host] line, as run-remote shows them
+    else:
+        emit = lambda e: print_line(e.line)  # noqa: E731  (the output as it is)
     try:
-        if not follow:
-            for line in launch.stream_logs(transport, run_id, follow=False):
-                if as_json:
-                    emit(ev.LogLine(transport.host, run_id, line))
-                else:
-                    print_line(line)
-            return 0
-        runner.follow(transport, run_id, emit)
-        state = launch.wait_exit(transport, run_id, timeout=60)
+        state = run_output(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
+                           follow=follow, emit=emit)
+    except Detached as exc:
         if as_json:
-            print_json_line({"event": "result", "host": transport.host, "run_id": run_id,
-                             "state": state.state, "exit_code": state.exit_code})
-        print_line(f"[{transport.host}] run {run_id} {state.state} (exit {state.exit_code})"
-                   + ("; collect: opskit collect " + run_id if state.state != "running" else ""), err=True)
-        return 0
-    except runner.Detached as exc:
-        if as_json:
-            print_json_line({"event": "detached", "host": transport.host, "run_id": run_id,
+            print_json_line({"event": "detached", "host": exc.host, "run_id": run_id,
                              "message": exc.message, "hint": exc.hint})
         print_line(f"{exc.message}\nhint: {exc.hint}", err=True)
         return exc.exit_code
-    finally:
-        transport.close()
+    if state is not None:
+        if as_json:
+            print_json_line({"event": "result", "host": state.host, "run_id": run_id,
+                             "state": state.state, "exit_code": state.exit_code})
+        print_line(f"[{state.host}] run {run_id} {state.state} (exit {state.exit_code})"
+                   + ("; collect: opskit collect " + run_id if state.state != "running" else ""), err=True)
+    return 0
 
 
 @click.command("cancel")
@@ -289,15 +273,9 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
 @click.option("--grace", default=30.0, show_default=True, help="Seconds between SIGTERM and kill.")
 def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None, grace: float) -> int:
     """Stop a run: SIGTERM (the training entry checkpoints), then kill after --grace seconds."""
-    from opskit.jobs import launch
+    from opskit.jobs.operations import cancel_run
 
-    transport, card = _run_transport(run_id, hosts, inventory, runs_dir)
-    try:
-        state = launch.cancel(transport, run_id, grace)
-    finally:
-        transport.close()
-    if card is not None:
-        _store(runs_dir).update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
+    state = cancel_run(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir), grace=grace)
     if as_json:
         print_json(state.to_dict())
     else:
@@ -315,17 +293,10 @@ def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: 
 def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None,
             remove_remote: bool) -> int:
     """Bring a run's results into runs/RUN/ over SFTP, sha256-verified against the host."""
-    from opskit.jobs import launch, runner
+    from opskit.jobs.operations import collect_run
 
-    store = _store(runs_dir)
-    transport, card = _run_transport(run_id, hosts, inventory, runs_dir)
-    try:
-        container = launch.find_container(transport, run_id)
-        state = launch.job_state(container, transport.host) if container is not None else None
-        res = runner.collect_results(transport, run_id, store, card, state=state,
-                                     remove_remote=remove_remote)
-    finally:
-        transport.close()
+    res = collect_run(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
+                      remove_remote=remove_remote)
     if as_json:
         print_json(res.to_dict())
     else:

@@ -47,6 +47,7 @@ class Detached(OpskitError):
         )
         self.exit_code = exit_code
         self.run_id = run_id
+        self.host = host
 
 
 @dataclass
