@@ -58,7 +58,7 @@ from opskit.testing.dind import (
     engine_kind,
     gpu_host_image,
 )
-from opskit.testing.sshd import OWNER_LABEL, _alive, owner_id
+from opskit.testing.sshd import OWNER_LABEL, _remove_gone, orphans, owner_id
 from opskit.waiting import wait_until
 
 DIR_LABEL = "opskit.testing.engine-dir"
@@ -220,21 +220,11 @@ def start_local_engine(client: Any, engine: str = "containerd") -> LocalEngine:
 
 def remove_orphan_engines(client: Any) -> list[str]:
     """Remove local engines (container and shared folder) whose starting process is gone."""
-    import socket
-
-    from docker.errors import NotFound
-
     removed = []
-    for container in client.containers.list(all=True, filters={"label": DIR_LABEL}):
-        machine, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
-        if machine != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
-            continue
-        try:
-            container.remove(force=True, v=True)
-        except NotFound:  # a parallel session reaped it first
-            continue
-        remove_shared_dir(Path(container.labels[DIR_LABEL]))
-        removed.append(container.name)
+    for c in orphans(client, DIR_LABEL):
+        if _remove_gone(client, c["Id"]):
+            remove_shared_dir(Path(c["Labels"][DIR_LABEL]))
+            removed.append(c["Name"])
     return removed
 
 

@@ -286,15 +286,34 @@ def remove_orphans(client: Any) -> list[str]:
     This stays docker-py: these containers have no ``DockerContainer`` in this process (a
     ``DockerContainer`` cannot adopt an existing container), and testcontainers' own reaper,
     Ryuk, is disabled here (its image would be pulled)."""
-    removed = []
+    return [c["Name"] for c in orphans(client, OWNER_LABEL) if _remove_gone(client, c["Id"])]
+
+
+def orphans(client: Any, label: str) -> list[dict]:
+    """Containers carrying ``label`` (and the owner label) whose starting process on this
+    machine is gone: ``{"Id", "Name", "Labels"}`` from ONE list call (a per-container inspect
+    would fail on a container that a parallel session removes meanwhile)."""
     me = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        machine, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
+    found = []
+    for c in client.api.containers(all=True, filters={"label": label}):
+        labels = c.get("Labels") or {}
+        machine, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
         if machine != me or not pid.isdigit() or _alive(int(pid)):
             continue
-        container.remove(force=True, v=True)
-        removed.append(container.name)
-    return removed
+        found.append({"Id": c["Id"], "Name": (c.get("Names") or [c["Id"][:12]])[0].lstrip("/"),
+                      "Labels": labels})
+    return found
+
+
+def _remove_gone(client: Any, container_id: str) -> bool:
+    """Remove a container (force, with its volumes); False when it was already gone."""
+    from docker.errors import NotFound
+
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except NotFound:  # a parallel session reaped it first
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

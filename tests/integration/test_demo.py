@@ -63,4 +63,4 @@ def test_make_demo_on_an_engine_with_no_images(empty_local_engine, tmp_path):
     card = json.loads((run_dir / "job.json").read_text())
     assert card["state"] == "exited" and card["exit_code"] == 0 and card["collected"]["verified"]
     assert card["image"]["ref"] in tags
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((run_dir / "results/summary.json").read_text())["status"] == "completed"

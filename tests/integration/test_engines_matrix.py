@@ -27,20 +27,8 @@ from opskit.testing.stores import host_facts, local_facts
 
 QUICK = ["lenet", "--small", "--steps", "12", "--batch-size", "16", "--log-every", "4",
          "--train-samples", "256", "--val-samples", "64"]
-# Until ship sends the hybrid archive (issue 8 §3, the ship engineer's part), these fail, as
-# strict xfails: whoever makes one pass removes its mark in the same change.
-TO_CONTAINERD = pytest.mark.xfail(strict=True, reason=(
-    "issue 8 §3: ship compares the host's image ID with the local one; on the containerd "
-    "store the ID is the manifest digest"))
-FROM_CONTAINERD = pytest.mark.xfail(strict=True, reason=(
-    "issue 8 §3: ship reads the containerd store's docker save archive by diff ID; there, "
-    "blobs are named by their content digests"))
-DIRECTIONS = [
-    pytest.param("legacy", "legacy", id="legacy-to-legacy"),
-    pytest.param("legacy", "containerd", id="legacy-to-containerd", marks=TO_CONTAINERD),
-    pytest.param("containerd", "containerd", id="containerd-to-containerd", marks=FROM_CONTAINERD),
-    pytest.param("containerd", "legacy", id="containerd-to-legacy", marks=FROM_CONTAINERD),
-]
+DIRECTIONS = [("legacy", "legacy"), ("legacy", "containerd"), ("containerd", "containerd"),
+              ("containerd", "legacy")]
 
 
 @dataclass
@@ -88,6 +76,12 @@ def code_image(client: Any, base: str, tmp: Path, tag: str, value: str) -> str:
     return tag
 
 
+def remove_run(host: Any, run_id: str) -> None:
+    """Remove a run's container and results folder from a (shared, session-wide) test host."""
+    host.exec(["docker", "rm", "-f", f"opskit-run-{run_id}"])
+    host.exec(["rm", "-rf", f"/home/opskit/.opskit/runs/{run_id}"])
+
+
 def assert_verified(host: Any, client: Any, ref: str, value: str | None = None) -> None:
     here, there = local_facts(client, ref), host_facts(host, ref)
     assert there is not None, f"{host.name} has no image {ref}"
@@ -97,8 +91,8 @@ def assert_verified(host: Any, client: Any, ref: str, value: str | None = None) 
         assert code == 0 and out.strip() == f"VALUE = {value!r}", out
 
 
-@pytest.mark.parametrize(("src", "dst"), DIRECTIONS)
-def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tmp_path):
+@pytest.mark.parametrize(("src", "dst"), DIRECTIONS, ids=[f"{a}-to-{b}" for a, b in DIRECTIONS])
+def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tmp_path, request):
     source, (bed, host) = sources[src], targets[dst]
     env = {**os.environ, **bed.env(), **source.env, "OPSKIT_RUNS_DIR": str(tmp_path / "runs"),
            "COLUMNS": "200"}
@@ -110,18 +104,18 @@ def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tm
     value = f"{src} to {dst}"
     image = code_image(source.client, base, tmp_path, f"opskit-train-matrix:{src}-{dst}", value)
     run_id = f"mx-{src[:2]}-{dst[:2]}"
+    request.addfinalizer(lambda: remove_run(host, run_id))  # the shared hosts' job lists stay as they were
     res = opskit(env, "run-remote", "--host", host.name, "--image", image, "--run-id", run_id, *QUICK)
     assert res.returncode == 0, res.stderr + res.stdout
     assert "step 12/12" in res.stdout
     run = Path(env["OPSKIT_RUNS_DIR"]) / run_id
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((run / "results/summary.json").read_text())["status"] == "completed"
     card = json.loads((run / "job.json").read_text())
     assert card["image"]["layers"] == list(local_facts(source.client, image).diff_ids)
     assert card["collected"]["verified"] is True
     assert_verified(host, source.client, image, value)
 
 
-@TO_CONTAINERD
 def test_one_ship_to_a_legacy_and_a_containerd_host(docker_client, gpu_hosts, containerd_host, base, tmp_path):
     image = code_image(docker_client, base, tmp_path, "opskit-train-matrix:both", "both")
     specs = gpu_hosts.specs()[:1] + containerd_host.specs()
