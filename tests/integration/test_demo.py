@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,9 +37,6 @@ def test_demo_target_is_status_then_run_remote_on_localhost():
         ["status"], ["run-remote", "--host", "localhost", "lenet", "--small", "--steps", "50"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 8 §1: run-remote stops at the missing base image ('make it with opskit base "
-    "bootstrap') until the build side makes it on the way; that change removes this mark"))
 def test_make_demo_on_an_engine_with_no_images(empty_local_engine, tmp_path):
     engine = empty_local_engine
     assert engine.client.images.list(all=True) == []  # a fresh machine's engine
