@@ -38,6 +38,7 @@ from opskit.playbooks.hostfacts import FACT_NAMES
 from opskit.playbooks.schema import Play, Step
 
 DEFAULT_FORKS = 16
+BUILTINS = ("host", "check_mode", "host_index", "host_count")
 COUNTERS = ("ok", "changed", "failed", "skipped", "unreachable", "ignored")
 
 
@@ -65,19 +66,22 @@ class StepScope(Mapping):
             return self.ctx.host
         if name == "check_mode":
             return self.ctx.check
+        if name in ("host_index", "host_count"):
+            active = getattr(self.ctx, "active", [self.ctx.host])
+            return active.index(self.ctx.host) if name == "host_index" else len(active)
         if name in FACT_NAMES:
             return self.ctx.facts()[name]
         raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in ("host", "check_mode") or name in FACT_NAMES or any(
+        return name in BUILTINS or name in FACT_NAMES or any(
             name in layer for layer in self.layers)
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
         for layer in self.layers:
             seen |= set(layer)
-        return iter(sorted(seen | set(FACT_NAMES) | {"host", "check_mode"}))
+        return iter(sorted(seen | set(FACT_NAMES) | set(BUILTINS)))
 
     def __len__(self) -> int:
         return len(list(iter(self)))
@@ -153,6 +157,8 @@ class PlaybookRun:
             if not alive:
                 raise self._abort(play, "every host of the batch failed", [])
             self.current = (play.name, step.name)
+            for s in alive:  # host_index / host_count: among the hosts still in the play
+                s.ctx.active = [a.ctx.host for a in alive]  # type: ignore[attr-defined]
             self.emit(pe.StepStarted(play.name, step.name, step.where, [s.ctx.host for s in alive]))
             for group in batches(alive, step.serial):
                 failed_now = self._run_group(play, step, group)

@@ -5,7 +5,7 @@ Allowed: literals, names (facts, vars, registered results, ``item``), ``a.b`` an
 on mappings (keys starting with ``_`` refused), ``a[0]`` on lists, ``and``/``or``/``not``,
 comparisons (``in`` too), ``+ - * / // %`` on numbers (``+`` on strings and lists), ``x if c
 else y``, lists, and a few functions: ``len int float str min max sum any all abs round lower
-version``. ``version("12.4") >= version("12.1")`` compares dotted versions numerically.
+range version``. ``version("12.4") >= version("12.1")`` compares dotted versions numerically.
 An unknown name is an error naming it and the names that exist (``names(expr)`` lists the
 names an expression reads, so a playbook can be checked before it runs).
 """
@@ -69,7 +69,15 @@ def _version(value: Any) -> Version:
     return Version(value)
 
 
+def _range(*args: Any) -> list[int]:
+    r = range(*args)
+    if len(r) > MAX_SEQ:
+        raise ExprError(f"range: {len(r)} numbers is too many")
+    return list(r)
+
+
 FUNCTIONS: dict[str, Any] = {
+    "range": _range,
     "len": len, "int": int, "float": float, "str": str, "min": min, "max": max, "sum": sum,
     "any": any, "all": all, "abs": abs, "round": round, "bool": bool,
     "lower": lambda s: str(s).lower(), "version": _version,

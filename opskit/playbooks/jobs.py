@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from opskit.playbooks.actionbase import CHANGED, OK, Action, HostContext, Outcome, bad, mapping_args
+from opskit.playbooks.actionbase import (
+    CHANGED,
+    FAILED,
+    OK,
+    Action,
+    HostContext,
+    Outcome,
+    bad,
+    mapping_args,
+)
 
 
 def _check_ship(args: Any, where: str) -> dict:
@@ -91,7 +100,77 @@ def _collect(ctx: HostContext, args: dict) -> Outcome:
                    f"already here", res.to_dict())
 
 
+RUN_KEYS = ("args", "image", "gpus", "run_id", "detach", "shm_size", "memory", "profile",
+            "remove_remote")
+RUN_EXAMPLE = "{model: lenet, args: [--epochs, '1'], run_id: 'sweep-{{ host }}', gpus: all}"
+
+
+def _check_run(args: Any, where: str) -> dict:
+    args = mapping_args(args, where, "run", required=("model",), optional=RUN_KEYS, example=RUN_EXAMPLE)
+    targs = args.get("args", [])
+    if not (isinstance(targs, str) and "{{" in targs) and not (
+            isinstance(targs, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                            for a in targs)):
+        raise bad(where, "run", "args must be a list of words (the training entry's options)", RUN_EXAMPLE)
+    return args
+
+
+def _job(args: dict) -> Any:
+    from opskit.jobs.spec import (
+        DEFAULT_SHM,
+        JobSpec,
+        check_run_id,
+        new_run_id,
+        parse_gpus,
+        parse_size,
+    )
+
+    targs = args.get("args") or []
+    if not isinstance(targs, list):
+        raise ValueError(f"run: args {targs!r} is not a list")
+    model = str(args["model"])
+    return JobSpec(
+        run_id=check_run_id(str(args["run_id"])) if args.get("run_id") else new_run_id(model),
+        model=model, train_args=[str(a) for a in targs], image=str(args.get("image") or ""),
+        gpus=parse_gpus(str(args.get("gpus", "auto"))),
+        shm_size=parse_size(str(args["shm_size"]), "shm_size") if args.get("shm_size") else DEFAULT_SHM,
+        memory=parse_size(str(args["memory"]), "memory") if args.get("memory") else None,
+    )
+
+
+def _run(ctx: HostContext, args: dict) -> Outcome:
+    """run-remote on this host. With a run_id, a run already finished and collected here is
+    ``ok`` (a second play changes nothing); without one each play starts a new run."""
+    from opskit.jobs import runner
+    from opskit.jobs.store import RunStore, runs_dir
+
+    job = _job(args)
+    store = RunStore(runs_dir(None))
+    if store.exists(job.run_id):
+        card = store.load(job.run_id)
+        if card.get("collected") and card.get("exit_code") == 0:
+            return Outcome(OK, f"run {job.run_id} already ran and was collected", {"run_id": job.run_id})
+    shown = f"{job.model} {' '.join(job.train_args)}".strip()
+    if ctx.check:
+        return Outcome(CHANGED, f"would run {shown} as {job.run_id} (image {job.image or 'built here'})",
+                       {"run_id": job.run_id})
+    opts = runner.RunOptions(detach=bool(args.get("detach")), remove_remote=bool(args.get("remove_remote")),
+                             profile=str(args.get("profile") or "offline"))
+    try:
+        out = runner.Runner(store, opts).run(ctx.spec, job)
+    except runner.Detached as exc:
+        return Outcome(FAILED, f"run {job.run_id}: {exc.message}", {"run_id": job.run_id})
+    if out is None:
+        return Outcome(CHANGED, f"started {job.run_id} ({shown}), detached", {"run_id": job.run_id})
+    data = out.to_dict()
+    if out.exit_code != 0 or out.not_collected:
+        return Outcome(FAILED, f"run {job.run_id}: {out.state}, exit {out.exit_code}", data)
+    return Outcome(CHANGED, f"run {job.run_id} ({shown}): {out.state}, {len(out.collected)} files "
+                   f"collected into {out.local_dir}", data)
+
+
 ACTIONS = [
+    Action("run", _check_run, _run, "train on the host (run-remote), results collected"),
     Action("ship", _check_ship, _ship, "send a local image to the host (only missing layers)"),
     Action("cancel", _check_run_ref("cancel"), _cancel, "stop a run"),
     Action("collect", _check_run_ref("collect"), _collect, "bring a run's results here"),

@@ -26,7 +26,7 @@ PLAY_KEYS = ("name", "hosts", "vars", "serial", "max_fail_percentage", "any_erro
              "steps", "tasks", "include")
 STEP_KEYS = ("name", "when", "register", "loop", "serial", "ignore_errors", "changed_when",
              "failed_when", "vars")
-BUILTIN_NAMES = ("item", "host", "check_mode")
+BUILTIN_NAMES = ("item", "host", "check_mode", "host_index", "host_count")
 MAX_INCLUDE_DEPTH = 8
 
 

@@ -118,3 +118,37 @@ def test_cleanup_lists_then_removes_old_images_and_run_folders(capsys, bed, prob
     assert host.exec(["docker", "image", "inspect", probe_image], user="opskit")[0] == 0
     code, ev, err = play(capsys, *args)  # second run: nothing older than 10 days is left
     assert code == 0 and all(c["changed"] == 0 for c in recap(ev).values())
+
+
+QUICK = ["--small", "--steps", "8", "--batch-size", "16", "--log-every", "4",
+         "--train-samples", "128", "--val-samples", "32"]
+
+
+def test_train_sweep_runs_one_set_per_free_host_and_collects_all(capsys, bed, training_image,
+                                                                 tmp_path, monkeypatch):
+    import yaml
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("OPSKIT_RUNS_DIR", str(runs))
+    sets = yaml.safe_dump([[*QUICK, "--lr", "0.1"], [*QUICK, "--lr", "0.01"]], default_flow_style=True)
+    args = (str(BOOKS / "train-sweep.yaml"), "--host", "@testbed", "--var", f"image={training_image}",
+            "--var", f"option_sets={sets.strip()}", "--var", "sweep=sw", "--var", "min_gpu_free_mib=1")
+    code, ev, err = play(capsys, *args, "--check")
+    assert code == 0, err
+    would = sorted(e["message"] for e in steps(ev, "runs").values())
+    assert len(would) == 2 and all(w.startswith("would run lenet --small") for w in would)
+    assert not runs.exists() or not any(runs.iterdir())
+    code, ev, err = play(capsys, *args, "--yes")
+    assert code == 0, (err, ev)
+    done = steps(ev, "runs")
+    assert sorted(done) == sorted(bed.names) and all(s["status"] == "changed" for s in done.values())
+    hosts_used = set()
+    for run_id, lr in (("sw-0", "0.1"), ("sw-1", "0.01")):
+        card = json.loads((runs / run_id / "job.json").read_text())
+        assert card["exit_code"] == 0 and card["collected"]["files"], card
+        assert card["args"][-2:] == ["--lr", lr], card["args"]
+        hosts_used.add(card["host"])
+    assert hosts_used == set(bed.names)  # one set per free host
+    code, ev, err = play(capsys, *args)  # second play: both runs already collected
+    assert code == 0, err
+    assert all(s["status"] == "ok" for s in steps(ev, "runs").values())

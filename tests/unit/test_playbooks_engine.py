@@ -268,3 +268,18 @@ def test_batches_like_ansible():
     assert batches(list(range(8)), "25%") == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert batches(list(range(3)), "10%") == [[0], [1], [2]]
     assert batches(list(range(3)), None) == [[0, 1, 2]]
+
+
+def test_hosts_share_a_list_by_host_index_among_the_hosts_still_in_the_play(tmp_path):
+    recap, events = run_play(tmp_path, f"""
+- hosts: all
+  vars: {{sets: [a, b, c, d, e]}}
+  steps:
+    - name: free
+      command: {FAIL_ON_H2}
+    - name: share
+      debug: "{{{{ item }}}}"
+      loop: "{{{{ range(len(sets))[host_index::host_count] }}}}"
+""")
+    share = {e.host: e.message for e in events if isinstance(e, pe.HostStep) and e.step == "share"}
+    assert share == {"h1": "0; 2; 4", "h3": "1; 3"}  # h2 failed before: the others share all

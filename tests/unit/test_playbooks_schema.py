@@ -139,7 +139,8 @@ def test_the_shipped_playbooks_check_out():
     from pathlib import Path
 
     books = sorted((Path(__file__).resolve().parents[2] / "playbooks").glob("*.yaml"))
-    assert {b.name for b in books} >= {"fleet-check.yaml", "prepare-hosts.yaml", "cleanup.yaml"}
+    assert {b.name for b in books} >= {"fleet-check.yaml", "prepare-hosts.yaml", "cleanup.yaml",
+                                     "train-sweep.yaml"}
     for book in books:
         assert load_playbook(book)[0].steps
 
