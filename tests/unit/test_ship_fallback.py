@@ -117,3 +117,28 @@ def test_a_full_disk_is_an_error_not_a_fallback(tmp_path):
     with pytest.raises(TransferError, match="no space left") as err:
         shipmod.ship_one(host, image, plan, parts, shipmod.ShipOptions())
     assert "free disk space" in (err.value.hint or "") and len(host.archives) == 1
+
+
+def test_layers_from_docker_save_when_the_store_cannot_be_read_and_again_for_a_full_archive(tmp_path):
+    """An engine reached over TCP (or a store this user cannot read): one docker save for the
+    plan's layers, and a second one only when a fallback needs every layer."""
+    layers = [layer_tar({"base": b"b" * 3000}), layer_tar({"code.py": b"V = 2\n"})]
+    archive = legacy_save(layers, ["proj:v2"])
+    saves = []
+
+    class Api:
+        base_url = "tcp://10.0.0.5:2376"
+
+        def get_image(self, image_id, chunk_size):
+            saves.append(image_id)
+            return chunks(archive, chunk_size)
+
+    client = SimpleNamespace(api=Api(), info=lambda: {"Driver": "overlay2", "DockerRootDir": "/var/lib/docker"})
+    image = SimpleNamespace(image_id="sha256:" + "c" * 64, diff_ids=[sha(x) for x in layers], store="legacy",
+                            engine_info=client.info())
+    parts = shipmod.read_parts(client, image, {1}, "zstd", str(tmp_path))
+    assert parts.source == "docker save" and list(parts.frames) == [sha(layers[1])] and saves == [image.image_id]
+    parts.ensure({1})
+    assert len(saves) == 1  # nothing more to read
+    parts.ensure({0, 1})
+    assert sorted(parts.frames) == sorted(sha(x) for x in layers) and len(saves) == 2
