@@ -155,10 +155,16 @@ def prove_usable(transport: Transport, image_id: str) -> None:
 
 
 def remove_incomplete(transport: Transport, parts: ImageParts, tags: list[str]) -> None:
-    """Remove what a failed load left (by our tags and the two IDs it may have had); the image
-    was not on the host before this ship."""
-    for ref in [*tags, parts.manifest_digest, parts.config_digest]:
-        transport.run(["docker", "image", "rm", "-f", ref])
+    """Remove what a failed load left: the image under either ID it may have got (it was not
+    on the host before this ship), and our tags only where they name that image (a tag still
+    on an older image stays)."""
+    ours = {parts.manifest_digest, parts.config_digest}
+    for tag in tags:
+        res = transport.run(["docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", tag])
+        if res.ok and res.stdout.strip().split(" ", 1)[0] in ours:
+            transport.run(["docker", "image", "rm", "-f", tag])
+    for ident in sorted(ours):
+        transport.run(["docker", "image", "rm", "-f", ident])
 
 
 def tag_remote(transport: Transport, image_ref: str, tags: list[str]) -> None:

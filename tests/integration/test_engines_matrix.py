@@ -98,7 +98,9 @@ def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tm
            "COLUMNS": "200"}
     shipped = opskit(env, "ship", base, "--host", host.name, "--json")
     assert shipped.returncode == 0, shipped.stderr + shipped.stdout
-    assert json.loads(shipped.stdout)["hosts"][host.name]["image_id"]
+    first = json.loads(shipped.stdout)["hosts"][host.name]
+    assert first["image_id"] and first["fallback"] == "" and first["mode"] in ("full", "none", "delta")
+    assert first["store"] in (dst, "")
     assert_verified(host, source.client, base)
 
     value = f"{src} to {dst}"
@@ -114,13 +116,22 @@ def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tm
     assert card["image"]["layers"] == list(local_facts(source.client, image).diff_ids)
     assert card["collected"]["verified"] is True
     assert_verified(host, source.client, image, value)
+    # Only the missing (code) layer travelled, in the one hybrid archive, with no fallback;
+    # the card names the image's ID on each side (they differ when the stores differ).
+    assert card["image"]["shipped"] == {**card["image"]["shipped"], "mode": "delta", "layers_sent": 1, "fallback": ""}
+    assert card["image"]["host_store"] == dst
+    assert card["image"]["host_id"] == host_facts(host, image).image_id
+    assert card["image"]["id"] == local_facts(source.client, image).image_id
 
 
 def test_one_ship_to_a_legacy_and_a_containerd_host(docker_client, gpu_hosts, containerd_host, base, tmp_path):
-    image = code_image(docker_client, base, tmp_path, "opskit-train-matrix:both", "both")
     specs = gpu_hosts.specs()[:1] + containerd_host.specs()
+    assert shipmod.ship(docker_client, base, specs).ok  # the lower layers (already there in a full run)
+    image = code_image(docker_client, base, tmp_path, "opskit-train-matrix:both", "both")
     result = shipmod.ship(docker_client, image, specs)
     assert result.ok, result.failed
     assert sorted(o.host for o in result) == sorted(s.name for s in specs)
+    got = {(o.value.store, o.value.mode, o.value.layers_sent, o.value.fallback) for o in result}
+    assert got == {("legacy", "delta", 1, ""), ("containerd", "delta", 1, "")}  # only the code layer, no fallback
     for host in (gpu_hosts.hosts[0], containerd_host.hosts[0]):
         assert_verified(host, docker_client, image, "both")
