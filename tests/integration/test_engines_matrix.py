@@ -27,6 +27,9 @@ from opskit.testing.stores import host_facts, local_facts
 
 QUICK = ["lenet", "--small", "--steps", "12", "--batch-size", "16", "--log-every", "4",
          "--train-samples", "256", "--val-samples", "64"]
+REPO = "opskit-train-matrix"
+SESSION = os.getpid()  # tags of this session's own (see ``base``)
+BUILT: list[tuple[Any, str]] = []  # (engine client, tag) of the images the tests built, removed at the end
 DIRECTIONS = [("legacy", "legacy"), ("legacy", "containerd"), ("containerd", "containerd"),
               ("containerd", "legacy")]
 
@@ -39,11 +42,17 @@ class Source:
 
 
 @pytest.fixture(scope="module")
-def base(docker_client, training_image) -> str:
-    """The training image under a tag of this module's own (the shared tag may be rebuilt by
-    a parallel session from another tree while this module runs)."""
-    docker_client.images.get(training_image).tag("opskit-train-matrix", "base")
-    return "opskit-train-matrix:base"
+def base(docker_client, training_image):
+    """The training image under a tag of this module's own, per session (the shared tag may be
+    rebuilt by a parallel session from another tree while this module runs, and two sessions
+    running this module would move each other's tags)."""
+    docker_client.images.get(training_image).tag(REPO, f"base-{SESSION}")
+    yield f"{REPO}:base-{SESSION}"
+    for client, tag in [*BUILT, (docker_client, f"{REPO}:base-{SESSION}")]:
+        try:
+            client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - an engine already gone has nothing left to remove
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +82,7 @@ def code_image(client: Any, base: str, tmp: Path, tag: str, value: str) -> str:
     os.utime(ctx / "settings.py", (0, 0))
     (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY settings.py /app/src/settings.py\n")
     client.images.build(path=str(ctx), tag=tag, rm=True, pull=False)
+    BUILT.append((client, tag))
     return tag
 
 
@@ -104,7 +114,7 @@ def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tm
     assert_verified(host, source.client, base)
 
     value = f"{src} to {dst}"
-    image = code_image(source.client, base, tmp_path, f"opskit-train-matrix:{src}-{dst}", value)
+    image = code_image(source.client, base, tmp_path, f"{REPO}:{src}-{dst}-{SESSION}", value)
     run_id = f"mx-{src[:2]}-{dst[:2]}"
     request.addfinalizer(lambda: remove_run(host, run_id))  # the shared hosts' job lists stay as they were
     res = opskit(env, "run-remote", "--host", host.name, "--image", image, "--run-id", run_id, *QUICK)
@@ -127,7 +137,7 @@ def test_ship_and_run_remote_between_stores(src, dst, sources, targets, base, tm
 def test_one_ship_to_a_legacy_and_a_containerd_host(docker_client, gpu_hosts, containerd_host, base, tmp_path):
     specs = gpu_hosts.specs()[:1] + containerd_host.specs()
     assert shipmod.ship(docker_client, base, specs).ok  # the lower layers (already there in a full run)
-    image = code_image(docker_client, base, tmp_path, "opskit-train-matrix:both", "both")
+    image = code_image(docker_client, base, tmp_path, f"{REPO}:both-{SESSION}", "both")
     result = shipmod.ship(docker_client, image, specs)
     assert result.ok, result.failed
     assert sorted(o.host for o in result) == sorted(s.name for s in specs)
