@@ -1,10 +1,13 @@
 """Figures for ``opskit ship``, side by side in one run for each image store of the receiving host
-(Docker-in-Docker hosts over SSH: Docker 20.10 legacy store, Docker 26 containerd store).
+(Docker-in-Docker hosts over SSH: Docker 20.10 legacy store, Docker 26 containerd store), and for
+each sending engine (this machine's, legacy store; a Docker 26 containerd-store engine in a
+container, made the local engine).
 
-    .venv/bin/python bench/ship.py [--repeat 5] [--stores legacy,containerd]
+    .venv/bin/python bench/ship.py [--repeat 5] [--stores legacy,containerd] [--senders legacy,containerd]
 
-Builds two images of a small project (offline profile) that differ by one line of code, and
-ships them from this machine's engine. Prints, per store, with the issue's targets:
+Builds two images of a small project (offline profile) that differ by one line of code (copied
+to the containerd-store sender), and ships them. Prints, per sender and receiving store, with
+the issue's targets:
 1. cold ship: bytes on the wire vs the raw ``docker save`` archive (target <= 0.55x);
 2. second deploy after a one-line code change: bytes and wall time vs a full
    ``docker save | ssh host docker load`` of the same image (targets <= 0.1%, <= 10%);
@@ -123,23 +126,24 @@ def measure(client, spec, v1: str, v2: str, repeat: int, figs: Figures) -> None:
         f"{reship * 1000:.0f}ms", f"{noop * 1000:.0f}ms", reship / noop, "<= 1.5", reship <= 1.5 * noop)
 
 
-def bench_store(client, store: str, tmp: Path, v1: str, v2: str, repeat: int) -> Figures:
+def bench_store(client, sending, store: str, tmp: Path, v1: str, v2: str, repeat: int) -> Figures:
+    """One fresh host on ``store`` (started on this machine's engine ``client``), fed from the
+    engine ``sending``."""
     from opskit.testing.dind import start_gpu_hosts
 
     figs = Figures(store)
-    kwargs = {"engine": store} if store != "legacy" else {}
     bed = start_gpu_hosts(client, 1, workdir=str(tmp / f"bed-{store}"), name_prefix=f"opskit-bench-{store[:2]}",
-                          **kwargs)
+                          engine=store)
     try:
-        measure(client, bed.specs()[0], v1, v2, repeat, figs)
+        measure(sending, bed.specs()[0], v1, v2, repeat, figs)
     finally:
         bed.close()
     return figs
 
 
-def report(all_figs: list[Figures]) -> list[str]:
-    head = f"{'figure':<38}" + "".join(f" | {f.store + ' store: opskit':>22} {'baseline':>14} {'ratio':>8}  {'':4}"
-                                        for f in all_figs)
+def report(sender: str, all_figs: list[Figures]) -> list[str]:
+    head = f"{'from a ' + sender + ' store engine':<38}" + "".join(
+        f" | {'to ' + f.store + ': opskit':>22} {'baseline':>14} {'ratio':>8}  {'':4}" for f in all_figs)
     lines = [head + "  target"]
     for name in all_figs[0].rows:
         line = f"{name:<38}"
@@ -150,28 +154,50 @@ def report(all_figs: list[Figures]) -> list[str]:
         lines.append(line + f"  {target}")
     for f in all_figs:
         why = "; ".join(f.fallbacks) if f.fallbacks else "none"
-        lines.append(f"{f.store} store: {len(f.fallbacks)} of {f.ships} ships fell back to the full archive "
+        lines.append(f"{sender} -> {f.store}: {len(f.fallbacks)} of {f.ships} ships fell back to the full archive "
                      f"(goal 0): {why}")
     return lines
+
+
+def senders(client, names: list[str], v1: str, v2: str):
+    """(name, docker-py client) of each sending engine; the containerd one gets copies of both
+    images (docker save | docker load) and is removed afterwards."""
+    for name in names:
+        if name == "legacy":
+            yield name, client
+            continue
+        from opskit.testing.localengine import copy_image, start_local_engine
+
+        engine = start_local_engine(client, name)
+        try:
+            for ref in (v1, v2):
+                copy_image(client, engine, ref)
+            yield name, engine.client
+        finally:
+            engine.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="no-op comparisons (median)")
     ap.add_argument("--stores", default="legacy,containerd", help="receiving hosts' image stores, in order")
+    ap.add_argument("--senders", default="legacy,containerd", help="sending engines' image stores, in order")
     args = ap.parse_args(argv)
     from opskit.hosts.engine import local_docker_client
 
     client = local_docker_client()
-    all_figs = []
+    lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="opskit-bench-ship-") as tmpdir:
         tmp = Path(tmpdir)
         v1, v2 = build(client, tmp, 1), build(client, tmp, 2)
-        local = shipmod.local_image(client, v1)
-        print(f"sending engine: {local.store} image store; images {v1}, {v2}", flush=True)
-        for store in args.stores.split(","):
-            all_figs.append(bench_store(client, store, tmp, v1, v2, args.repeat))
-    for line in report(all_figs):
+        for sender, sending in senders(client, args.senders.split(","), v1, v2):
+            local = shipmod.local_image(sending, v1)
+            print(f"sending engine: {local.store} image store; images {v1}, {v2}", flush=True)
+            (tmp / sender).mkdir()
+            figs = [bench_store(client, sending, store, tmp / sender, v1, v2, args.repeat)
+                    for store in args.stores.split(",")]
+            lines += [*report(sender, figs), ""]
+    for line in lines:
         print(line)
     return 0
 
