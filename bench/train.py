@@ -142,18 +142,19 @@ def base_args(model: str, out: str, opts: argparse.Namespace, **over) -> TrainAr
 def system_metrics_cost(step_s: float, n: int = 2000, log_every: int = 20) -> None:
     from opskit.train.sysmetrics import SystemSampler
 
-    print("\n== system metrics (psutil) in each metrics line ==")
-    sampler = SystemSampler(torch.device("cpu"))
-    if not sampler.available:
-        print("skipped: psutil is not installed")
-        return
-    t0 = time.perf_counter()
-    for _ in range(n):
-        sampler.sample()
-    each = (time.perf_counter() - t0) / n
-    share = each / (log_every * step_s)
-    print(f"one sample {each * 1e6:.0f} us; step {step_s * 1e3:.1f} ms; at --log-every {log_every}: "
-          f"{100 * share:.3f}% of training time (ratio {1 / (1 + share):.4f}, target >= 0.98)")
+    print("\n== system metrics in each metrics line (psutil, and /proc where psutil is absent) ==")
+    for name, use_psutil in (("psutil", True), ("/proc", False)):
+        sampler = SystemSampler(torch.device("cpu"), use_psutil=use_psutil)
+        if not sampler.available:
+            print(f"{name:>7}: not available here")
+            continue
+        t0 = time.perf_counter()
+        for _ in range(n):
+            sampler.sample()
+        each = (time.perf_counter() - t0) / n
+        share = each / (log_every * step_s)
+        print(f"{name:>7}: one sample {each * 1e6:.0f} us; step {step_s * 1e3:.1f} ms; at --log-every "
+              f"{log_every}: {100 * share:.3f}% of training time (ratio {1 / (1 + share):.4f}, target >= 0.98)")
 
 
 def gpu_section(opts: argparse.Namespace, out: str) -> None:

@@ -49,11 +49,27 @@ def test_gpu_figures_come_from_torch_cuda(monkeypatch):
     assert s2.sample()["sys_gpu_util_percent"] == 87.0
 
 
-def test_without_psutil_lines_have_no_system_keys(monkeypatch):
-    import builtins
+def test_without_psutil_proc_gives_the_same_figures_as_psutil():
+    """The /proc reader (images without psutil) against psutil itself on this machine."""
+    import psutil
 
-    real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__",
-                        lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "psutil" else real(name, *a, **k))
-    s = SystemSampler("cpu")
+    from opskit.train.sysmetrics import ProcReader
+
+    ours, ref = SystemSampler("cpu", use_psutil=False), SystemSampler("cpu")
+    assert isinstance(ours.reader, ProcReader)
+    work = sum(i * i for i in range(3_000_000))  # some CPU time for both windows
+    mine, theirs = ours.sample(), ref.sample()
+    assert work > 0 and set(mine) == set(theirs)
+    rss = psutil.Process().memory_info().rss
+    assert abs(mine["sys_proc_rss_bytes"] - rss) <= 8 << 20  # read moments apart
+    assert abs(mine["sys_host_mem_percent"] - psutil.virtual_memory().percent) <= 2.0
+    assert 0 <= mine["sys_host_cpu_percent"] <= 100
+    assert abs(mine["sys_proc_cpu_percent"] - theirs["sys_proc_cpu_percent"]) <= 25  # same window
+
+
+def test_without_psutil_or_proc_lines_have_no_system_keys(monkeypatch):
+    from opskit.train import sysmetrics
+
+    monkeypatch.setattr(sysmetrics.ProcReader, "available", staticmethod(lambda: False))
+    s = SystemSampler("cpu", use_psutil=False)
     assert not s.available and s.sample() == {}
