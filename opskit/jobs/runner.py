@@ -269,6 +269,7 @@ class Runner:
     def check(self, run: HostRun) -> None:
         """Nothing leaves this machine before the options parse and the run ID is free here."""
         run.parsed = validate_train_args(run.job.model, run.job.train_args)
+        project_stamp()  # a broken project card in opskit.yaml stops here, before anything ships
         if self.store.exists(run.job.run_id):
             card = self.store.load(run.job.run_id)
             raise launch.already_exists(card.get("host", "?"), run.job.run_id,

@@ -195,3 +195,18 @@ def test_a_run_of_another_task_than_the_card_is_refused(tmp_path):
     seg = load_run(write_run(tmp_path, "s", model="fcn", task="segmentation"))
     with pytest.raises(UsageError, match="s is a segmentation run .*the card is for classification"):
         evaluate(seg, card)
+
+
+def test_run_remote_stops_on_a_broken_card_before_any_host_or_engine(project):
+    from opskit.hosts.spec import local_spec
+    from opskit.jobs.runner import Runner
+    from opskit.jobs.spec import JobSpec
+    from opskit.jobs.store import RunStore
+
+    (project / "opskit.yaml").write_text('project:\n  metric: "accuracy = 0.9"\n')
+    touched = []
+    runner = Runner(RunStore(project / "runs"), connect=lambda spec: touched.append("host"),
+                    engine=lambda: touched.append("engine"))
+    with pytest.raises(ConfigError, match="opskit.yaml: project.metric"):
+        runner.run(local_spec(), JobSpec("r1", "lenet", ["--small"], "img:1"))
+    assert touched == [] and not (project / "runs").exists()
