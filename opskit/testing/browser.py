@@ -18,6 +18,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -118,11 +119,25 @@ def _launch(binary: str, profile: str) -> tuple[subprocess.Popen, _Pipe]:
         argv = ["unshare", "--net", "--", *argv]  # no network at all inside
     # close_fds=False: closing would also close 3 and 4 after child() made them. Python's own
     # fds are close-on-exec, so nothing else leaks into the browser.
+    # start_new_session: the browser's helpers (zygote, renderer, GPU process) share its process
+    # group, so all of them are stopped before the profile folder is removed.
     proc = subprocess.Popen(argv, preexec_fn=child, close_fds=False,  # noqa: PLW1509
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     os.close(cmd_r)
     os.close(res_w)
     return proc, _Pipe(cmd_w, res_r)
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait until no process of group ``pgid`` is left (a helper still writing into the profile
+    made its removal fail with 'Directory not empty')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _collect(visit: PageVisit, events: list[dict]) -> None:
@@ -178,8 +193,9 @@ def open_page(path: str | os.PathLike, probe: str, ready: str = "true", timeout:
                 pipe.send("Browser.close", timeout=5)
         finally:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+            _wait_group_gone(proc.pid)
             if proc.stderr is not None:
                 proc.stderr.close()
             os.close(pipe.w)
