@@ -109,8 +109,14 @@ def _execute(path: Path, targets: list, opts: Any, as_json: bool, *, record: boo
             rec.write(event)
         show(event)
 
+    run = PlaybookRun(opts, emit)
     try:
-        recap = PlaybookRun(opts, emit).run(targets)
+        try:
+            recap = run.run(targets)
+        except KeyboardInterrupt:  # the events so far are written; the recap says how far it got
+            if rec is not None:
+                rec.write_recap({**pe.Recap(run.recap(), opts.check, True).to_dict(), "interrupted": True})
+            raise
         done = pe.Recap(recap, opts.check, any_failed(recap))
         emit(done)
         if rec is not None:

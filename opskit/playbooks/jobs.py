@@ -75,6 +75,11 @@ def _cancel(ctx: HostContext, args: dict) -> Outcome:
     if ctx.check:
         return Outcome(CHANGED, f"would stop run {run_id} (SIGTERM, then kill after the grace period)")
     state = launch.cancel(ctx.transport, run_id, float(args.get("grace", 30)))
+    from opskit.jobs.store import RunStore, runs_dir
+
+    store = RunStore(runs_dir(None))
+    if store.exists(run_id):  # as opskit cancel does: the card says how the run ended
+        store.update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
     return Outcome(CHANGED, f"run {run_id}: {state.state} (exit {state.exit_code})", state.to_dict())
 
 

@@ -71,3 +71,25 @@ def test_limit_names_hosts_the_inventory_knows(opskit_cli, book):
     assert code == 0 and "PLAY [local] on localhost" in out
     code, _, err = opskit_cli("play", str(book), "--check", "--limit", "nothere")
     assert code == 2 and "'nothere'" in err
+
+
+def test_ctrl_c_leaves_the_event_log_and_a_recap_saying_so(opskit_cli, book, tmp_path, monkeypatch):
+    from opskit.hosts.local import LocalTransport
+
+    real_run = LocalTransport.run
+
+    def run(self, argv, **kw):
+        if list(argv)[:1] == ["sleep"]:
+            raise KeyboardInterrupt
+        return real_run(self, argv, **kw)
+
+    monkeypatch.setattr(LocalTransport, "run", run)
+    book.write_text(book.read_text() + "    - name: wait\n      command: [sleep, '5']\n")
+    code, _, err = opskit_cli("play", str(book), "--yes")
+    assert code == 130 and "interrupted during 'wait'" in err
+    (folder,) = (tmp_path / "plays").iterdir()
+    log = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    (stop,) = [e for e in log if e["event"] == "interrupted"]
+    assert stop["step"] == "wait" and stop["done"] == {"localhost": ["folder: changed", "note: changed"]}
+    recap = json.loads((folder / "recap.json").read_text())
+    assert recap["interrupted"] is True and recap["hosts"]["localhost"]["changed"] == 2
