@@ -45,18 +45,31 @@ def play(playbook: str, check: bool, yes: bool, limit: str | None, variables: tu
     plays = load_playbook(path, _variables(variables))  # file:line:key named before any host
     targets = _targets(plays, hosts, inventory, limit)
     opts = PlayOptions(check=check, forks=forks, base_dir=path.resolve().parent)
-    if not check and not yes:
+    if not check and not yes:  # the plan first; shown (and asked about) only when it changes something
+        shown: list = []
         plan = _execute(path, targets, PlayOptions(check=True, forks=forks, base_dir=opts.base_dir),
-                        as_json, record=False, title="PLAN (dry run, nothing changed)")
-        if not any(c["changed"] for c in plan.values()):
-            return 1 if any_failed(plan) else 0
+                        as_json, record=False, show=shown.append)
+        if any(c["changed"] for c in plan.values()):
+            _show_plan(shown, as_json)
+        else:
+            yes = True
+    if not check and not yes:
         if as_json or not sys.stdin.isatty():
             raise UsageError("the playbook would change hosts (plan above) and no one can be asked here",
                              "run again with --yes to apply it, or with --check for the plan alone")
         if not click.confirm("Apply these changes?", default=False, err=True):
             return 1
-    recap = _execute(path, targets, opts, as_json, record=True, title=None)
+    recap = _execute(path, targets, opts, as_json, record=True)
     return 1 if any_failed(recap) else 0
+
+
+def _show_plan(events: list, as_json: bool) -> None:
+    from opskit.cli import render
+
+    if not as_json:
+        render.print_line("PLAN (dry run, nothing changed yet)")
+    for event in events:
+        (_json_line if as_json else _human)(event)
 
 
 def _variables(items: tuple[str, ...]) -> dict:
@@ -93,16 +106,14 @@ def _targets(plays: list[Any], hosts: tuple[str, ...], inventory: str | None,
 
 
 def _execute(path: Path, targets: list, opts: Any, as_json: bool, *, record: bool,
-             title: str | None) -> dict:
+             show: Any = None) -> dict:
     from opskit.cli import render
     from opskit.playbooks import events as pe
     from opskit.playbooks.engine import PlaybookRun, any_failed
     from opskit.playbooks.record import PlayRecord
 
     rec = PlayRecord.start(path) if record else None
-    show = _json_line if as_json else _human
-    if title and not as_json:
-        render.print_line(title)
+    show = show or (_json_line if as_json else _human)
 
     def emit(event: Any) -> None:
         if rec is not None:

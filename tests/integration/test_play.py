@@ -86,7 +86,7 @@ def test_five_step_play_check_real_and_second_run(ssh_testbed, book, tmp_path):
     res = opskit(ssh_testbed, "play", str(path), "--json", cwd=tmp_path, extra_env=env)
     assert res.returncode == 0, res.stderr  # nothing to change: no plan, no question
     assert all(c["changed"] == 0 and c["ok"] == 5 for c in recap(res.stdout).values())
-    assert len(list((tmp_path / "plays").iterdir())) == 2  # the real runs, each with its folder
+    assert len(list((tmp_path / "plays").iterdir())) == 3  # the real runs, each with its folder
 
 
 def test_an_unreachable_host_is_recorded_and_the_others_go_on(ssh_testbed, tmp_path):
