@@ -19,7 +19,6 @@ from opskit.cli.common import (
 )
 from opskit.cli.render import (
     EventView,
-    Progress,
     group_json,
     human_bytes,
     print_json,
@@ -39,10 +38,6 @@ def _store(runs_dir: str | None) -> Any:
     from opskit.jobs.operations import open_store
 
     return open_store(runs_dir)
-
-
-def _event(host: str, message: str) -> None:
-    print_line(f"[{host}] {message}", err=True)
 
 
 # -- ship -------------------------------------------------------------------------------------
@@ -66,9 +61,17 @@ def ship(image: str, hosts: tuple[str, ...], inventory: str | None, as_json: boo
         else:
             _print_plans(img, plans)
         return report_group_errors(plans)
-    with Progress(f"shipping {image}", None) as bar:
-        opts = shipmod.ShipOptions(progress=lambda host, n: bar.advance(n), on_event=None if as_json else _event)
+    from opskit import events as ev
+
+    view = EventView(logs_to_stdout=False)  # progress on stderr, with --json too
+    what = f"shipping {image}"
+    view(ev.TransferStarted("localhost", what))
+    try:
+        opts = shipmod.ShipOptions(progress=lambda host, n: view(ev.BytesSent(host, n)),
+                                   on_event=lambda host, m: view(ev.Step(host, m)))
         result = shipmod.ship(client, image, specs, opts)
+    finally:
+        view(ev.TransferDone("localhost", what))
     if as_json:
         print_json(group_json(result, lambda r: r.to_dict()))
     else:
