@@ -93,42 +93,19 @@ def show(name: str, input_shape: tuple | None, small: bool, depth: int | None,
          as_json: bool) -> None:
     """Per layer: output shape and parameters, then the total (no forward pass)."""
     from opskit.cli import render
-    from opskit.models.summary import build_for_summary
+    from opskit.errors import UsageError
+    from opskit.models.describe import InputShapeError, describe
 
     info = _info(name)
-    model, default_shape = build_for_summary(info.name, small=small)
-    shape = tuple(input_shape or default_shape)
-    data = _summary_dict(info, model, shape)
-    data["config"] = "small" if small else "reference"
+    try:
+        data = describe(info.name, small=small, input_shape=input_shape)
+    except InputShapeError as exc:
+        other = f" or --small (input {_fmt(info.small_input_shape)})" if info.small_input_shape else ""
+        raise UsageError(str(exc), f"give a larger --input (default {_fmt(info.input_shape)}){other}") from None
     if as_json:
         render.print_json(data)
         return
     _print_summary(data, depth)
-
-
-def _summary_dict(info: Any, model: Any, shape: tuple) -> dict:
-    from opskit.errors import UsageError
-    from opskit.models.summary import (
-        InputShapeError,
-        NoShapeRuleError,
-        parameter_summary,
-        summarize,
-    )
-
-    if not shape or len(shape) != 3:
-        return {**parameter_summary(model, info.name).to_dict(), "shapes": False,
-                "note": "this model takes no CxHxW image input: parameters only"}
-    try:
-        return {**summarize(model, shape, name=info.name).to_dict(), "shapes": True}
-    except NoShapeRuleError as exc:
-        return {**parameter_summary(model, info.name).to_dict(), "shapes": False,
-                "note": str(exc)}
-    except InputShapeError as exc:
-        small = f" or --small (input {'x'.join(map(str, info.small_input_shape))})"
-        raise UsageError(
-            str(exc), f"give a larger --input (default {'x'.join(map(str, info.input_shape))})"
-            + (small if info.small_input_shape else ""),
-        ) from None
 
 
 def _fmt(shape: Any) -> str:
