@@ -108,6 +108,7 @@ def test_one_line_change_ships_only_the_code_layers(docker_client, gpu_hosts, tr
 
 
 def test_plan_sends_nothing(docker_client, gpu_hosts, training_image, tmp_path):
+    shipmod.ship(docker_client, training_image, gpu_hosts.specs()[1:])  # the lower layers are there
     v9 = build_on(docker_client, training_image, tmp_path, "opskit-train-shiptest:v9", 9)
     image, plans = shipmod.plan_only(v9, docker_client, gpu_hosts.specs()[1:])
     p = plans.outcomes[0].value
