@@ -151,10 +151,14 @@ def _run(ctx: HostContext, args: dict) -> Outcome:
 
     job = _job(args)
     store = RunStore(runs_dir(None))
-    if store.exists(job.run_id):
+    if store.exists(job.run_id):  # never started twice: a second play changes nothing
         card = store.load(job.run_id)
-        if card.get("collected") and card.get("exit_code") == 0:
-            return Outcome(OK, f"run {job.run_id} already ran and was collected", {"run_id": job.run_id})
+        if card.get("collected"):
+            return Outcome(OK, f"run {job.run_id} already ran ({card.get('state')}, exit "
+                           f"{card.get('exit_code')}) and was collected", {"run_id": job.run_id})
+        if card.get("started"):
+            return Outcome(OK, f"run {job.run_id} was already started ({card.get('state') or 'running'})",
+                           {"run_id": job.run_id})
     shown = f"{job.model} {' '.join(job.train_args)}".strip()
     if ctx.check:
         return Outcome(CHANGED, f"would run {shown} as {job.run_id} (image {job.image or 'built here'})",

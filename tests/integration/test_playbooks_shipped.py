@@ -152,3 +152,36 @@ def test_train_sweep_runs_one_set_per_free_host_and_collects_all(capsys, bed, tr
     code, ev, err = play(capsys, *args)  # second play: both runs already collected
     assert code == 0, err
     assert all(s["status"] == "ok" for s in steps(ev, "runs").values())
+
+
+def test_run_detached_then_cancel_and_collect_steps(capsys, bed, training_image, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("OPSKIT_RUNS_DIR", str(runs))
+    host = bed.names[0]
+    book = tmp_path / "stop.yaml"
+    long = [*QUICK[:2], "100000", *QUICK[3:]]
+    book.write_text(f"""
+- hosts: {host}
+  steps:
+    - run: {{model: lenet, args: {json.dumps(long)}, image: {training_image}, run_id: pb-stop, detach: true}}
+    - name: training started
+      shell:
+        cmd: "until docker logs opskit-run-pb-stop 2>&1 | grep -q 'step '; do sleep 0.5; done"
+        timeout: 120
+      changed_when: false
+    - cancel: {{run_id: pb-stop, grace: 60}}
+    - collect: pb-stop
+""")
+    code, ev, err = play(capsys, str(book), "--yes")
+    assert code == 0, (err, ev)
+    got = {e["step"].split(" ")[0]: e for e in ev if e["event"] == "host_step"}
+    assert got["training"]["status"] == "ok", got["training"]
+    assert got["run"]["status"] == "changed" and "detached" in got["run"]["message"]
+    assert got["cancel"]["status"] == "changed" and "exit" in got["cancel"]["message"]
+    assert got["collect"]["status"] == "changed", got["collect"]
+    card = json.loads((runs / "pb-stop" / "job.json").read_text())
+    assert card["state"] != "running" and card["collected"]["files"]
+    code, ev, err = play(capsys, str(book), "--yes")  # nothing changes the second time
+    assert code == 0, err
+    assert all(c["changed"] == 0 and c["ok"] == 4 for c in recap(ev).values()), ev
+    bed.host(host).exec(["docker", "rm", "-f", "opskit-run-pb-stop"], user="opskit")
