@@ -5,7 +5,7 @@ Allowed: literals, names (facts, vars, registered results, ``item``), ``a.b`` an
 on mappings (keys starting with ``_`` refused), ``a[0]`` on lists, ``and``/``or``/``not``,
 comparisons (``in`` too), ``+ - * / // %`` on numbers (``+`` on strings and lists), ``x if c
 else y``, lists, and a few functions: ``len int float str min max sum any all abs round lower
-range version``. ``version("12.4") >= version("12.1")`` compares dotted versions numerically.
+strip split range version``. ``version("12.4") >= version("12.1")`` compares dotted versions numerically.
 An unknown name is an error naming it and the names that exist (``names(expr)`` lists the
 names an expression reads, so a playbook can be checked before it runs).
 """
@@ -81,6 +81,7 @@ FUNCTIONS: dict[str, Any] = {
     "len": len, "int": int, "float": float, "str": str, "min": min, "max": max, "sum": sum,
     "any": any, "all": all, "abs": abs, "round": round, "bool": bool,
     "lower": lambda s: str(s).lower(), "version": _version,
+    "strip": lambda s: str(s).strip(), "split": lambda s, sep=None: str(s).split(sep),
 }
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}

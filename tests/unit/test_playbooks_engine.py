@@ -283,3 +283,28 @@ def test_hosts_share_a_list_by_host_index_among_the_hosts_still_in_the_play(tmp_
 """)
     share = {e.host: e.message for e in events if isinstance(e, pe.HostStep) and e.step == "share"}
     assert share == {"h1": "0; 2; 4", "h3": "1; 3"}  # h2 failed before: the others share all
+
+
+def test_df_ps_and_shell_steps_on_this_machine(tmp_path):
+    recap, events = run_play(tmp_path, """
+- hosts: all
+  steps:
+    - name: disks
+      df: {warn: 100%}
+      register: d
+    - name: procs
+      ps: {sort: pid, limit: 3}
+      register: p
+    - name: pipe
+      shell: "echo one two | wc -w"
+      register: s
+      changed_when: false
+    - assert:
+        that: ["len(d.filesystems) >= 1", "len(p.processes) == 3", "strip(s.stdout) == '2'"]
+    - name: full
+      df: {warn: 0%}
+""", hosts=("h1",))
+    got = dict(steps_on(events, "disks") + steps_on(events, "procs") + steps_on(events, "pipe"))
+    assert got == {"h1": "ok"} and recap["h1"]["ok"] == 4
+    (full,) = [e for e in events if isinstance(e, pe.HostStep) and e.step == "full"]
+    assert full.status == "failed" and full.message.startswith("over 0%")
