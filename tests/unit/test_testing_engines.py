@@ -44,3 +44,22 @@ def test_engine_kinds_and_their_local_dockerd():
                         "/tmp/opskit-engine-x/root"]
     assert argv[-2:] == ["--storage-driver", "overlay2"]
     assert "--storage-driver" not in dockerd_argv("containerd", Path("/tmp/opskit-engine-x"))
+
+
+def test_config_digest_on_either_store_follows_index_and_manifest():
+    from opskit.testing.stores import blob_path, config_digest
+
+    cfg, man, idx, att = "sha256:" + "c" * 64, "sha256:" + "m" * 64, "sha256:" + "i" * 64, "sha256:" + "a" * 64
+    blobs = {
+        idx: json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"digest": att, "platform": {"os": "unknown"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"digest": man, "platform": {"os": "linux", "architecture": "amd64"}}]}),
+        man: json.dumps({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                         "config": {"digest": cfg}, "layers": []}),
+    }
+    read = lambda d: blobs[d].encode()  # noqa: E731
+    assert config_digest(cfg, "overlay2", read) == cfg  # the legacy store's ID IS the config digest
+    assert config_digest(man, "containerd", read) == cfg
+    assert config_digest(idx, "containerd", read) == cfg
+    assert blob_path("/r", man) == "/r/containerd/daemon/io.containerd.content.v1.content/blobs/sha256/" + "m" * 64
