@@ -157,3 +157,28 @@ def test_fabric_task_runs_over_opskits_connection_and_unknown_keys_are_refused(s
     steps = [e for e in events(res.stdout) if e["event"] == "host_step"]
     assert steps and all(e["status"] == "unreachable" for e in steps)
     assert all("host key" in e["message"].lower() for e in steps), steps
+
+
+def test_a_host_lost_mid_play_is_unreachable_and_the_others_finish(ssh_testbed, tmp_path):
+    lost = ssh_testbed.names[0]
+    path = tmp_path / "p.yaml"
+    # on one host, step two ends every sshd session of the login user: our connection drops
+    path.write_text(f"""
+- hosts: '@testbed'
+  steps:
+    - {{name: one, command: [uname, -s]}}
+    - name: two
+      command: [sudo, pkill, -KILL, -f, 'sshd: opskit']
+      when: host == '{lost}'
+    - {{name: three, command: [id, -u]}}
+""")
+    res = opskit(ssh_testbed, "play", str(path), "--yes", "--json", cwd=tmp_path,
+                 extra_env={"OPSKIT_PLAYS_DIR": str(tmp_path / "plays")})
+    assert res.returncode == 1, res.stdout + res.stderr
+    steps = {(e["host"], e["step"]): e for e in events(res.stdout) if e["event"] == "host_step"}
+    assert steps[(lost, "two")]["status"] == "unreachable", steps[(lost, "two")]
+    assert (lost, "three") not in steps
+    others = [n for n in ssh_testbed.names if n != lost]
+    assert all(steps[(n, "three")]["status"] == "changed" for n in others)
+    r = recap(res.stdout)
+    assert r[lost]["unreachable"] == 1 and all(r[n]["failed"] == 0 for n in others)

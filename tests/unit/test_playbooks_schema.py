@@ -156,3 +156,11 @@ def test_prune_reads_docker_image_ls_rows():
     cutoff = parse_created("2026-11-01 00:00:00 +0000 UTC")
     assert [i["ref"] for i in old_images(rows, ["opskit-deps:*"], cutoff)] == ["opskit-deps:ab12"]
     assert parse_created("2026-11-01 00:00:00 +0100 CET") == cutoff - 3600
+
+
+def test_a_playbook_includes_another_playbooks_plays(tmp_path):
+    write(tmp_path, "- name: inner\n  hosts: b\n  steps: [{command: [ls]}]\n", "inner.yaml")
+    plays = load_playbook(write(tmp_path, "- include: inner.yaml\n- name: outer\n  steps: [{debug: hi}]\n"))
+    assert [p.name for p in plays] == ["inner", "outer"] and plays[0].hosts == ["b"]
+    msg = error(tmp_path, "- include: nothere.yaml\n")
+    assert "play.yaml:1" in msg and "nothere.yaml" in msg
