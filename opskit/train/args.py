@@ -103,7 +103,13 @@ def build_parser(prog: str = "python -m opskit.train") -> argparse.ArgumentParse
         "--resume",
         nargs="?",
         const="auto",
-        help="continue from OUT/checkpoints/last.pt (or the checkpoint given)",
+        help="continue from OUT/checkpoints/last.pt (or the checkpoint given). The options "
+        "that define the run (--seed, --batch-size, --lr, --optimizer, --small, --model-arg, "
+        "--data, --train-samples, --val-samples, --input, --amp, --max-grad-norm, the number "
+        "of processes) must equal the checkpoint's, else it is refused with the differences; "
+        "--steps/--epochs (the schedule is re-fitted to the new length), --device, --threads, "
+        "--channels-last, --compile, --log-every and --progress may change (the run card "
+        "records them under 'resumed')",
     )
     p.add_argument("--small", action="store_true", help="the model's small variant")
     p.add_argument(

@@ -77,19 +77,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def check_matches(state: dict, path: str | os.PathLike, model_name: str, model_cfg: dict) -> None:
-    """The checkpoint must be for the same model and configuration."""
+def check_matches(state: dict, path: str | os.PathLike, model_name: str) -> None:
+    """The checkpoint must be for the same model (its options: opskit.train.resume)."""
     args = state.get("args") or {}
     if args.get("model") != model_name:
         raise CheckpointError(
             f"{path}: checkpoint is for model {args.get('model')!r}, not {model_name!r}",
             "resume with the same model, or choose another --out",
-        )
-    saved_cfg = state.get("model_cfg") or {}
-    if saved_cfg != model_cfg:
-        raise CheckpointError(
-            f"{path}: checkpoint was made with model options {saved_cfg}, now {model_cfg}",
-            "resume with the same --small/--model-arg options",
         )
 
 

@@ -29,6 +29,8 @@ from opskit.train.errors import (
     TrainUsageError,
     UnknownModelError,
 )
+from opskit.train.resume import changed as changed_on_resume
+from opskit.train.resume import effective
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +173,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     shape = data_input_shape(task, train_ds)
     if shape is not None:
         check_input(model, shape, info.name)
-    state = load_resume(args, info.name, model_cfg, model)
+    state, state_path = load_resume(args, task, model_cfg, model, dist.world_size)
     steps_per_epoch = len(train_ds) // (args.batch_size * dist.world_size)
     if steps_per_epoch == 0:
         raise TrainUsageError(
@@ -205,9 +207,12 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
         on_step=on_step,
         system=SystemSampler(ctx.device) if dist.is_main else None,
     )
+    resumed = None
     if state is not None:
         trainer.restore(state)
-    return trainer, state is not None
+        resumed = {"checkpoint": str(state_path), "step": trainer.step,
+                   "changed": changed_on_resume(state, args.to_dict())}  # fmt: skip
+    return trainer, resumed
 
 
 RUN_FILES = ("metrics.jsonl", "summary.json", "run_card.json", "checkpoints/last.pt")
@@ -225,18 +230,22 @@ def check_out_is_free(args: TrainArgs) -> None:
         )
 
 
-def load_resume(args: TrainArgs, name: str, model_cfg: dict, model: Any) -> dict | None:
-    """The state of the checkpoint to resume from (None without --resume), checked and its
-    weights loaded into ``model``."""
+def load_resume(
+    args: TrainArgs, task: Any, model_cfg: dict, model: Any, world_size: int
+) -> tuple[dict | None, Any]:
+    """(state, path) of the checkpoint to resume from (None, None without --resume), checked against
+    this run's options (opskit.train.resume) and its weights loaded into ``model``."""
     from opskit.train import checkpoint as ckpt
+    from opskit.train.resume import check_same_run
 
     if not args.resume:
-        return None
+        return None, None
     path = Path(args.out) / "checkpoints" / "last.pt" if args.resume == "auto" else args.resume
     state = ckpt.load_checkpoint(path)
-    ckpt.check_matches(state, path, name, model_cfg)
+    ckpt.check_matches(state, path, task.info.name)
+    check_same_run(state, path, args.to_dict(), model_cfg, world_size, task)
     ckpt.load_model_state(model, state["model"], path)
-    return state
+    return state, path
 
 
 def make_context(args: TrainArgs, dist: Any):
@@ -269,22 +278,15 @@ def wrap(model: Any, task: Any, args: TrainArgs, dist: Any):
     return model
 
 
-def execute(trainer: Any, resumed: bool) -> int:
+def execute(trainer: Any, resumed: dict | None) -> int:
     """Open the output folder, install the SIGTERM handler, run, write the summary."""
-    from opskit.train.metrics import Progress, run_card
+    from opskit.train.metrics import Progress
 
     files, started = trainer.files, time.time()
     progress = Progress(trainer.total_steps, trainer.args.progress if files else "none")
     if files is not None:
-        files.open(resume=resumed)
-        files.run_card(
-            run_card(
-                trainer.args.to_dict(),
-                trainer.task.info.name,
-                trainer.ctx.device,
-                trainer.dist.world_size,
-            )
-        )
+        files.open(resume=resumed is not None)
+        files.run_card(card_of(trainer, resumed, files.read_run_card()))
         progress.line(
             f"{trainer.task.info.name}: {trainer.total_steps} steps on {trainer.ctx.device}"
             + (f", resumed at step {trainer.step}" if resumed else "")
@@ -311,6 +313,31 @@ def execute(trainer: Any, resumed: bool) -> int:
         if files is not None:
             files.summary(summary(trainer, status, code, error, time.time() - started))
             files.close()
+
+
+def card_of(trainer: Any, resumed: dict | None, previous: dict | None) -> dict:
+    """The run card: the options as given, the values they resolved to, and on resume the
+    checkpoint, the options changed since, and the cards of the earlier parts of the run."""
+    from opskit.train.metrics import run_card
+
+    args = trainer.args.to_dict()
+    card = run_card(args, trainer.task.info.name, trainer.ctx.device, trainer.dist.world_size)
+    eff = effective(args, trainer.task)
+    card["resolved"] = {
+        "lr": eff["lr"],
+        "optimizer": eff["optimizer"],
+        "model_cfg": trainer.model_cfg,
+        "total_steps": trainer.total_steps,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "global_batch_size": trainer.args.batch_size * trainer.dist.world_size,
+        "amp_dtype": str(trainer.ctx.amp_dtype).replace("torch.", "") if trainer.ctx.amp else None,
+    }
+    if resumed is not None:
+        card["resumed"] = resumed
+        if previous:
+            earlier = previous.pop("parts", [])
+            card["parts"] = [*earlier, previous]
+    return card
 
 
 def summary(trainer: Any, status: str, code: int, error: str | None, wall: float) -> dict:

@@ -95,6 +95,14 @@ class RunFiles:
     def run_card(self, data: dict) -> None:
         write_json(self.out / "run_card.json", data)
 
+    def read_run_card(self) -> dict | None:
+        """The run card already in the folder (a run being resumed), or None."""
+        try:
+            data = json.loads((self.out / "run_card.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def close(self) -> None:
         metrics = getattr(self, "_metrics", None)
         if metrics is not None:
