@@ -86,6 +86,9 @@ class Action:
     check: Callable[[Any, str], Any]
     run: Callable[[HostContext, Any], Outcome]
     help: str
+    # Many hosts with the same args at once: [(ctx, args)] -> one Outcome, HostError or other
+    # exception per host, in order (ship reads an image's layers once for all of them).
+    group: Callable[[list[tuple[HostContext, Any]]], list[Any]] | None = None
 
 
 def bad(where: str, action: str, message: str, example: str) -> ConfigError:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -114,6 +115,7 @@ class PlaybookRun:
         self.hosts: dict[str, HostState] = {}
         self.pool = ThreadPoolExecutor(max_workers=max(1, opts.forks))
         self.current = ("", "")
+        self._group_seconds = 0.0
 
     # -- whole playbook ---------------------------------------------------------------------
     def run(self, plays: list[tuple[Play, list[Any]]]) -> dict[str, dict]:
@@ -179,7 +181,15 @@ class PlaybookRun:
         return Abort(reason)
 
     def _run_group(self, play: Play, step: Step, group: list[HostState]) -> int:
-        futures = [self.pool.submit(self._on_host, play, step, s) for s in group]
+        from opskit.playbooks.actions import ACTIONS
+
+        action = ACTIONS[step.action]
+        done: dict[str, Any] = {}
+        if action.group is not None and step.loop is None and len(group) > 1:
+            start = time.monotonic()
+            done = run_grouped(play, step, [s.ctx for s in group], action, self.pool.map)
+            self._group_seconds = time.monotonic() - start
+        futures = [self.pool.submit(self._on_host, play, step, s, done.get(s.ctx.host)) for s in group]
         failed = 0
         for state, fut in zip(group, futures, strict=True):
             status, ignored = fut.result()
@@ -189,11 +199,13 @@ class PlaybookRun:
         return failed
 
     # -- one step on one host ---------------------------------------------------------------------
-    def _on_host(self, play: Play, step: Step, state: HostState) -> tuple[str, bool]:
-        start = time.monotonic()
+    def _on_host(self, play: Play, step: Step, state: HostState, done: Any = None) -> tuple[str, bool]:
+        start = time.monotonic() - (self._group_seconds if done is not None else 0.0)
         ctx = state.ctx
         try:
-            status, message, registered, items = run_step(play, step, ctx)
+            if isinstance(done, HostError):
+                raise done
+            status, message, registered, items = done or run_step(play, step, ctx)
         except HostError as exc:
             status, message, registered, items = UNREACHABLE, exc.message, None, 0
             if exc.hint:
@@ -268,25 +280,73 @@ def _loop_items(step: Step, scope: StepScope) -> list[Any]:
     return items
 
 
-def _one(step: Step, ctx: HostContext, scope: StepScope, action: Any) -> Outcome:
+def _prepare(step: Step, scope: StepScope) -> Outcome | tuple[Any]:
+    """``(args,)`` rendered for this host, or the Outcome that ends the step here
+    (skipped by ``when``, or an expression that fails)."""
     try:
         if step.when is not None and not expr.evaluate(step.when, scope):
             return Outcome(SKIPPED, f"when: {step.when} is false")
-        args = expr.render(step.args, scope)
+        return (expr.render(step.args, scope),)
     except HostError:
         raise
     except (expr.ExprError, OpskitError) as exc:
         return Outcome(FAILED, f"{exc}")
+
+
+def _failure(exc: Exception) -> Outcome:
+    """An action's error as this host's failure (HostError is raised, never passed here)."""
+    if isinstance(exc, OpskitError):
+        return Outcome(FAILED, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    return Outcome(FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def _one(step: Step, ctx: HostContext, scope: StepScope, action: Any) -> Outcome:
+    prepared = _prepare(step, scope)
+    if isinstance(prepared, Outcome):
+        return prepared
     ctx.scope = scope  # type: ignore[attr-defined]  # for assert
     try:
-        out = action.run(ctx, args)
+        out = action.run(ctx, prepared[0])
     except HostError:
         raise
-    except OpskitError as exc:
-        return Outcome(FAILED, exc.message + (f" ({exc.hint})" if exc.hint else ""))
-    except (OSError, ValueError) as exc:
-        return Outcome(FAILED, f"{type(exc).__name__}: {exc}")
+    except (OpskitError, OSError, ValueError) as exc:
+        return _failure(exc)
     return _conditions(step, scope, out)
+
+
+def _prepare_safe(step: Step, scope: StepScope) -> Any:
+    try:
+        return _prepare(step, scope)
+    except HostError as exc:
+        return exc
+
+
+def run_grouped(play: Play, step: Step, ctxs: list[HostContext], action: Any,
+                mapper: Callable[..., Any] = map) -> dict[str, Any]:
+    """A step whose action works on many hosts at once (``ship``: the image's layers read
+    once for all of them): hosts with the same rendered args go in one call. Returns, per
+    host, (status, message, registered, 0) or the HostError that makes it unreachable."""
+    scopes = {c.host: StepScope(c, [step.vars, c.registered, play.vars]) for c in ctxs}
+    done: dict[str, Any] = {}
+    buckets: dict[str, list[tuple[HostContext, Any]]] = {}
+    prepared_all = list(mapper(lambda c: _prepare_safe(step, scopes[c.host]), ctxs))  # facts in parallel
+    for c, prepared in zip(ctxs, prepared_all, strict=True):
+        if isinstance(prepared, (Outcome, HostError)):
+            done[c.host] = prepared
+        else:
+            key = json.dumps(prepared[0], sort_keys=True, default=str)
+            buckets.setdefault(key, []).append((c, prepared[0]))
+    for members in buckets.values():
+        for (c, _args), out in zip(members, action.group(members), strict=True):
+            done[c.host] = out if isinstance(out, (Outcome, HostError)) else _failure(out)
+    result: dict[str, Any] = {}
+    for host, out in done.items():
+        if isinstance(out, HostError):
+            result[host] = out
+        else:
+            out = _conditions(step, scopes[host], out) if out.status != SKIPPED else out
+            result[host] = (out.status, out.message, out.registered(), 0)
+    return result
 
 
 def _conditions(step: Step, scope: StepScope, out: Outcome) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opskit.errors import OpskitError
 from opskit.playbooks.actionbase import (
     CHANGED,
     FAILED,
@@ -18,40 +19,94 @@ from opskit.playbooks.actionbase import (
     mapping_args,
 )
 
+SHIP_EXAMPLE = "{image: 'opskit/train:latest'}  or  {images: [opskit-base:bookworm, ...]}"
+
 
 def _check_ship(args: Any, where: str) -> dict:
     if isinstance(args, str):
         args = {"image": args}
-    args = mapping_args(args, where, "ship", required=("image",), optional=(),
-                        example="{image: 'opskit/train:latest'}")
-    if not isinstance(args["image"], str) or not args["image"]:
-        raise bad(where, "ship", "image must be an image reference", "{image: opskit/train:latest}")
+    args = mapping_args(args, where, "ship", required=(), optional=("image", "images"),
+                        example=SHIP_EXAMPLE)
+    if ("image" in args) == ("images" in args):
+        raise bad(where, "ship", "give image: or images:", SHIP_EXAMPLE)
+    images = args.get("images", [args.get("image")])
+    templated = isinstance(images, str) and "{{" in images
+    if not templated and not (isinstance(images, list) and all(isinstance(i, str) and i for i in images)):
+        raise bad(where, "ship", "images must be image references", SHIP_EXAMPLE)
     return args
 
 
+def _images(args: dict) -> list[str]:
+    images = args["images"] if "images" in args else [args["image"]]
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+        raise ValueError(f"ship: {images!r} is not a list of image references")
+    return images
+
+
 def _ship(ctx: HostContext, args: dict) -> Outcome:
+    out = _ship_group([(ctx, args)])[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def _ship_group(members: list[tuple[HostContext, Any]]) -> list[Any]:
+    """Every image to every host of ``members`` (same args): one ship per image for all of
+    them, so each image's layers are read once however many hosts get them."""
     from opskit.hosts.engine import local_docker_client
+
+    ctxs = [c for c, _ in members]
+    try:
+        images = _images(members[0][1])
+    except ValueError as exc:
+        return [exc] * len(ctxs)
+    per_host: list[list[Any]] = [[] for _ in ctxs]
+    client = local_docker_client() if images else None
+    for image in images:
+        try:
+            results = _ship_one(client, image, ctxs)
+        except (OpskitError, OSError) as exc:  # this machine's side: every host fails alike
+            results = [exc] * len(ctxs)
+        for got, r in zip(per_host, results, strict=True):
+            got.append(r)
+    return [_combine(got) for got in per_host]
+
+
+def _ship_one(client: Any, image: str, ctxs: list[HostContext]) -> list[Any]:
     from opskit.images import ship as shipmod
 
-    client = local_docker_client()
-    if ctx.check:
-        _img, plans = shipmod.plan_only(args["image"], client, [ctx.spec])
-        p = plans.outcomes[0]
-        if p.error is not None:
-            raise p.error
-        plan = p.value
-        if plan.local or plan.image_present:
-            return Outcome(OK, f"{args['image']}: nothing to send ({plan.reason})")
-        return Outcome(CHANGED, f"would ship {args['image']}: {len(plan.send)} layer(s), "
-                       f"{plan.send_bytes} bytes ({plan.reason})", {"layers": len(plan.send)})
-    result = shipmod.ship(client, args["image"], [ctx.spec])
-    o = result.outcomes[0]
-    if o.error is not None:
-        raise o.error
-    r = o.value
+    specs = [c.spec for c in ctxs]
+    if ctxs[0].check:
+        _img, plans = shipmod.plan_only(image, client, specs)
+        return [o.error or _plan_outcome(image, o.value) for o in plans.outcomes]
+    result = shipmod.ship(client, image, specs)
+    return [o.error or _shipped(image, o.value) for o in result.outcomes]
+
+
+def _plan_outcome(image: str, plan: Any) -> Outcome:
+    if plan.local or plan.image_present:
+        return Outcome(OK, f"{image}: nothing to send ({plan.reason})")
+    return Outcome(CHANGED, f"would ship {image}: {len(plan.send)} layer(s), {plan.send_bytes} bytes "
+                   f"({plan.reason})", {"layers": len(plan.send)})
+
+
+def _shipped(image: str, r: Any) -> Outcome:
     status = OK if r.mode in ("none", "local") else CHANGED
-    return Outcome(status, f"{args['image']}: {r.mode}, {r.layers_sent} layer(s), "
-                   f"{r.wire_bytes} bytes on the wire ({r.reason})", r.to_dict())
+    return Outcome(status, f"{image}: {r.mode}, {r.layers_sent} layer(s), {r.wire_bytes} bytes on "
+                   f"the wire ({r.reason})", r.to_dict())
+
+
+def _combine(results: list[Any]) -> Any:
+    """One host's outcomes of several images: the first error, else one Outcome."""
+    for r in results:
+        if isinstance(r, BaseException):
+            return r
+    if len(results) == 1:
+        return results[0]
+    status = CHANGED if any(r.status == CHANGED for r in results) else OK
+    return Outcome(status, "; ".join(r.message for r in results), {"images": [r.data for r in results]})
 
 
 def _check_run_ref(action: str) -> Any:
@@ -180,7 +235,8 @@ def _run(ctx: HostContext, args: dict) -> Outcome:
 
 ACTIONS = [
     Action("run", _check_run, _run, "train on the host (run-remote), results collected"),
-    Action("ship", _check_ship, _ship, "send a local image to the host (only missing layers)"),
+    Action("ship", _check_ship, _ship, "send local images to the host (only missing layers)",
+           group=_ship_group),
     Action("cancel", _check_run_ref("cancel"), _cancel, "stop a run"),
     Action("collect", _check_run_ref("collect"), _collect, "bring a run's results here"),
 ]

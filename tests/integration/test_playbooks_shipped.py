@@ -70,19 +70,21 @@ def test_fleet_check_passes_then_thresholds_fail_hosts(capsys, bed):
     assert code == 1 and all(s["status"] == "failed" and "older" in s["message"] for s in cuda.values())
 
 
-def test_prepare_hosts_ships_once(capsys, bed, probe_image):
+def test_prepare_hosts_ships_once_to_every_host(capsys, bed, probe_image):
     book = str(BOOKS / "prepare-hosts.yaml")
-    host = bed.hosts[0]
-    host.exec(["docker", "image", "rm", "-f", probe_image], user="opskit")
-    args = (book, "--host", host.name, "--var", f"images=[{probe_image}]")
+    for host in bed.hosts:
+        host.exec(["docker", "image", "rm", "-f", probe_image], user="opskit")
+    args = (book, "--host", "@testbed", "--var", f"images=[{probe_image}]")
     code, ev, err = play(capsys, *args, "--check")
     assert code == 0, err
-    (ship,) = steps(ev, "images shipped").values()
-    assert ship["status"] == "changed" and "would ship" in ship["message"]
-    assert host.exec(["docker", "image", "inspect", probe_image], user="opskit")[0] != 0
+    ship = steps(ev, "images shipped")
+    assert sorted(ship) == sorted(bed.names)
+    assert all(s["status"] == "changed" and "would ship" in s["message"] for s in ship.values())
+    assert all(h.exec(["docker", "image", "inspect", probe_image], user="opskit")[0] != 0 for h in bed.hosts)
     code, ev, err = play(capsys, *args, "--yes")
     assert code == 0, err
-    assert host.exec(["docker", "image", "inspect", probe_image], user="opskit")[0] == 0
+    assert all(s["status"] == "changed" for s in steps(ev, "images shipped").values())
+    assert all(h.exec(["docker", "image", "inspect", probe_image], user="opskit")[0] == 0 for h in bed.hosts)
     code, ev, err = play(capsys, *args)  # nothing to change: no plan to confirm
     assert code == 0, err
     assert all(c["changed"] == 0 for c in recap(ev).values())

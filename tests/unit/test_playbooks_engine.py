@@ -308,3 +308,30 @@ def test_df_ps_and_shell_steps_on_this_machine(tmp_path):
     assert got == {"h1": "ok"} and recap["h1"]["ok"] == 4
     (full,) = [e for e in events if isinstance(e, pe.HostStep) and e.step == "full"]
     assert full.status == "failed" and full.message.startswith("over 0%")
+
+
+def test_a_group_action_gets_the_hosts_with_the_same_args_in_one_call(tmp_path, monkeypatch):
+    from opskit.playbooks import actions
+    from opskit.playbooks.actionbase import Action, Outcome
+
+    calls: list = []
+
+    def group(members):
+        calls.append(sorted((c.host, a["n"]) for c, a in members))
+        return [Outcome("changed", f"{c.host} got {a['n']}") if c.host != "h3" else
+                HostError(c.host, "connection lost") for c, a in members]
+
+    monkeypatch.setitem(actions.ACTIONS, "probe", Action(
+        "probe", lambda a, w: a, lambda c, a: group([(c, a)])[0], "test", group=group))
+    recap, events = run_play(tmp_path, """
+- hosts: all
+  vars: {n: {h1: 1, h2: 1, h3: 1, h4: 2}}
+  steps:
+    - name: p
+      probe: {n: "{{ n[host] }}"}
+      when: host != 'h5'
+""", hosts=("h1", "h2", "h3", "h4", "h5"))
+    assert sorted(calls) == [[("h1", 1), ("h2", 1), ("h3", 1)], [("h4", 2)]]
+    assert dict(steps_on(events, "p")) == {"h1": "changed", "h2": "changed", "h3": "unreachable",
+                                          "h4": "changed", "h5": "skipped"}
+    assert recap["h3"]["unreachable"] == 1
