@@ -88,7 +88,8 @@ def build_parser(prog: str = "python -m opskit.train") -> argparse.ArgumentParse
     p.add_argument("--optimizer", choices=["adamw", "sgd"], help="default: the task's")
     p.add_argument("--seed", type=int, default=0, help="same seed, same CPU run (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--amp", action="store_true", help="mixed precision (fp16 CUDA, bf16 CPU)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (fp16 CUDA, bf16 CPU); checked first "
+                   "with one step on a copy of the model: refused if autocast cannot run it here")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument(

@@ -157,6 +157,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     """Build everything and check it; the output folder is opened only at the end."""
     import torch
 
+    from opskit.train.ampcheck import check_amp
     from opskit.train.loop import Trainer, place_dataset
     from opskit.train.metrics import RunFiles
     from opskit.train.sysmetrics import SystemSampler
@@ -186,6 +187,7 @@ def build_trainer(args: TrainArgs, dist: Any, on_step: Callable | None = None):
     model = model.to(ctx.device)
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    check_amp(task, model, train_ds, val_ds, ctx)  # before any file is written
     ctx.optimizers = task.optimizers(model)
     ctx.scalers = [
         torch.amp.GradScaler(ctx.device.type, enabled=args.amp and ctx.device.type == "cuda")
