@@ -34,6 +34,9 @@ integration: host setup
 
 # The main job on this machine as the host: build the training image (offline base), run a
 # small LeNet on it, follow the logs and bring the results back verified into runs/.
+# On an engine with no images it makes the base (debootstrap), the wheelhouse, the deps image
+# and the training image on the way (tests/integration/test_demo.py runs these two commands
+# against an empty engine; bench/demo.py times that first run).
 DEMO_ARGS ?= lenet --small --steps 50
 
 demo: host setup
