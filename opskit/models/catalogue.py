@@ -107,7 +107,8 @@ _ENTRIES = (
     CatalogueEntry(
         "googlenet", "opskit.models.googlenet", "googlenet", "classification",
         "GoogLeNet (Inception v1): inception modules with 1x1 reductions, aux heads.",
-        13_004_888, {"num_classes": 1000, "in_channels": 3, "aux_logits": True},
+        13_004_888,
+        {"num_classes": 1000, "in_channels": 3, "aux_logits": True, "transform_input": True},
         {"width": 0.25, "num_classes": 10, "dropout": 0.0, "aux_logits": True},
         _IMAGENET, _SMALL32),
     CatalogueEntry(
@@ -130,8 +131,8 @@ _ENTRIES = (
         _IMAGENET, _SMALL32),
     CatalogueEntry(
         "fcn_resnet50", "opskit.models.fcn", "fcn", "segmentation",
-        "FCN with a dilated ResNet-50 backbone (torchvision's fcn_resnet50, 33.0M).",
-        32_957_013, {"num_classes": 21, "in_channels": 3, "aux_loss": False},
+        "FCN with a dilated ResNet-50 backbone and aux head (torchvision's fcn_resnet50, 35.3M).",
+        35_322_218, {"num_classes": 21, "in_channels": 3, "aux_loss": True},
         {"widths": (8, 16, 32, 64), "layers": (1, 1, 1, 1), "num_classes": 4},
         (3, 520, 520), _SMALL32),
     CatalogueEntry(

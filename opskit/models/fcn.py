@@ -32,7 +32,9 @@ Two models:
     convolutions instead of striding (output stride 8, the receptive field still grows), an
     ``FCNHead`` (3x3 conv to in/4 channels, BN, ReLU, dropout, 1x1 conv to the classes) and
     bilinear upsampling to the input size. ``aux_loss=True`` adds an auxiliary head on
-    layer3. Key names match torchvision's ``fcn_resnet50`` (``backbone.layer4.2.conv3.weight``,
+    layer3; the reference configuration has it, because torchvision's builder forces
+    ``aux_loss=True`` whenever weights are given (pytorch/vision#2086), so its pretrained
+    state dicts carry ``aux_classifier.*`` and load here with ``strict=True``. Key names match torchvision's ``fcn_resnet50`` (``backbone.layer4.2.conv3.weight``,
     ``classifier.4.weight``, ``aux_classifier.4.bias``).
 
 Both return a dict ``{"out": N x num_classes x H x W}`` (plus ``"aux"`` with the auxiliary

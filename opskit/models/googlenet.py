@@ -35,6 +35,15 @@ Shapes at 224x224: conv1 7x7/2 -> 112, pools -> 56 -> 28 (3a: 256 ch, 3b: 480) -
 
 Size options: ``width`` (multiplier on every channel count; the aux heads' 128/1024 too),
 ``num_classes``, ``in_channels``, ``aux_logits``, ``dropout``.
+
+``transform_input``: torchvision's pretrained GoogLeNet weights were ported from TensorFlow's,
+which were trained on images scaled to [-1, 1], not on ImageNet-normalised ones. Rather than
+ask for another preprocessing, the model undoes the normalisation in ``forward``: channel c
+becomes ``x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5`` (ImageNet's mean and std), i.e. back to
+[0, 1] and then to [-1, 1]. torchvision's builder forces it whenever weights are given
+(pytorch/vision#4136), so the reference configuration sets it: with it, torchvision's weights
+give torchvision's outputs here. Without it the same weights load with ``strict=True`` and give
+quite different logits, which is why it matters that the reference config sets it.
 """
 
 from __future__ import annotations
@@ -46,6 +55,10 @@ import torch
 from torch import nn
 
 from opskit.models.registry import register_model
+
+# ImageNet's per-channel mean and std (what the pretrained weights' users normalise with)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) of each module: table 1 of the paper.
 INCEPTION_TABLE = {
@@ -136,9 +149,13 @@ def _scale(ch: int, width: float) -> int:
 
 class GoogLeNet(nn.Module):
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True,
-                 width: float = 1.0, dropout: float = 0.2, fifth_branch_kernel: int = 3):
+                 width: float = 1.0, dropout: float = 0.2, fifth_branch_kernel: int = 3,
+                 transform_input: bool = False):
         super().__init__()
+        if transform_input and in_channels != 3:
+            raise ValueError(f"transform_input needs in_channels=3 (RGB), not {in_channels}")
         self.aux_logits = aux_logits
+        self.transform_input = transform_input
         s = _scale  # every channel count below goes through the width multiplier
         self.conv1 = BasicConv2d(in_channels, s(64, width), kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -181,7 +198,16 @@ class GoogLeNet(nn.Module):
         return (self.conv1, self.maxpool1, self.conv2, self.conv3, self.maxpool2,
                 self.inception3a, self.inception3b, self.maxpool3, self.inception4a)
 
+    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised input -> [-1, 1], as TensorFlow's weights expect (see above)."""
+        if not self.transform_input:
+            return x
+        chans = [x[:, c : c + 1] * (IMAGENET_STD[c] / 0.5) + (IMAGENET_MEAN[c] - 0.5) / 0.5
+                 for c in range(3)]  # fmt: skip
+        return torch.cat(chans, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
+        x = self._transform_input(x)
         for layer in self._up_to_4a():
             x = layer(x)  # N x 512 x 14 x 14 after inception4a (at 224x224)
         use_aux = self.training and self.aux1 is not None
