@@ -157,10 +157,29 @@ def trust(host: str, yes: bool, expected: str | None, inventory: str | None, as_
     elif not yes:
         render.print_line(f"{scanned.entry} shows a {scanned.key_type} key", err=True)
         render.print_line(f"fingerprint: {scanned.fingerprint}", err=True)
-        if not click.confirm("Pin this key in known_hosts?", default=False, err=True):
+        if not _ask_to_pin(spec.name, scanned):
             raise UsageError("nothing was pinned", "run again and answer y, or pass --fingerprint")
     path = hostkeys.trust(spec, scanned)
     _trust_report(render, as_json, scanned, path, "pinned")
+
+
+def _ask_to_pin(name: str, scanned: Any) -> bool:
+    """Ask on the terminal. Stdin at its end (no terminal, `< /dev/null`, a CI job) is a
+    usage error that says how to pin without asking, not click's bare "Aborted." (exit 130)."""
+    import sys
+
+    from opskit.errors import UsageError
+
+    try:
+        return click.confirm("Pin this key in known_hosts?", default=False, err=True)
+    except click.Abort:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise  # Ctrl-C at the question: click's own abort
+        raise UsageError(
+            f"{name}: no answer to 'Pin this key?' (stdin is not a terminal): nothing was pinned",
+            f"check the fingerprint with the host's owner, then run 'opskit hosts trust {name} "
+            f"--fingerprint {scanned.fingerprint}' (or --yes)",
+        ) from None
 
 
 def _trust_report(render: Any, as_json: bool, scanned: Any, path: str | None, state: str) -> None:

@@ -53,3 +53,28 @@ def test_trust_on_pinned_host_is_a_no_op(ssh_testbed) -> None:
     assert res.returncode == 0, res.stderr
     assert "already pinned" in res.stdout
     assert ssh_testbed.known_hosts_path.read_bytes() == before
+
+
+def test_trust_with_no_terminal_pins_nothing(ssh_testbed, tmp_path) -> None:
+    """An unpinned host, stdin at its end: exit 2 with the --fingerprint to use, nothing written
+    (was click's bare "Aborted.", exit 130)."""
+    import yaml
+
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    inv = yaml.safe_load(ssh_testbed.inventory_path.read_text())
+    for host in inv["hosts"].values():
+        host["known_hosts"] = [str(empty)]
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(inv))
+    name = ssh_testbed.names[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSKIT_")}
+    env.update(ssh_testbed.env(), OPSKIT_INVENTORY=str(tmp_path / "inv.yaml"),
+               OPSKIT_KNOWN_HOSTS=str(empty))
+    res = subprocess.run([sys.executable, "-m", "opskit", "hosts", "trust", name],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "stdin is not a terminal" in res.stderr and "Aborted." not in res.stderr
+    fp = res.stderr.split("fingerprint: ", 1)[1].split()[0]
+    assert f"--fingerprint {fp}" in res.stderr
+    assert empty.read_text() == ""
