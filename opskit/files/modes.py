@@ -255,6 +255,22 @@ def explain_clause(ch: ModeChange, umask: int = 0o022) -> str:
     return line
 
 
+def _folder_special_note(text: str, changes: list[ModeChange]) -> str:
+    """What an octal mode does to a folder that has setgid (2775), as GNU chmod: up to four
+    digits keep a folder's setuid/setgid unless they set them; five digits set them as written."""
+    old = 0o2775
+    new = apply_mode(changes, old, is_dir=True)
+    head = (f"on a folder with setgid {old:o} ({ls_form(old, is_dir=True)}): "
+            f"{new:0{4 if new >> 9 else 3}o} ({ls_form(new, is_dir=True)})")
+    if (new ^ changes[0].value) & (stat.S_ISUID | stat.S_ISGID):
+        return (f"{head}: a mode of 4 digits or fewer keeps a folder's setuid/setgid unless it "
+                f"sets them (GNU chmod); 0{changes[0].value:04o} or ={text.lstrip('0') or '0'} "
+                "sets them exactly as written")
+    if len(text) >= 5:
+        return f"{head}: five digits set a folder's setuid/setgid exactly as written"
+    return f"{head}: this mode sets them itself"
+
+
 def explain_mode(text: str, umask: int = 0o022) -> list[str]:
     """Lines that spell ``text`` out; the first is the summary line."""
     changes = parse_mode(text)
@@ -262,7 +278,7 @@ def explain_mode(text: str, umask: int = 0o022) -> list[str]:
         value = changes[0].value
         lines = [explain_octal(value), f"ls -l shows: {ls_form(value)} (file), {ls_form(value, is_dir=True)} (folder)"]
         lines += [SPECIAL_MEANING[bit] for bit in SPECIAL_MEANING if value & bit]
-        return lines
+        return lines + [_folder_special_note(text, changes)]
     lines = [f"{text} changes the mode clause by clause:"]
     lines += ["  " + explain_clause(ch, umask) for ch in changes]
     for old, is_dir in ((0o644, False), (0o755, True)):

@@ -128,3 +128,29 @@ def test_apply_mode_matches_real_chmod(tmp_path, is_dir):
                     mismatches.append(f"{mode} on {start:04o} umask {umask:03o}: {got:04o} != {want:04o}")
     os.chmod(path, 0o700)
     assert mismatches == []
+
+
+@pytest.mark.parametrize("mode", ["755", "00755", "=755", "4755", "04755", "1777", "0600", "00600", "2755"])
+def test_explain_octal_says_what_a_setgid_folder_becomes(mode, tmp_path):
+    """The last --explain line of an octal mode: a 2775 folder after it, as GNU chmod leaves it
+    (4 digits or fewer keep a folder's setuid/setgid, five digits set them as written)."""
+    import shutil
+    import subprocess
+
+    if not mode.isdigit():
+        assert not explain_mode(mode)[-1].startswith("on a folder with setgid")
+        return
+    note = explain_mode(mode)[-1]
+    assert note.startswith("on a folder with setgid 2775 (drwxrwsr-x): ")
+    if shutil.which("chmod") is None:
+        pytest.skip("GNU chmod is the reference")
+    d = tmp_path / "d"
+    d.mkdir()
+    subprocess.run(["chmod", "2775", str(d)], check=True)
+    subprocess.run(["chmod", "--", mode, str(d)], check=True)
+    gnu = d.stat().st_mode & 0o7777
+    assert note.split(": ", 2)[1].split(" ")[0] == f"{gnu:0{4 if gnu >> 9 else 3}o}"
+    if mode in ("755", "0600"):
+        assert f"0{int(mode, 8):04o} or ={mode.lstrip('0')} sets them exactly as written" in note
+    if mode == "00755":
+        assert note.endswith("five digits set a folder's setuid/setgid exactly as written")
