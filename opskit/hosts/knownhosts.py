@@ -109,6 +109,17 @@ class KnownHosts:
     _by_name: dict = field(default_factory=dict, repr=False)  # name -> entries (a fan-out
     # shares one KnownHosts: each name is matched against the lines once)
 
+    def add_lines(self, data: bytes, source: str) -> None:
+        """Every line of ``data`` (known_hosts text from ``source``): an entry, or a reason in
+        ``skipped`` as ``source:line: why``. Before any lookup: ``for_host`` caches."""
+        for lineno, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            where = f"{source}:{lineno}"
+            got = parse_line(raw, where)
+            if isinstance(got, Entry):
+                self.entries.append(got)
+            elif got is not None:
+                self.skipped.append(f"{where}: {got}; line skipped")
+
     def for_host(self, name: str) -> list[Entry]:
         found = self._by_name.get(name)
         if found is None:
@@ -160,13 +171,7 @@ def read_known_hosts(paths: list[str], host: str = "") -> KnownHosts:
         except OSError as exc:
             known.skipped.append(f"{path}: cannot read ({exc.strerror}); treated as empty")
             continue
-        for lineno, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            where = f"{path}:{lineno}"
-            got = parse_line(raw, where)
-            if isinstance(got, Entry):
-                known.entries.append(got)
-            elif got is not None:
-                known.skipped.append(f"{where}: {got}; line skipped")
+        known.add_lines(data, path)
     return known
 
 

@@ -49,13 +49,7 @@ def command_entries(spec: HostSpec, name: str, invocation: str, key: Any = None)
     if proc.returncode != 0:
         raise HostKeyError(spec.name, f"KnownHostsCommand {' '.join(argv)} ({where}) exited with "
                            f"{proc.returncode}", "fix the command; ssh refuses the host too")
-    tag = f"KnownHostsCommand-{invocation}"
-    for lineno, raw in enumerate(proc.stdout.decode("utf-8", "replace").splitlines(), 1):
-        got = kh.parse_line(raw, f"{tag}:{lineno}")
-        if isinstance(got, kh.Entry):
-            out.entries.append(got)
-        elif got is not None:
-            out.skipped.append(f"{tag}:{lineno}: {got}; line skipped")
+    out.add_lines(proc.stdout, f"KnownHostsCommand-{invocation}")
     return out
 
 
