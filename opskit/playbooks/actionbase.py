@@ -115,3 +115,10 @@ def no_args(args: Any, where: str, action: str) -> dict:
             return args
         raise bad(where, action, "takes no arguments", "{}")
     return {}
+
+
+def names_or_template(value: Any) -> bool:
+    """A list of non-empty strings, or a ``{{ }}`` template (a list from vars, checked when run)."""
+    if isinstance(value, str):
+        return "{{" in value
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)

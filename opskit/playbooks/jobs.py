@@ -17,6 +17,7 @@ from opskit.playbooks.actionbase import (
     Outcome,
     bad,
     mapping_args,
+    names_or_template,
 )
 
 SHIP_EXAMPLE = "{image: 'opskit/train:latest'}  or  {images: [opskit-base:bookworm, ...]}"
@@ -29,9 +30,7 @@ def _check_ship(args: Any, where: str) -> dict:
                         example=SHIP_EXAMPLE)
     if ("image" in args) == ("images" in args):
         raise bad(where, "ship", "give image: or images:", SHIP_EXAMPLE)
-    images = args.get("images", [args.get("image")])
-    templated = isinstance(images, str) and "{{" in images
-    if not templated and not (isinstance(images, list) and all(isinstance(i, str) and i for i in images)):
+    if not names_or_template(args.get("images", [args.get("image")])):
         raise bad(where, "ship", "images must be image references", SHIP_EXAMPLE)
     return args
 

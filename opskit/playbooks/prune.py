@@ -25,6 +25,7 @@ from opskit.playbooks.actionbase import (
     Outcome,
     bad,
     mapping_args,
+    names_or_template,
 )
 
 DAY = 86400.0
@@ -35,8 +36,7 @@ def _check(args: Any, where: str) -> dict:
     args = mapping_args(args, where, "prune", required=("older_than_days",),
                         optional=("images", "run_folders"), example=EXAMPLE)
     images = args.get("images") or []
-    templated = isinstance(images, str) and "{{" in images  # a list from vars, checked when run
-    if not templated and not (isinstance(images, list) and all(isinstance(p, str) and p for p in images)):
+    if not names_or_template(images):
         raise bad(where, "prune", "images must be a list of patterns", EXAMPLE)
     if not images and not args.get("run_folders"):
         raise bad(where, "prune", "nothing to prune: give images or run_folders: true", EXAMPLE)

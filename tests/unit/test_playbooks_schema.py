@@ -164,3 +164,27 @@ def test_a_playbook_includes_another_playbooks_plays(tmp_path):
     assert [p.name for p in plays] == ["inner", "outer"] and plays[0].hosts == ["b"]
     msg = error(tmp_path, "- include: nothere.yaml\n")
     assert "play.yaml:1" in msg and "nothere.yaml" in msg
+
+
+@pytest.mark.parametrize("action, args, ok", [
+    ("ship", {"images": ["a:1", "b:2"]}, True),
+    ("ship", {"image": "a:1"}, True),
+    ("ship", {"images": "{{ wanted }}"}, True),
+    ("ship", {"images": "a:1"}, False),
+    ("ship", {"images": ["a:1", ""]}, False),
+    ("ship", {"images": [1]}, False),
+    ("prune", {"images": ["opskit-deps:*"], "older_than_days": 14}, True),
+    ("prune", {"images": "{{ patterns }}", "older_than_days": 14}, True),
+    ("prune", {"images": "opskit-deps:*", "older_than_days": 14}, False),
+    ("prune", {"images": ["x", None], "older_than_days": 14}, False),
+])
+def test_image_lists_are_names_or_a_template(action, args, ok):
+    from opskit.playbooks.actions import ACTIONS
+
+    check = ACTIONS[action].check
+    if ok:
+        want = {**args, "run_folders": False} if action == "prune" else args
+        assert check(args, "play.yaml:3") == want
+    else:
+        with pytest.raises(ConfigError, match="play.yaml:3: " + action):
+            check(args, "play.yaml:3")
