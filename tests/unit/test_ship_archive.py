@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 import zstandard
+from _savearchives import chunks, layer_tar
 
 from opskit.images import ship as shipmod
 from opskit.images import shiptar
@@ -52,16 +53,6 @@ def test_the_image_store_is_read_from_docker_info():
     assert store_kind({"Driver": "vfs", "DriverStatus": None}) == "legacy"
 
 
-def _layer_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _save_archive(layers: list[bytes]) -> tuple[bytes, list[str]]:
     """A docker-save-shaped archive (legacy format) with these layer tarballs."""
     diff_ids = ["sha256:" + hashlib.sha256(lay).hexdigest() for lay in layers]
@@ -81,16 +72,11 @@ def _save_archive(layers: list[bytes]) -> tuple[bytes, list[str]]:
     return buf.getvalue(), diff_ids
 
 
-def _chunks(data: bytes, size: int = 7000):
-    for i in range(0, len(data), size):
-        yield data[i:i + size]
-
-
 @pytest.mark.parametrize("codec", ["zstd", "gzip"])
 def test_delta_archive_holds_only_the_missing_layers(tmp_path, codec):
-    layers = [_layer_tar({f"f{i}.txt": (b"layer %d " % i) * (2000 * (i + 1))}) for i in range(3)]
+    layers = [layer_tar({f"f{i}.txt": (b"layer %d " % i) * (2000 * (i + 1))}) for i in range(3)]
     archive, diff_ids = _save_archive(layers)
-    parts = spool_save_stream(_chunks(archive), {2}, codec, str(tmp_path))
+    parts = spool_save_stream(chunks(archive), {2}, codec, str(tmp_path))
     assert list(parts.frames) == [diff_ids[2]]
     assert parts.archive_bytes == len(archive)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"save-{diff_ids[2][7:23]}.{codec}"]  # raw spool gone
@@ -110,9 +96,9 @@ def test_delta_archive_holds_only_the_missing_layers(tmp_path, codec):
 
 
 def test_resumed_stream_is_the_tail_of_the_whole_stream(tmp_path):
-    layers = [_layer_tar({"a": bytes(range(256)) * 900}), _layer_tar({"b": b"x" * 50000})]
+    layers = [layer_tar({"a": bytes(range(256)) * 900}), layer_tar({"b": b"x" * 50000})]
     archive, diff_ids = _save_archive(layers)
-    parts = spool_save_stream(_chunks(archive), {0, 1}, "zstd", str(tmp_path))
+    parts = spool_save_stream(chunks(archive), {0, 1}, "zstd", str(tmp_path))
     arch = shipmod.archive_for(parts, [0, 1], [])
     whole = b"".join(arch.chunks(0))
     for skip in (0, 1, len(whole) // 3, len(whole) - 1, len(whole)):
@@ -127,7 +113,7 @@ def test_a_save_stream_without_manifest_is_refused(tmp_path):
         info.size = 3
         tf.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(shipmod.TransferError, match="manifest.json"):
-        spool_save_stream(_chunks(buf.getvalue()), set(), "zstd", str(tmp_path))
+        spool_save_stream(chunks(buf.getvalue()), set(), "zstd", str(tmp_path))
 
 
 def test_each_distinct_archive_is_hashed_once_across_hosts(tmp_path, monkeypatch):
