@@ -118,6 +118,13 @@ def _check_run_ref(action: str) -> Any:
     return check
 
 
+def _store() -> Any:
+    """This machine's run store (where run-remote, cancel and collect keep run cards)."""
+    from opskit.jobs.store import RunStore, runs_dir
+
+    return RunStore(runs_dir(None))
+
+
 def _cancel(ctx: HostContext, args: dict) -> Outcome:
     from opskit.jobs import launch
     from opskit.jobs.spec import check_run_id
@@ -129,9 +136,7 @@ def _cancel(ctx: HostContext, args: dict) -> Outcome:
     if ctx.check:
         return Outcome(CHANGED, f"would stop run {run_id} (SIGTERM, then kill after the grace period)")
     state = launch.cancel(ctx.transport, run_id, float(args.get("grace", 30)))
-    from opskit.jobs.store import RunStore, runs_dir
-
-    store = RunStore(runs_dir(None))
+    store = _store()
     if store.exists(run_id):  # as opskit cancel does: the card says how the run ended
         store.update(run_id, state=state.state, exit_code=state.exit_code, oom_killed=state.oom_killed)
     return Outcome(CHANGED, f"run {run_id}: {state.state} (exit {state.exit_code})", state.to_dict())
@@ -140,11 +145,10 @@ def _cancel(ctx: HostContext, args: dict) -> Outcome:
 def _collect(ctx: HostContext, args: dict) -> Outcome:
     from opskit.jobs import launch, runner
     from opskit.jobs.spec import check_run_id
-    from opskit.jobs.store import RunStore, runs_dir
 
     run_id = str(args["run_id"])
     check_run_id(run_id)
-    store = RunStore(runs_dir(None))
+    store = _store()
     card = store.load(run_id) if store.exists(run_id) else None
     if ctx.check:
         return Outcome(CHANGED, f"would collect run {run_id} into {store.path(run_id)}")
@@ -201,10 +205,9 @@ def _run(ctx: HostContext, args: dict) -> Outcome:
     """run-remote on this host. With a run_id, a run already finished and collected here is
     ``ok`` (a second play changes nothing); without one each play starts a new run."""
     from opskit.jobs import runner
-    from opskit.jobs.store import RunStore, runs_dir
 
     job = _job(args)
-    store = RunStore(runs_dir(None))
+    store = _store()
     if store.exists(job.run_id):  # never started twice: a second play changes nothing
         card = store.load(job.run_id)
         if card.get("collected"):
