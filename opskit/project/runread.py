@@ -45,11 +45,11 @@ class RunData:
         task = self.summary.get("task")
         if task or not self.model:
             return task
-        try:  # the catalogue is torch-free data
-            from opskit.models.registry import get_model_info
+        from opskit.models.catalogue import UnknownModelError, entry  # torch-free data
 
-            return get_model_info(self.model).task
-        except Exception:  # noqa: BLE001 - an unknown model has no known task
+        try:
+            return entry(self.model).task
+        except UnknownModelError:  # an unknown model has no known task
             return None
 
     @property

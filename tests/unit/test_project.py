@@ -210,3 +210,15 @@ def test_run_remote_stops_on_a_broken_card_before_any_host_or_engine(project):
     with pytest.raises(ConfigError, match="opskit.yaml: project.metric"):
         runner.run(local_spec(), JobSpec("r1", "lenet", ["--small"], "img:1"))
     assert touched == [] and not (project / "runs").exists()
+
+
+def test_a_runs_task_comes_from_the_catalogue_without_torch():
+    import subprocess
+    import sys
+
+    probe = ("import json, sys; from pathlib import Path; from opskit.project.runread import RunData; "
+             "print(json.dumps([RunData('a', Path('.'), job={'model': 'lenet'}).task, "
+             "RunData('b', Path('.'), job={'model': 'nosuch'}).task, 'torch' in sys.modules]))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert json.loads(res.stdout) == ["classification", None, False]
