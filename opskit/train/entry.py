@@ -325,6 +325,8 @@ def card_of(trainer: Any, resumed: dict | None, previous: dict | None) -> dict:
     args = trainer.args.to_dict()
     card = run_card(args, trainer.task.info.name, trainer.ctx.device, trainer.dist.world_size)
     eff = effective(args, trainer.task)
+    local = _int_env("LOCAL_WORLD_SIZE", trainer.dist.world_size)  # torchrun: per node
+    card["nodes"] = max(1, trainer.dist.world_size // max(1, local))
     card["resolved"] = {
         "lr": eff["lr"],
         "optimizer": eff["optimizer"],
@@ -340,6 +342,13 @@ def card_of(trainer: Any, resumed: dict | None, previous: dict | None) -> dict:
             earlier = previous.pop("parts", [])
             card["parts"] = [*earlier, previous]
     return card
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 def summary(trainer: Any, status: str, code: int, error: str | None, wall: float) -> dict:

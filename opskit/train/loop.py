@@ -51,6 +51,22 @@ def place_dataset(ds: Any, device: torch.device) -> Any:
     return ds.to(device) if ds.nbytes() <= DEVICE_DATA_LIMIT else ds
 
 
+def ranks_throughput(items_per_s: float, dist: DistInfo) -> list:
+    """Items/s of every rank, in rank order, for one logging window.
+
+    Ranks may differ (tokens per batch, a slower host), so the run's throughput is the sum
+    of what each rank measured, not rank 0's figure times the world size. One small
+    all-reduce per metrics line; every rank logs at the same steps."""
+    if not dist.distributed:
+        return [items_per_s]
+    import torch.distributed as tdist
+
+    t = torch.zeros(dist.world_size, dtype=torch.float64, device=dist.device)
+    t[dist.rank] = items_per_s
+    tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t.tolist()
+
+
 @dataclass
 class Trainer:
     """Everything a run needs, built and checked before any file is written."""
@@ -179,12 +195,15 @@ class Trainer:
             return
         means = meter.means()  # waits for the device: the window's work is done after this
         wall = max(time.perf_counter() - meter.started, 1e-9)
+        per_rank = ranks_throughput(meter.items / wall, self.dist)
         record = {
             "kind": "train",
             "step": self.step,
             "epoch": (self.step - 1) // self.steps_per_epoch,
             **means,
-            "items_per_s": meter.items * self.dist.world_size / wall,
+            "items_per_s": sum(per_rank),  # every rank's own items over its own time, summed
+            "items_per_s_ranks": per_rank,
+            "world_size": self.dist.world_size,
             "step_time_s": wall / meter.steps,
             "data_time_s": meter.data_time / meter.steps,
             "data_fraction": meter.data_time / wall,

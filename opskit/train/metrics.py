@@ -2,9 +2,11 @@
 
 * ``metrics.jsonl``: one JSON object per line, ``"kind": "train"`` every ``--log-every``
   steps (step, epoch, loss and the task's other training figures averaged over the window,
-  items_per_s, data_time_s, step_time_s, data_fraction, lr, peak_gpu_mem_bytes on GPUs, and
+  items_per_s (the sum of every rank's own throughput, listed in items_per_s_ranks),
+  world_size, data_time_s, step_time_s, data_fraction, lr, peak_gpu_mem_bytes on GPUs, and
   the sys_* system metrics of opskit.train.sysmetrics when psutil is installed) and
   ``"kind": "eval"`` after each epoch and at the end (the task's metrics on the validation set).
+  Written by the global rank 0 only (not by each node's local rank 0).
 * ``summary.json``: status ("completed" | "interrupted" | "failed"), steps, final metrics.
 * ``run_card.json``: model, args, seed, torch/CUDA versions, device, host, world size.
 

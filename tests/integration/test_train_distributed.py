@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from opskit.train.checkpoint import load_checkpoint
@@ -36,6 +38,11 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     # Only rank 0 writes: one line per logging point, not two.
     assert [(x["kind"], x["step"]) for x in lines] == [("train", 3), ("train", 6), ("eval", 6)]
     assert proc.stdout.count("eval step 6") == 1
+    assert_summed_throughput(lines, 2)
+    # A resume with another number of processes is refused (the batches would change).
+    code = main([*COMMON, "--batch-size", "8", "--out", str(out), "--resume", "--progress",
+                 "none"])  # fmt: skip
+    assert code == 2
 
     single = tmp_path / "single"
     assert main([*COMMON, "--batch-size", "16", "--out", str(single), "--progress", "none"]) == 0
@@ -49,6 +56,52 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
 
     init = get_model("lenet", **get_model_info("lenet").small).state_dict()
     assert any(not torch.allclose(init[k], v, atol=1e-4) for k, v in w_one.items())
+
+
+def assert_summed_throughput(lines: list, world: int) -> None:
+    """Every train line: the world size, and the run's items/s = the sum of the ranks' own."""
+    for line in (x for x in lines if x["kind"] == "train"):
+        assert line["world_size"] == world
+        ranks = line["items_per_s_ranks"]
+        assert len(ranks) == world and all(r > 0 for r in ranks)
+        assert line["items_per_s"] == pytest.approx(sum(ranks))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_write_one_metrics_file_from_global_rank_0(tmp_path):
+    """Two torchrun agents (--nnodes 2, one process each) sharing one --out, as two hosts
+    sharing a folder would: node 1's local rank 0 writes nothing, rank 0 writes each line once
+    with the world size and the summed throughput."""
+    out, port = tmp_path / "nodes", free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+             str(node), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
+             str(port), "-m", "opskit.train", *COMMON, "--batch-size", "8", "--out", str(out)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        for node in (0, 1)
+    ]
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["kind"], x["step"]) for x in lines] == [("train", 3), ("train", 6), ("eval", 6)]
+    assert_summed_throughput(lines, 2)
+    card = json.loads((out / "run_card.json").read_text())
+    assert (card["world_size"], card["nodes"]) == (2, 2)
+    assert card["resolved"]["global_batch_size"] == 16
+    assert "eval step 6" in outputs[0] and "eval step 6" not in outputs[1]
 
 
 def test_sigterm_to_torchrun_checkpoints_once_and_resumes(tmp_path):

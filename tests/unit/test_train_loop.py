@@ -17,7 +17,7 @@ from opskit.train.args import TrainArgs, parse_args
 from opskit.train.checkpoint import load_checkpoint
 from opskit.train.entry import main, train
 
-TIMING_KEYS = {"items_per_s", "step_time_s", "data_time_s", "data_fraction", "time"}
+TIMING_KEYS = {"items_per_s", "items_per_s_ranks", "step_time_s", "data_time_s", "data_fraction", "time"}
 
 
 def small_args(out: Path, **over) -> TrainArgs:
