@@ -72,7 +72,24 @@ def error_document(exc: BaseException, exit_code: int) -> dict:
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=pipe_width(stderr))
+
+
+def pipe_width(stderr: bool = False) -> int | None:
+    """Output to a pipe or file (no terminal, no $COLUMNS) is not folded at 80 columns: a run
+    ID or a path cut in two cannot be grepped or pasted. A terminal, or $COLUMNS, decides as
+    rich decides."""
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    if os.environ.get("COLUMNS") or os.environ.get("TERM") == "dumb":
+        return None
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        pass
+    return 10_000
 
 
 def print_json(obj: Any) -> None:
