@@ -8,6 +8,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# debootstrap checks the mirror's Release signature with Debian's keyring (a Recommends of
+# debootstrap, left out by --no-install-recommends): the bookworm and trixie bases need it.
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
