@@ -84,9 +84,15 @@ def host_facts(host: Any, ref: str) -> ImageFacts | None:
     info = json.loads(info_json)
 
     def read_blob(digest: str) -> bytes:
-        code, text = host.exec(["cat", blob_path(info["DockerRootDir"], digest)])
-        if code != 0:
-            raise OpskitError(f"{host.name}: no blob {digest[:19]} in the content store: {text}")
-        return text.encode()
+        path = blob_path(info["DockerRootDir"], digest)
+        for _ in range(3):  # a docker exec's output can come back empty on a loaded machine
+            code, text = host.exec(["sh", "-c", 'cat "$1" && printf "\\n%s" "$(stat -c %s "$1")"',
+                                    "sh", path])
+            if code != 0:
+                raise OpskitError(f"{host.name}: no blob {digest[:19]} in the content store: {text}")
+            blob, _, size = text.rpartition("\n")
+            if size.isdigit() and len(blob.encode()) == int(size):
+                return blob.encode()
+        raise OpskitError(f"{host.name}: blob {digest[:19]} read back as {text[-200:]!r}")
 
     return facts_from_attrs(attrs, engine_store(info), read_blob)
