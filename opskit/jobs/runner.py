@@ -33,7 +33,7 @@ from opskit.jobs import collect as collectmod
 from opskit.jobs import launch
 from opskit.jobs.preflight import gather, preflight
 from opskit.jobs.spec import JobSpec, validate_train_args
-from opskit.jobs.store import RunStore, git_facts
+from opskit.jobs.store import RunStore, git_facts, redact_snapshot
 from opskit.project.card import project_stamp
 
 
@@ -308,7 +308,7 @@ class Runner:
         card = initial_card(job, run.spec, run.image, run.parsed)
         card["image"] = image_card(run.image, run.shipped)
         card["host_facts"] = run.facts.to_dict()
-        card["host_snapshot"] = run.facts.snapshot.to_dict() if run.facts.snapshot else None
+        card["host_snapshot"] = redact_snapshot(run.facts.snapshot.to_dict() if run.facts.snapshot else None)
         card["preflight"] = [c.to_dict() for c in run.checks]
         self.store.save(job.run_id, card)
         image_id = (run.shipped.host_image_id if run.shipped else None) or run.image.image_id

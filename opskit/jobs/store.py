@@ -80,3 +80,26 @@ class RunStore:
 def git_facts(cwd: str | None = None) -> dict:
     """The project's git commit and a hash of uncommitted changes (tracked diff + untracked)."""
     return gitinfo.git_facts(cwd).to_dict()
+
+
+def redact_snapshot(snapshot: dict | None) -> dict | None:
+    """The host snapshot as a run card keeps it: no other process's command line or user.
+
+    A run card travels (it is copied, shared, committed); the processes of the host's other
+    users, and their command lines (which may hold passwords), are not opskit's to record.
+    The process table is dropped; GPU processes keep their pid and memory (whether a GPU was
+    busy matters for the run), not their user and command.
+    """
+    if snapshot is None:
+        return None
+    out = {k: v for k, v in snapshot.items() if k != "top_processes"}
+    gpu = out.get("gpu")
+    if isinstance(gpu, dict):
+        gpus = []
+        for g in gpu.get("gpus") or []:
+            procs = [{k: v for k, v in p.items() if k not in ("command", "username", "name")}
+                     for p in (g.get("processes") or [])] if isinstance(g, dict) else []
+            gpus.append({**g, "processes": procs} if isinstance(g, dict) else g)
+        out["gpu"] = {**gpu, "gpus": gpus}
+    return out
+

@@ -173,3 +173,18 @@ def test_private_dirs_are_0700(tmp_path):
     for rel in (".opskit", ".opskit/runs", ".opskit/runs/r9", ".opskit/ship"):
         assert (home / rel).stat().st_mode & 0o777 == 0o700, rel
     assert Path(home).stat().st_mode & 0o777 == 0o755  # the home itself is not opskit's to change
+
+
+def test_the_run_card_keeps_no_other_process_command_line():
+    from opskit.jobs.store import redact_snapshot
+
+    snap = {
+        "host": "gpu1", "cpus": 8,
+        "top_processes": [{"pid": 1, "user": "bob", "command": "mysql -pS3cret"}],
+        "gpu": {"status": "ok", "gpus": [{"index": "0", "processes": [
+            {"pid": 7, "used_memory": 100, "username": "bob", "command": "train --token=abc", "name": "python"}]}]},
+    }
+    card = redact_snapshot(snap)
+    assert "top_processes" not in card and card["cpus"] == 8
+    assert card["gpu"]["gpus"][0]["processes"] == [{"pid": 7, "used_memory": 100}]
+    assert "S3cret" not in str(card) and "abc" not in str(card) and redact_snapshot(None) is None
