@@ -58,7 +58,7 @@ _HASH = (
 # NUL-separated names on stdin: removed exactly (never following links), then empty folders.
 _REMOVE = (
     'cd -P -- "$1" || exit 3\n'
-    "xargs -0 -r rm -f -- || exit 4\n"
+    "xargs -0 -r rm -f -- 2>/dev/null\n"  # what cannot be removed stays, and is listed as kept
     "find . -mindepth 1 -depth -type d -empty -delete 2>/dev/null\n"
     'cd / && rmdir -- "$1" 2>/dev/null; exit 0'
 )
