@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from opskit.errors import UsageError
-from opskit.project.runread import RunData
+from opskit.project.runread import RunData, results_dir
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -31,7 +31,7 @@ def _args_from(state: dict, data: str):
 
 def remeasure(run: RunData, data_file: str, metric: str) -> dict:
     """The task's metrics of ``run``'s checkpoint on all samples of ``data_file``."""
-    ckpt_path = run.path / CHECKPOINT
+    ckpt_path = results_dir(run.path) / CHECKPOINT
     if not ckpt_path.is_file():
         raise UsageError(f"run {run.run_id} has no checkpoint {ckpt_path}",
                          "re-measuring needs the trained weights: collect the run first")

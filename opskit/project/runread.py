@@ -141,18 +141,26 @@ def resolve_run(ref: str, runs_root: str | os.PathLike | None = None) -> Path:
                      f"recent runs in {root}: {', '.join(known) or 'none'}; see 'opskit runs list'")
 
 
+def results_dir(path: Path) -> Path:
+    """Where a run's own files are: ``runs/RUN/results/`` after a collect (opskit's records,
+    ``job.json`` first, stay in ``runs/RUN/`` and are never read from there), else the folder."""
+    collected = path / "results"
+    return collected if (path / "job.json").is_file() and collected.is_dir() else path
+
+
 def load_run(ref: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> RunData:
     path = resolve_run(str(ref), runs_root)
     notes: list[str] = []
+    data = results_dir(path)
     run = RunData(
         run_id=path.resolve().name,
         path=path,
         job=_read_json(path / "job.json", notes),
-        card=_read_json(path / "run_card.json", notes),
-        summary=_read_json(path / "summary.json", notes),
+        card=_read_json(data / "run_card.json", notes),
+        summary=_read_json(data / "summary.json", notes),
     )
     run.run_id = run.job.get("run_id") or run.run_id
-    run.records, more = read_jsonl(path / "metrics.jsonl")
+    run.records, more = read_jsonl(data / "metrics.jsonl")
     run.notes = notes + more
     if not run.records:
         run.notes.append("no metrics yet: metrics.jsonl is missing or empty")
@@ -203,9 +211,10 @@ def digest(run: RunData) -> dict:
 
 def _signature(path: Path) -> list:
     sig = []
+    data = results_dir(path)
     for name in RUN_FILES:
         try:
-            st = (path / name).stat()
+            st = ((path if name == "job.json" else data) / name).stat()
             sig.append([name, st.st_size, st.st_mtime_ns])
         except FileNotFoundError:
             sig.append([name, None, None])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def small_image(client: Any, base: str, tag: str = "opskit-faults-small:1") -> s
 def layer_image(client: Any, base: str, rng: random.Random, n: int) -> tuple[str, int]:
     """``base`` plus one layer of random bytes: an image the host does not have yet, and the
     layer's size (random bytes: about what travels)."""
-    tag = f"opskit-faults-layer:{n}"
+    tag = f"opskit-faults-layer:{os.getpid()}-{n}"  # two suites at once never share a tag
     size = rng.randint(64 << 10, 3 << 20)
     with tempfile.TemporaryDirectory(prefix="opskit-faults-") as ctx:
         (Path(ctx) / "blob").write_bytes(rng.randbytes(size))
