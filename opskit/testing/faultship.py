@@ -50,8 +50,10 @@ def ship_trial(w: World, c: Counts, fault: str) -> None:
         c.notes.append(f"{tag}: never shipped ({fault})")
     if reruns > 1:
         c.runs_needing_more_than_one_rerun += 1
-    if w.sentinels() != before:
+    changed = w.outside_changes(before)
+    if changed:
         c.writes_outside_destination += 1
+        c.notes.append(f"{tag}: outside opskit's folders, changed on the host: {changed}")
     w.host.exec(["sh", "-c", f"docker image rm -f {tag} >/dev/null; rm -f {HOME}/.opskit/ship/*"], user="root")
     with contextlib.suppress(Exception):
         w.client.images.remove(tag, force=True)

@@ -88,9 +88,14 @@ class World:
         return json.loads(out) if code == 0 and out.strip().startswith("{") else {}
 
     def sentinels(self) -> dict[str, str]:
+        """The login user's files opskit must never touch, and what the home folder holds."""
         code, out = self.sh(" ; ".join(f"sha256sum {HOME}/{s} 2>/dev/null || echo missing {s}" for s in SENTINELS)
                             + f"; ls -A {HOME}", user="root")
-        return {"host": out}
+        return {line.split()[-1]: line for line in out.splitlines() if line.strip()}
+
+    def outside_changes(self, before: dict[str, str]) -> list[str]:
+        now = self.sentinels()
+        return sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
 
     def containers(self, run_id: str) -> list[str]:
         code, out = self.host.exec(["docker", "ps", "-aq", "--filter", f"name=^opskit-run-{run_id}$"])
