@@ -186,8 +186,8 @@ def arm_pause(w: World) -> Callable[[str], Callable[[], bool]]:
         state = {"paused": False}
 
         def pause() -> None:
-            state["paused"] = True
             w.host.container.pause()
+            state["paused"] = True
         timer = threading.Timer(w.rng.uniform(0.0, 0.6), pause)
         timer.start()
 
@@ -306,7 +306,7 @@ def hostile_output_trial(w: World, c: Counts) -> None:
         c.injected_commands_executed += 1
         c.notes.append(f"{run_id}: a control character reached the terminal")
     res = _collect(w, run_id, remove=True)
-    saved = (w.work / "runs" / run_id / "logs.txt").read_text(errors="replace")
+    saved = (w.work / "runs" / run_id / "logs.txt").read_bytes().decode(errors="replace")  # \r kept
     if not res.logs or not all(ln in saved for ln in lines):
         c.results_lost += 1
         c.notes.append(f"{run_id}: the container's output was not saved as written")

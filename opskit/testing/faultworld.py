@@ -14,6 +14,7 @@ import json
 import os
 import random
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,27 @@ class World:
         return self.host.exec(["sh", "-c", script], user=user)
 
     def host_tree(self, path: str) -> dict[str, str]:
-        code, out = self.host.exec(["python3", "-c", _TREE, path], user="root")
-        return json.loads(out) if code == 0 and out.strip().startswith("{") else {}
+        """{relative path: sha256} of the regular files under ``path`` on the host, read there
+        (stdout only; a failed read is an error of the suite, never an empty tree)."""
+        for _ in range(3):
+            res = self.host.container.exec_run(["python3", "-c", _TREE, path], user="root", demux=True)
+            out = (res.output[0] or b"").decode() if res.output else ""
+            if res.exit_code == 0 and out.strip().startswith("{"):
+                return json.loads(out)
+            time.sleep(1)
+        raise RuntimeError(f"cannot read {path} on the fault host: exit {res.exit_code}")
 
     def sentinels(self) -> dict[str, str]:
         """The login user's files opskit must never touch, and what the home folder holds."""
-        code, out = self.sh(" ; ".join(f"sha256sum {HOME}/{s} 2>/dev/null || echo missing {s}" for s in SENTINELS)
-                            + f"; ls -A {HOME}", user="root")
-        return {line.split()[-1]: line for line in out.splitlines() if line.strip()}
+        script = (" ; ".join(f"sha256sum {HOME}/{s} 2>/dev/null || echo missing {s}" for s in SENTINELS)
+                  + f"; ls -A {HOME}; echo END")
+        for _ in range(3):
+            res = self.host.container.exec_run(["sh", "-c", script], user="root", demux=True)
+            out = (res.output[0] or b"").decode() if res.output else ""
+            if out.rstrip().endswith("END"):
+                return {line.split()[-1]: line for line in out.splitlines() if line.strip()}
+            time.sleep(1)
+        raise RuntimeError("cannot read the login user's files on the fault host")
 
     def outside_changes(self, before: dict[str, str]) -> list[str]:
         now = self.sentinels()
