@@ -295,7 +295,13 @@ def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: 
 @click.option("--remove-remote", is_flag=True, help="Then remove the host's copies (only if all verified).")
 def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None,
             remove_remote: bool) -> int:
-    """Bring a run's results into runs/RUN/ over SFTP, sha256-verified against the host."""
+    """Bring a run's results into runs/RUN/results/ over SFTP, sha256-verified against the host.
+
+    Links, fifos, odd names, files over the limits or changed on the host are listed, kept on
+    the host, and make the exit code 1; the others are collected. --json keys: run_id, host,
+    local_dir, results_dir, files {path: sha256}, copied, already_here, not_collected
+    [{path, reason}], logs, bytes_copied, removed_remote, kept_on_host.
+    """
     from opskit.jobs.operations import collect_run
 
     res = collect_run(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
