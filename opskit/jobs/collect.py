@@ -24,9 +24,11 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opskit import atomic, safefs
 from opskit.errors import HostError, JobError, OpskitError, TransferError
@@ -184,6 +186,7 @@ def _copy(transport: Transport, remote: str, fd: int, start: int, progress: Call
             src.seek(start)
         prefetch = getattr(src, "prefetch", None)
         if prefetch is not None:
+            _quiet_prefetch_threads()
             prefetch()
         while True:
             chunk = src.read(CHUNK)
@@ -200,6 +203,23 @@ def _copy(transport: Transport, remote: str, fd: int, start: int, progress: Call
             if progress:
                 progress(len(chunk))
     return copied
+
+
+def _quiet_prefetch_threads() -> None:
+    """A connection lost during a copy is reported once, by the copy (a clear error); paramiko's
+    read-ahead thread dies with it and would print its own traceback: that one is dropped."""
+    if getattr(threading.excepthook, "opskit_quiet", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        name = getattr(args.thread, "name", "") or ""
+        if "_prefetch_thread" in name and issubclass(args.exc_type, (EOFError, OSError)):
+            return
+        previous(args)
+
+    hook.opskit_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -78,3 +78,20 @@ def test_an_endless_log_line_is_cut_into_bounded_pieces(monkeypatch):
     lines = list(launch.stream_logs(None, "r1", follow=True))
     assert all(len(line) <= launch.MAX_LINE + 40 for line in lines)
     assert "".join(line.split(" [line cut")[0] for line in lines) == "a" * 300_000 + "end"
+
+
+def test_a_lost_connection_is_reported_once_not_by_paramikos_read_ahead_thread(monkeypatch):
+    from opskit.jobs import collect
+
+    seen: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.thread.name))
+    collect._quiet_prefetch_threads()
+
+    def boom(exc):
+        raise exc
+
+    for name, exc in (("Thread-9 (_prefetch_thread)", EOFError()), ("worker", ValueError("real bug"))):
+        t = threading.Thread(target=boom, args=(exc,), name=name)
+        t.start()
+        t.join()
+    assert seen == ["worker"]  # the read-ahead thread's EOFError dropped, any other error kept
