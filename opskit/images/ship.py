@@ -259,12 +259,22 @@ def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
 
 
 def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
-    """(ID on the host, tags there, its store) when the host holds our image, else None. One
-    command (the fast path of a re-ship with nothing changed), by our ID and our tags: the
-    host's image must have our diff IDs and an ID that is ours (the same store: our image ID;
-    the other store: our config digest or manifest digest, read from the local store only
-    then)."""
-    refs = list(dict.fromkeys([image.image_id, *image.repo_tags]))
+    """(ID on the host, tags there, its store) when the host holds our image, else None.
+
+    The fast path of a re-ship with nothing changed is one command, by our tags (a lookup by
+    name costs the containerd store half of one by digest); then by our image ID. The host's
+    image must have our diff IDs and an ID that is ours (the same store: our image ID; the
+    other store: our config digest or manifest digest, read from the local store only then).
+    """
+    tries = [list(image.repo_tags), [image.image_id]] if image.repo_tags else [[image.image_id]]
+    for refs in tries:
+        found = _ours_among(transport, image, refs)
+        if found is not None:
+            return found
+    return None
+
+
+def _ours_among(transport: Transport, image: LocalImage, refs: list[str]) -> tuple[str, list[str], str] | None:
     fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
     res = transport.run(["docker", "image", "inspect", "--format", fmt, *refs])
     decoder = json.JSONDecoder()

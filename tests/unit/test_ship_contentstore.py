@@ -73,19 +73,22 @@ def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
 
     image = SimpleNamespace(image_id=sha(b"config"), repo_tags=("proj:v1",), diff_ids=diff_ids, store="legacy",
                             config_digest=sha(b"config"), ids=ids)
-    argv = ("docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}",
-            sha(b"config"), "proj:v1")
+    fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
+    argv = ("docker", "image", "inspect", "--format", fmt, "proj:v1")  # by tag first: the cheap lookup
+    by_id = ("docker", "image", "inspect", "--format", fmt, sha(b"config"))
+    none = ("", "Error: No such image", 1)
     # A containerd-store host knows it by its manifest digest (exit 1: our config digest is no ID there).
     found = f'{sha(b"manifest")} {json.dumps(diff_ids)} ["proj:v1"]\n'
-    host = FakeTransport("h", {argv: (found, "Error: No such image: sha256:...", 1)})
+    host = FakeTransport("h", {argv: (found, "", 0)})
     assert shipmod.image_on_host(host, image) == (sha(b"manifest"), ["proj:v1"], "containerd")
     assert looked_up == [1]
     # Same ID but other layers, or our layers under a foreign ID: not our image.
-    host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids[:1])} []\n', "", 0)})
+    host = FakeTransport("h", {argv: none, by_id: (f'{sha(b"config")} {json.dumps(diff_ids[:1])} []\n', "", 0)})
     assert shipmod.image_on_host(host, image) is None
-    host = FakeTransport("h", {argv: (f'{sha(b"other")} {json.dumps(diff_ids)} ["proj:v1"]\n', "", 1)})
+    host = FakeTransport("h", {argv: (f'{sha(b"other")} {json.dumps(diff_ids)} ["proj:v1"]\n', "", 0), by_id: none})
     assert shipmod.image_on_host(host, image) is None
     # The same store: our own ID, no local store read.
     looked_up.clear()
-    host = FakeTransport("h", {argv: (f'{sha(b"config")} {json.dumps(diff_ids)} null\n', "", 0)})
+    host = FakeTransport("h", {argv: none, by_id: (f'{sha(b"config")} {json.dumps(diff_ids)} null\n', "", 0)})
     assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy") and looked_up == []
+    assert [c[0][-1] for c in host.calls] == ["proj:v1", sha(b"config")]  # untagged there: then by ID
