@@ -115,3 +115,12 @@ def test_compare_with_itself_shares_everything() -> None:
     a = _image(["base", "deps"], [100, 50])
     cmp = compare(a, a)
     assert cmp.shared == 2 and cmp.only_image_bytes == cmp.only_other_bytes == 0
+
+
+def test_the_image_id_is_named_by_store():
+    from opskit.images.layers import ImageLayers
+
+    legacy = ImageLayers("sha256:a", (), 0, (), (), "legacy")
+    containerd = ImageLayers("sha256:b", (), 0, (), (), "containerd")
+    assert "config digest" in legacy.to_dict()["id_is"] and legacy.to_dict()["store"] == "legacy"
+    assert "manifest or index digest" in containerd.id_is and "config digest differs" in containerd.id_is

@@ -143,3 +143,16 @@ def test_layers_from_docker_save_when_the_store_cannot_be_read_and_again_for_a_f
     assert len(saves) == 1  # nothing more to read
     parts.ensure({0, 1})
     assert sorted(parts.frames) == sorted(sha(x) for x in layers) and len(saves) == 2
+
+
+def test_the_run_card_names_the_image_id_on_each_side():
+    from opskit.jobs.runner import image_card
+
+    image = SimpleNamespace(ref="proj:v2", image_id="sha256:" + "a" * 64, store="legacy", config_digest="sha256:" + "a" * 64,
+                            repo_tags=("proj:v2",), diff_ids=["sha256:" + "d" * 64])
+    shipped = shipmod.ShipResult("gpu1", image.image_id, "delta", 1, 12000, 1500, 0, 0.1, "zstd", "",
+                                 "overlay2 store", "containerd", "sha256:" + "m" * 64, "")
+    card = image_card(image, shipped)
+    assert (card["id"], card["host_id"], card["host_store"]) == (image.image_id, "sha256:" + "m" * 64, "containerd")
+    assert "legacy store" in card["id_is"] and "containerd store" in card["host_id_is"]
+    assert card["shipped"] == {"mode": "delta", "layers_sent": 1, "wire_bytes": 1500, "fallback": ""}
