@@ -85,6 +85,10 @@ def _copy(ctx: HostContext, args: dict) -> Outcome:
     what = f"mode of {dest} -> {args['mode']}" if same else \
         f"{src} -> {ctx.host}:{dest} ({src.stat().st_size} bytes)"
     if ctx.check:
+        folder = os.path.dirname(dest)
+        if not same and folder and t.stat(folder) is None:  # the real run would fail here
+            return Outcome(CHANGED, f"would copy {what} (folder {ctx.host}:{folder} is not there "
+                           "yet: an earlier step must make it, else this step fails)", data)
         return Outcome(CHANGED, f"would copy {what}" if not same else f"would set {what}", data)
     if not same:
         from opskit.files.chmod import current_umask

@@ -150,6 +150,8 @@ def test_check_changes_nothing_and_second_run_reports_no_changes(tmp_path):
     assert all(c["changed"] == 4 and c["failed"] == 0 for c in recap.values())
     would = [e.message for e in events if isinstance(e, pe.HostStep) and e.step == "copy"]
     assert all(m.startswith("would copy") for m in would)
+    # the folder is made by the step before, so check mode says the copy depends on it
+    assert all("is not there yet: an earlier step must make it" in m for m in would)
     recap, _ = run_play(tmp_path, text)
     assert all(c == {**c, "changed": 4, "failed": 0} for c in recap.values())
     for h in ("h1", "h2", "h3"):
