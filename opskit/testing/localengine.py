@@ -118,7 +118,8 @@ class LocalEngine:
 
 def copy_image(source: Any, engine: LocalEngine, ref: str) -> str:
     """Put image ``ref`` of the engine ``source`` (docker-py client) on ``engine``, as
-    ``docker save | docker load`` would: streamed, no file in between. Returns ``ref``."""
+    ``docker save | docker load`` would (the archive spooled to an unnamed temporary file, the
+    docker CLI's stdin). Returns ``ref``."""
     with tempfile.TemporaryFile(prefix="opskit-copy-") as spool:
         for chunk in source.images.get(ref).save(named=True):
             spool.write(chunk)
