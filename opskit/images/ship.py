@@ -261,16 +261,41 @@ def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
 def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
     """(ID on the host, tags there, its store) when the host holds our image, else None.
 
-    The fast path of a re-ship with nothing changed is one command, by our tags (a lookup by
-    name costs the containerd store half of one by digest); then by our image ID. The host's
-    image must have our diff IDs and an ID that is ours (the same store: our image ID; the
-    other store: our config digest or manifest digest, read from the local store only then).
+    The fast path of a re-ship with nothing changed is one command: ``docker image ls`` of our
+    tags (measured on Docker 26's containerd store: 30 ms, where ``docker image inspect`` takes
+    47-71 ms and ``docker --version`` alone 18 ms). An ID that is ours proves the image, as IDs
+    are content digests: our image ID (the same store), else our config digest (a legacy store)
+    or manifest digest (a containerd store), read from the local store only then. An image not
+    under our tags there is looked up by our image ID.
     """
-    tries = [list(image.repo_tags), [image.image_id]] if image.repo_tags else [[image.image_id]]
-    for refs in tries:
-        found = _ours_among(transport, image, refs)
+    if image.repo_tags:
+        found = _ours_by_tags(transport, image)
         if found is not None:
             return found
+    return _ours_among(transport, image, [image.image_id])
+
+
+def _store_of(image: LocalImage, host_id: str) -> str | None:
+    """The host's store if ``host_id`` is one of our image's IDs, else None."""
+    if host_id == image.image_id:
+        return image.store
+    if host_id in image.ids():
+        return "legacy" if host_id == image.config_digest else "containerd"
+    return None
+
+
+def _ours_by_tags(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
+    filters = [arg for tag in image.repo_tags for arg in ("--filter", f"reference={tag}")]
+    res = transport.run(["docker", "image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}",
+                         *filters])
+    held: dict[str, list[str]] = {}
+    for line in res.stdout.splitlines():
+        host_id, _, tag = line.strip().partition(" ")
+        held.setdefault(host_id, []).append(tag)
+    for host_id, tags in held.items():
+        store = _store_of(image, host_id)
+        if store is not None:
+            return host_id, tags, store
     return None
 
 
@@ -285,13 +310,9 @@ def _ours_among(transport: Transport, image: LocalImage, refs: list[str]) -> tup
             tags = list(json.loads(rest[end:]) or [])
         except json.JSONDecodeError:
             continue
-        if layers != image.diff_ids:
-            continue
-        if host_id == image.image_id:
-            return host_id, tags, image.store
-        ids = image.ids()
-        if host_id in ids:
-            return host_id, tags, "legacy" if host_id == image.config_digest else "containerd"
+        store = _store_of(image, host_id) if layers == image.diff_ids else None
+        if store is not None:
+            return host_id, tags, store
     return None
 
 

@@ -63,7 +63,7 @@ def test_an_index_without_this_platform_is_refused(tmp_path, monkeypatch):
         parts_from_content(store, image_id, [sha(x) for x in layers], set(), "zstd", str(tmp_path))
 
 
-def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
+def test_presence_is_judged_by_our_ids_under_our_tags_then_by_our_image_id():
     diff_ids = [sha(b"a"), sha(b"b")]
     looked_up = []
 
@@ -71,24 +71,28 @@ def test_presence_is_judged_by_digests_and_diff_ids_not_by_the_local_id():
         looked_up.append(1)  # the local store is read only when the host's ID is not ours
         return {sha(b"config"): "config digest", sha(b"manifest"): "manifest digest"}
 
-    image = SimpleNamespace(image_id=sha(b"config"), repo_tags=("proj:v1",), diff_ids=diff_ids, store="legacy",
-                            config_digest=sha(b"config"), ids=ids)
-    fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
-    argv = ("docker", "image", "inspect", "--format", fmt, "proj:v1")  # by tag first: the cheap lookup
-    by_id = ("docker", "image", "inspect", "--format", fmt, sha(b"config"))
+    image = SimpleNamespace(image_id=sha(b"config"), repo_tags=("proj:v1", "proj:latest"), diff_ids=diff_ids,
+                            store="legacy", config_digest=sha(b"config"), ids=ids)
+    by_tags = ("docker", "image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}",
+               "--filter", "reference=proj:v1", "--filter", "reference=proj:latest")
+    by_id = ("docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}",
+             sha(b"config"))
     none = ("", "Error: No such image", 1)
-    # A containerd-store host knows it by its manifest digest (exit 1: our config digest is no ID there).
-    found = f'{sha(b"manifest")} {json.dumps(diff_ids)} ["proj:v1"]\n'
-    host = FakeTransport("h", {argv: (found, "", 0)})
+    # A containerd-store host knows it by its manifest digest; proj:latest names an older image there.
+    host = FakeTransport("h", {by_tags: f"{sha(b'older')} proj:latest\n{sha(b'manifest')} proj:v1\n"})
     assert shipmod.image_on_host(host, image) == (sha(b"manifest"), ["proj:v1"], "containerd")
-    assert looked_up == [1]
-    # Same ID but other layers, or our layers under a foreign ID: not our image.
-    host = FakeTransport("h", {argv: none, by_id: (f'{sha(b"config")} {json.dumps(diff_ids[:1])} []\n', "", 0)})
+    assert looked_up  # a foreign-looking ID: our digests were read to judge it
+    # Our tag on an image that is not ours, and our ID absent: not there.
+    host = FakeTransport("h", {by_tags: f"{sha(b'other')} proj:v1\n", by_id: none})
     assert shipmod.image_on_host(host, image) is None
-    host = FakeTransport("h", {argv: (f'{sha(b"other")} {json.dumps(diff_ids)} ["proj:v1"]\n', "", 0), by_id: none})
+    # Our ID with other layers is not ours either (the inspect path checks diff IDs too).
+    host = FakeTransport("h", {by_tags: "", by_id: (f"{sha(b'config')} {json.dumps(diff_ids[:1])} []\n", "", 0)})
     assert shipmod.image_on_host(host, image) is None
-    # The same store: our own ID, no local store read.
+    # The same store under our tag: our own ID, one command, no local store read.
     looked_up.clear()
-    host = FakeTransport("h", {argv: none, by_id: (f'{sha(b"config")} {json.dumps(diff_ids)} null\n', "", 0)})
-    assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy") and looked_up == []
-    assert [c[0][-1] for c in host.calls] == ["proj:v1", sha(b"config")]  # untagged there: then by ID
+    host = FakeTransport("h", {by_tags: f"{sha(b'config')} proj:v1\n{sha(b'config')} proj:latest\n"})
+    assert shipmod.image_on_host(host, image) == (sha(b"config"), ["proj:v1", "proj:latest"], "legacy")
+    assert looked_up == [] and len(host.calls) == 1
+    # Untagged there: found by our image ID.
+    host = FakeTransport("h", {by_tags: "", by_id: (f"{sha(b'config')} {json.dumps(diff_ids)} null\n", "", 0)})
+    assert shipmod.image_on_host(host, image) == (sha(b"config"), [], "legacy")
