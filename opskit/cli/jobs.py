@@ -120,11 +120,18 @@ def _print_plans(img: Any, plans: Any) -> None:
 @click.option("--run-id", default=None, help="Run ID (default: MODEL-DATE-TIME-XXXX).")
 @click.option("--detach", is_flag=True, help="Start the job and return (reattach with 'opskit logs RUN -f').")
 @click.option("--remove-remote", is_flag=True, help="After a verified collect, remove the host's copies.")
+@click.option("--nodes", type=int, default=None,
+              help="One job over N hosts (torchrun on each; the first N of the hosts that pass preflight).")
+@click.option("--gpus-per-node", type=int, default=None, help="With --nodes: GPUs each node uses (hosts may differ).")
+@click.option("--rdzv-port", type=int, default=29400, show_default=True, help="With --nodes: rank 0's rendezvous port.")
+@click.option("--resume", "resume_run", default=None, metavar="RUN",
+              help="With --nodes: continue from rank 0's checkpoint of RUN (collected here), on any hosts.")
 @click.argument("model")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None, image: str | None,
                profile: str, gpus: str, shm_size: str, memory: str | None, run_id: str | None, detach: bool,
-               remove_remote: bool, model: str, train_args: tuple[str, ...]) -> int:
+               remove_remote: bool, nodes: int | None, gpus_per_node: int | None, rdzv_port: int,
+               resume_run: str | None, model: str, train_args: tuple[str, ...]) -> int:
     """Train MODEL on a host's GPUs: preflight, ship, start, follow, collect.
 
     Options for the training entry come after MODEL, e.g.
@@ -140,8 +147,12 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     from opskit.jobs.spec import JobSpec, check_run_id, new_run_id, parse_gpus, parse_size
 
     specs = resolve_hosts(hosts, inventory)
-    if len(specs) != 1:
-        raise UsageError("run-remote runs on one host; give exactly one --host", "start one run per host")
+    if resume_run and nodes is None:
+        raise UsageError("--resume RUN continues a multi-host run; give --nodes N too",
+                         "for one host, pass the training entry's --resume after MODEL")
+    if len(specs) != 1 and nodes is None:
+        raise UsageError("run-remote runs on one host unless --nodes N is given",
+                         "give exactly one --host, or one job over several hosts with --nodes N")
     job = JobSpec(
         run_id=check_run_id(run_id) if run_id else new_run_id(model),
         model=model, train_args=list(train_args), image=image or "",
@@ -151,6 +162,13 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     store = _store(runs_dir)
     view = EventView(logs_to_stdout=not as_json)
     opts = runner.RunOptions(detach=detach, emit=view, remove_remote=remove_remote, profile=profile)
+    if nodes is not None:
+        from opskit.jobs.multiops import checkpoint_of
+        from opskit.jobs.multirun import MultiOptions
+
+        resume = checkpoint_of(store, resume_run) if resume_run else None
+        mopts = MultiOptions(nodes, gpus_per_node, rdzv_port, resume=resume)
+        return _run_multi(specs, job, store, opts, mopts, view, as_json)
     print_line(f"run {job.run_id} on {specs[0].name}", err=True)
     doc = {"run_id": job.run_id, "host": specs[0].name, "detached": False}
     try:
@@ -177,6 +195,39 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     else:
         _print_outcome(outcome)
     return 0 if outcome.exit_code == 0 and not outcome.not_collected else 1
+
+
+def _run_multi(specs: list, job: Any, store: Any, opts: Any, mopts: Any, view: Any, as_json: bool) -> int:
+    from opskit.jobs import runner
+    from opskit.jobs.multirun import MultiRunner
+
+    print_line(f"run {job.run_id} on {mopts.nodes} of {', '.join(s.name for s in specs)}", err=True)
+    doc = {"run_id": job.run_id, "hosts": [s.name for s in specs], "detached": False}
+    try:
+        outcome = MultiRunner(store, opts).run(specs, job, mopts)
+    except runner.Detached as exc:
+        print_line(f"[{exc.run_id}] {exc.message}\nhint: {exc.hint}", err=True)
+        if as_json:
+            print_json({**doc, "state": "running", "detached": True, "message": exc.message, "hint": exc.hint})
+        return exc.exit_code
+    finally:
+        view.close()
+    if outcome is None:
+        line = f"started {job.run_id}; follow: opskit logs {job.run_id} -f; stop all: opskit cancel {job.run_id}"
+        print_line(line, err=as_json)
+        if as_json:
+            print_json({**doc, "state": "running", "detached": True})
+        return 0
+    if as_json:
+        print_json({**outcome.to_dict(), "detached": False})
+        return 0 if outcome.ok else 1
+    why = f" (stopped because {outcome.stopped_by} ended first)" if outcome.stopped_by else ""
+    print_line(f"run {outcome.run_id} on {len(outcome.nodes)} nodes: {outcome.state}{why}")
+    for n in outcome.nodes:
+        print_line(f"  node {n.rank} {n.host}: {n.state}, exit {n.exit_code}{'; ' + n.detail if n.detail else ''}; "
+                   f"{len(n.collected)} files (sha256-verified) -> {n.local_dir or '-'}")
+        _print_not_collected(n.host, n.not_collected)
+    return 0 if outcome.ok else 1
 
 
 def _print_outcome(o: Any) -> None:
@@ -211,18 +262,47 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
         print_json(group_json(result, lambda js: [j.to_dict() for j in js]))
         return report_group_errors(result)
     rows = []
-    for o in result:
-        for j in o.value or []:
-            dur = f"{j.duration:.0f}s" if j.duration is not None else "-"
-            ref, _, image_id = j.image.rpartition("@")
-            image = f"{ref} ({image_id.removeprefix('sha256:')[:12]})" if ref else j.image
-            rows.append((j.run_id, j.host, j.model, j.state, "" if j.exit_code is None else j.exit_code,
-                         j.started[:19].replace("T", " "), dur, image))
+    for group in _one_row_per_run([j for o in result for j in o.value or []]):
+        j = group[0]
+        dur = f"{j.duration:.0f}s" if j.duration is not None else "-"
+        ref, _, image_id = j.image.rpartition("@")
+        image = f"{ref} ({image_id.removeprefix('sha256:')[:12]})" if ref else j.image
+        host, state = j.host, j.state
+        if len(group) > 1:  # one job over several hosts: one row, each host's state
+            host = ",".join(x.host for x in group)
+            state = " ".join(f"{x.host}:{x.state}" for x in group)
+        rows.append((j.run_id, host, j.model, state, "" if j.exit_code is None else j.exit_code,
+                     j.started[:19].replace("T", " "), dur, image))
     print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration", "image (ID there)"], rows)
     if rows:
         print_line("ID there: the image's ID on that host's engine (config digest on a legacy store, manifest "
                    "digest on a containerd store); run cards record both sides' IDs")
     return report_group_errors(result)
+
+
+def _one_row_per_run(states: list) -> list[list]:
+    """Jobs grouped by run ID (a multi-host job's containers share it), in start order."""
+    groups: dict[str, list] = {}
+    for j in states:
+        groups.setdefault(j.run_id, []).append(j)
+    return list(groups.values())
+
+
+def _multi_nodes(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None) -> Any:
+    from opskit.jobs.multiops import open_nodes
+
+    return open_nodes(run_id, hosts, inventory, _store(runs_dir))
+
+
+def _print_multi_end(outcome: Any, as_json: bool) -> int:
+    for n in outcome.nodes:
+        if as_json:
+            print_json_line({"event": "result", "host": n.host, "rank": n.rank, "run_id": outcome.run_id,
+                             "state": n.state, "exit_code": n.exit_code})
+        print_line(f"[{n.host}] node {n.rank} of run {outcome.run_id}: {n.state} (exit {n.exit_code})"
+                   + (f"; {n.detail}" if n.detail else ""), err=True)
+    print_line(f"collect: opskit collect {outcome.run_id}", err=True)
+    return 0
 
 
 @click.command("logs")
@@ -249,6 +329,18 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
         emit = EventView(logs_to_stdout=True)  # [host] line, as run-remote shows them
     else:
         emit = lambda e: print_line(e.line)  # noqa: E731  (the output as it is)
+    nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
+    if nodes is not None:  # one job over several hosts: every node, with its host/rank prefix
+        with nodes:
+            emit = emit if as_json else EventView(logs_to_stdout=True)
+            if not follow:
+                nodes.print_logs(emit)
+                return 0
+            try:
+                return _print_multi_end(nodes.follow(emit), as_json)
+            except Detached as exc:
+                print_line(f"{exc.message}\nhint: {exc.hint}", err=True)
+                return exc.exit_code
     try:
         state = run_output(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
                            follow=follow, emit=emit)
@@ -278,6 +370,16 @@ def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: 
     """Stop a run: SIGTERM (the training entry checkpoints), then kill after --grace seconds."""
     from opskit.jobs.operations import cancel_run
 
+    nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
+    if nodes is not None:  # every node at once, SIGTERM first: rank 0 checkpoints
+        with nodes:
+            states = nodes.cancel(_store(runs_dir), grace)
+        if as_json:
+            print_json({"run_id": run_id, "nodes": [s.to_dict() for s in states]})
+        for s in states:
+            print_line(f"[{s.host}] run {run_id}: {s.state} (exit {s.exit_code})", err=True)
+        print_line(f"collect: opskit collect {run_id}", err=as_json)
+        return 0
     state = cancel_run(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir), grace=grace)
     if as_json:
         print_json(state.to_dict())
@@ -304,6 +406,17 @@ def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json:
     """
     from opskit.jobs.operations import collect_run
 
+    nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
+    if nodes is not None:  # rank 0's results into runs/RUN/, every node's output beside them
+        with nodes:
+            outcome = nodes.collect(_store(runs_dir), remove_remote)
+        if as_json:
+            print_json(outcome.to_dict())
+        for n in outcome.nodes:
+            print_line(f"[{n.host}] node {n.rank}: {len(n.collected)} files, all sha256-verified -> "
+                       f"{n.local_dir or '-'}", err=as_json)
+            _print_not_collected(n.host, n.not_collected)
+        return 0 if all(not n.not_collected for n in outcome.nodes) else 1
     res = collect_run(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
                       remove_remote=remove_remote)
     if as_json:

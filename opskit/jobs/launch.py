@@ -23,6 +23,7 @@ from opskit.jobs.spec import (
     LABEL_HOST,
     LABEL_IMAGE,
     LABEL_MODEL,
+    LABEL_NODE,
     LABEL_RUN,
     GpuRequest,
     JobSpec,
@@ -105,6 +106,8 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
         "device_requests": device_requests(job.gpus, facts),
         **HARDENING,
     }
+    if job.node is not None:  # a node of a multi-host job (opskit.jobs.nodes)
+        add_node(kwargs, job)
     if job.memory:
         kwargs["mem_limit"] = job.memory
         kwargs["memswap_limit"] = job.memory
@@ -117,6 +120,20 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
             raise
         raise docker_error(exc, f"{transport.host}: the engine would not start run {job.run_id}",
                            error=JobError) from exc
+
+
+def add_node(kwargs: dict[str, Any], job: JobSpec) -> None:
+    """A node of a multi-host job: torchrun as the entrypoint, the HOST's network (the other
+    nodes reach rank 0's rendezvous port and the collective's ports on the host's address;
+    deliberate: only these containers get it), the nodes' names -> proved addresses, and the
+    interface NCCL/gloo use. The hardening above stays as it is."""
+    node = job.node
+    assert node is not None
+    kwargs["entrypoint"] = list(node.ENTRYPOINT)
+    kwargs["network_mode"] = "host"
+    kwargs["extra_hosts"] = dict(node.extra_hosts)
+    kwargs["environment"].update(dict(node.environment))
+    kwargs["labels"][LABEL_NODE] = str(node.rank)
 
 
 def already_exists(host: str, run_id: str, state: str) -> JobError:

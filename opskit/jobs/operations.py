@@ -38,7 +38,8 @@ def list_jobs(hosts: Sequence[str], inventory: str | None, store: RunStore) -> G
     there is no host to ask."""
     from opskit.hosts.group import run_on_hosts
 
-    names = list(hosts) or sorted({c.get("host") for c in store.list_cards() if c.get("host")})
+    cards = [] if hosts else store.list_cards()  # a multi-host run's card names all its hosts
+    names = list(hosts) or sorted({h for c in cards for h in (c.get("hosts") or [c.get("host")]) if h})
     if not names:
         return None
     return run_on_hosts(resolve(names, inventory), launch.list_jobs)

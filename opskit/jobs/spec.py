@@ -28,6 +28,7 @@ LABEL_MODEL = "opskit.model"
 LABEL_ARGS = "opskit.args"
 LABEL_IMAGE = "opskit.image"
 LABEL_HOST = "opskit.host"
+LABEL_NODE = "opskit.node"  # the node rank of a multi-host job
 HOST_RUNS_DIR = ".opskit/runs"  # under the login user's home on the host
 CONTAINER_OUT = "/out"
 DEFAULT_SHM = 1 << 30  # 1 GiB: enough for a few data-loader workers
@@ -102,6 +103,18 @@ def parse_gpus(text: str) -> GpuRequest:
     )
 
 
+@dataclass(frozen=True)
+class NodeLaunch:
+    """How one node of a multi-host job starts (:mod:`opskit.jobs.nodes`): torchrun before
+    the training entry, on the host's network, with the node's environment and the nodes'
+    names mapped to their proved addresses."""
+
+    rank: int
+    torchrun: tuple[str, ...]
+    environment: tuple[tuple[str, str], ...]
+    extra_hosts: tuple[tuple[str, str], ...]
+
+    ENTRYPOINT = ("python", "-m", "torch.distributed.run")
 
 
 @dataclass
@@ -115,6 +128,7 @@ class JobSpec:
     gpus: GpuRequest = field(default_factory=lambda: GpuRequest("auto"))
     shm_size: int = DEFAULT_SHM
     memory: int | None = None  # hard memory limit for the container (bytes)
+    node: NodeLaunch | None = None  # one node of a multi-host job (else a plain single run)
 
     @property
     def container(self) -> str:
@@ -122,7 +136,10 @@ class JobSpec:
 
     def entry_argv(self) -> list[str]:
         """Arguments for the image's ENTRYPOINT (the training entry)."""
-        return [self.model, *self.train_args, "--out", CONTAINER_OUT]
+        entry = [self.model, *self.train_args, "--out", CONTAINER_OUT]
+        if self.node is not None:  # the ENTRYPOINT is torchrun's: it starts the entry per process
+            return [*self.node.torchrun, "-m", "opskit.train", *entry]
+        return entry
 
     def to_dict(self) -> dict:
         return {

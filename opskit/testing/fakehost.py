@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ class FakeContainer:
         self.image = image
         self.kwargs = kwargs
         self.exit_code: int | None = None
+        self.stopped = threading.Event()  # stop() was called (a held run ends only then)
 
     @property
     def status(self) -> str:
@@ -78,13 +80,23 @@ class FakeContainer:
 
     def logs(self, *, stream: bool = False, follow: bool = False, **_: Any) -> Iterator[bytes] | bytes:
         self.engine.requests["logs"] += 1
+        chunks = list(self.engine.logs)
+        if follow and self.engine.hold:
+            return self._held(chunks)
         if follow:
             self._finish(self.engine.exit_code)
-        chunks = list(self.engine.logs)
         return iter(chunks) if stream else b"".join(chunks)
+
+    def _held(self, chunks: list[bytes]) -> Iterator[bytes]:
+        """A run that goes on until it is stopped (at most 30 s): its lines, then the wait."""
+        yield from chunks
+        self.stopped.wait(30)
+        self._finish(self.engine.exit_code)
 
     def wait(self, timeout: float | None = None) -> dict:
         self.engine.requests["wait"] += 1
+        if self.engine.hold:
+            self.stopped.wait(30)
         self._finish(self.engine.exit_code)
         return {"StatusCode": self.exit_code}
 
@@ -94,6 +106,7 @@ class FakeContainer:
     def stop(self, timeout: int = 10) -> None:
         self.engine.requests["stop"] += 1
         self._finish(143)
+        self.stopped.set()
 
     def remove(self, force: bool = False) -> None:
         self.engine.requests["remove"] += 1
@@ -158,13 +171,14 @@ class FakeEngine:
     def __init__(
         self, images: Mapping[str, dict] | None = None, *, logs: list[bytes] | None = None,
         exit_code: int = 0, outputs: Mapping[str, bytes] | None = None,
-        refuse_start: str | None = None,
+        refuse_start: str | None = None, hold: bool = False,
     ):
         self.images = dict(images or {})
         self.logs = list(logs or [])
         self.exit_code = exit_code
         self.outputs = dict(outputs or {})
         self.refuse_start = refuse_start
+        self.hold = hold  # a followed run goes on until stop() (a node the others must stop)
         self.requests: Counter[str] = Counter()
         self.containers = FakeContainers(self)
         self.api = _FakeAPI(self)

@@ -1,0 +1,103 @@
+"""The commands on a multi-host run after its start, from its run card: ``logs`` (every node,
+``host/rank`` prefix), ``cancel`` (every node at once: SIGTERM first, so that rank 0
+checkpoints), ``collect`` (rank 0's results and every node's output, verified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from opskit import events as ev
+from opskit.hosts.spec import HostSpec
+from opskit.hosts.transport import Transport
+from opskit.jobs import launch
+from opskit.jobs.multirun import MultiOutcome, NodeConn, NodeEnd, collect_nodes, follow_nodes
+from opskit.jobs.store import RunStore
+
+
+def open_nodes(run_id: str, hosts: Sequence[str], inventory: str | None, store: RunStore,
+               connect: Callable[[HostSpec], Transport] | None = None) -> Nodes | None:
+    """The nodes of a multi-host run recorded in ``store`` (None for a single-host run, an
+    unknown one, or when ``hosts`` names hosts explicitly)."""
+    from opskit.jobs.operations import resolve
+    from opskit.jobs.spec import check_run_id
+
+    if hosts or not store.exists(check_run_id(run_id)):
+        return None
+    card = store.load(run_id)
+    if not is_multi(card):
+        return None
+    if connect is None:
+        from opskit.hosts.group import connect
+    return Nodes(card, resolve([n["host"] for n in node_list(card)], inventory), connect)
+
+
+def is_multi(card: dict | None) -> bool:
+    return bool(card and (card.get("nodes") or {}).get("nodes"))
+
+
+def node_list(card: dict) -> list[dict]:
+    return list(card["nodes"]["nodes"])
+
+
+def label(card: dict, node: dict) -> str:
+    """``host/rankN`` (or ``host/ranksA-B``) for a node of the card, as the run printed it."""
+    nodes = node_list(card)
+    first = sum(int(n["nproc_per_node"]) for n in nodes[: int(node["rank"])])
+    nproc = int(node["nproc_per_node"])
+    return f"{node['host']}/" + (f"rank{first}" if nproc == 1 else f"ranks{first}-{first + nproc - 1}")
+
+
+class Nodes:
+    """One connection per node of a recorded multi-host run (closed on exit)."""
+
+    def __init__(self, card: dict, specs: list[HostSpec], connect: Callable[[HostSpec], Transport]):
+        self.card = card
+        self.run_id = card["run_id"]
+        by_name = {s.name: s for s in specs}
+        self.transports = {n["host"]: connect(by_name[n["host"]]) for n in node_list(card)}
+
+    def __enter__(self) -> Nodes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for t in self.transports.values():
+            t.close()
+
+    def conns(self) -> list[NodeConn]:
+        return [NodeConn(n["host"], int(n["rank"]), label(self.card, n), self.transports[n["host"]],
+                         launch.require_container(self.transports[n["host"]], self.run_id), self.run_id)
+                for n in node_list(self.card)]
+
+    def print_logs(self, emit: ev.EventFn) -> None:
+        """Every node's output so far, node by node."""
+        for c in self.conns():
+            for line in launch.stream_logs(c.transport, self.run_id, follow=False, container=c.container):
+                emit(ev.LogLine(c.label, self.run_id, line))
+
+    def follow(self, emit: ev.EventFn, grace: float = 10.0) -> MultiOutcome:
+        return follow_nodes(self.conns(), emit, grace)
+
+    def cancel(self, store: RunStore, grace: float) -> list[launch.JobState]:
+        """SIGTERM to every node at once (then a kill after ``grace``); the card records each."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(self.transports)) as pool:
+            states = list(pool.map(lambda t: launch.cancel(t, self.run_id, grace), self.transports.values()))
+        if store.exists(self.run_id):
+            store.update(self.run_id, state="interrupted" if any(s.exit_code for s in states) else "exited",
+                         node_states={s.host: s.state for s in states})
+        return states
+
+    def collect(self, store: RunStore, remove_remote: bool = False) -> MultiOutcome:
+        ends = []
+        for n in node_list(self.card):
+            container = launch.find_container(self.transports[n["host"]], self.run_id)
+            state = launch.job_state(container, n["host"]) if container is not None else None
+            ends.append(NodeEnd(n["host"], int(n["rank"]), state.state if state else "gone",
+                                state.exit_code if state else None))
+        outcome = MultiOutcome(self.run_id, self.card.get("state") or "exited", ends, self.card.get("stopped_by", ""))
+        if any(e.state == "running" for e in ends):
+            outcome.state = "running"
+        homes = self.card.get("host_homes") or {}
+        return collect_nodes(store, outcome, self.transports, homes, remove_remote)
