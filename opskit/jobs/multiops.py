@@ -11,7 +11,14 @@ from opskit import events as ev
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
 from opskit.jobs import launch
-from opskit.jobs.multirun import MultiOutcome, NodeConn, NodeEnd, collect_nodes, follow_nodes
+from opskit.jobs.multirun import (
+    Checkpoint,
+    MultiOutcome,
+    NodeConn,
+    NodeEnd,
+    collect_nodes,
+    follow_nodes,
+)
 from opskit.jobs.store import RunStore
 
 
@@ -101,3 +108,26 @@ class Nodes:
             outcome.state = "running"
         homes = self.card.get("host_homes") or {}
         return collect_nodes(store, outcome, self.transports, homes, remove_remote)
+
+
+def checkpoint_of(store: RunStore, run_id: str) -> Checkpoint:
+    """Rank 0's ``checkpoints/last.pt`` of ``run_id`` as collected here, checked against the
+    collect's manifest (sha256): what ``run-remote --resume RUN`` continues from."""
+    import json
+
+    from opskit.atomic import sha256_file
+    from opskit.errors import JobError
+
+    store.load(run_id)  # an unknown run is named with the recent ones
+    path = store.path(run_id) / "results" / "checkpoints" / "last.pt"
+    manifest = store.path(run_id) / "manifest.json"
+    files = json.loads(manifest.read_text()).get("files", {}) if manifest.is_file() else {}
+    digest = files.get("checkpoints/last.pt")
+    if not path.is_file() or not digest:
+        raise JobError(f"run {run_id} has no collected checkpoint here ({path})",
+                       f"collect it first: 'opskit collect {run_id}' (after it ended or 'opskit cancel {run_id}')")
+    got = sha256_file(path)
+    if got != digest:
+        raise JobError(f"{path} changed since it was collected (sha256 {got[:12]}, manifest {digest[:12]})",
+                       f"collect it again: 'opskit collect {run_id}'")
+    return Checkpoint(run_id, str(path), digest)

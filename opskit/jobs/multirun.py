@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from typing import Any
 from opskit import events as ev
 from opskit.errors import JobError
 from opskit.hosts.group import connect as connect_host
+from opskit.hosts.privatedirs import private_dirs
 from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
 from opskit.jobs import collect as collectmod
@@ -39,7 +41,7 @@ from opskit.jobs.nodes import (
     plan_nodes,
 )
 from opskit.jobs.runner import Detached, HostRun, Runner, RunOptions, image_card, initial_card
-from opskit.jobs.spec import GpuRequest, JobSpec
+from opskit.jobs.spec import HOST_RUNS_DIR, GpuRequest, JobSpec
 from opskit.jobs.store import RunStore
 
 NODES_DIR = "nodes"  # runs/RUN/nodes/HOST/: what the nodes other than rank 0 wrote (their logs)
@@ -51,6 +53,16 @@ class MultiOptions:
     gpus_per_node: int | None = None
     rdzv_port: int = DEFAULT_RDZV_PORT
     grace: float = 10.0  # SIGTERM -> kill, for the nodes stopped because another one ended
+    resume: Checkpoint | None = None  # rank 0's checkpoint of an earlier run, collected here
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified local copy of an earlier run's ``checkpoints/last.pt`` (rank 0's)."""
+
+    run_id: str
+    path: str
+    sha256: str
 
 
 @dataclass
@@ -117,12 +129,16 @@ class MultiRunner:
                  prober: Callable[[dict, dict], Any] = DockerProber):
         self.base = Runner(store, opts, connect=connect, engine=engine)
         self.store, self.opts, self.prober = store, self.base.opts, prober
+        self.resume: Checkpoint | None = None
 
     def run(self, specs: list[HostSpec], job: JobSpec, mopts: MultiOptions) -> MultiOutcome | None:
         """The whole job on ``mopts.nodes`` of ``specs``. None when detached (``--detach``)."""
         check_nodes(mopts.nodes, [s.name for s in specs])
+        self.resume = mopts.resume
         if mopts.gpus_per_node is not None:
             job.gpus = GpuRequest("count", mopts.gpus_per_node) if mopts.gpus_per_node else GpuRequest("none")
+        if mopts.resume is not None and not any(a == "--resume" or a.startswith("--resume=") for a in job.train_args):
+            job.train_args = [*job.train_args, "--resume", "auto"]  # each rank: its node's /out/checkpoints
         runs = [HostRun(s, replace(job)) for s in specs]
         self.base.check(runs[0])
         self.base.image(runs[0])
@@ -131,6 +147,8 @@ class MultiRunner:
         try:
             nodes = self.preflight(runs, mopts)
             self.ship(nodes)
+            if mopts.resume is not None:
+                self.seed(nodes, mopts.resume)
             plan = self.prove_network(nodes, mopts)
             self.start(nodes, plan)
             if self.opts.detach:
@@ -167,6 +185,27 @@ class MultiRunner:
         if errors:
             raise refusal("the image did not reach every node; nothing was started", errors,
                           "fix the host named above and run again (what arrived stays: it is not sent twice)")
+
+    def seed(self, nodes: list[HostRun], ckpt: Checkpoint) -> None:
+        """The earlier run's checkpoint into every node's run folder (every rank loads it),
+        sha256-verified on each host: the same or other hosts than the earlier run's."""
+        def one(r: HostRun) -> None:
+            t, home = r.transport, r.facts.home
+            rel = f"{HOST_RUNS_DIR}/{r.job.run_id}"
+            private_dirs(t, home, [rel, f"{rel}/checkpoints"])
+            dest = f"{home.rstrip('/')}/{rel}/checkpoints/last.pt"
+            with open(ckpt.path, "rb") as src, t.open(dest + ".part", "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            t.rename(dest + ".part", dest)
+            got = t.sha256(dest)
+            if got != ckpt.sha256:
+                raise JobError(f"{r.host}: the checkpoint arrived changed (sha256 {got[:12]}, sent {ckpt.sha256[:12]})")
+            self.opts.emit(ev.Step(r.host, f"resumes from run {ckpt.run_id}'s checkpoint (sha256 {ckpt.sha256[:12]}, verified)"))
+
+        errors = each(nodes, one)
+        if errors:
+            raise refusal("the checkpoint did not reach every node; nothing was started", errors,
+                          "fix the host named above and run again")
 
     def prove_network(self, nodes: list[HostRun], mopts: MultiOptions) -> NodesPlan:
         """Rank 0's addresses, its rendezvous port bound there, each other node connecting to
@@ -209,6 +248,8 @@ class MultiRunner:
         card["host_facts"] = {r.host: r.facts.to_dict() for r in nodes}
         card["preflight"] = {r.host: [c.to_dict() for c in r.checks] for r in nodes}
         card["node_states"] = {r.host: "starting" for r in nodes}
+        if self.resume is not None:
+            card["resumed_from"] = {"run_id": self.resume.run_id, "sha256": self.resume.sha256}
         self.store.save(run_id, card)
         for r, node in zip(nodes, plan.nodes, strict=True):
             r.job = replace(r.job, node=plan.launch(node))

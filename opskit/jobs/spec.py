@@ -114,7 +114,7 @@ class NodeLaunch:
     environment: tuple[tuple[str, str], ...]
     extra_hosts: tuple[tuple[str, str], ...]
 
-    ENTRYPOINT = ("python", "-m", "torch.distributed.run")
+    ENTRYPOINT = ("python", "-m", "opskit.train.torchrun")  # torchrun; a signal's exit is 128+N
 
 
 @dataclass

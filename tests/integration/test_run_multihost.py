@@ -67,7 +67,7 @@ def test_two_hosts_train_one_model(hosts, env, training_image):
     assert summary["status"] == "completed" and summary["world_size"] == 2
     losses = [m["loss"] for m in map(json.loads, (run / "results/metrics.jsonl").read_text().splitlines())
               if m["kind"] == "train"]
-    assert len(losses) == 4 and losses[-1] < losses[0] * 0.9, losses  # it learns
+    assert len(losses) >= 4 and losses[-1] < losses[0] * 0.8, losses  # it learns
     assert (run / "nodes" / h2 / "logs.txt").is_file()  # every host's output came home
     # The containers ran torchrun on the host's network with the chosen interface.
     code, out = hosts.host(h2).exec(["docker", "inspect", "-f", "{{.HostConfig.NetworkMode}} {{json .Config.Env}}",
@@ -100,6 +100,40 @@ def test_a_killed_node_stops_the_other(hosts, env, training_image):
     assert card["stopped_by"] == h2 and card["node_states"][h1] != "running"
     code, state = hosts.host(h1).exec(["docker", "inspect", "-f", "{{.State.Status}}", "opskit-run-mh-kill"])
     assert state.strip() == "exited"
+
+
+def test_a_cancelled_run_resumes_on_the_hosts_swapped(hosts, env, training_image):
+    h1, h2 = hosts.names
+    common = ["--nodes", "2", "--gpus-per-node", "0", "--image", training_image]
+    start = opskit(env, "run-remote", "--host", h1, "--host", h2, *common, "--run-id", "mh-c", "--detach",
+                   *TRAIN, "--steps", "100000", "--log-every", "5")
+    assert start.returncode == 0 and "stop all: opskit cancel mh-c" in start.stdout, start.stderr[-3000:]
+
+    def training() -> bool:
+        code, out = hosts.host(h1).exec(["docker", "logs", "opskit-run-mh-c"])
+        return code == 0 and "step 10/" in out
+
+    wait_until(training, 240, "the detached two-node run to train", interval=1)
+    jobs = opskit(env, "jobs")
+    assert f"{h1}:running {h2}:running" in jobs.stdout, jobs.stdout
+    logs = opskit(env, "logs", "mh-c")
+    assert logs.returncode == 0 and f"[{h1}/rank0] step 5/" in logs.stdout, logs.stdout[-2000:]
+    cancel = opskit(env, "cancel", "mh-c", "--grace", "60")
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"[{h1}] run mh-c: interrupted" in cancel.stderr and f"[{h2}] run mh-c: interrupted" in cancel.stderr
+    got = opskit(env, "collect", "mh-c")
+    assert got.returncode == 0, got.stderr
+    run = Path(env["OPSKIT_RUNS_DIR"]) / "mh-c"
+    summary = json.loads((run / "results/summary.json").read_text())
+    assert summary["status"] == "interrupted", summary  # rank 0 checkpointed on SIGTERM
+    assert (run / "nodes" / h2 / "logs.txt").is_file()
+
+    again = opskit(env, "run-remote", "--host", h2, "--host", h1, *common, "--run-id", "mh-d", "--resume", "mh-c",
+                   *TRAIN, "--steps", str(summary["step"] + 10), "--log-every", "5")
+    assert again.returncode == 0, again.stderr[-3000:] + again.stdout[-2000:]
+    assert f"resumed at step {summary['step']}" in again.stdout
+    done = json.loads((Path(env["OPSKIT_RUNS_DIR"]) / "mh-d/results/summary.json").read_text())
+    assert done["status"] == "completed" and done["step"] == summary["step"] + 10
 
 
 def test_bad_inputs_start_nothing(hosts, env, training_image):

@@ -70,7 +70,7 @@ def test_two_nodes_torchrun_on_each_with_the_proved_address(tmp_path):
     out = bed.run()
     assert (out.state, [n.exit_code for n in out.nodes]) == ("exited", [0, 0])
     k1, k2 = bed.started()["gpu1"], bed.started()["gpu2"]
-    assert k1["entrypoint"] == ["python", "-m", "torch.distributed.run"] and k1["network_mode"] == "host"
+    assert k1["entrypoint"] == ["python", "-m", "opskit.train.torchrun"] and k1["network_mode"] == "host"
     cmd = k2["command"]
     opt = {cmd[i]: cmd[i + 1] for i in range(0, cmd.index("-m"), 2)}
     assert opt["--nnodes"] == "2" and opt["--nproc-per-node"] == "2" and opt["--rdzv-backend"] == "c10d"
@@ -196,3 +196,64 @@ def test_plan_is_pure_and_never_uses_lo_or_docker0():
     assert not nodesmod.Iface("docker0", "172.17.0.1").usable() and not nodesmod.Iface("lo", "127.0.0.1").usable()
     with pytest.raises(JobError, match="no address the other hosts could use"):
         nodesmod.choose_rdzv("gpu1", [nodesmod.Iface("lo", "127.0.0.1"), nodesmod.Iface("docker0", "172.17.0.1")], [])
+
+
+def old_run(store: RunStore, run_id: str, data: bytes) -> None:
+    """An earlier run collected here: results/checkpoints/last.pt and the collect's manifest."""
+    import hashlib
+    import json
+
+    store.save(run_id, {"run_id": run_id, "state": "interrupted"})
+    (store.path(run_id) / "results/checkpoints").mkdir(parents=True)
+    (store.path(run_id) / "results/checkpoints/last.pt").write_bytes(data)
+    (store.path(run_id) / "manifest.json").write_text(json.dumps(
+        {"files": {"checkpoints/last.pt": hashlib.sha256(data).hexdigest()}}))
+
+
+def test_resume_places_rank0s_checkpoint_on_every_node(tmp_path):
+    from opskit.jobs.multiops import checkpoint_of
+
+    bed = Bed(tmp_path, names=("gpu3", "gpu4"))  # other hosts than the earlier run's
+    old_run(bed.store, "mh-old", b"weights at step 7")
+    ckpt = checkpoint_of(bed.store, "mh-old")
+    bed.run(resume=ckpt)
+    for name in ("gpu3", "gpu4"):
+        placed = tmp_path / name / "home/.opskit/runs/mh/checkpoints/last.pt"
+        assert placed.read_bytes() == b"weights at step 7"
+        cmd = bed.started()[name]["command"]
+        assert cmd[-4:] == ["--resume", "auto", "--out", "/out"]
+    assert bed.store.load("mh")["resumed_from"] == {"run_id": "mh-old", "sha256": ckpt.sha256}
+    assert any("resumes from run mh-old's checkpoint" in s for s in bed.steps())
+
+
+def test_resume_needs_a_collected_unchanged_checkpoint(tmp_path):
+    from opskit.jobs.multiops import checkpoint_of
+
+    store = RunStore(tmp_path / "runs")
+    store.save("bare", {"run_id": "bare"})
+    with pytest.raises(JobError, match="run bare has no collected checkpoint here") as info:
+        checkpoint_of(store, "bare")
+    assert "opskit collect bare" in info.value.hint
+    old_run(store, "edited", b"x")
+    (store.path("edited") / "results/checkpoints/last.pt").write_bytes(b"y")
+    with pytest.raises(JobError, match="changed since it was collected"):
+        checkpoint_of(store, "edited")
+
+
+def test_cancel_and_collect_from_the_card(tmp_path):
+    from opskit.jobs.multiops import Nodes
+
+    bed = Bed(tmp_path, detach=True)
+    bed.run()
+    card = bed.store.load("mh")
+    specs = [HostSpec(n, hostname=n) for n in ("gpu1", "gpu2")]
+    with Nodes(card, specs, lambda spec: bed.hosts[spec.name]) as nodes:
+        states = nodes.cancel(bed.store, grace=5)
+    assert [(s.host, s.state, s.exit_code) for s in states] == [("gpu1", "interrupted", 143), ("gpu2", "interrupted", 143)]
+    assert all(e.requests["stop"] == 1 for e in bed.engines.values())  # SIGTERM first (docker stop)
+    with Nodes(bed.store.load("mh"), specs, lambda spec: bed.hosts[spec.name]) as nodes:
+        out = nodes.collect(bed.store)
+    assert [(n.host, n.rank) for n in out.nodes] == [("gpu1", 0), ("gpu2", 1)]
+    assert (tmp_path / "runs/mh/results/summary.json").is_file()
+    assert (tmp_path / "runs/mh/nodes/gpu2/results/summary.json").is_file()
+    assert bed.store.load("mh")["node_states"] == {"gpu1": "interrupted", "gpu2": "interrupted"}
