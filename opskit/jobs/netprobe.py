@@ -4,7 +4,8 @@ Each probe is a short container of the job's own image on the host's engine, on 
 network (as the job's containers will be), as the login user, with no capabilities; it runs
 the stdlib script below and is removed after:
 
-- ``addrs``: the host's IPv4 addresses and their interfaces;
+- ``addrs``: the host's IPv4 addresses and their interfaces (and whether the image has the
+  node launcher, ``opskit.train.torchrun``);
 - ``listen PORT SECONDS``: binds the rendezvous port (a port in use is refused here) and
   answers every connection with a banner until it is stopped; the client closes first, so
   that no TIME_WAIT is left on the port (torch's store would not bind it then);
@@ -41,7 +42,8 @@ def addrs():
     return out
 mode = sys.argv[1]
 if mode == 'addrs':
-    print(json.dumps(addrs()))
+    import importlib.util
+    print(json.dumps({'addrs': addrs(), 'launcher': importlib.util.find_spec('opskit.train.torchrun') is not None}))
 elif mode == 'listen':
     srv = socket.socket()
     try:
@@ -106,7 +108,11 @@ class DockerProber:
         code, out = self._once(t, ["addrs"], "addrs")
         if code != 0:
             raise JobError(f"{t.host}: the address probe failed (exit {code}): {out.strip()[-300:]}")
-        return [Iface(n, a) for n, a in json.loads(out.strip().splitlines()[-1])]
+        got = json.loads(out.strip().splitlines()[-1])
+        if not got["launcher"]:
+            raise JobError(f"{t.host}: the image has no opskit.train.torchrun (it was built by an older opskit)",
+                           "rebuild it with this opskit ('opskit build'), or leave --image out")
+        return [Iface(n, a) for n, a in got["addrs"]]
 
     def listen(self, t: Transport, port: int, seconds: int = 90) -> None:
         c = t.docker().containers.run(self.images[t.host], ["listen", str(port), str(seconds)], detach=True,

@@ -17,11 +17,21 @@ from pathlib import Path
 
 import pytest
 
+from opskit.errors import WaitTimeout
 from opskit.images import ship as shipmod
 from opskit.waiting import wait_until
 
 TRAIN = ["lenet", "--small", "--batch-size", "16", "--train-samples", "512", "--val-samples", "64",
          "--threads", "1", "--device", "cpu", "--lr", "3e-3"]
+
+
+@pytest.fixture(scope="module")
+def training_image(docker_client, base_image) -> str:
+    """The default training image built from THIS tree under a tag of this module (the shared
+    tag is rebuilt by other test modules from theirs): only its runtime layer is new."""
+    from opskit.images.build import BuildRequest, build_image
+
+    return build_image(BuildRequest(profile="offline", tag="opskit-train:multihost-tests"), client=docker_client).tag
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +49,17 @@ def env(hosts, tmp_path) -> dict[str, str]:
 def opskit(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "opskit", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def inspect(bed, name: str, fmt: str, container: str) -> str:
+    """``docker inspect -f FMT`` inside the host (docker exec on a loaded machine has come back
+    empty once: asked again then)."""
+    out = ""
+    for _ in range(3):
+        code, out = bed.host(name).exec(["docker", "inspect", "-f", fmt, container])
+        if code == 0 and out.strip():
+            return out
+    raise AssertionError(f"{name}: docker inspect {container}: {out!r}")
 
 
 def addr_of(bed, name: str) -> str:
@@ -70,8 +91,7 @@ def test_two_hosts_train_one_model(hosts, env, training_image):
     assert len(losses) >= 4 and losses[-1] < losses[0] * 0.8, losses  # it learns
     assert (run / "nodes" / h2 / "logs.txt").is_file()  # every host's output came home
     # The containers ran torchrun on the host's network with the chosen interface.
-    code, out = hosts.host(h2).exec(["docker", "inspect", "-f", "{{.HostConfig.NetworkMode}} {{json .Config.Env}}",
-                                     "opskit-run-mh-a"])
+    out = inspect(hosts, h2, "{{.HostConfig.NetworkMode}} {{json .Config.Env}}", "opskit-run-mh-a")
     assert out.startswith("host ") and "GLOO_SOCKET_IFNAME=eth0" in out, out
     jobs = opskit(env, "jobs")
     assert jobs.returncode == 0 and f"{h1}:exited {h2}:exited" in jobs.stdout, jobs.stdout
@@ -88,7 +108,12 @@ def test_a_killed_node_stops_the_other(hosts, env, training_image):
             code, out = hosts.host(h1).exec(["docker", "logs", "opskit-run-mh-kill"])
             return code == 0 and "step 10/" in out
 
-        wait_until(training, 240, "the two-node run to train", interval=1)
+        try:
+            wait_until(training, 240, "the two-node run to train", interval=1)
+        except WaitTimeout:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"no training: {err[-3000:]}{out[-2000:]}")
         hosts.host(h2).exec(["docker", "kill", "opskit-run-mh-kill"])
         out, err = proc.communicate(timeout=120)
     finally:
@@ -98,8 +123,7 @@ def test_a_killed_node_stops_the_other(hosts, env, training_image):
     assert f"[{h2}] node 1 failed" in err and "stopping 1 other node(s)" in err, err[-3000:]
     card = json.loads((Path(env["OPSKIT_RUNS_DIR"]) / "mh-kill" / "job.json").read_text())
     assert card["stopped_by"] == h2 and card["node_states"][h1] != "running"
-    code, state = hosts.host(h1).exec(["docker", "inspect", "-f", "{{.State.Status}}", "opskit-run-mh-kill"])
-    assert state.strip() == "exited"
+    assert inspect(hosts, h1, "{{.State.Status}}", "opskit-run-mh-kill").strip() == "exited"
 
 
 def test_a_cancelled_run_resumes_on_the_hosts_swapped(hosts, env, training_image):
