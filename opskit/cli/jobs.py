@@ -140,6 +140,9 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     --json: stdout is one JSON document at the end (the run's output goes to stderr), keys
     run_id, host, state, exit_code, oom_killed, collected, local_dir, detached (and message,
     hint when following stopped); an error is a document with error, message, hint, exit_code.
+    With --nodes N (one job over N hosts, torchrun on each): keys run_id, state, host (rank 0's),
+    exit_code, stopped_by, nodes (each: host, rank, state, exit_code, detail, collected,
+    local_dir, not_collected), detached.
     """
     from opskit.errors import UsageError
     from opskit.hosts.engine import local_docker_client
