@@ -257,3 +257,22 @@ def test_cancel_and_collect_from_the_card(tmp_path):
     assert (tmp_path / "runs/mh/results/summary.json").is_file()
     assert (tmp_path / "runs/mh/nodes/gpu2/results/summary.json").is_file()
     assert bed.store.load("mh")["node_states"] == {"gpu1": "interrupted", "gpu2": "interrupted"}
+
+
+class _Dropped:
+    """A log stream whose connection drops (what a lost host's stream does)."""
+
+    def __iter__(self):
+        raise ConnectionResetError("the SSH channel closed")
+
+
+def test_a_host_lost_mid_run_stops_the_others(tmp_path):
+    engines = {"gpu1": FakeEngine(logs=LOGS, outputs=OUTPUTS, hold=True), "gpu2": FakeEngine(logs=LOGS)}
+    engines["gpu2"].logs = _Dropped()
+    bed = Bed(tmp_path, engines=engines)
+    out = bed.run()
+    lost = out.nodes[1]
+    assert (lost.host, lost.state, lost.exit_code) == ("gpu2", "lost", None)
+    assert "host lost: the SSH channel closed" in lost.detail
+    assert out.stopped_by == "gpu2" and engines["gpu1"].requests["stop"] == 1
+    assert out.nodes[0].exit_code == 143 and not out.ok
