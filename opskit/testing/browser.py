@@ -172,9 +172,11 @@ def open_page(path: str | os.PathLike, probe: str, ready: str = "true", timeout:
             pipe.send("Emulation.setDeviceMetricsOverride",
                       {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=sid)
             pipe.send("Page.navigate", {"url": url}, session=sid)
+            # about:blank is 'complete' too: the page asked for must be the one in the tab
+            settled = f"location.href === {json.dumps(url)} && !!({ready})"
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                r = pipe.send("Runtime.evaluate", {"expression": f"!!({ready})", "returnByValue": True}, session=sid)
+                r = pipe.send("Runtime.evaluate", {"expression": settled, "returnByValue": True}, session=sid)
                 if r.get("result", {}).get("value") is True:
                     break
                 pipe.pump(0.2)
