@@ -155,9 +155,23 @@ class SSHTestHost:
             self.container.remove(force=True, v=True)
 
     def exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
-        """Run ``argv`` inside the container (docker exec, not SSH): (exit code, output)."""
-        res = self.container.exec_run(argv, user=user, demux=False)
-        return res.exit_code, (res.output or b"").decode("utf-8", "replace")
+        """Run ``argv`` inside the container (docker exec, not SSH): (exit code, output).
+
+        The output and exit code are also kept in a file in the container and read again when
+        the exec stream came back without them: under load docker's exec stream now and then
+        returns nothing at all (docker/docker-py#2042), and a test would read that as an empty
+        listing. The command itself runs once."""
+        keep = f"/tmp/.opskit-exec-{secrets.token_hex(6)}"
+        run = ['sh', '-c', 'f=$1; shift; "$@" >"$f" 2>&1; echo $? >"$f.rc"; ' + _EXEC_TRAILER, "sh", keep, *argv]
+        again = ["sh", "-c", 'f=$1; ' + _EXEC_TRAILER, "sh", keep]
+        for attempt in (run, again, again, again, again):
+            res = self.container.exec_run(attempt, user=user, demux=False)
+            text = (res.output or b"").decode("utf-8", "replace")
+            body, sep, code = text.rpartition("\n" + _EXEC_MARK + " ")
+            if sep and code.strip().isdigit():
+                self.container.exec_run(["rm", "-f", keep, keep + ".rc"], user=user)
+                return int(code), body
+        raise OpskitError(f"{self.name}: docker exec of {argv!r} gave no output five times")
 
     def read_host_keys(self) -> list[str]:
         code, out = self.exec(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
@@ -170,6 +184,10 @@ class SSHTestHost:
     def known_hosts_lines(self, hostname: str = "127.0.0.1") -> list[str]:
         entry = hostname if self.port == 22 else f"[{hostname}]:{self.port}"
         return [f"{entry} {key}" for key in self.host_keys]
+
+
+_EXEC_MARK = "__opskit_exec_rc__"
+_EXEC_TRAILER = f'cat "$f"; printf "\\n{_EXEC_MARK} %s" "$(cat "$f.rc")"'
 
 
 @dataclass
