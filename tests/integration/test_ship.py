@@ -68,7 +68,9 @@ def test_cold_ship_to_two_hosts_in_parallel_then_nothing_to_send(docker_client, 
         assert r.image_id == local_id
         if r.mode == "none":  # test_run_remote.py (earlier in a full run) shipped it already
             continue
-        assert r.mode == "full" and r.codec == "zstd"
+        # 'delta' when an earlier test shipped an image sharing lower layers (playbooks, matrix);
+        # the strictly cold path is checked below with an image no host has held
+        assert r.mode in ("full", "delta") and r.codec == "zstd"
         assert r.wire_bytes <= 0.55 * r.raw_bytes  # compressed on the wire
     _assert_hosts_hold(gpu_hosts, training_image, local_id)
     # The cold path, checked whatever ran before: an image no host has held.
