@@ -47,9 +47,8 @@ def death_to_stop(env: dict, bed, common: list[str], run_id: str) -> float:
                              "--run-id", run_id, *TRAIN, "--steps", "100000"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "] step 5/" in line:
-            break
+    if not any("] step 5/" in line for line in proc.stdout):
+        raise SystemExit(f"run {run_id} never trained (exit {proc.wait()})")
     t0 = time.monotonic()
     bed.host(h2).exec(["docker", "kill", f"opskit-run-{run_id}"])
     while True:
@@ -57,6 +56,8 @@ def death_to_stop(env: dict, bed, common: list[str], run_id: str) -> float:
         if out.strip() == "false":
             took = time.monotonic() - t0
             break
+        if time.monotonic() - t0 > 300:
+            raise SystemExit(f"{h1}: run {run_id} still running 300 s after the other node was killed")
         time.sleep(0.1)
     proc.communicate(timeout=300)
     return took

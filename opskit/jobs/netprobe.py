@@ -7,8 +7,10 @@ the stdlib script below and is removed after:
 - ``addrs``: the host's IPv4 addresses and their interfaces (and whether the image has the
   node launcher, ``opskit.train.torchrun``);
 - ``listen PORT SECONDS``: binds the rendezvous port (a port in use is refused here) and
-  answers every connection with a banner until it is stopped; the client closes first, so
-  that no TIME_WAIT is left on the port (torch's store would not bind it then);
+  answers every connection with a banner until it is stopped. It binds as torch's store
+  does (SO_REUSEADDR): connections of an earlier run left in TIME_WAIT do not count as "in
+  use" (the store binds over them), a socket listening there does. The client closes first,
+  so that the probe itself leaves no TIME_WAIT on the port;
 - ``reach PORT ADDR...``: connects to each address (3 s each), reads the banner, and says by
   which local interface the connection left.
 
@@ -46,6 +48,7 @@ if mode == 'addrs':
     print(json.dumps({'addrs': addrs(), 'launcher': importlib.util.find_spec('opskit.train.torchrun') is not None}))
 elif mode == 'listen':
     srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's store: TIME_WAIT is no refusal
     try:
         srv.bind(('0.0.0.0', int(sys.argv[2])))
     except OSError as e:

@@ -276,3 +276,51 @@ def test_a_host_lost_mid_run_stops_the_others(tmp_path):
     assert "host lost: the SSH channel closed" in lost.detail
     assert out.stopped_by == "gpu2" and engines["gpu1"].requests["stop"] == 1
     assert out.nodes[0].exit_code == 143 and not out.ok
+
+
+def test_the_probe_script_itself_on_loopback(tmp_path):
+    """The probes' own script (what runs in the job's image on each host), here on 127.0.0.1:
+    listen answers reach with its banner; a port with a listener is refused; a port left in
+    TIME_WAIT by an earlier connection is not (torch's store binds over it too)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from opskit.jobs.netprobe import PORT_TAKEN, SCRIPT
+
+    def probe(*args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", SCRIPT, *args], stdout=subprocess.PIPE, text=True, **kw)
+
+    def reach(port: int) -> dict:
+        res = subprocess.run([sys.executable, "-c", SCRIPT, "reach", str(port), "127.0.0.1"],
+                             capture_output=True, text=True, timeout=30)
+        return json.loads(res.stdout)["127.0.0.1"]
+
+    holder = socket.socket()  # as torch's store: SO_REUSEADDR (its connections' TIME_WAIT inherits it)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    holder.listen(1)
+    taken = probe("listen", str(port), "5")
+    assert taken.wait(30) == PORT_TAKEN and "Address already in use" in taken.stdout.read()
+    # a connection closed by the listening side first leaves the port in TIME_WAIT
+    peer = socket.create_connection(("127.0.0.1", port))
+    conn, _ = holder.accept()
+    conn.close()
+    peer.recv(1)
+    peer.close()
+    holder.close()
+    listener = probe("listen", str(port), "20")
+    try:
+        assert json.loads(listener.stdout.readline()) == {"listening": port}
+        got = reach(port)
+        assert got["ok"] and got["ifname"] == "lo" and got["local"] == "127.0.0.1"
+    finally:
+        listener.kill()
+        listener.wait()
+    gone = reach(port)
+    assert not gone["ok"] and "ConnectionRefusedError" in gone["error"]
+    addrs = json.loads(subprocess.run([sys.executable, "-c", SCRIPT, "addrs"], capture_output=True, text=True,
+                                      timeout=30).stdout)
+    assert ["lo", "127.0.0.1"] in addrs["addrs"] and addrs["launcher"] is True
