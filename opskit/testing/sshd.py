@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shlex
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -162,10 +163,14 @@ class SSHTestHost:
         returns nothing at all (docker/docker-py#2042), and a test would read that as an empty
         listing. The command itself runs once."""
         keep = f"/tmp/.opskit-exec-{secrets.token_hex(6)}"
-        run = ['sh', '-c', 'f=$1; shift; "$@" >"$f" 2>&1; echo $? >"$f.rc"; ' + _EXEC_TRAILER, "sh", keep, *argv]
+        # argv travels in the environment, not on the wrapper's command line, so that e.g.
+        # 'pkill -f PATTERN' does not match (and kill) the wrapping shell itself
+        env = {"OPSKIT_EXEC_ARGV": shlex.join(argv)}
+        run = ["sh", "-c", 'f=$1; eval "$OPSKIT_EXEC_ARGV" >"$f" 2>&1; echo $? >"$f.rc"; ' + _EXEC_TRAILER,
+               "sh", keep]
         again = ["sh", "-c", 'f=$1; ' + _EXEC_TRAILER, "sh", keep]
         for attempt in (run, again, again, again, again):
-            res = self.container.exec_run(attempt, user=user, demux=False)
+            res = self.container.exec_run(attempt, user=user, demux=False, environment=env)
             text = (res.output or b"").decode("utf-8", "replace")
             body, sep, code = text.rpartition("\n" + _EXEC_MARK + " ")
             if sep and code.strip().isdigit():

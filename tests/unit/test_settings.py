@@ -94,7 +94,7 @@ def env_names_read_in(path: Path) -> set[str]:
 
 
 # Set for the training container by run-remote / 'opskit train', not settings of the user's.
-CONTAINER_VARIABLES = {"OPSKIT_RUN_ID", "OPSKIT_PROJECT_STAMP"}
+CONTAINER_VARIABLES = {"OPSKIT_RUN_ID", "OPSKIT_PROJECT_STAMP", "OPSKIT_NODE_RANK"}
 
 
 def test_every_variable_is_a_setting_and_in_the_readme() -> None:
