@@ -34,6 +34,7 @@ from opskit.jobs import launch
 from opskit.jobs.netprobe import DockerProber
 from opskit.jobs.nodes import (
     DEFAULT_RDZV_PORT,
+    Iface,
     NodesPlan,
     check_nodes,
     choose_rdzv,
@@ -214,14 +215,20 @@ class MultiRunner:
         prober = self.prober({r.host: host_image(r) for r in nodes},
                              {r.host: f"{r.facts.uid}:{r.facts.gid}" for r in nodes})
         t0 = self.base._transport(rank0)
-        candidates = prober.addrs(t0)
-        usable = [c.addr for c in candidates if c.usable()]
-        prober.listen(t0, port)
-        reach: dict[str, Any] = {}
-        try:
+        candidates: list[Iface] = []
+        try:  # one probe container per host, all starting at once
+            errors = each(nodes, lambda r: candidates.extend(prober.serve(t0, port)) if r is rank0
+                          else prober.prepare(r.transport))
+            if rank0.host in errors and isinstance(errors[rank0.host], JobError):
+                raise errors[rank0.host]
+            if errors:
+                raise refusal("the network probes did not start; nothing was started", errors,
+                              "check that each host's engine runs the job's image")
+            usable = [c.addr for c in candidates if c.usable()]
+            reach: dict[str, Any] = {}
             errors = each(nodes[1:], lambda r: reach.__setitem__(r.host, prober.reach(r.transport, port, usable)))
         finally:
-            prober.stop(t0)
+            each(nodes, lambda r: prober.stop(t0 if r is rank0 else r.transport))
         if errors:
             raise refusal("the reachability probes failed; nothing was started", errors,
                           "check that each host's engine runs the job's image")

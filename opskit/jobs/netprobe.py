@@ -6,6 +6,9 @@ the stdlib script below and is removed after:
 
 - ``addrs``: the host's IPv4 addresses and their interfaces (and whether the image has the
   node launcher, ``opskit.train.torchrun``);
+- ``serve PORT SECONDS``: ``addrs`` then ``listen`` in one container (rank 0's host);
+- ``idle SECONDS``: waits, so that ``reach`` runs in it by ``docker exec`` the moment rank 0's
+  addresses are known (each other host's container starts while rank 0's does);
 - ``listen PORT SECONDS``: binds the rendezvous port (a port in use is refused here) and
   answers every connection with a banner until it is stopped. It binds as torch's store
   does (SO_REUSEADDR): connections of an earlier run left in TIME_WAIT do not count as "in
@@ -42,11 +45,11 @@ def addrs():
             continue
         out.append([name, socket.inet_ntoa(raw[20:24])])
     return out
-mode = sys.argv[1]
-if mode == 'addrs':
+def report():
     import importlib.util
-    print(json.dumps({'addrs': addrs(), 'launcher': importlib.util.find_spec('opskit.train.torchrun') is not None}))
-elif mode == 'listen':
+    print(json.dumps({'addrs': addrs(), 'launcher': importlib.util.find_spec('opskit.train.torchrun') is not None}),
+          flush=True)
+def listen():
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's store: TIME_WAIT is no refusal
     try:
@@ -69,6 +72,17 @@ elif mode == 'listen':
             c.close()
     except socket.timeout:
         pass
+mode = sys.argv[1]
+if mode == 'addrs':
+    report()
+elif mode == 'serve':
+    report()
+    listen()
+elif mode == 'listen':
+    listen()
+elif mode == 'idle':
+    import time
+    time.sleep(float(sys.argv[2]))
 elif mode == 'reach':
     port, res, names = int(sys.argv[2]), {}, {a: n for n, a in addrs()}
     for a in sys.argv[3:]:
@@ -87,59 +101,64 @@ elif mode == 'reach':
 
 
 class DockerProber:
-    """The probes, run in ``image`` (the job's image, already on every host) by the host's engine."""
+    """The probes, run in ``image`` (the job's image, already on every host) by the host's engine:
+    one container per host, all started at once (``serve`` on rank 0's host, ``prepare`` on
+    the others), ``reach`` by ``docker exec`` in the others' once rank 0's addresses are known."""
 
     def __init__(self, images: dict[str, str], uid: dict[str, str]):
         self.images = images  # host -> image ID there
         self.uid = uid  # host -> "uid:gid" of the login user
         self.listeners: dict[str, Any] = {}
+        self.idle: dict[str, Any] = {}
 
-    def _kwargs(self, host: str, name: str) -> dict:
-        return {"entrypoint": ["python3", "-c", SCRIPT], "network_mode": "host", "user": self.uid[host],
-                "name": f"opskit-probe-{name}-{secrets.token_hex(3)}", "labels": {"opskit.probe": name},
-                **HARDENING}
+    def _run(self, t: Transport, argv: list[str], what: str) -> Any:
+        return t.docker().containers.run(
+            self.images[t.host], argv, detach=True, entrypoint=["python3", "-c", SCRIPT], network_mode="host",
+            user=self.uid[t.host], name=f"opskit-probe-{what}-{secrets.token_hex(3)}",
+            labels={"opskit.probe": what}, **HARDENING)
 
-    def _once(self, t: Transport, argv: list[str], what: str) -> tuple[int, str]:
-        c = t.docker().containers.run(self.images[t.host], argv, detach=True, **self._kwargs(t.host, what))
-        try:
-            code = int(c.wait(timeout=60).get("StatusCode", 1))
-            return code, c.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        finally:
-            c.remove(force=True)
-
-    def addrs(self, t: Transport) -> list[Iface]:
-        code, out = self._once(t, ["addrs"], "addrs")
-        if code != 0:
-            raise JobError(f"{t.host}: the address probe failed (exit {code}): {out.strip()[-300:]}")
-        got = json.loads(out.strip().splitlines()[-1])
-        if not got["launcher"]:
-            raise JobError(f"{t.host}: the image has no opskit.train.torchrun (it was built by an older opskit)",
-                           "rebuild it with this opskit ('opskit build'), or leave --image out")
-        return [Iface(n, a) for n, a in got["addrs"]]
-
-    def listen(self, t: Transport, port: int, seconds: int = 90) -> None:
-        c = t.docker().containers.run(self.images[t.host], ["listen", str(port), str(seconds)], detach=True,
-                                      **self._kwargs(t.host, "listen"))
+    def serve(self, t: Transport, port: int, seconds: int = 90) -> list[Iface]:
+        """Rank 0's host: its addresses, then its rendezvous port bound and answering until ``stop``."""
+        c = self._run(t, ["serve", str(port), str(seconds)], "serve")
         self.listeners[t.host] = c
         from opskit.waiting import wait_until
 
         def answered() -> bool:
             c.reload()
-            return b"listening" in c.logs(stdout=True) or c.status != "running"
+            return b'"listening"' in c.logs(stdout=True) or c.status not in ("created", "running")
 
-        wait_until(answered, 60, f"{t.host}: the rendezvous port probe to start", interval=0.2)
-        if b"listening" not in c.logs(stdout=True):
+        wait_until(answered, 60, f"{t.host}: the rendezvous port probe to start", interval=0.1)
+        lines = c.logs(stdout=True).decode("utf-8", "replace").strip().splitlines()
+        if not lines or not lines[0].startswith('{"addrs"'):
             text = c.logs(stdout=True, stderr=True).decode("utf-8", "replace").strip()
             self.stop(t)
-            raise JobError(f"{t.host}: the rendezvous port {port} is taken there ({text[-200:]})",
+            raise JobError(f"{t.host}: the address probe failed: {text[-300:]}")
+        got = json.loads(lines[0])
+        if not got["launcher"]:
+            self.stop(t)
+            raise JobError(f"{t.host}: the image has no opskit.train.torchrun (it was built by an older opskit)",
+                           "rebuild it with this opskit ('opskit build'), or leave --image out")
+        if not any('"listening"' in line for line in lines[1:]):
+            text = c.logs(stdout=True, stderr=True).decode("utf-8", "replace").strip().splitlines()[-1:]
+            self.stop(t)
+            raise JobError(f"{t.host}: the rendezvous port {port} is taken there ({' '.join(text)[-200:]})",
                            "stop what uses it, or give another port with --rdzv-port")
+        return [Iface(n, a) for n, a in got["addrs"]]
+
+    def prepare(self, t: Transport, seconds: int = 120) -> None:
+        """Another host: its probe container started (idle), for ``reach`` to run in."""
+        self.idle[t.host] = self._run(t, ["idle", str(seconds)], "reach")
 
     def reach(self, t: Transport, port: int, addrs: list[str]) -> Reach:
-        code, out = self._once(t, ["reach", str(port), *addrs], "reach")
+        if t.host not in self.idle:
+            self.prepare(t)
+        code, out = self.idle[t.host].exec_run(["python3", "-c", SCRIPT, "reach", str(port), *addrs],
+                                               user=self.uid[t.host])
+        text = out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out)
         if code != 0:
-            raise JobError(f"{t.host}: the reachability probe failed (exit {code}): {out.strip()[-300:]}")
+            raise JobError(f"{t.host}: the reachability probe failed (exit {code}): {text.strip()[-300:]}")
         res = Reach(t.host)
-        for addr, r in json.loads(out.strip().splitlines()[-1]).items():
+        for addr, r in json.loads(text.strip().splitlines()[-1]).items():
             if r["ok"]:
                 res.ok[addr] = Iface(r["ifname"], r["local"])
             else:
@@ -147,6 +166,8 @@ class DockerProber:
         return res
 
     def stop(self, t: Transport) -> None:
-        c = self.listeners.pop(t.host, None)
-        if c is not None:
-            c.remove(force=True)
+        """This host's probe container removed (rank 0's: its port free again)."""
+        for held in (self.listeners, self.idle):
+            c = held.pop(t.host, None)
+            if c is not None:
+                c.remove(force=True)

@@ -35,15 +35,16 @@ class FakeNetwork:
         self.links[(src, addr)] = via
         return self
 
-    def addrs(self, t: Any) -> list[Iface]:
-        self.calls.append(("addrs", t.host))
-        return list(self.addrs_of[t.host])
-
-    def listen(self, t: Any, port: int, seconds: int = 90) -> None:
-        self.calls.append(("listen", t.host))
+    def serve(self, t: Any, port: int, seconds: int = 90) -> list[Iface]:
+        """Rank 0's host: its addresses, and its port bound (as the one real probe container)."""
+        self.calls.append(("serve", t.host))
         if port in self.taken.get(t.host, set()):
             raise JobError(f"{t.host}: the rendezvous port {port} is taken there (Address already in use)")
         self.listening[t.host] = port
+        return list(self.addrs_of[t.host])
+
+    def prepare(self, t: Any, seconds: int = 120) -> None:
+        self.calls.append(("prepare", t.host))
 
     def reach(self, t: Any, port: int, addrs: list[str]) -> Reach:
         self.calls.append(("reach", t.host))

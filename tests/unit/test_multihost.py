@@ -93,7 +93,9 @@ def test_two_nodes_torchrun_on_each_with_the_proved_address(tmp_path):
     assert logs == {"gpu1/ranks0-1", "gpu2/ranks2-3"}
     assert "[gpu2] reaches 10.0.0.1:29400 by eth0 (10.0.0.2)" in bed.steps()
     assert any("--rdzv-conf join_timeout=120,read_timeout=30,timeout=120,is_host=true" in s for s in bed.steps())
-    assert ("listen", "gpu1") in bed.net.calls and ("stop", "gpu1") in bed.net.calls
+    calls = bed.net.calls  # one probe per host, started together; reach once rank 0 listens; all removed
+    assert set(calls[:2]) == {("serve", "gpu1"), ("prepare", "gpu2")} and calls[2] == ("reach", "gpu2")
+    assert set(calls[3:]) == {("stop", "gpu1"), ("stop", "gpu2")}
 
 
 def test_more_nodes_than_hosts_is_refused_before_anything(tmp_path):
@@ -311,8 +313,10 @@ def test_the_probe_script_itself_on_loopback(tmp_path):
     peer.recv(1)
     peer.close()
     holder.close()
-    listener = probe("listen", str(port), "20")
+    listener = probe("serve", str(port), "20")  # rank 0's one probe: its addresses, then the port held
     try:
+        served = json.loads(listener.stdout.readline())
+        assert ["lo", "127.0.0.1"] in served["addrs"] and served["launcher"] is True
         assert json.loads(listener.stdout.readline()) == {"listening": port}
         got = reach(port)
         assert got["ok"] and got["ifname"] == "lo" and got["local"] == "127.0.0.1"
