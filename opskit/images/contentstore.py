@@ -22,15 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from opskit.images.layerstore import StoreUnavailable, engine_is_here
+from opskit.images.layerstore import StoreUnavailable, engine_is_here, spool_frames
 from opskit.images.shiptar import (
     MT_OCI_LAYER,
-    BlobError,
     ImageParts,
     LayerBlob,
     blob_path,
     sha256_digest,
-    write_verified_frame,
 )
 
 CHUNK = 1 << 20
@@ -124,16 +122,8 @@ def parts_from_content(store: ContentStore, image_id: str, diff_ids: list[str], 
 
 
 def _content_frames(store: ContentStore, parts: ImageParts, wanted: set[int], spool_dir: str) -> None:
-    for i in sorted(wanted):
-        blob = parts.layers[i]
-        if blob.digest in parts.frames:
-            continue
-        frame = os.path.join(spool_dir, f"content-{blob.digest.split(':')[-1][:16]}.{parts.codec}")
-        try:
-            write_verified_frame(blob, store.chunks(blob.digest), parts.codec, frame, f"layer {i}")
-        except BlobError as exc:
-            raise StoreUnavailable(f"in the containerd content store, {exc}") from exc
-        parts.frames[blob.digest] = frame
+    spool_frames(parts, wanted, spool_dir, "content", lambda i: store.chunks(parts.layers[i].digest),
+                 "in the containerd content store")
 
 
 def content_roots(info: dict) -> list[str]:

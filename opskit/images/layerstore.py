@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,13 +203,21 @@ def parts_from_store(store: LocalStore, image_id: str, diff_ids: list[str], want
 
 
 def _store_frames(store: LocalStore, parts: ImageParts, chains: list[str], wanted: set[int], spool_dir: str) -> None:
+    spool_frames(parts, wanted, spool_dir, "store", lambda i: store.layer_tar(chains[i]), "rebuilt from the store")
+
+
+def spool_frames(parts: ImageParts, wanted: set[int], spool_dir: str, prefix: str,
+                 chunks_of: Callable[[int], Iterable[bytes]], where: str) -> None:
+    """Write a verified frame of each ``wanted`` layer not framed yet into ``spool_dir``
+    (``chunks_of(i)`` gives layer i's blob bytes); a blob that does not verify is
+    StoreUnavailable, saying ``where`` it was read (the caller then falls back to docker save)."""
     for i in sorted(wanted):
         blob = parts.layers[i]
         if blob.digest in parts.frames:
             continue
-        frame = os.path.join(spool_dir, f"store-{blob.digest.split(':')[-1][:16]}.{parts.codec}")
+        frame = os.path.join(spool_dir, f"{prefix}-{blob.digest.split(':')[-1][:16]}.{parts.codec}")
         try:
-            write_verified_frame(blob, store.layer_tar(chains[i]), parts.codec, frame, f"layer {i}")
+            write_verified_frame(blob, chunks_of(i), parts.codec, frame, f"layer {i}")
         except BlobError as exc:
-            raise StoreUnavailable(f"rebuilt from the store, {exc}") from exc
+            raise StoreUnavailable(f"{where}, {exc}") from exc
         parts.frames[blob.digest] = frame
