@@ -1,0 +1,175 @@
+"""The sbatch script opskit submits (pure: rendered here, kept in ``runs/RUN/job.sbatch``).
+
+One task per node (``srun --ntasks-per-node=1``) runs the training image BY ID on the node's
+own Docker engine (shipped there before submission), with torchrun's static rendezvous: node
+rank ``$SLURM_NODEID``, rank 0 on the allocation's first node (``scontrol show hostnames``),
+``--rdzv-id $SLURM_JOB_ID``. The host's network, the run's folder as ``/out`` (rank 0's:
+``RUN_DIR/results``, the others': ``RUN_DIR/nodes/NODE``), the same hardening as a single-host
+run. A SIGTERM (``scancel --signal=TERM --full``) reaches each node's task, which stops its
+container with ``docker stop -t GRACE`` (the training entry checkpoints); the batch script
+waits for the nodes, then writes ``RUN_DIR/opskit-sentinel.json`` (:mod:`.sentinel`): exit
+code, timestamps, a sha256 manifest of the results, whatever the end.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from opskit.errors import UsageError
+from opskit.jobs.launch import PIDS_LIMIT
+from opskit.jobs.slurm.sentinel import shell_writer
+
+DEFAULT_PORT = 29400
+OUTPUT = "slurm-%j.out"  # in RUN_DIR; Slurm writes the batch script's (and srun's) output there
+
+
+@dataclass
+class SbatchSpec:
+    """Everything the script says."""
+
+    run_id: str
+    model: str
+    train_args: list[str]
+    run_dir: str  # absolute; on the shared folder, or node-local (the same path on every node)
+    nodes: int
+    image_ids: dict[str, str]  # NodeName -> the image's ID on that node's engine
+    default_image: str  # for a node not in image_ids (never shipped to: the job fails clearly)
+    gpus_per_node: int = 0
+    partition: str | None = None
+    time: str | None = None
+    shm_size: int = 1 << 30
+    memory: int | None = None
+    port: int = DEFAULT_PORT
+    grace: int = 30
+    extra_sbatch: list[str] = field(default_factory=list)
+
+    def sbatch_options(self) -> list[str]:
+        """The ``#SBATCH`` options (also given to ``sbatch --test-only``)."""
+        opts = [f"--job-name=opskit-{self.run_id}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        if self.partition:
+            opts.append(f"--partition={self.partition}")
+        if self.gpus_per_node:
+            opts.append(f"--gres=gpu:{self.gpus_per_node}")
+        if self.time:
+            opts.append(f"--time={self.time}")
+        opts.append(f"--output={self.run_dir}/{OUTPUT}")
+        return opts + list(self.extra_sbatch)
+
+
+def check_time(text: str | None) -> str | None:
+    """``--time`` in one of Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    import re
+
+    if text is None:
+        return None
+    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text) or (text.count(":") == 0 and "-" not in text
+                                                          and not text.isdigit()):
+        raise UsageError(f"--time {text!r}: not a Slurm time",
+                         "use minutes (30), H:M:S (2:00:00) or D-H:M:S (1-00:00:00), as sbatch --time takes")
+    return text
+
+
+def _q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def docker_argv(spec: SbatchSpec) -> list[str]:
+    """The node's ``docker run`` after ``docker run -d``: words quoted here, ``$VARS`` left for
+    the node's shell (in double quotes)."""
+    mem = [f"--memory={spec.memory}", f"--memory-swap={spec.memory}"] if spec.memory else []
+    entry = ["-m", "opskit.train", spec.model, *spec.train_args, "--out", "/out"]
+    return [
+        '--name "$NAME"', '--label "opskit.run=$RUN_ID"', '--label "opskit.slurm_job=$SLURM_JOB_ID"',
+        "--network host", "--init", '--user "$(id -u):$(id -g)"', f"--shm-size {spec.shm_size}", *mem,
+        "--cap-drop ALL", "--security-opt no-new-privileges:true", f"--pids-limit {PIDS_LIMIT}",
+        '--mount "type=bind,source=$OUT,target=/out"', "-e HOME=/tmp", "-e PYTHONUNBUFFERED=1",
+        '-e "OPSKIT_RUN_ID=$RUN_ID"', '-e "OPSKIT_NODE_RANK=$SLURM_NODEID"', '"${GPUS[@]}"',
+        "--entrypoint python", '"$IMAGE"', "-m opskit.train.torchrun",
+        '--nnodes "$SLURM_NNODES"', f"--nproc-per-node {max(1, spec.gpus_per_node)}",
+        '--node-rank "$SLURM_NODEID"', "--rdzv-backend static", '--rdzv-id "$SLURM_JOB_ID"',
+        '--rdzv-endpoint "$OPSKIT_RDZV"', "--max-restarts 0", " ".join(_q(a) for a in entry),
+    ]
+
+
+def node_task(spec: SbatchSpec) -> str:
+    """What each node runs (``srun ... bash -c "$OPSKIT_NODE_TASK"``)."""
+    cases = "\n".join(f"  {_q(node)}) IMAGE={_q(image)} ;;" for node, image in sorted(spec.image_ids.items()))
+    run = " \\\n  ".join(docker_argv(spec))
+    gpus = ('if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then GPUS=(--gpus "\\"device=$CUDA_VISIBLE_DEVICES\\""); fi'
+            if spec.gpus_per_node else "")
+    return f"""set -u
+umask 077
+log() {{ echo "opskit[$SLURMD_NODENAME]: $*" >&2; }}
+case "$SLURMD_NODENAME" in
+{cases}
+  *) IMAGE={_q(spec.default_image)} ;;
+esac
+if [ "$SLURM_NODEID" = 0 ]; then OUT="$RUN_DIR/results"; else OUT="$RUN_DIR/nodes/$SLURMD_NODENAME"; fi
+mkdir -p "$OUT" || {{ log "cannot make $OUT"; exit 120; }}
+NAME="opskit-run-$RUN_ID"
+GPUS=()
+{gpus}
+log "node $SLURM_NODEID of $SLURM_NNODES: image $IMAGE, rendezvous $OPSKIT_RDZV"
+docker run -d \\
+  {run} >/dev/null || {{ log "docker run failed (is the image on this node? is its engine up?)"; exit 125; }}
+stop() {{ log "SIGTERM: stopping the container (the training entry checkpoints; kill after ${{GRACE}}s)"
+  docker stop -t "$GRACE" "$NAME" >/dev/null; }}
+trap stop TERM INT
+docker logs -f "$NAME" 2>&1 | sed -u "s|^|$SLURMD_NODENAME/node$SLURM_NODEID: |" &
+LOGS=$!
+CODEFILE=$(mktemp)
+docker wait "$NAME" >"$CODEFILE" &
+opskit_wait $!
+CODE=$(cat "$CODEFILE"); rm -f "$CODEFILE"
+opskit_wait "$LOGS"
+docker rm "$NAME" >/dev/null 2>&1
+log "container exited with $CODE"
+exit "${{CODE:-1}}"
+"""
+
+
+WAIT_FN = """opskit_wait() {  # background job $1's exit status, through any trapped signal
+  local rc again
+  while :; do
+    wait "$1"; rc=$?
+    if [ "$rc" -gt 128 ] && kill -0 "$1" 2>/dev/null; then continue; fi
+    if [ "$rc" -gt 128 ]; then wait "$1" 2>/dev/null; again=$?; [ "$again" -ne 127 ] && rc=$again; fi
+    return "$rc"
+  done
+}"""
+
+
+def render(spec: SbatchSpec) -> str:
+    """The whole sbatch script."""
+    head = "\n".join(f"#SBATCH {o}" for o in spec.sbatch_options())
+    args = " ".join(_q(a) for a in [spec.model, *spec.train_args])
+    return f"""#!/bin/bash
+{head}
+# opskit run {spec.run_id}: {args}
+# Rendered by opskit (kept in runs/{spec.run_id}/job.sbatch); one task per node runs the image by ID.
+set -u
+umask 077
+RUN_ID={_q(spec.run_id)}
+RUN_DIR={_q(spec.run_dir)}
+GRACE={int(spec.grace)}
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+FIRST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+OPSKIT_RDZV="$FIRST:{int(spec.port)}"
+export RUN_ID RUN_DIR GRACE OPSKIT_RDZV
+{WAIT_FN}
+export -f opskit_wait
+{shell_writer()}
+OPSKIT_NODE_TASK=$(cat <<'OPSKIT_TASK'
+{node_task(spec)}OPSKIT_TASK
+)
+export OPSKIT_NODE_TASK
+mkdir -p "$RUN_DIR"
+echo "opskit: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, rank 0 on $FIRST, results in $RUN_DIR" >&2
+trap 'echo "opskit: SIGTERM: the nodes stop (the training entry checkpoints)" >&2' TERM
+srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "$OPSKIT_NODE_TASK" &
+opskit_wait $!
+RC=$?
+opskit_sentinel "$RC" "$STARTED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+exit "$RC"
+"""

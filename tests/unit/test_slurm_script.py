@@ -1,0 +1,151 @@
+"""The sbatch script opskit renders (opskit.jobs.slurm.script) and the sentinel it writes
+(opskit.jobs.slurm.sentinel): its options, and its shell run for real by bash against a pretend
+allocation (tests/unit/_fakeslurm.py): two nodes, a failure before the training entry, a
+SIGTERM that checkpoints, file names the shell cannot put into JSON. The real path is
+tests/integration/test_run_slurm.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _fakeslurm import fake_cluster
+
+from opskit.errors import JobError, UsageError
+from opskit.jobs.slurm.script import SbatchSpec, check_time, render
+from opskit.jobs.slurm.sentinel import SENTINEL, parse_sentinel
+
+NODES = ["n1", "n2"]
+
+
+def spec(run_dir: Path | str, **kw) -> SbatchSpec:
+    base = dict(run_id="r1", model="lenet", train_args=["--steps", "2", "--threads", "1"], run_dir=str(run_dir),
+                nodes=2, image_ids={"n1": "sha256:" + "a" * 64, "n2": "sha256:" + "b" * 64},
+                default_image="sha256:" + "c" * 64, grace=5)
+    return SbatchSpec(**{**base, **kw})
+
+
+def test_sbatch_options():
+    s = spec("/shared/opskit/runs/r1", partition="gpu", gpus_per_node=2, time="10:00")
+    assert s.sbatch_options() == [
+        "--job-name=opskit-r1", "--nodes=2", "--ntasks-per-node=1", "--partition=gpu", "--gres=gpu:2",
+        "--time=10:00", "--output=/shared/opskit/runs/r1/slurm-%j.out"]
+    text = render(s)
+    assert text.startswith("#!/bin/bash\n#SBATCH --job-name=opskit-r1\n")
+    assert "#SBATCH --gres=gpu:2" in text and '--gpus "\\"device=$CUDA_VISIBLE_DEVICES\\""' in text
+    assert "--nproc-per-node 2" in text and "--rdzv-backend static" in text
+    assert "--rdzv-endpoint \"$OPSKIT_RDZV\"" in text and "--node-rank \"$SLURM_NODEID\"" in text
+    cpu = spec("/x", gpus_per_node=0)
+    assert "--gres" not in "\n".join(cpu.sbatch_options()) and "--gpus" not in render(cpu)
+    assert subprocess.run(["bash", "-n"], input=text.encode()).returncode == 0
+
+
+def test_quoting_of_arguments_and_paths():
+    s = spec("/shared/with space/r1", train_args=["--note", "it's $(rm -rf /)"])
+    text = render(s)
+    assert "RUN_DIR='/shared/with space/r1'" in text
+    assert "'it'\"'\"'s $(rm -rf /)'" in text
+    assert subprocess.run(["bash", "-n"], input=text.encode()).returncode == 0
+
+
+@pytest.mark.parametrize("good", ["30", "10:00", "2:00:00", "1-00:00:00", "1-12", "1-12:30"])
+def test_time_forms_slurm_takes(good):
+    assert check_time(good) == good
+
+
+@pytest.mark.parametrize("bad", ["1h", "-5", "10:", "abc", "1-"])
+def test_time_forms_refused(bad):
+    with pytest.raises(UsageError, match="not a Slurm time"):
+        check_time(bad)
+
+
+def run_script(tmp_path: Path, run_dir: Path, env_extra: dict | None = None, **kw) -> tuple[subprocess.Popen, dict]:
+    env = {**fake_cluster(tmp_path / "fake", NODES), **(env_extra or {})}
+    script = tmp_path / "job.sbatch"
+    script.write_text(render(spec(run_dir, **kw)))
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, env
+
+
+def sentinel_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / SENTINEL).read_text())
+
+
+def hashes(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != SENTINEL}
+
+
+def test_two_nodes_end_to_end(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "n1/node0: rank 0: step 2/2 loss=2.1" in text and "n2/node1: rank 1: step 1/2 loss=2.3" in text
+    doc = sentinel_of(run_dir)
+    assert (doc["exit_code"], doc["run_id"], doc["slurm_job_id"], doc["unlisted"]) == (0, "r1", "42", 0)
+    assert doc["files"] == hashes(run_dir) and set(doc["files"]) == {"results/summary.json",
+                                                                   "nodes/n2/summary.json"}
+    sent = parse_sentinel((run_dir / SENTINEL).read_bytes(), "x", "r1", "42")
+    assert sent.state == "exited" and sent.started <= sent.finished
+    argv = (Path(env["FAKE_STATE"]) / "n2" / "argv").read_text().splitlines()
+    assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 3] == ["python", "sha256:" + "b" * 64]
+    assert argv[argv.index("--node-rank"):argv.index("--node-rank") + 2] == ["--node-rank", "1"]
+    assert argv[argv.index("--rdzv-endpoint"):argv.index("--rdzv-endpoint") + 2] == ["--rdzv-endpoint", "n1:29400"]
+    assert argv[-2:] == ["--out", "/out"] and "--cap-drop" in argv and "no-new-privileges:true" in argv
+
+
+def test_failure_before_the_entry_starts_still_writes_the_sentinel(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, _ = run_script(tmp_path, run_dir, {"FAKE_NO_IMAGE": "sha256:aaaa"})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 125
+    assert "docker run failed (is the image on this node?" in out.decode()
+    assert "Unable to find image" in out.decode()
+    doc = sentinel_of(run_dir)
+    assert (doc["exit_code"], doc["files"]) == (125, {})
+    assert parse_sentinel((run_dir / SENTINEL).read_bytes(), "x", "r1").state == "failed"
+
+
+def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600"})
+    tasks = Path(env["FAKE_STATE"]) / "tasks"
+    deadline = time.monotonic() + 30
+    while not (Path(env["FAKE_STATE"]) / "n2" / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in tasks.read_text().split():  # what 'scancel --signal=TERM JOB' does: the step's tasks
+        os.kill(int(pid), signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out.decode()
+    assert "SIGTERM: stopping the container (the training entry checkpoints" in out.decode()
+    doc = sentinel_of(run_dir)
+    assert doc["exit_code"] == 143 and "results/checkpoints/last.pt" in doc["files"]
+    assert doc["files"] == hashes(run_dir)
+
+
+def test_names_json_cannot_hold_are_counted_not_written(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, _ = run_script(tmp_path, run_dir, {"FAKE_ODD": 'quote"and\\back'})
+    proc.communicate(timeout=60)
+    doc = sentinel_of(run_dir)  # valid JSON all the same
+    assert doc["unlisted"] == 2 and set(doc["files"]) == {"results/summary.json", "nodes/n2/summary.json"}
+
+
+def test_sentinel_of_another_run_or_broken_is_refused():
+    good = {"format": "opskit-slurm-sentinel/1", "run_id": "r1", "slurm_job_id": "42", "exit_code": 0,
+            "files": {"results/a": "0" * 64}}
+    assert parse_sentinel(json.dumps(good).encode(), "w", "r1", "42").files == {"results/a": "0" * 64}
+    with pytest.raises(JobError, match="the sentinel of run r1 .* not of run r2"):
+        parse_sentinel(json.dumps(good).encode(), "w", "r2")
+    with pytest.raises(JobError, match="not a valid sentinel"):
+        parse_sentinel(b'{"format": "opskit-slurm-sentinel/1", "run_', "w", "r1")
+    with pytest.raises(JobError, match="is not a sha256"):
+        parse_sentinel(json.dumps({**good, "files": {"a": "xyz"}}).encode(), "w", "r1")
