@@ -11,6 +11,14 @@ as fresh installs of Docker 29 have it.
     eval "$(python scripts/lab.py env --dir .lab)"
     opskit status --host @lab
     python scripts/lab.py down [--dir .lab]
+
+``up --slurm`` starts a Slurm 22.05 cluster instead (opskit.testing.slurm): login/controller host
+``slurm-login`` (group ``@slurm``, SSH on 127.0.0.1) and compute nodes ``slurm-node1``,
+``slurm-node2`` (GPU hosts as above, GRES gpu:2, reached through slurm-login: ProxyJump), a
+shared folder at /shared on all three. ``down`` removes it (containers, network, volume).
+
+    python scripts/lab.py up --slurm [--dir .lab-slurm]
+    ssh -F .lab-slurm/ssh_config slurm-login sinfo
 """
 
 from __future__ import annotations
@@ -36,7 +44,13 @@ def _state(workdir: Path) -> Path:
 
 def up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir).resolve()
+    if _state(workdir).exists():  # its record would be lost, and its containers with it
+        print(f"a lab is already up in {workdir} ({_state(workdir)}): run 'down --dir {args.dir}' "
+              "first, or give another --dir", file=sys.stderr)
+        return 1
     client = local_docker_client()
+    if args.slurm:
+        return _up_slurm(client, workdir)
     bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), engine=args.engine,
                           name_prefix=args.prefix, labels={OWNER_LABEL: LAB_OWNER})
     # Rename the group so that `--host @lab` reaches every host.
@@ -46,6 +60,22 @@ def up(args: argparse.Namespace) -> int:
              "hosts": bed.names, "engine": args.engine}
     atomic.write_json(_state(workdir), state)
     print(f"lab up: {', '.join(bed.names)} (group @lab, {args.engine} engine)", file=sys.stderr)
+    print(_env_lines(state["env"]))
+    return 0
+
+
+def _up_slurm(client: object, workdir: Path) -> int:
+    from opskit.testing.slurm import start_slurm_cluster
+
+    cluster = start_slurm_cluster(client, workdir=workdir, name_prefix="lab-slurm",
+                                  labels={OWNER_LABEL: LAB_OWNER})
+    state = {"containers": [h.container.id for h in cluster.hosts.values()], "env": cluster.env(),
+             "hosts": list(cluster.hosts), "engine": "legacy", "slurm": True,
+             "network": cluster.network, "volume": cluster.volume}
+    atomic.write_json(_state(workdir), state)
+    print(f"lab up: Slurm cluster: login {cluster.login} (group @{cluster.group}, 127.0.0.1:"
+          f"{cluster.login_port}), nodes {', '.join(cluster.nodes)} (through {cluster.login}), "
+          f"partition {cluster.partition}, shared folder {cluster.shared_dir}", file=sys.stderr)
     print(_env_lines(state["env"]))
     return 0
 
@@ -78,10 +108,17 @@ def down(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - reported, the others still go
             print(f"could not remove {cid[:12]}: {exc}", file=sys.stderr)
             left.append(cid)
-    if left:  # keep the record of what is still there: test sessions never reap lab hosts
+    errors = []
+    if not left and state.get("slurm"):  # the cluster's network and shared volume, once empty
+        from opskit.testing.slurmaux import remove_network_and_volume
+
+        errors = remove_network_and_volume(client, state["network"], state["volume"])
+        for error in errors:
+            print(f"could not remove {error}", file=sys.stderr)
+    if left or errors:  # keep the record of what is still there: test sessions never reap labs
         atomic.write_json(path, {**state, "containers": left})
-        print(f"lab down: {len(left)} container(s) left, listed in {path}; run 'down' again",
-              file=sys.stderr)
+        print(f"lab down: {len(left) + len(errors)} thing(s) left, listed in {path}; run 'down' "
+              "again", file=sys.stderr)
         return 1
     path.unlink()
     print(f"lab down: removed {', '.join(state['hosts'])}", file=sys.stderr)
@@ -97,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=list(ENGINE_KINDS), default="legacy",
                         help="the hosts' Docker engine: legacy (20.10, overlay2) or containerd "
                              "(26.1.5, containerd image store)")
+    parser.add_argument("--slurm", action="store_true",
+                        help="up: a Slurm cluster (slurm-login + slurm-node1/2) instead of hosts")
     args = parser.parse_args(argv)
     return {"up": up, "env": env, "down": down}[args.action](args)
 

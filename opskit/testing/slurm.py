@@ -39,11 +39,15 @@ from typing import Any
 
 import pytest
 
-from opskit import atomic
 from opskit.errors import OpskitError
+from opskit.testing.slurmaux import (
+    remove_host,
+    remove_network_and_volume,
+    remove_orphan_clusters,
+    write_cluster_files,
+)
 from opskit.testing.sshd import (
     LABEL,
-    LOGIN_USER,
     OWNER_LABEL,
     SSHTestHost,
     build_test_image,
@@ -265,11 +269,11 @@ class SlurmCluster:
         """Remove the containers, then the network and the shared volume."""
         errors = []
         with ThreadPoolExecutor(max_workers=3) as pool:
-            for err in pool.map(_remove_host, list(self.hosts.values())):
+            for err in pool.map(remove_host, list(self.hosts.values())):
                 if err:
                     errors.append(err)
         self.hosts = {}
-        errors += _remove_network_and_volume(self.client, self.network, self.volume)
+        errors += remove_network_and_volume(self.client, self.network, self.volume)
         if errors:
             raise OpskitError("could not remove the Slurm cluster: " + "; ".join(errors))
 
@@ -278,71 +282,6 @@ class SlurmCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _remove_host(host: SSHTestHost) -> str | None:
-    try:
-        host.remove()
-    except Exception as exc:  # noqa: BLE001 - collected by close()
-        if "No such container" not in str(exc):
-            return f"{host.name}: {exc}"
-    return None
-
-
-def _remove_network_and_volume(client: Any, network: str, volume: str) -> list[str]:
-    from docker.errors import NotFound
-
-    errors = []
-    for kind, name in (("network", network), ("volume", volume)):
-        if not name:
-            continue
-        try:
-            getattr(client, kind + "s").get(name).remove()
-        except NotFound:
-            continue
-        except Exception as exc:  # noqa: BLE001 - collected by close()
-            errors.append(f"{kind} {name}: {exc}")
-    return errors
-
-
-# -- files that point opskit and OpenSSH at the cluster -----------------------------------------
-def write_cluster_files(cluster: SlurmCluster) -> None:
-    login = cluster.hosts[cluster.login]
-    lines = login.known_hosts_lines()
-    for node in cluster.nodes:
-        lines += [f"{node} {key}" for key in cluster.hosts[node].host_keys]
-    atomic.write_text(cluster.known_hosts_path, "\n".join(lines) + "\n")
-    common = (f"    User {LOGIN_USER}\n"
-              f"    IdentityFile {cluster.key_path}\n"
-              f"    IdentitiesOnly yes\n"
-              f"    UserKnownHostsFile {cluster.known_hosts_path}\n"
-              f"    StrictHostKeyChecking yes\n")
-    blocks = [f"Host {cluster.login}\n    HostName 127.0.0.1\n    Port {login.port}\n{common}"]
-    blocks += [f"Host {node}\n    HostName {node}\n    Port 22\n    ProxyJump {cluster.login}\n{common}"
-               for node in cluster.nodes]
-    atomic.write_text(cluster.ssh_config_path, "\n".join(blocks))
-    _write_inventory(cluster)
-
-
-def _write_inventory(cluster: SlurmCluster) -> None:
-    import yaml
-
-    def entry(hostname: str, port: int, jump: str | None = None) -> dict:
-        e: dict[str, Any] = {"hostname": hostname, "port": port, "user": LOGIN_USER,
-                             "identityfile": [str(cluster.key_path)], "identities_only": True,
-                             "known_hosts": [str(cluster.known_hosts_path)]}
-        if jump:
-            e["proxyjump"] = jump
-        return e
-
-    hosts = {cluster.login: entry("127.0.0.1", cluster.login_port)}
-    hosts.update({n: entry(n, 22, cluster.login) for n in cluster.nodes})
-    data = {
-        "defaults": {"connect_timeout": 10, "command_timeout": 60},
-        "hosts": hosts,
-        "groups": {cluster.group: [cluster.login], f"{cluster.group}-nodes": list(cluster.nodes)},
-    }
-    atomic.write_text(cluster.inventory_path, yaml.safe_dump(data, sort_keys=False))
 
 
 # -- starting one -------------------------------------------------------------------------------
@@ -446,40 +385,6 @@ def _start_host(client: Any, cluster: SlurmCluster, name: str, image: str, kwarg
 
     wait_until(sshd_up, timeout, f"sshd in {host.container.name}", interval=0.25)
     host.host_keys = host.read_host_keys()
-
-
-def remove_orphan_clusters(client: Any) -> list[str]:
-    """Remove clusters whose starting process (on this machine) is gone: containers, then
-    networks and volumes (left by a killed session). Clusters of live processes stay."""
-    from opskit.testing.sshd import orphans
-
-    removed = []
-    for c in orphans(client, OWNER_LABEL):
-        if c["Labels"].get(LABEL, "").startswith("slurm"):
-            client.api.remove_container(c["Id"], force=True, v=True)
-            removed.append(c["Name"])
-    gone = _dead_owner_filter()
-    for net in client.networks.list(filters={"label": f"{LABEL}=slurm"}):
-        if gone(net.attrs.get("Labels") or {}):
-            removed += [net.name, *_remove_network_and_volume(client, net.name, "")]
-    for vol in client.volumes.list(filters={"label": f"{LABEL}=slurm"}):
-        if gone(vol.attrs.get("Labels") or {}):
-            removed += [vol.name, *_remove_network_and_volume(client, "", vol.name)]
-    return removed
-
-
-def _dead_owner_filter() -> Any:
-    import socket
-
-    from opskit.testing.sshd import _alive
-
-    me = socket.gethostname()
-
-    def gone(labels: dict) -> bool:
-        machine, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
-        return machine == me and pid.isdigit() and not _alive(int(pid))
-
-    return gone
 
 
 # -- pytest fixture -----------------------------------------------------------------------------

@@ -147,3 +147,38 @@ def test_a_node_whose_slurmd_stops_goes_down_and_comes_back(cluster: SlurmCluste
     finally:
         cluster.start_slurmd(node)
     assert cluster.node_states()[node][0] == "idle"
+
+
+def test_lab_up_slurm_then_down(docker_client, base_image: str, tmp_path) -> None:
+    """scripts/lab.py up --slurm: a cluster of its own, reached by `ssh -F`; down removes its
+    containers, network and shared volume; a second up in the same folder is refused."""
+    import json
+    import sys
+    from pathlib import Path
+
+    lab = [sys.executable, str(Path(__file__).parents[2] / "scripts" / "lab.py")]
+    workdir = tmp_path / "lab"
+    up = subprocess.run([*lab, "up", "--slurm", "--dir", str(workdir)], capture_output=True,
+                        text=True, timeout=600)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((workdir / "lab.json").read_text())
+    try:
+        assert f"export OPSKIT_SSH_CONFIG={workdir / 'ssh_config'}" in up.stdout
+        assert "login slurm-login" in up.stderr
+        again = subprocess.run([*lab, "up", "--slurm", "--dir", str(workdir)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "already up" in again.stderr
+        inv = load_inventory(str(workdir / "hosts.yaml"), ssh_config=str(workdir / "ssh_config"))
+        assert [s.name for s in inv.expand(["@slurm"])] == ["slurm-login"]
+        with SSHTransport(inv.resolve("slurm-login")) as t:
+            res = t.run(["sinfo", "-h", "-N", "-o", "%N %t %G"])
+        assert res.stdout.splitlines() == ["slurm-node1 idle gpu:2", "slurm-node2 idle gpu:2"], res
+    finally:
+        down = subprocess.run([*lab, "down", "--dir", str(workdir)], capture_output=True,
+                              text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not (workdir / "lab.json").exists()
+    ids = {c.id for c in docker_client.containers.list(all=True)}
+    assert not ids & set(state["containers"])
+    assert not docker_client.networks.list(names=[state["network"]])
+    assert state["volume"] not in {v.name for v in docker_client.volumes.list()}
