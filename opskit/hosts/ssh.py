@@ -263,6 +263,13 @@ class SSHTransport:
         res = self.run(["sha256sum", "--", path]).check()
         return res.stdout.split()[0]
 
+    def open_unix_socket(self, path: str) -> Any:
+        """A channel to the unix socket ``path`` on the host, on this connection, with no
+        process started there (OpenSSH ``direct-streamlocal``; raises StreamLocalRefused)."""
+        from opskit.hosts.streamlocal import open_streamlocal
+
+        return open_streamlocal(self.client().get_transport(), path, self.spec.connect_timeout)
+
     def docker(self) -> Any:
         with self._lock:
             if self._docker is None:

@@ -1,7 +1,9 @@
 """Ship an image to hosts' engines: only the layers each host lacks, compressed, verified.
 
-For every host (in parallel): read which image store its engine has (legacy or containerd)
-and which layer stacks it holds (by chain ID, docker-py over the host's own SSH connection),
+For every host (in parallel): ask whether it already holds the image (the engine's API over
+the SSH connection, no docker process started there, else the docker CLI; see
+:mod:`opskit.images.shipcheck`); if not, read which image store its engine has (legacy or
+containerd) and which layer stacks it holds (by chain ID, docker-py over the host's own SSH connection),
 plan the layers to send, and send ONE hybrid archive that both stores load (OCI layout +
 ``manifest.json``, only the missing layer blobs; see :mod:`opskit.images.shiptar`). The
 archive is uploaded to a staging file under ``~/.opskit/ship/`` on the host (``NAME.part``
@@ -19,7 +21,6 @@ A local host (``localhost``) shares this machine's engine: nothing travels.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from opskit.hosts.spec import HostSpec
 from opskit.hosts.transport import Transport
 from opskit.images.contentstore import store_kind
 from opskit.images.shiparchive import Archive, ArchiveDigests, archive_for
+from opskit.images.shipcheck import check_image, image_on_host  # noqa: F401 - image_on_host re-exported
 from opskit.images.shipremote import (
     LoadProblem,
     load_archive,
@@ -152,6 +154,7 @@ class HostPlan:
     local: bool = False
     missing_tags: list[str] = field(default_factory=list)
     host_image_id: str = ""  # the image's ID on the host, when it is there
+    checked_via: str = ""  # how presence was asked: shipcheck.VIA_API or VIA_CLI ("" when local)
 
     @property
     def send_bytes(self) -> int:
@@ -162,6 +165,7 @@ class HostPlan:
             "host": self.host, "store": self.store, "image_present": self.image_present,
             "host_image_id": self.host_image_id, "reason": self.reason, "codec": self.codec,
             "local": self.local, "layers": [lay.to_dict() for lay in self.send], "bytes": self.send_bytes,
+            "checked_via": self.checked_via,
         }
 
 
@@ -181,6 +185,7 @@ class ShipResult:
     store: str = ""  # the host engine's image store
     host_image_id: str = ""  # the image's ID on the host (config digest or manifest digest)
     fallback: str = ""  # why a partial archive failed and the full one was sent ("" when none)
+    checked_via: str = ""  # how the host was asked whether it held the image (see HostPlan)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -240,14 +245,16 @@ def remote_codec(transport: Transport) -> str:
     return "zstd" if res.stdout.strip() else "gzip"
 
 
-def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
-    """What ``image`` costs to bring to this host's engine (touches the host, sends nothing)."""
+def plan_host(transport: Transport, image: LocalImage, on_event: EventFn | None = None) -> HostPlan:
+    """What ``image`` costs to bring to this host's engine (touches the host, sends nothing).
+    ``on_event`` hears why the host's docker CLI was asked instead of its engine's API."""
     if transport.is_local:
         return HostPlan(transport.host, True, image.store, "this machine's own engine", local=True)
-    present = image_on_host(transport, image)
+    present, via = check_image(transport, image, on_event)
     if present is not None:
         host_id, tags, store = present
-        hp = HostPlan(transport.host, True, store, "the image is already there", host_image_id=host_id)
+        hp = HostPlan(transport.host, True, store, f"the image is already there (asked the {via})",
+                      host_image_id=host_id, checked_via=via)
         hp.missing_tags = [t for t in image.repo_tags if t not in tags]
         return hp
     client = transport.docker()
@@ -255,65 +262,7 @@ def plan_host(transport: Transport, image: LocalImage) -> HostPlan:
     held = held_chain_ids(i.attrs for i in client.images.list(all=True))
     send = [lay for lay in image.layers if lay.chain_id not in held]
     reason = f"{store} image store: {len(image.layers) - len(send)} of {len(image.layers)} layers already there"
-    return HostPlan(transport.host, False, store, reason, send, remote_codec(transport))
-
-
-def image_on_host(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
-    """(ID on the host, tags there, its store) when the host holds our image, else None.
-
-    The fast path of a re-ship with nothing changed is one command: ``docker image ls`` of our
-    tags (measured on Docker 26's containerd store: 30 ms, where ``docker image inspect`` takes
-    47-71 ms and ``docker --version`` alone 18 ms). An ID that is ours proves the image, as IDs
-    are content digests: our image ID (the same store), else our config digest (a legacy store)
-    or manifest digest (a containerd store), read from the local store only then. An image not
-    under our tags there is looked up by our image ID.
-    """
-    if image.repo_tags:
-        found = _ours_by_tags(transport, image)
-        if found is not None:
-            return found
-    return _ours_among(transport, image, [image.image_id])
-
-
-def _store_of(image: LocalImage, host_id: str) -> str | None:
-    """The host's store if ``host_id`` is one of our image's IDs, else None."""
-    if host_id == image.image_id:
-        return image.store
-    if host_id in image.ids():
-        return "legacy" if host_id == image.config_digest else "containerd"
-    return None
-
-
-def _ours_by_tags(transport: Transport, image: LocalImage) -> tuple[str, list[str], str] | None:
-    filters = [arg for tag in image.repo_tags for arg in ("--filter", f"reference={tag}")]
-    res = transport.run(["docker", "image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}",
-                         *filters])
-    held: dict[str, list[str]] = {}
-    for line in res.stdout.splitlines():
-        host_id, _, tag = line.strip().partition(" ")
-        held.setdefault(host_id, []).append(tag)
-    for host_id, tags in held.items():
-        store = _store_of(image, host_id)
-        if store is not None:
-            return host_id, tags, store
-    return None
-
-
-def _ours_among(transport: Transport, image: LocalImage, refs: list[str]) -> tuple[str, list[str], str] | None:
-    fmt = "{{.Id}} {{json .RootFS.Layers}} {{json .RepoTags}}"
-    res = transport.run(["docker", "image", "inspect", "--format", fmt, *refs])
-    decoder = json.JSONDecoder()
-    for line in res.stdout.splitlines():  # exit 1 when any one ref is absent; the others print
-        host_id, _, rest = line.strip().partition(" ")
-        try:
-            layers, end = decoder.raw_decode(rest)
-            tags = list(json.loads(rest[end:]) or [])
-        except json.JSONDecodeError:
-            continue
-        store = _store_of(image, host_id) if layers == image.diff_ids else None
-        if store is not None:
-            return host_id, tags, store
-    return None
+    return HostPlan(transport.host, False, store, reason, send, remote_codec(transport), checked_via=via)
 
 
 def plan(specs: Sequence[HostSpec], image: LocalImage) -> GroupResult[HostPlan]:
@@ -380,7 +329,8 @@ def ship_one(
             tag_remote(transport, hp.host_image_id or image.image_id, hp.missing_tags)
         mode = "local" if hp.local else "none"
         return ShipResult(transport.host, image.image_id, mode, 0, 0, 0, 0, time.monotonic() - start, hp.codec,
-                          hp.reason, store=hp.store, host_image_id=hp.host_image_id or image.image_id)
+                          hp.reason, store=hp.store, host_image_id=hp.host_image_id or image.image_id,
+                          checked_via=hp.checked_via)
     assert parts is not None
     digests = digests or ArchiveDigests()
     indexes = [lay.index for lay in hp.send]
@@ -406,7 +356,7 @@ def ship_one(
     return ShipResult(
         transport.host, image.image_id, mode, last.archive.layers, sum(t.archive.raw_bytes for t in tries),
         sum(t.wire for t in tries), tries[0].resumed, time.monotonic() - start, parts.codec, hp.reason,
-        parts.source, hp.store, last.host_image_id, fallback,
+        parts.source, hp.store, last.host_image_id, fallback, hp.checked_via,
     )
 
 
@@ -445,7 +395,7 @@ def ship(client: Any, ref: str, specs: Sequence[HostSpec], opts: ShipOptions | N
 
     def one(t: Transport) -> ShipResult:
         try:
-            hp = plan_host(t, image)
+            hp = plan_host(t, image, opts.on_event)
             plans[t.host] = hp
         finally:
             barrier.wait()
