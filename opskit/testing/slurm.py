@@ -15,8 +15,10 @@ the login user ``opskit``, uid 1000 on all three). One munge key per cluster, ma
 The Slurm configuration is in the image (``images/slurm/slurm.conf``): cluster ``opskit``,
 partition ``gpu`` (default, both nodes), ``select/cons_tres``, ``proctrack/linuxproc``,
 ``task/none``, no cgroup plugins, no accounting; ``SlurmdTimeout=10`` (a node whose slurmd
-stops is NOT_RESPONDING, then DOWN, within seconds; ``ReturnToService=2`` takes it back when its
-slurmd registers again) and ``MinJobAge=30`` (a finished job stays in squeue/scontrol at least
+stops, or that ``lose_node`` freezes, is NOT_RESPONDING after about 13 s and DOWN after about
+26 s, measured here; ``ReturnToService=2`` takes it back when its slurmd registers again; batch
+jobs on a lost node are requeued, Slurm's default, unless submitted ``--no-requeue``: then they
+end NODE_FAIL) and ``MinJobAge=30`` (a finished job stays in squeue/scontrol at least
 30 s; slurmctld purges it at its next purge after that). Daemons run in the foreground (``-D``,
 munged ``-F``) under ``setsid``, started by ``/usr/local/sbin/opskit-slurm`` from the hosts'
 start scripts; logs: ``/var/log/slurm/{slurmctld,slurmd}.{log,out}``, ``/var/log/munge/``
@@ -244,6 +246,29 @@ class SlurmCluster:
     def start_slurmd(self, node: str, wait: bool = True) -> None:
         """Start ``node``'s slurmd again; with ``wait``, until sinfo says the node is idle."""
         self.check(node, ["/usr/local/sbin/opskit-slurm", "start"])
+        if wait:
+            self.wait_idle([node])
+
+    def wait_node_state(self, node: str, state: str, timeout: float = 90.0) -> str:
+        """Wait until sinfo's long state of ``node`` starts with ``state`` (e.g. ``"down"``:
+        ``down*`` is DOWN and not responding); return the state."""
+
+        def reached() -> str:
+            now = self.node_states().get(node, ("",))[0]
+            return now if now.startswith(state) else ""
+
+        return wait_until(reached, timeout, f"{node} {state}", interval=1.0)
+
+    def lose_node(self, node: str) -> None:
+        """Freeze ``node`` (docker pause): slurmd, its job steps, its engine and sshd stop
+        answering, as a hung or cut-off machine. Slurm marks it not responding (about 13 s
+        here), then DOWN (about 26 s) and ends its jobs NODE_FAIL, or requeues them (Slurm's
+        default for batch jobs; not with ``sbatch --no-requeue``). ``restore_node`` undoes it."""
+        self.container(node).pause()
+
+    def restore_node(self, node: str, wait: bool = True) -> None:
+        """Unfreeze ``node``; with ``wait``, until sinfo says it is idle (ReturnToService=2)."""
+        self.container(node).unpause()
         if wait:
             self.wait_idle([node])
 

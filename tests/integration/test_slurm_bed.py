@@ -8,7 +8,6 @@ and a node whose slurmd stops going DOWN / not responding (then back when it sta
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 
 from opskit.hosts.inventory import load_inventory
 from opskit.hosts.ssh import SSHTransport
+from opskit.testing.engine import require_tool
 from opskit.testing.slurm import GPUS_PER_NODE, SlurmCluster
 from opskit.waiting import wait_until
 
@@ -85,6 +85,8 @@ def tiny_image(slurm_cluster: SlurmCluster, docker_client, base_image: str) -> s
     """A tiny image FROM the offline base, built once by a stable tag, loaded into node1."""
     import io
 
+    require_tool("docker", "docker.io")  # the docker CLI: load_image pipes into docker exec
+
     base_id = docker_client.images.get(base_image).id.split(":")[1][:12]
     tag = f"opskit-slurmbed-tiny:{base_id}"
     dockerfile = f"FROM {base_image}\nRUN echo opskit-slurm-tiny > /tiny\n"
@@ -122,8 +124,7 @@ def test_opskit_ssh_and_openssh_reach_a_node_through_the_login_host(cluster: Slu
     assert res.exit_code == 0 and res.stdout.split() == [node, str(GPUS_PER_NODE), "2"], res
     with SSHTransport(inv.resolve(cluster.login)) as t:
         assert t.run(["hostname"]).stdout.strip() == cluster.login
-    if shutil.which("ssh") is None:
-        pytest.skip("OpenSSH client not installed (apt-get install openssh-client)")
+    require_tool("ssh", "openssh-client")
     cfg = str(cluster.ssh_config_path)
     shown = subprocess.run(["ssh", "-G", "-F", cfg, node], capture_output=True, text=True,
                            timeout=30).stdout.splitlines()
@@ -138,15 +139,32 @@ def test_a_node_whose_slurmd_stops_goes_down_and_comes_back(cluster: SlurmCluste
     cluster.stop_slurmd(node)
     try:
         # '*' after the state: not responding; DOWN once SlurmdTimeout has passed
-        state = wait_until(lambda: (s := cluster.node_states()[node][0]).startswith("down") and s,
-                           90.0, f"{node} DOWN", interval=1.0)
-        assert state == "down*", state
+        assert cluster.wait_node_state(node, "down") == "down*"
         shown = cluster.check(cluster.login, ["scontrol", "show", "node", "-o", node])
         assert "NOT_RESPONDING" in shown and "Reason=Not responding" in shown, shown
         assert cluster.node_states()[cluster.nodes[0]][0] == "idle"
     finally:
         cluster.start_slurmd(node)
     assert cluster.node_states()[node][0] == "idle"
+
+
+def test_a_node_lost_mid_job_fails_the_job_and_comes_back(cluster: SlurmCluster) -> None:
+    """A frozen node (lose_node): the running two-node job ends NODE_FAIL (--no-requeue) and
+    its output names the node; unfrozen, the node is idle again."""
+    folder = f"{cluster.shared_dir}/lost-{uuid.uuid4().hex[:8]}"
+    job = _submit(cluster, "#!/bin/bash\n#SBATCH --nodes=2 --ntasks-per-node=1 --no-requeue\n"
+                           "#SBATCH --output=out.txt\nsrun sleep 300\n", folder)
+    wait_until(lambda: cluster.job_state(job) == "RUNNING", 60.0, f"job {job} running")
+    node = cluster.nodes[1]
+    cluster.lose_node(node)
+    try:
+        assert cluster.wait_node_state(node, "down") == "down*"
+        assert cluster.wait_job(job, timeout=60.0) == "NODE_FAIL"
+    finally:
+        cluster.restore_node(node)
+    out = _as_user(cluster, f"cat {folder}/out.txt")
+    assert f"Node failure on {node}" in out, out
+    assert cluster.node_states() == {n: ("idle", f"gpu:{GPUS_PER_NODE}") for n in cluster.nodes}
 
 
 def test_lab_up_slurm_then_down(docker_client, base_image: str, tmp_path) -> None:
