@@ -346,17 +346,19 @@ def start_slurm_cluster(
         role = "login" if name == LOGIN else "node"
         kwargs = {} if role == "login" else gpu_host_run_kwargs(
             client, node_image, disk=disk or DEFAULT_DISK)
+        role_env = {**env, "OPSKIT_SLURM_ROLE": role, "OPSKIT_SLURM_NODES": " ".join(NODES)}
         kwargs = _host_kwargs(client, cluster, name, f"{name_prefix}-{name.split('-')[1]}-{token}",
-                              {**env, "OPSKIT_SLURM_ROLE": role}, all_labels, kwargs)
-        _start_host(client, cluster, name, login_image if role == "login" else node_image,
-                    kwargs, lock, timeout)
+                              role_env, all_labels, kwargs)
+        _run_host(client, cluster, name, login_image if role == "login" else node_image,
+                  kwargs, lock)
 
     try:
+        # the nodes' containers first: slurmctld resolves the NodeNames once, when it starts
+        # (its start script also waits until they resolve)
         with ThreadPoolExecutor(max_workers=3) as pool:
-            futures = [pool.submit(start, name) for name in (*NODES, LOGIN)]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]
+            list(pool.map(start, NODES))
+            start(LOGIN)
+            list(pool.map(lambda h: _wait_host(h, timeout), list(cluster.hosts.values())))
         cluster.write_files()
         cluster.wait_idle(timeout=timeout)
     except BaseException:
@@ -387,8 +389,8 @@ def _host_kwargs(client: Any, cluster: SlurmCluster, name: str, container_name: 
     return kwargs
 
 
-def _start_host(client: Any, cluster: SlurmCluster, name: str, image: str, kwargs: dict,
-                lock: threading.Lock, timeout: float) -> None:
+def _run_host(client: Any, cluster: SlurmCluster, name: str, image: str, kwargs: dict,
+              lock: threading.Lock) -> None:
     from opskit.testing.containers import make_container
     from opskit.testing.sshd import _published_port
 
@@ -398,6 +400,12 @@ def _start_host(client: Any, cluster: SlurmCluster, name: str, image: str, kwarg
     host.container = host.testcontainer.start().get_wrapped_container()
     if name == LOGIN:
         host.port = _published_port(host)
+
+
+def _wait_host(host: SSHTestHost, timeout: float) -> None:
+    """Wait until the host's sshd answers (its start scripts, daemons included, are done)."""
+    name = host.name
+    if name == LOGIN:
         wait_for_sshd(host, timeout)
         return
 
