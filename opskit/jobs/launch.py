@@ -125,13 +125,12 @@ def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_
 def add_node(kwargs: dict[str, Any], job: JobSpec) -> None:
     """A node of a multi-host job: torchrun as the entrypoint, the HOST's network (the other
     nodes reach rank 0's rendezvous port and the collective's ports on the host's address;
-    deliberate: only these containers get it), the nodes' names -> proved addresses, and the
-    interface NCCL/gloo use. The hardening above stays as it is."""
+    deliberate: only these containers get it) and the interface NCCL/gloo use. The hardening
+    above stays as it is."""
     node = job.node
     assert node is not None
     kwargs["entrypoint"] = list(node.ENTRYPOINT)
     kwargs["network_mode"] = "host"
-    kwargs["extra_hosts"] = dict(node.extra_hosts)
     kwargs["environment"].update(dict(node.environment))
     kwargs["labels"][LABEL_NODE] = str(node.rank)
 

@@ -34,6 +34,7 @@ from opskit.jobs import launch
 from opskit.jobs.netprobe import DockerProber
 from opskit.jobs.nodes import (
     DEFAULT_RDZV_PORT,
+    RDZV_BACKEND,
     Iface,
     NodesPlan,
     check_nodes,
@@ -239,8 +240,8 @@ class MultiRunner:
         emit(ev.Step(rank0.host, f"rank 0: rendezvous at {plan.endpoint} ({rdzv.name}), port free there"))
         for node in plan.nodes[1:]:
             emit(ev.Step(node.host, f"reaches {plan.endpoint} by {node.iface.name} ({node.iface.addr})"))
-        emit(ev.Step(rank0.host, f"torchrun: --nnodes {len(nodes)} --rdzv-id {plan.run_id} "
-                                 f"--rdzv-conf {plan.conf_text(plan.nodes[0])} (world size {plan.world_size})"))
+        emit(ev.Step(rank0.host, f"torchrun: --nnodes {len(nodes)} --rdzv-backend {RDZV_BACKEND} --rdzv-id {plan.run_id} "
+                                 f"--rdzv-conf {plan.conf_text()} (world size {plan.world_size})"))
         return plan
 
     def start(self, nodes: list[HostRun], plan: NodesPlan) -> None:

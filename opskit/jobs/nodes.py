@@ -1,15 +1,19 @@
 """One job over several hosts: the torchrun line of each node, worked out here (pure).
 
 torchrun is started on every node with ``--nnodes N``, ``--nproc-per-node`` (the node's GPUs,
-or 1 on a CPU host), the c10d rendezvous on rank 0's host at an address opskit has proved
-every other host reaches (:mod:`opskit.jobs.netprobe`), a run-unique ``--rdzv-id`` and
-``--rdzv-conf`` timeouts chosen here and printed. Which node is rank 0 is not left to chance:
-c10d numbers the nodes in the order of their ``--local-addr`` (sorted as strings), so node
-``i`` is given the name ``opskit-node-00i`` as its local address, and every container maps
-each name to its node's proved address (``--add-host``): the sort order is the host order,
-the first host is rank 0 and runs the rendezvous store (``is_host`` said explicitly).
+or 1 on a CPU host) and ``--node-rank`` (the host's place in the order given: the first host
+is rank 0), the static rendezvous at an address of rank 0's host that opskit has proved every
+other host reaches (:mod:`opskit.jobs.netprobe`) and the port proved free there: rank 0's
+torchrun holds the job's store (a c10d TCPStore) on that port, the others connect to it, and
+nothing polls. A run-unique ``--rdzv-id`` names the job's keys in that store, and
+``--rdzv-conf timeout=`` (chosen here and printed) bounds how long rank 0 waits for every node.
 NCCL and gloo are told each node's interface (``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``),
-never ``lo`` or ``docker0``.
+never ``lo`` or ``docker0``. The workers are forked from torchrun once it has imported the
+training entry (``--start-method fork``, :mod:`opskit.train.torchrun`), not started afresh.
+
+Measured (bench/multihost.py, README): torchrun's ``c10d`` backend polls its store once a
+second, which cost every node about 1 s before its workers started; the static rendezvous
+gives the same ranks (opskit numbers the nodes itself) without that poll.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from opskit.errors import JobError, UsageError
 from opskit.jobs.spec import NodeLaunch
 
 DEFAULT_RDZV_PORT = 29400
-# c10d rendezvous: how long every node waits for the others to join, how long one store read
-# may take, and how long a node is kept after its last keep-alive. Short enough that a host
-# that never comes stops the others within a minute, long enough for a slow image start.
-RDZV_CONF = {"join_timeout": 120, "read_timeout": 30, "timeout": 120}
-NODE_NAME = "opskit-node-{:03d}"
+RDZV_BACKEND = "static"
+# The static rendezvous's one setting: how long rank 0's store waits for every node to connect
+# (and a store operation may take). Long enough for a slow image start; a host that never
+# comes fails the start after it (and opskit stops the other nodes at once).
+RDZV_CONF = {"timeout": 120}
+START_METHOD = "fork"  # workers forked from torchrun after it imported the entry (opskit.train.torchrun)
 NEVER_IFACES = ("lo", "docker0")
 NEVER_PREFIXES = ("veth", "br-", "docker", "virbr", "cni", "flannel", "cali")
 
@@ -59,10 +64,6 @@ class Node:
     gpus: int  # GPUs given to the container (0 on a CPU host)
     iface: Iface  # the interface and address this node talks to the others by
 
-    @property
-    def name(self) -> str:
-        return NODE_NAME.format(self.rank)
-
 
 @dataclass
 class NodesPlan:
@@ -80,28 +81,21 @@ class NodesPlan:
     def endpoint(self) -> str:
         return f"{self.rdzv_addr}:{self.rdzv_port}"
 
-    def conf_text(self, node: Node) -> str:
-        conf = {**self.rdzv_conf, "is_host": "true" if node.rank == 0 else "false"}
-        return ",".join(f"{k}={v}" for k, v in conf.items())
+    def conf_text(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.rdzv_conf.items())
 
     def torchrun_args(self, node: Node) -> list[str]:
-        """torchrun's options for ``node`` (the module and its arguments follow)."""
-        return [
-            "--nnodes", str(len(self.nodes)), "--nproc-per-node", str(node.nproc),
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", self.endpoint, "--rdzv-id", self.run_id,
-            "--rdzv-conf", self.conf_text(node), "--local-addr", node.name, "--max-restarts", "0",
-        ]
+        """torchrun's options for ``node`` (``-m opskit.train`` and its arguments follow)."""
+        return torchrun_argv(nnodes=len(self.nodes), nproc=node.nproc, node_rank=node.rank,
+                             addr=self.rdzv_addr, port=self.rdzv_port, run_id=self.run_id,
+                             conf=self.conf_text())
 
     def environment(self, node: Node) -> dict[str, str]:
         return {"NCCL_SOCKET_IFNAME": node.iface.name, "GLOO_SOCKET_IFNAME": node.iface.name,
                 "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "OPSKIT_NODE_RANK": str(node.rank)}
 
-    def extra_hosts(self) -> dict[str, str]:
-        return {n.name: n.iface.addr for n in self.nodes}
-
     def launch(self, node: Node) -> NodeLaunch:
-        return NodeLaunch(node.rank, tuple(self.torchrun_args(node)),
-                          tuple(sorted(self.environment(node).items())), tuple(self.extra_hosts().items()))
+        return NodeLaunch(node.rank, tuple(self.torchrun_args(node)), tuple(sorted(self.environment(node).items())))
 
     def ranks(self, node: Node) -> str:
         """The global ranks of ``node``'s processes, as a log prefix (rank0, ranks2-3)."""
@@ -110,11 +104,36 @@ class NodesPlan:
 
     def to_dict(self) -> dict:
         return {
-            "rdzv_backend": "c10d", "rdzv_endpoint": self.endpoint, "rdzv_id": self.run_id,
-            "rdzv_conf": dict(self.rdzv_conf), "world_size": self.world_size,
+            "rdzv_backend": RDZV_BACKEND, "rdzv_endpoint": self.endpoint, "rdzv_id": self.run_id,
+            "rdzv_conf": dict(self.rdzv_conf), "start_method": START_METHOD, "world_size": self.world_size,
             "nodes": [{"host": n.host, "rank": n.rank, "nproc_per_node": n.nproc, "gpus": n.gpus,
-                       "local_addr": n.name, "addr": n.iface.addr, "ifname": n.iface.name} for n in self.nodes],
+                       "addr": n.iface.addr, "ifname": n.iface.name} for n in self.nodes],
         }
+
+
+def torchrun_argv(*, nnodes: int | str, nproc: int | str, node_rank: int | str, addr: str, port: int | str,
+                  run_id: str, conf: str | None = None) -> list[str]:
+    """torchrun's options for one node of an ``nnodes``-node job; ``-m opskit.train`` and the
+    training arguments follow. Run them with ``python -m opskit.train.torchrun`` (torchrun's
+    own arguments; a signal's exit is 128+N; the workers start warm) or ``torchrun``.
+
+    - ``--node-rank``: the node's place, 0 to nnodes-1; rank 0's torchrun holds the store;
+    - ``addr``/``port``: rank 0's address that every node reaches, and a port free there
+      (``--master-addr``/``--master-port`` of the static rendezvous: no polling);
+    - ``run_id``: unique per run (the prefix of the job's keys in the store);
+    - ``conf``: ``timeout=S``, how long rank 0 waits for every node to connect (default
+      :data:`RDZV_CONF`);
+    - ``--max-restarts 0``: a failed worker ends the node (opskit then stops the others);
+    - ``--start-method fork``: with ``-m opskit.train``, workers forked after the entry's imports.
+
+    Each value is placed as given, so a job script may pass a shell variable's reference (e.g.
+    ``node_rank="$SLURM_NODEID"``) and quote the line itself."""
+    return [
+        "--nnodes", str(nnodes), "--nproc-per-node", str(nproc), "--node-rank", str(node_rank),
+        "--rdzv-backend", RDZV_BACKEND, "--master-addr", addr, "--master-port", str(port),
+        "--rdzv-id", run_id, "--rdzv-conf", conf or ",".join(f"{k}={v}" for k, v in RDZV_CONF.items()),
+        "--max-restarts", "0", "--start-method", START_METHOD,
+    ]
 
 
 def check_nodes(nodes: int, hosts: list[str]) -> None:

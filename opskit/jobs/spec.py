@@ -106,13 +106,11 @@ def parse_gpus(text: str) -> GpuRequest:
 @dataclass(frozen=True)
 class NodeLaunch:
     """How one node of a multi-host job starts (:mod:`opskit.jobs.nodes`): torchrun before
-    the training entry, on the host's network, with the node's environment and the nodes'
-    names mapped to their proved addresses."""
+    the training entry, on the host's network, with the node's environment."""
 
     rank: int
     torchrun: tuple[str, ...]
     environment: tuple[tuple[str, str], ...]
-    extra_hosts: tuple[tuple[str, str], ...]
 
     ENTRYPOINT = ("python", "-m", "opskit.train.torchrun")  # torchrun; a signal's exit is 128+N
 

@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 
+from opskit.jobs.nodes import torchrun_argv
 from opskit.train.checkpoint import load_checkpoint
 from opskit.train.entry import main
 
@@ -73,17 +74,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_write_one_metrics_file_from_global_rank_0(tmp_path):
+def node_launcher(launcher: str, node: int, port: int) -> list[str]:
+    """torchrun itself, or the line opskit runs on each node (opskit.jobs.nodes.torchrun_argv:
+    the static rendezvous, workers forked from opskit.train.torchrun after its imports)."""
+    if launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+                "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    return [sys.executable, "-m", "opskit.train.torchrun",
+            *torchrun_argv(nnodes=2, nproc=1, node_rank=node, addr="127.0.0.1", port=port, run_id="t")]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "opskit-node"])
+def test_two_nodes_write_one_metrics_file_from_global_rank_0(tmp_path, launcher):
     """Two torchrun agents (--nnodes 2, one process each) sharing one --out, as two hosts
     sharing a folder would: node 1's local rank 0 writes nothing, rank 0 writes each line once
-    with the world size and the summed throughput."""
+    with the world size and the summed throughput. The same with opskit's node line."""
     out, port = tmp_path / "nodes", free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
-             str(node), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
-             str(port), "-m", "opskit.train", *COMMON, "--batch-size", "8", "--out", str(out)],
+            [*node_launcher(launcher, node, port), "-m", "opskit.train", *COMMON, "--batch-size", "8",
+             "--out", str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
         for node in (0, 1)
     ]
@@ -104,15 +115,19 @@ def test_two_nodes_write_one_metrics_file_from_global_rank_0(tmp_path):
     assert "eval step 6" in outputs[0] and "eval step 6" not in outputs[1]
 
 
-def test_sigterm_to_torchrun_checkpoints_once_and_resumes(tmp_path):
-    """torchrun forwards SIGTERM to both ranks; they agree on one step, rank 0 checkpoints."""
+@pytest.mark.parametrize("module", ["torch.distributed.run", "opskit.train.torchrun"])
+def test_sigterm_to_torchrun_checkpoints_once_and_resumes(tmp_path, module):
+    """torchrun forwards SIGTERM to both ranks; they agree on one step, rank 0 checkpoints.
+    opskit's node launcher (workers forked after its imports) does the same and exits 143."""
     import signal
     import time
 
     out = tmp_path / "ddp"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node=2", "-m", "opskit.train"]  # fmt: skip
+    warm = module == "opskit.train.torchrun"  # the line opskit runs, here for one node of two processes
+    node = torchrun_argv(nnodes=1, nproc=2, node_rank=0, addr="127.0.0.1", port=free_port(), run_id="s")
+    launcher = [sys.executable, "-m", module, *(node if warm else ["--standalone", "--nproc_per_node=2"]),
+                "-m", "opskit.train"]  # fmt: skip
     opts = ["lenet", "--small", "--batch-size", "8", "--train-samples", "256", "--val-samples",
             "16", "--threads", "1", "--device", "cpu", "--log-every", "2", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen([*launcher, *opts, "--steps", "100000"], env=env,
@@ -129,7 +144,8 @@ def test_sigterm_to_torchrun_checkpoints_once_and_resumes(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0  # torchrun reports the signal as a failure of its own
+    # torchrun reports the signal as a failure of its own; opskit's launcher as the signal's exit
+    assert proc.returncode == 143 if warm else proc.returncode != 0, output[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["exit_code"] == 143, output[-3000:]
     stopped = summary["step"]

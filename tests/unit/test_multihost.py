@@ -73,11 +73,10 @@ def test_two_nodes_torchrun_on_each_with_the_proved_address(tmp_path):
     assert k1["entrypoint"] == ["python", "-m", "opskit.train.torchrun"] and k1["network_mode"] == "host"
     cmd = k2["command"]
     opt = {cmd[i]: cmd[i + 1] for i in range(0, cmd.index("-m"), 2)}
-    assert opt["--nnodes"] == "2" and opt["--nproc-per-node"] == "2" and opt["--rdzv-backend"] == "c10d"
-    assert opt["--rdzv-endpoint"] == "10.0.0.1:29400" and opt["--rdzv-id"] == "mh"  # eth0, never lo/docker0
-    assert opt["--rdzv-conf"].endswith("is_host=false") and "is_host=true" in k1["command"][k1["command"].index("--rdzv-conf") + 1]
-    assert opt["--local-addr"] == "opskit-node-001" and k1["command"][k1["command"].index("--local-addr") + 1] == "opskit-node-000"
-    assert k2["extra_hosts"] == {"opskit-node-000": "10.0.0.1", "opskit-node-001": "10.0.0.2"}
+    assert opt["--nnodes"] == "2" and opt["--nproc-per-node"] == "2" and opt["--rdzv-backend"] == "static"
+    assert opt["--master-addr"] == "10.0.0.1" and opt["--master-port"] == "29400"  # eth0, never lo/docker0
+    assert opt["--rdzv-id"] == "mh" and opt["--rdzv-conf"] == "timeout=120" and opt["--start-method"] == "fork"
+    assert opt["--node-rank"] == "1" and k1["command"][k1["command"].index("--node-rank") + 1] == "0"  # host order
     assert cmd[cmd.index("-m"):][:3] == ["-m", "opskit.train", "lenet"] and cmd[-2:] == ["--out", "/out"]
     assert k2["environment"]["GLOO_SOCKET_IFNAME"] == "eth0" == k2["environment"]["NCCL_SOCKET_IFNAME"]
     assert k1["cap_drop"] == ["ALL"] and k1["privileged"] is False  # the hardening stays
@@ -87,12 +86,13 @@ def test_two_nodes_torchrun_on_each_with_the_proved_address(tmp_path):
     card = bed.store.load("mh")
     assert card["hosts"] == ["gpu1", "gpu2"] and card["node_states"] == {"gpu1": "exited", "gpu2": "exited"}
     assert card["nodes"]["rdzv_endpoint"] == "10.0.0.1:29400" and card["nodes"]["world_size"] == 4
+    assert (card["nodes"]["rdzv_backend"], card["nodes"]["start_method"]) == ("static", "fork")
     assert (tmp_path / "runs/mh/results/summary.json").is_file()  # rank 0's results
     assert (tmp_path / "runs/mh/nodes/gpu2/logs.txt").is_file()  # every other node's output
     logs = {e.host for e in bed.events if e.kind == "log"}
     assert logs == {"gpu1/ranks0-1", "gpu2/ranks2-3"}
     assert "[gpu2] reaches 10.0.0.1:29400 by eth0 (10.0.0.2)" in bed.steps()
-    assert any("--rdzv-conf join_timeout=120,read_timeout=30,timeout=120,is_host=true" in s for s in bed.steps())
+    assert "[gpu1] torchrun: --nnodes 2 --rdzv-backend static --rdzv-id mh --rdzv-conf timeout=120 (world size 4)" in bed.steps()
     calls = bed.net.calls  # one probe per host, started together; reach once rank 0 listens; all removed
     assert set(calls[:2]) == {("serve", "gpu1"), ("prepare", "gpu2")} and calls[2] == ("reach", "gpu2")
     assert set(calls[3:]) == {("stop", "gpu1"), ("stop", "gpu2")}
@@ -120,7 +120,8 @@ def test_the_first_address_every_host_reaches_is_chosen(tmp_path):
     bed = Bed(tmp_path, net=net)
     bed.run()
     k2 = bed.started()["gpu2"]
-    assert "192.168.5.1:29400" in k2["command"] and k2["environment"]["NCCL_SOCKET_IFNAME"] == "ib0"
+    cmd = k2["command"]
+    assert cmd[cmd.index("--master-addr") + 1] == "192.168.5.1" and k2["environment"]["NCCL_SOCKET_IFNAME"] == "ib0"
 
 
 def test_rendezvous_port_taken_starts_nothing(tmp_path):
@@ -198,6 +199,25 @@ def test_plan_is_pure_and_never_uses_lo_or_docker0():
     assert not nodesmod.Iface("docker0", "172.17.0.1").usable() and not nodesmod.Iface("lo", "127.0.0.1").usable()
     with pytest.raises(JobError, match="no address the other hosts could use"):
         nodesmod.choose_rdzv("gpu1", [nodesmod.Iface("lo", "127.0.0.1"), nodesmod.Iface("docker0", "172.17.0.1")], [])
+
+
+def test_node_argv_is_what_torchrun_itself_parses():
+    """opskit's node line read by torchrun's own parser: the static rendezvous at rank 0's
+    proved address and port, the node's rank, the run's ID and timeout, workers forked."""
+    from torch.distributed.run import config_from_args, parse_args
+
+    argv = nodesmod.torchrun_argv(nnodes=2, nproc=4, node_rank=1, addr="10.0.0.1", port=29411, run_id="r1")
+    args = parse_args([*argv, "-m", "opskit.train", "lenet", "--steps", "3"])
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "4", 1)
+    assert (args.rdzv_backend, args.master_addr, args.master_port, args.rdzv_id) == ("static", "10.0.0.1", 29411, "r1")
+    assert (args.max_restarts, args.start_method, args.module) == (0, "fork", True)
+    assert (args.training_script, args.training_script_args) == ("opskit.train", ["lenet", "--steps", "3"])
+    config, _, _ = config_from_args(args)
+    assert config.rdzv_endpoint == "10.0.0.1:29411" and config.rdzv_configs == {"timeout": "120", "rank": 1}
+    assert (config.min_nodes, config.max_nodes, config.nproc_per_node) == (2, 2, 4)
+    # A job script's shell variables go in as given (the script quotes the line itself).
+    argv = nodesmod.torchrun_argv(nnodes="$N", nproc=1, node_rank="$SLURM_NODEID", addr="$A", port=1, run_id="$J")
+    assert argv[argv.index("--node-rank") + 1] == "$SLURM_NODEID" and argv[argv.index("--rdzv-id") + 1] == "$J"
 
 
 def old_run(store: RunStore, run_id: str, data: bytes) -> None:
