@@ -19,5 +19,6 @@ writes; torchrun itself exits 1 after a SIGTERM, summary.json still says "interr
 Modules: ``entry`` (main/train), ``args``, ``loop`` (Trainer), ``tasks/`` (the Task API in
 ``tasks.base``), ``data/`` (generated shapes, synthetic tensors, .npz files, image folders),
 ``checkpoint``, ``metrics``, ``distributed``, ``errors``, ``torchrun`` (torchrun for one node of
-a multi-host job: a signal's exit is 128+N). Importing this package does no work.
+a multi-host job: a signal's exit is 128+N; workers forked warm), ``preload`` (what every
+training process imports, imported once by that launcher). Importing this package does no work.
 """
