@@ -19,7 +19,8 @@ stops, or that ``lose_node`` freezes, is NOT_RESPONDING after about 13 s and DOW
 26 s, measured here; ``ReturnToService=2`` takes it back when its slurmd registers again; batch
 jobs on a lost node are requeued, Slurm's default, unless submitted ``--no-requeue``: then they
 end NODE_FAIL) and ``MinJobAge=30`` (a finished job stays in squeue/scontrol at least
-30 s; slurmctld purges it at its next purge after that). Daemons run in the foreground (``-D``,
+30 s; slurmctld purges it at its next purge after that: 53-58 s after the end, measured here;
+then ``scontrol show job``/``squeue -j`` exit 1 with "Invalid job id specified"). Daemons run in the foreground (``-D``,
 munged ``-F``) under ``setsid``, started by ``/usr/local/sbin/opskit-slurm`` from the hosts'
 start scripts; logs: ``/var/log/slurm/{slurmctld,slurmd}.{log,out}``, ``/var/log/munge/``
 (see ``SlurmCluster.logs``).
