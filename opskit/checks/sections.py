@@ -82,9 +82,31 @@ def _without_engine_mounts(path: str, show: str = "_opskit_show") -> str:
             f"else {show} {path}; fi")
 
 
-def _need(tool: str, command: str) -> str:
+@dataclass(frozen=True)
+class Needs:
+    """A snippet that runs only where ``tool`` is installed. Where it is not, the section says
+    ``TOOL: command not found`` (plus ``note`` when the shell test ``note_if`` holds) with
+    status 127, decided by the script's own shell: no subshell, no process. On a host without
+    GPUs or Docker that is six sections of the status script. ``when`` (a shell test): the
+    section runs only if it holds, else it is empty with status 0."""
+
+    tool: str
+    command: str
+    note_if: str = ""
+    note: str = ""
+    when: str = ""
+
+    def missing(self) -> str:
+        """Shell that sets ``_e`` and ``_rc`` as the snippet would on a host without the tool."""
+        text = shlex.quote(f"{self.tool}: command not found")
+        note = (f"; if {self.note_if}; then _e=\"$_e\"{shlex.quote(', ' + self.note)}; fi"
+                if self.note_if else "")
+        return f"_e={text}{note}; _rc={NOT_FOUND}"
+
+
+def _need(tool: str, command: str) -> Needs:
     """Run ``command`` when ``tool`` is installed, else say so and give status 127."""
-    return f"if command -v {tool} >/dev/null 2>&1; then {command}; else _opskit_nf {tool}; fi"
+    return Needs(tool, command)
 
 
 # Helpers defined at the top of every script. Reading files with the shell's own ``read``
@@ -111,7 +133,7 @@ _opskit_show() {
 }
 """
 
-SNIPPETS: dict[str, str] = {
+SNIPPETS: dict[str, str | Needs] = {
     "self": "echo $$",  # the script's shell: it and its children are opskit's own processes
     "hostname": "_opskit_show /proc/sys/kernel/hostname 2>/dev/null || hostname",
     "os_release": "_opskit_show /etc/os-release 2>/dev/null || _opskit_show /usr/lib/os-release",
@@ -141,12 +163,10 @@ SNIPPETS: dict[str, str] = {
     "else while IFS= read -r _l; do case ${_l%%:*} in " + "?" * 33 + "*) "
     "printf '%s\\n' \"$_l\";; esac; done < /etc/passwd; fi; true",
     "ps": _need("ps", _bounded(PS_TIMEOUT, f"ps -eww -o {PS_COLUMNS}")),
-    "gpu_query": "if command -v nvidia-smi >/dev/null 2>&1; then " + _bounded(
-        NVIDIA_SMI_TIMEOUT,
-        f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)} --format=csv,noheader,nounits")
-    + "; elif [ -e /proc/driver/nvidia/version ] || [ -e /dev/nvidiactl ]; then "
-    f"_opskit_nf 'nvidia-smi' '{DRIVER_LOADED}'; "
-    "else _opskit_nf nvidia-smi; fi",
+    "gpu_query": Needs(
+        "nvidia-smi", _bounded(NVIDIA_SMI_TIMEOUT, f"nvidia-smi --query-gpu={','.join(GPU_FIELDS)}"
+                               " --format=csv,noheader,nounits"),
+        note_if="[ -e /proc/driver/nvidia/version ] || [ -e /dev/nvidiactl ]", note=DRIVER_LOADED),
     "gpu_apps": _need("nvidia-smi", _bounded(
         NVIDIA_SMI_TIMEOUT, f"nvidia-smi --query-compute-apps={','.join(GPU_APP_FIELDS)} "
         "--format=csv,noheader,nounits")),
@@ -157,8 +177,8 @@ SNIPPETS: dict[str, str] = {
                                                "docker version --format '{{json .}}'")),
     # only where docker system df (run before it) failed: each docker CLI start costs the host
     # ~15 ms of CPU, and system df already counts the images
-    "docker_images": "if [ \"${_opskit_rc_docker_df:-1}\" != 0 ]; then " + _need(
-        "docker", _bounded(DOCKER_TIMEOUT, "docker image ls --quiet --no-trunc")) + "; fi",
+    "docker_images": Needs("docker", _bounded(DOCKER_TIMEOUT, "docker image ls --quiet --no-trunc"),
+                           when='[ "${_opskit_rc_docker_df:-1}" != 0 ]'),
     # system df sizes every layer and container: slow on a busy engine
     "docker_df": _need("docker", _bounded(DOCKER_TIMEOUT,
                                           "docker system df --format '{{json .}}'")),
@@ -208,15 +228,27 @@ class Section:
         return f"exited with {self.exit_code}"
 
 
+def _run_line(name: str, snippet: str | Needs) -> str:
+    """The shell that runs one section's snippet, leaving its stderr in ``$_e`` and its exit
+    status in ``$_rc`` (and ``$_opskit_rc_NAME``); its stdout goes to fd 3, the buffer."""
+    if isinstance(snippet, str) and name in QUIET:  # no subshell: one fork less on the host
+        return f"{{ {snippet}\n}} 2>/dev/null </dev/null; _rc=$?; _e="
+    command = snippet.command if isinstance(snippet, Needs) else snippet
+    # stdout -> fd 3 (the buffer), stderr -> $_e; stdin never the script's
+    run = f"_e=$({{ {command}\n}} 2>&1 >&3 3>&- </dev/null); _rc=$?"
+    if isinstance(snippet, Needs):
+        run = (f"if command -v {snippet.tool} >/dev/null 2>&1; then {run}; "
+               f"else {snippet.missing()}; fi")
+        if snippet.when:
+            run = f"if {snippet.when}; then {run}; else _e=; _rc=0; fi"
+    return f"{run}; _opskit_rc_{name}=$_rc"
+
+
 def build_script(names: Iterable[str]) -> str:
     """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
     parts = [PRELUDE, "_opskit_body() {"]
     for name in names:
-        snippet = SNIPPETS[name]  # KeyError for an unknown name: a programming error
-        if name in QUIET:  # no subshell to capture stderr: one fork less on the host
-            run = f"{{ {snippet}\n}} 2>/dev/null </dev/null; _rc=$?; _e="
-        else:  # stdout -> fd 3 (the buffer), stderr -> $_e; stdin never the script's
-            run = f"_e=$({{ {snippet}\n}} 2>&1 >&3 3>&- </dev/null); _rc=$?; _opskit_rc_{name}=$_rc"
+        run = _run_line(name, SNIPPETS[name])  # KeyError for an unknown name: a bug
         parts.append(
             f"printf '%s\\n' '{MARK}begin {name}'\n{run}\n"
             f"[ -z \"$_e\" ] || printf '\\n%s\\n%s' '{MARK}stderr {name}' \"$_e\"\n"

@@ -22,12 +22,23 @@ def parse_os_release(text: str, host: str = "localhost") -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep or not key.strip().replace("_", "").isalnum():
             raise ParseError(host, "/etc/os-release", line, "expected KEY=value")
-        try:
-            words = shlex.split(value)
-        except ValueError as exc:
-            raise ParseError(host, "/etc/os-release", line, str(exc)) from exc
-        result[key.strip()] = " ".join(words)
+        result[key.strip()] = _shell_value(value, host, line)
     return result
+
+
+def _shell_value(value: str, host: str, line: str) -> str:
+    """A value as ``sh`` reads it (words joined by one space). The usual forms (a bare word,
+    or one quoted string with nothing to unescape) are read directly; the rest by shlex."""
+    v = value.strip()
+    if not any(c in v for c in " \t\"'\\"):
+        return v
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'" and not any(
+            c in v[1:-1] for c in "\"'\\"):
+        return v[1:-1]
+    try:
+        return " ".join(shlex.split(value))
+    except ValueError as exc:
+        raise ParseError(host, "/etc/os-release", line, str(exc)) from exc
 
 
 @dataclass(frozen=True)

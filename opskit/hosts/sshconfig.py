@@ -22,6 +22,7 @@ Pure Python, no paramiko (``opskit hosts list`` stays light). Follows readconf.c
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import pwd
@@ -58,7 +59,7 @@ MAX_INCLUDE_DEPTH = 16
 
 
 def local_user() -> str:
-    return pwd.getpwuid(os.getuid()).pw_name
+    return _local_identity(os.getuid())[0]
 
 
 def pattern_match(name: str, pattern: str) -> bool:
@@ -315,14 +316,22 @@ def _finish(host: str, opts: SSHOptions) -> Resolved:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _local_identity(uid: int) -> tuple[str, str, str]:
+    """(user name, home, host name) of this process: asked of NSS once per uid, not once per
+    host of a fan-out (each ``getpwuid`` may read /etc/passwd or ask a directory service)."""
+    me = pwd.getpwuid(uid)
+    return me.pw_name, me.pw_dir, socket.gethostname()
+
+
 def client_tokens(host: str, hostname: str, port: int, user: str, alias: str | None = None) -> dict:
     """ssh.c's DEFAULT_CLIENT_PERCENT_EXPAND_ARGS: the ``%`` tokens most keywords take."""
-    me = pwd.getpwuid(os.getuid())
-    local_host = socket.gethostname()
+    uid = os.getuid()
+    name, home, local_host = _local_identity(uid)
     return {
         "C": connection_hash(local_host, hostname, port, user), "L": local_host.split(".")[0],
-        "i": str(os.getuid()), "k": alias or host, "l": local_host, "n": host, "p": str(port),
-        "d": me.pw_dir, "h": hostname, "r": user, "u": me.pw_name,
+        "i": str(uid), "k": alias or host, "l": local_host, "n": host, "p": str(port),
+        "d": home, "h": hostname, "r": user, "u": name,
     }
 
 
