@@ -110,8 +110,9 @@ def _need(tool: str, command: str) -> Needs:
 
 
 # Helpers defined at the top of every script. Reading files with the shell's own ``read``
-# (instead of ``cat``) and running snippets in ``{ }`` (instead of subshells) keeps the
-# number of processes per snapshot small: on a busy host each fork counts.
+# (instead of ``cat``) and running snippets in ``{ }`` (instead of subshells) keeps the number
+# of processes per snapshot small: on a busy host each fork counts. ``_opskit_show FILE
+# [PREFIX]`` prints FILE, up to the first line that starts with PREFIX when one is given.
 PRELUDE = """export LC_ALL=C
 _opskit_nf() { echo "$1: command not found${2:+, $2}" >&2; return 127; }
 _opskit_limit() {
@@ -129,7 +130,8 @@ _opskit_limit() {
 }
 _opskit_show() {
   [ -r "$1" ] || { echo "$1: cannot read" >&2; return 1; }
-  while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done < "$1"
+  while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"
+    [ -z "${2:-}" ] || case $_l in "$2"*) break;; esac; done < "$1"
 }
 """
 
@@ -142,11 +144,12 @@ SNIPPETS: dict[str, str | Needs] = {
     "loadavg": "_opskit_show /proc/loadavg",
     # CPUs this shell may run on (what nproc counts), from its own /proc/self/status
     "nproc": "_f=; while read -r _k _v; do if [ \"$_k\" = Cpus_allowed_list: ]; then "
-    "echo \"list $_v\"; _f=1; fi; done < /proc/self/status; "
+    "echo \"list $_v\"; _f=1; break; fi; done < /proc/self/status; "
     "[ -n \"$_f\" ] || echo \"count $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)\"",
     "cpu_model": "while IFS= read -r _l; do case $_l in 'model name'*) echo \"$_l\"; break;; "
     "esac; done < /proc/cpuinfo; true",
-    "meminfo": "_opskit_show /proc/meminfo",
+    # up to SwapFree: all that is read of it (the shell reads a byte at a time; 2/3 of it left)
+    "meminfo": "_opskit_show /proc/meminfo SwapFree:",
     "df": _need("df", _bounded(DF_TIMEOUT, "df -B1 -P -T")),
     "df_all": _need("df", _bounded(DF_TIMEOUT, "df -B1 -P -T -a")),
     # Mount points that are single files (Docker's /etc/hosts & co.): not disks. A child sh
