@@ -15,6 +15,9 @@ The whole answer is printed at the end in one piece, framed like this::
     <what it printed on stderr>
     @@opskit-section:end NAME EXIT_STATUS
 
+``df`` (whose tool may wait out its whole limit on a dead network mount) runs in a background
+subshell beside the other sections: a status takes as long as its longest section, not the sum.
+
 Buffering matters: every small write would otherwise become an SSH packet that the client
 decrypts and handles in Python (the fan-out benchmark counts client CPU per host).
 The exit status 127 means "command not found" (the snippets check with ``command -v``).
@@ -247,9 +250,15 @@ def _run_line(name: str, snippet: str | Needs) -> str:
     return f"{run}; _opskit_rc_{name}=$_rc"
 
 
-def build_script(names: Iterable[str]) -> str:
-    """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
-    parts = [PRELUDE, "_opskit_body() {"]
+# Sections whose tool may wait out its whole limit (df on a dead network mount): they run in a
+# background subshell beside the others, so a status takes as long as its longest section, not
+# the sum. Their block is printed first, whole; the other block once it has been (``wait``).
+BESIDE = frozenset({"df", "df_all"})
+
+
+def _body(function: str, names: list[str]) -> list[str]:
+    """A shell function printing the framed sections ``names`` (stdout on fd 3)."""
+    parts = [f"{function}() {{"]
     for name in names:
         run = _run_line(name, SNIPPETS[name])  # KeyError for an unknown name: a bug
         parts.append(
@@ -258,7 +267,22 @@ def build_script(names: Iterable[str]) -> str:
             f"printf '\\n%s %s\\n' '{MARK}end {name}' \"$_rc\""
         )
     parts.append("}")
-    parts.append("_opskit_out=$(_opskit_body 3>&1); printf '%s\\n' \"$_opskit_out\"")
+    return parts
+
+
+def build_script(names: Iterable[str]) -> str:
+    """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
+    names = list(names)
+    beside = [n for n in names if n in BESIDE]
+    if len(beside) == len(names):  # nothing to run beside them
+        beside = []
+    parts = [PRELUDE, *_body("_opskit_body", [n for n in names if n not in beside])]
+    end = "_opskit_out=$(_opskit_body 3>&1); printf '%s\\n' \"$_opskit_out\""
+    if beside:
+        parts += _body("_opskit_beside", beside)
+        parts.append("( _opskit_o=$(_opskit_beside 3>&1); printf '%s\\n' \"$_opskit_o\" ) &")
+        end = end.replace("; printf", "; wait; printf")
+    parts.append(end)
     return "\n".join(parts) + "\n"
 
 

@@ -187,3 +187,21 @@ def test_a_hung_nvidia_smi_is_cut_short(monkeypatch, tmp_path):
     report = gpu_report("local", got["gpu_query"], None, None)
     assert got["gpu_query"].exit_code == 124 and report.status == "error"
     assert report.message.startswith("nvidia-smi did not answer within")
+
+
+def test_df_runs_beside_the_other_sections(monkeypatch, tmp_path):
+    """A df that waits out its limit (a dead network mount) does not hold up the sections after
+    it: it runs in the background beside them, and its block still arrives whole."""
+    flag = tmp_path / "later-section-ran"
+    wait_for_flag = (f"_n=0; while [ ! -e '{flag}' ] && [ $_n -lt 100 ]; do sleep 0.1; "
+                     f"_n=$((_n + 1)); done; [ -e '{flag}' ] && echo 'saw the later section'")
+    monkeypatch.setitem(sec.SNIPPETS, "df", sec.Needs("sh", wait_for_flag))
+    monkeypatch.setitem(sec.SNIPPETS, "t_later", f"touch '{flag}'; echo later")
+    got = run_sections(LocalTransport(), ["self", "df", "t_later"])
+    assert got["df"] == Section("df", "saw the later section\n", "", 0)
+    assert got["t_later"].stdout == "later\n" and got["self"].ok
+
+
+def test_df_alone_runs_in_the_foreground():
+    script = build_script(["df_all"])
+    assert "&\n" not in script.split("_opskit_body() {", 1)[1] and "_opskit_beside" not in script
