@@ -41,6 +41,8 @@ def check_image(transport: Transport, image: Any, on_event: EventFn | None = Non
     """:func:`image_on_host`, and how it was asked (:data:`VIA_API` or :data:`VIA_CLI`)."""
     from opskit.hosts.streamlocal import StreamLocalRefused
 
+    if getattr(transport, "open_unix_socket", None) is None:  # not an SSH connection (a test's fake)
+        return ours_via_cli(transport, image), VIA_CLI
     try:
         return ours_via_api(transport, image), VIA_API
     except StreamLocalRefused as exc:
@@ -69,9 +71,7 @@ def ours_via_api(transport: Transport, image: Any) -> Found | None:
     from opskit.hosts.dockerendpoint import DEFAULT_SOCKET, cli_endpoint
     from opskit.hosts.streamlocal import StreamLocalRefused
 
-    opener = getattr(transport, "open_unix_socket", None)
-    if opener is None:
-        raise StreamLocalRefused("this connection cannot open channels to sockets")
+    opener = transport.open_unix_socket  # type: ignore[attr-defined]  # SSHTransport (see check_image)
     probe = _Background(lambda: cli_endpoint(transport))
     try:
         guess: tuple[Found | None, StreamLocalRefused | None] = (_find(opener, DEFAULT_SOCKET, image), None)

@@ -287,7 +287,7 @@ class Runner:
         if existing is not None:
             raise launch.already_exists(run.host, run.job.run_id, existing.status)
         assert run.image is not None
-        run.plan = shipmod.plan_host(t, run.image)
+        run.plan = shipmod.plan_host(t, run.image, lambda host, m: emit(ev.Step(host, m)))
         run.facts = gather(t)  # one round trip: preflight facts + the status snapshot
         run.checks = preflight(run.facts, run.job.gpus, run.job.shm_size, run.plan.send_bytes)
         for c in run.checks:
