@@ -24,9 +24,11 @@ Usage: python bench/fanout.py [--hosts 16] [--repeat 7] [--rtt-ms 50]
 from __future__ import annotations
 
 import argparse
-import asyncio
+import heapq
 import os
 import resource
+import selectors
+import socket
 import statistics
 import subprocess
 import sys
@@ -238,47 +240,74 @@ def rounds(bed: Bed, repeat: int) -> tuple[Series, Series]:
 
 
 # -- the delaying proxy (runs in its own process: its CPU is not the client's) --------------------
-async def _pump(reader: Any, writer: Any, delay: float) -> None:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
+# A wire costs no CPU; this stand-in for one should cost as little as it can, since it shares
+# the cores with the client and the hosts: one select loop, a heap of chunks due, no framework.
+class _Proxy:
+    def __init__(self, pairs: list[tuple[int, str]], delay: float):
+        self.sel = selectors.DefaultSelector()
+        self.delay = delay
+        self.due: list[tuple[float, int, socket.socket, bytes]] = []  # (time, seq, to, data)
+        self.seq = 0
+        self.peer: dict[socket.socket, socket.socket] = {}
+        for port, target in pairs:
+            sock = socket.create_server(("127.0.0.1", port), backlog=128)
+            self.sel.register(sock, selectors.EVENT_READ, target)
 
-    async def read() -> None:
-        while True:
-            data = await reader.read(65536)
-            await queue.put((loop.time() + delay, data))
-            if not data:
-                return
-
-    async def write() -> None:
-        while True:
-            due, data = await queue.get()
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    try:
-        await asyncio.gather(read(), write())
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-
-
-async def _serve(pairs: list[tuple[int, str]], delay: float) -> None:
-    async def handler(target: str, reader: Any, writer: Any) -> None:
+    def accept(self, listener: socket.socket, target: str) -> None:
+        conn, _ = listener.accept()
         host, port = target.rsplit(":", 1)
-        up_r, up_w = await asyncio.open_connection(host, int(port))
-        await asyncio.gather(_pump(reader, up_w, delay), _pump(up_r, writer, delay))
+        try:
+            up = socket.create_connection((host, int(port)), timeout=10)
+        except OSError:
+            conn.close()
+            return
+        for a, b in ((conn, up), (up, conn)):
+            a.settimeout(None)
+            a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.peer[a] = b
+            self.sel.register(a, selectors.EVENT_READ, None)
 
-    servers = [await asyncio.start_server(lambda r, w, t=target: handler(t, r, w), "127.0.0.1", port)
-               for port, target in pairs]
-    print("ready", flush=True)
-    await asyncio.gather(*(srv.serve_forever() for srv in servers))
+    def pump(self, src: socket.socket) -> None:
+        try:
+            data = src.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(src)
+        self.seq += 1
+        heapq.heappush(self.due, (time.monotonic() + self.delay, self.seq, self.peer[src], data))
+
+    def deliver(self, to: socket.socket, data: bytes) -> None:
+        if to.fileno() < 0:  # the pair was closed: what was still due goes nowhere
+            return
+        try:
+            if data:
+                to.sendall(data)
+                return
+            to.shutdown(socket.SHUT_WR)  # the other side closed its sending half: in turn
+        except OSError:
+            pass
+        try:
+            self.sel.get_key(to)
+        except KeyError:  # both directions have ended: the pair is done
+            for sock in (to, self.peer.pop(to, None)):
+                if sock is not None:
+                    self.peer.pop(sock, None)
+                    sock.close()
+
+    def run(self) -> None:
+        print("ready", flush=True)
+        while True:
+            wait = max(0.0, self.due[0][0] - time.monotonic()) if self.due else None
+            for key, _ in self.sel.select(wait):
+                if key.data is not None:
+                    self.accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                else:
+                    self.pump(key.fileobj)  # type: ignore[arg-type]
+            now = time.monotonic()
+            while self.due and self.due[0][0] <= now:
+                _, _, to, data = heapq.heappop(self.due)
+                self.deliver(to, data)
 
 
 def proxy_targets(hosts: list) -> list[str]:
@@ -428,7 +457,7 @@ def main() -> int:
     rtt = args.rtt_ms / 1000
     if args.serve_proxy:
         pairs = [(int(p.split("=")[0]), p.split("=", 1)[1]) for p in args.serve_proxy.split(",")]
-        asyncio.run(_serve(pairs, rtt / 2))  # type: ignore[arg-type]
+        _Proxy(pairs, rtt / 2).run()
         return 0
     run_bench(args, rtt)
     return 0
