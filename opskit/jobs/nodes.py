@@ -6,7 +6,8 @@ is rank 0), the static rendezvous at an address of rank 0's host that opskit has
 other host reaches (:mod:`opskit.jobs.netprobe`) and the port proved free there: rank 0's
 torchrun holds the job's store (a c10d TCPStore) on that port, the others connect to it, and
 nothing polls. A run-unique ``--rdzv-id`` names the job's keys in that store, and
-``--rdzv-conf timeout=`` (chosen here and printed) bounds how long rank 0 waits for every node.
+``--rdzv-conf timeout=`` (chosen here and printed) bounds how long the nodes wait for each
+other at rank 0's store.
 NCCL and gloo are told each node's interface (``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``),
 never ``lo`` or ``docker0``. The workers are forked from torchrun once it has imported the
 training entry (``--start-method fork``, :mod:`opskit.train.torchrun`), not started afresh.
@@ -25,8 +26,8 @@ from opskit.jobs.spec import NodeLaunch
 
 DEFAULT_RDZV_PORT = 29400
 RDZV_BACKEND = "static"
-# The static rendezvous's one setting: how long rank 0's store waits for every node to connect
-# (and a store operation may take). Long enough for a slow image start; a host that never
+# The static rendezvous's one setting: how long rank 0's store waits for every node to connect,
+# and another node for rank 0's store to answer (and a store operation may take). Long enough for a slow image start; a host that never
 # comes fails the start after it (and opskit stops the other nodes at once).
 RDZV_CONF = {"timeout": 120}
 START_METHOD = "fork"  # workers forked from torchrun after it imported the entry (opskit.train.torchrun)
@@ -121,7 +122,7 @@ def torchrun_argv(*, nnodes: int | str, nproc: int | str, node_rank: int | str, 
     - ``addr``/``port``: rank 0's address that every node reaches, and a port free there
       (``--master-addr``/``--master-port`` of the static rendezvous: no polling);
     - ``run_id``: unique per run (the prefix of the job's keys in the store);
-    - ``conf``: ``timeout=S``, how long rank 0 waits for every node to connect (default
+    - ``conf``: ``timeout=S``, how long the nodes wait for each other at the store (default
       :data:`RDZV_CONF`);
     - ``--max-restarts 0``: a failed worker ends the node (opskit then stops the others);
     - ``--start-method fork``: with ``-m opskit.train``, workers forked after the entry's imports.
