@@ -126,12 +126,21 @@ def _print_plans(img: Any, plans: Any) -> None:
 @click.option("--rdzv-port", type=int, default=29400, show_default=True, help="With --nodes: rank 0's rendezvous port.")
 @click.option("--resume", "resume_run", default=None, metavar="RUN",
               help="With --nodes: continue from rank 0's checkpoint of RUN (collected here), on any hosts.")
+@click.option("--scheduler", type=click.Choice(["ssh", "slurm"]), default="ssh", show_default=True,
+              help="slurm: hand the job to Slurm; --host is the cluster's login host (sbatch over SSH).")
+@click.option("--partition", default=None, help="With --scheduler slurm: the partition (default: Slurm's default).")
+@click.option("--time", "time_limit", default=None, help="With --scheduler slurm: the job's time limit (sbatch --time).")
+@click.option("--shared-dir", default=None, metavar="PATH",
+              help="With --scheduler slurm: a folder the login host and every node see at PATH (results "
+                   "there, collected through the login host); default: node-local, collected from the nodes.")
+@click.option("--plan", "plan_only", is_flag=True, help="With --scheduler slurm: show the sbatch script; ship and submit nothing.")
 @click.argument("model")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None, image: str | None,
                profile: str, gpus: str, shm_size: str, memory: str | None, run_id: str | None, detach: bool,
                remove_remote: bool, nodes: int | None, gpus_per_node: int | None, rdzv_port: int,
-               resume_run: str | None, model: str, train_args: tuple[str, ...]) -> int:
+               resume_run: str | None, scheduler: str, partition: str | None, time_limit: str | None,
+               shared_dir: str | None, plan_only: bool, model: str, train_args: tuple[str, ...]) -> int:
     """Train MODEL on a host's GPUs: preflight, ship, start, follow, collect.
 
     Options for the training entry come after MODEL, e.g.
@@ -150,10 +159,14 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     from opskit.jobs.spec import JobSpec, check_run_id, new_run_id, parse_gpus, parse_size
 
     specs = resolve_hosts(hosts, inventory)
+    from opskit.cli.slurm import options as slurm_options
+
+    slurm = slurm_options(scheduler, specs, nodes, gpus_per_node, partition, time_limit, shared_dir, plan_only,
+                           rdzv_port, resume_run)
     if resume_run and nodes is None:
         raise UsageError("--resume RUN continues a multi-host run; give --nodes N too",
                          "for one host, pass the training entry's --resume after MODEL")
-    if len(specs) != 1 and nodes is None:
+    if len(specs) != 1 and nodes is None and slurm is None:
         raise UsageError("run-remote runs on one host unless --nodes N is given",
                          "give exactly one --host, or one job over several hosts with --nodes N")
     job = JobSpec(
@@ -165,6 +178,10 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     store = _store(runs_dir)
     view = EventView(logs_to_stdout=not as_json)
     opts = runner.RunOptions(detach=detach, emit=view, remove_remote=remove_remote, profile=profile)
+    if slurm is not None:
+        from opskit.cli import slurm as slurmcli
+
+        return slurmcli.run(specs[0], job, store, opts, slurm, inventory, as_json)
     if nodes is not None:
         from opskit.jobs.multiops import checkpoint_of
         from opskit.jobs.multirun import MultiOptions
@@ -253,17 +270,22 @@ def _print_not_collected(host: str, missed: list[dict[str, str]]) -> None:
 @RUNS_DIR_OPTION
 def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir: str | None) -> int:
     """Runs on hosts (default: the hosts of the runs in the local store)."""
+    from opskit.cli import slurm as slurmcli
     from opskit.jobs.operations import list_jobs
 
-    result = list_jobs(hosts, inventory, _store(runs_dir))
-    if result is None:
-        print_line("no runs recorded here; name hosts with --host", err=True)
+    store = _store(runs_dir)
+    slurm = slurmcli.SlurmJobs.of(store, inventory, hosts)  # runs handed to Slurm: scontrol, sentinels
+    result = list_jobs(hosts, inventory, store)
+    if result is None or as_json:
+        if result is None and slurm.empty:
+            print_line("no runs recorded here; name hosts with --host", err=True)
         if as_json:
-            print_json({"hosts": {}, "errors": {}})
-        return 0
-    if as_json:
-        print_json(group_json(result, lambda js: [j.to_dict() for j in js]))
-        return report_group_errors(result)
+            print_json({**(group_json(result, lambda js: [j.to_dict() for j in js]) if result else
+                           {"hosts": {}, "errors": {}}), **slurm.to_dict()})
+        else:
+            slurm.print()
+        return max(report_group_errors(result) if result else 0, slurm.exit_code)
+    slurm.print()
     rows = []
     for group in _one_row_per_run([j for o in result for j in o.value or []]):
         j = group[0]
@@ -295,6 +317,14 @@ def _multi_nodes(run_id: str, hosts: tuple[str, ...], inventory: str | None, run
     from opskit.jobs.multiops import open_nodes
 
     return open_nodes(run_id, hosts, inventory, _store(runs_dir))
+
+
+def _slurm(command: str, run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None,
+           **kw: Any) -> int | None:
+    """The command on a run handed to Slurm (None: the run is not one)."""
+    from opskit.cli.slurm import dispatch
+
+    return None if hosts else dispatch(command, run_id, inventory, _store(runs_dir), **kw)
 
 
 def _print_multi_end(outcome: Any, as_json: bool) -> int:
@@ -332,6 +362,9 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
         emit = EventView(logs_to_stdout=True)  # [host] line, as run-remote shows them
     else:
         emit = lambda e: print_line(e.line)  # noqa: E731  (the output as it is)
+    code = _slurm("logs", run_id, hosts, inventory, runs_dir, follow=follow, as_json=as_json)
+    if code is not None:  # a job handed to Slurm: its output file
+        return code
     nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
     if nodes is not None:  # one job over several hosts: every node, with its host/rank prefix
         with nodes:
@@ -373,6 +406,9 @@ def cancel(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: 
     """Stop a run: SIGTERM (the training entry checkpoints), then kill after --grace seconds."""
     from opskit.jobs.operations import cancel_run
 
+    code = _slurm("cancel", run_id, hosts, inventory, runs_dir, grace=grace, as_json=as_json)
+    if code is not None:  # scancel --signal=TERM (each node's container stops: checkpoint), then scancel
+        return code
     nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
     if nodes is not None:  # every node at once, SIGTERM first: rank 0 checkpoints
         with nodes:
@@ -409,6 +445,9 @@ def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json:
     """
     from opskit.jobs.operations import collect_run
 
+    code = _slurm("collect", run_id, hosts, inventory, runs_dir, remove_remote=remove_remote, as_json=as_json)
+    if code is not None:  # from the shared folder through the login host, or from the nodes
+        return code
     nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
     if nodes is not None:  # rank 0's results into runs/RUN/, every node's output beside them
         with nodes:

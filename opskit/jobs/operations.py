@@ -38,7 +38,7 @@ def list_jobs(hosts: Sequence[str], inventory: str | None, store: RunStore) -> G
     there is no host to ask."""
     from opskit.hosts.group import run_on_hosts
 
-    cards = [] if hosts else store.list_cards()  # a multi-host run's card names all its hosts
+    cards = [] if hosts else [c for c in store.list_cards() if c.get("scheduler") != "slurm"]  # Slurm: scontrol
     names = list(hosts) or sorted({h for c in cards for h in (c.get("hosts") or [c.get("host")]) if h})
     if not names:
         return None
