@@ -98,7 +98,7 @@ def test_two_nodes_end_to_end(tmp_path):
     argv = (Path(env["FAKE_STATE"]) / "n2" / "argv").read_text().splitlines()
     assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 3] == ["python", "sha256:" + "b" * 64]
     assert argv[argv.index("--node-rank"):argv.index("--node-rank") + 2] == ["--node-rank", "1"]
-    assert argv[argv.index("--rdzv-endpoint"):argv.index("--rdzv-endpoint") + 2] == ["--rdzv-endpoint", "n1:29400"]
+    assert argv[argv.index("--rdzv-endpoint"):argv.index("--rdzv-endpoint") + 2] == ["--rdzv-endpoint", "n1:29442"]
     assert argv[-2:] == ["--out", "/out"] and "--cap-drop" in argv and "no-new-privileges:true" in argv
 
 
@@ -119,7 +119,7 @@ def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
     proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600"})
     tasks = Path(env["FAKE_STATE"]) / "tasks"
     deadline = time.monotonic() + 30
-    while not (Path(env["FAKE_STATE"]) / "n2" / "pid").exists() and time.monotonic() < deadline:
+    while not all((Path(env["FAKE_STATE"]) / n / "pid").exists() for n in NODES) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in tasks.read_text().split():  # what 'scancel --signal=TERM JOB' does: the step's tasks
         os.kill(int(pid), signal.SIGTERM)

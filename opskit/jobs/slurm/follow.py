@@ -10,6 +10,7 @@ the batch host (node-local); following re-reads from the start after a lost conn
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,14 @@ from opskit.jobs.slurm.sentinel import SENTINEL, Sentinel, parse_sentinel
 from opskit.jobs.store import RunStore
 
 MAX_LINE = 64 << 10
+_LABEL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/node\d+): (.*)$", re.S)
+
+
+def log_event(host: str, run_id: str, line: str) -> ev.LogLine:
+    """A line of the output file as a LogLine of its node (``NODE/nodeN: text`` is how each
+    node's task prefixes its container's lines), else of the host the file was read from."""
+    m = _LABEL.match(line)
+    return ev.LogLine(m.group(1), run_id, m.group(2)) if m else ev.LogLine(host, run_id, line)
 
 
 def is_slurm(card: dict | None) -> bool:
@@ -181,7 +190,7 @@ def print_output(run: SlurmRun, emit: ev.EventFn) -> None:
     host = run.files_host(run.job())
     lines, _, rest = output_lines(run, host, 0, b"")
     for line in lines + ([rest.decode("utf-8", "replace")] if rest else []):
-        emit(ev.LogLine(host, run.run_id, line))
+        emit(log_event(host, run.run_id, line))
 
 
 def follow(run: SlurmRun, store: RunStore, emit: ev.EventFn, poll: float = 2.0) -> SlurmStatus:
@@ -213,10 +222,10 @@ def _follow(run: SlurmRun, store: RunStore, emit: ev.EventFn, poll: float) -> Sl
         if host:
             lines, offset, buf = output_lines(run, host, offset, buf)
             for line in lines:
-                emit(ev.LogLine(host, run.run_id, line))
+                emit(log_event(host, run.run_id, line))
         if not st.active:
             if buf:
-                emit(ev.LogLine(host, run.run_id, buf.decode("utf-8", "replace")))
+                emit(log_event(host, run.run_id, buf.decode("utf-8", "replace")))
             run.remember(store, st)
             return st
         time.sleep(poll)

@@ -92,6 +92,7 @@ class SlurmRunner:
             self.opts.emit(ev.Step(login.name, f"sbatch --test-only: {said.splitlines()[-1] if said else 'accepted'}"))
             partition, nodes = partition_nodes(cluster.nodes(t), sopts.partition)
             spec.partition = partition
+            spec.grace = grace_within(sopts.grace, cluster.kill_wait(t))
             if sopts.plan_only:
                 return render(spec)
             reached = self.ship(run, nodes, sopts, spec.run_dir)
@@ -164,6 +165,12 @@ class SlurmRunner:
         card["scheduler"] = "slurm"
         self.store.save(run.job.run_id, card)
         (self.store.path(run.job.run_id) / SCRIPT).write_text(render(spec))
+
+
+def grace_within(grace: int, kill_wait: int | None) -> int:
+    """The nodes' ``docker stop`` grace: within Slurm's KillWait, after which a step's tasks
+    get SIGKILL (a task killed mid-stop would leave its container behind)."""
+    return max(1, min(grace, kill_wait - 1)) if kill_wait else grace
 
 
 def make_run_dir(t: Transport, path: str) -> None:

@@ -40,7 +40,7 @@ class SbatchSpec:
     time: str | None = None
     shm_size: int = 1 << 30
     memory: int | None = None
-    port: int = DEFAULT_PORT
+    port: int = DEFAULT_PORT  # rank 0's rendezvous port is port + (job ID % 1000)
     grace: int = 30
     extra_sbatch: list[str] = field(default_factory=list)
 
@@ -110,18 +110,26 @@ mkdir -p "$OUT" || {{ log "cannot make $OUT"; exit 120; }}
 NAME="opskit-run-$RUN_ID"
 GPUS=()
 {gpus}
+STOPPING=0 STARTED_C=0
+stop() {{ STOPPING=1; [ "$STARTED_C" = 1 ] || return 0
+  log "SIGTERM: stopping the container (the training entry checkpoints; kill after ${{GRACE}}s)"
+  docker stop -t "$GRACE" "$NAME" >/dev/null; }}
+trap stop TERM INT
 log "node $SLURM_NODEID of $SLURM_NNODES: image $IMAGE, rendezvous $OPSKIT_RDZV"
 docker run -d \\
   {run} >/dev/null || {{ log "docker run failed (is the image on this node? is its engine up?)"; exit 125; }}
-stop() {{ log "SIGTERM: stopping the container (the training entry checkpoints; kill after ${{GRACE}}s)"
-  docker stop -t "$GRACE" "$NAME" >/dev/null; }}
-trap stop TERM INT
+STARTED_C=1
+[ "$STOPPING" = 1 ] && stop  # the signal came while the container was being made
 docker logs -f "$NAME" 2>&1 | sed -u "s|^|$SLURMD_NODENAME/node$SLURM_NODEID: |" &
 LOGS=$!
 CODEFILE=$(mktemp)
-docker wait "$NAME" >"$CODEFILE" &
+docker wait "$NAME" >"$CODEFILE" 2>/dev/null &
 opskit_wait $!
 CODE=$(cat "$CODEFILE"); rm -f "$CODEFILE"
+for _ in 1 2 3; do  # a signal for the step reaches 'docker wait' too: ask again (the container has stopped)
+  [ -n "$CODE" ] && break
+  CODE=$(docker wait "$NAME" 2>/dev/null)
+done
 opskit_wait "$LOGS"
 docker rm "$NAME" >/dev/null 2>&1
 log "container exited with $CODE"
@@ -155,7 +163,7 @@ RUN_DIR={_q(spec.run_dir)}
 GRACE={int(spec.grace)}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 FIRST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-OPSKIT_RDZV="$FIRST:{int(spec.port)}"
+OPSKIT_RDZV="$FIRST:$(({int(spec.port)} + SLURM_JOB_ID % 1000))"  # jobs sharing a node: their own ports
 export RUN_ID RUN_DIR GRACE OPSKIT_RDZV
 {WAIT_FN}
 export -f opskit_wait
