@@ -34,7 +34,7 @@ def spec(run_dir: Path | str, **kw) -> SbatchSpec:
 def test_sbatch_options():
     s = spec("/shared/opskit/runs/r1", partition="gpu", gpus_per_node=2, time="10:00")
     assert s.sbatch_options() == [
-        "--job-name=opskit-r1", "--nodes=2", "--ntasks-per-node=1", "--partition=gpu", "--gres=gpu:2",
+        "--job-name=opskit-r1", "--nodes=2", "--ntasks-per-node=1", "--no-requeue", "--partition=gpu", "--gres=gpu:2",
         "--time=10:00", "--output=/shared/opskit/runs/r1/slurm-%j.out"]
     text = render(s)
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=opskit-r1\n")

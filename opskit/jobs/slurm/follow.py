@@ -26,6 +26,7 @@ from opskit.jobs.slurm.sentinel import SENTINEL, Sentinel, parse_sentinel
 from opskit.jobs.store import RunStore
 
 MAX_LINE = 64 << 10
+SLURM_ENDS = ("lost", "timeout", "oom-killed")  # ends Slurm decides: its word wins over the script's exit code
 _LABEL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/node\d+): (.*)$", re.S)
 
 
@@ -135,6 +136,13 @@ class SlurmRun:
         if job is not None and job.active:
             return self._from_job(job, "")
         sent = self.sentinel(job or self.last)
+        if sent is not None and job is not None and job.state in SLURM_ENDS:  # Slurm ended it: say so
+            st = self._from_job(job, "the job's sentinel was written as Slurm ended the job")
+            st.sentinel = sent
+            return st
+        seen = self.card.get("slurm_status") or {}  # what Slurm said last, as recorded here
+        if sent is not None and job is None and seen.get("state") in SLURM_ENDS:
+            return SlurmStatus(**{**seen, "sentinel": sent})
         if sent is not None:
             return SlurmStatus(self.run_id, self.slurm["login"], self.job_id, sent.state,
                                job.slurm_state if job else "", "", sent.exit_code, sent.nodes, sent.batch_host,

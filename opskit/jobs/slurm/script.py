@@ -46,7 +46,9 @@ class SbatchSpec:
 
     def sbatch_options(self) -> list[str]:
         """The ``#SBATCH`` options (also given to ``sbatch --test-only``)."""
-        opts = [f"--job-name=opskit-{self.run_id}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        # --no-requeue: a node lost mid-job ends the job (NODE_FAIL, reported) instead of Slurm
+        # running it again from the start over the same folder
+        opts = [f"--job-name=opskit-{self.run_id}", f"--nodes={self.nodes}", "--ntasks-per-node=1", "--no-requeue"]
         if self.partition:
             opts.append(f"--partition={self.partition}")
         if self.gpus_per_node:
@@ -125,6 +127,7 @@ LOGS=$!
 CODEFILE=$(mktemp)
 docker wait "$NAME" >"$CODEFILE" 2>/dev/null &
 opskit_wait $!
+trap '' TERM INT  # the container has ended: its clean-up is not cut short (a step's signal reaches every process)
 CODE=$(cat "$CODEFILE"); rm -f "$CODEFILE"
 for _ in 1 2 3; do  # a signal for the step reaches 'docker wait' too: ask again (the container has stopped)
   [ -n "$CODE" ] && break
