@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opskit import atomic
 from opskit.testing.sshd import LABEL, LOGIN_USER, OWNER_LABEL, SSHTestHost
 
-if TYPE_CHECKING:
-    from opskit.testing.slurm import SlurmCluster
+# The cluster object (opskit.testing.slurm.SlurmCluster) is typed Any here: naming it would make the
+# two modules import each other (tests/unit/test_architecture.py forbids cycles, type hints included).
+SlurmCluster = Any
 
 
 def remove_host(host: SSHTestHost) -> str | None:
