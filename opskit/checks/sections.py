@@ -25,6 +25,7 @@ The exit status 127 means "command not found" (the snippets check with ``command
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -256,11 +257,11 @@ def _run_line(name: str, snippet: str | Needs) -> str:
 BESIDE = frozenset({"df", "df_all"})
 
 
-def _body(function: str, names: list[str]) -> list[str]:
-    """A shell function printing the framed sections ``names`` (stdout on fd 3)."""
+def _body(function: str, snippets: list[tuple[str, str | Needs]]) -> list[str]:
+    """A shell function printing the framed sections (stdout on fd 3)."""
     parts = [f"{function}() {{"]
-    for name in names:
-        run = _run_line(name, SNIPPETS[name])  # KeyError for an unknown name: a bug
+    for name, snippet in snippets:
+        run = _run_line(name, snippet)
         parts.append(
             f"printf '%s\\n' '{MARK}begin {name}'\n{run}\n"
             f"[ -z \"$_e\" ] || printf '\\n%s\\n%s' '{MARK}stderr {name}' \"$_e\"\n"
@@ -271,12 +272,18 @@ def _body(function: str, names: list[str]) -> list[str]:
 
 
 def build_script(names: Iterable[str]) -> str:
-    """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS)."""
-    names = list(names)
-    beside = [n for n in names if n in BESIDE]
-    if len(beside) == len(names):  # nothing to run beside them
+    """The fixed ``sh`` script that prints the given sections (names must be in SNIPPETS),
+    made once per set of snippets (a fan-out asks for the same script on every host)."""
+    names = tuple(names)
+    return _script(tuple((n, SNIPPETS[n]) for n in names))  # KeyError: unknown name, a bug
+
+
+@functools.lru_cache(maxsize=32)
+def _script(snippets: tuple[tuple[str, str | Needs], ...]) -> str:
+    beside = [(n, snippet) for n, snippet in snippets if n in BESIDE]
+    if len(beside) == len(snippets):  # nothing to run beside them
         beside = []
-    parts = [PRELUDE, *_body("_opskit_body", [n for n in names if n not in beside])]
+    parts = [PRELUDE, *_body("_opskit_body", [x for x in snippets if x not in beside])]
     end = "_opskit_out=$(_opskit_body 3>&1); printf '%s\\n' \"$_opskit_out\""
     if beside:
         parts += _body("_opskit_beside", beside)
@@ -290,28 +297,33 @@ def parse_sections(host: str, stdout: str, stderr: str = "") -> dict[str, Sectio
     """Split the script's output into Sections (pure; raises ParseError naming the host).
 
     Text outside any section (a login banner, a noisy shell rc file) is ignored; ``stderr``
-    (the shell's own complaints) is kept for error messages only."""
+    (the shell's own complaints) is kept for error messages only. A newline is printed before
+    each marker, so the text between two marker lines is exactly what the command printed:
+    it is cut out whole, marker to marker, not line by line."""
     result: dict[str, Section] = {}
+    text, sep = "\n" + stdout, "\n" + MARK
     name: str | None = None
-    out: list[str] = []
-    err: list[str] | None = None
-    for line in stdout.split("\n"):
-        if not line.startswith(MARK):
-            if name is not None:
-                (out if err is None else err).append(line)
-            continue
+    out: str | None = None  # the section's stdout, once its stderr marker was seen
+    start = 0  # where the text after the last marker line begins
+    pos = text.find(sep)
+    while pos != -1:
+        chunk = text[start:pos]
+        eol = text.find("\n", pos + 1)
+        eol = len(text) if eol == -1 else eol
+        line = text[pos + 1:eol]
         words = line[len(MARK):].split()
         if words[:1] == ["begin"] and len(words) == 2 and name is None:
-            name, out, err = words[1], [], None
-        elif words[:1] == ["stderr"] and words[1:] == [name] and err is None:
-            err = []
+            name, out = words[1], None
+        elif words[:1] == ["stderr"] and words[1:] == [name] and out is None:
+            out = chunk
         elif words[:1] == ["end"] and len(words) == 3 and words[1] == name and words[2].isdigit():
-            # A newline is printed before each marker, so the lines between two markers,
-            # joined, are exactly what the command printed.
-            result[name] = Section(name, "\n".join(out), "\n".join(err or []), int(words[2]))
+            stdout_text, stderr_text = (chunk, "") if out is None else (out, chunk)
+            result[name] = Section(name, stdout_text, stderr_text, int(words[2]))
             name = None
         else:
             raise ParseError(host, "opskit section", line, "unexpected marker")
+        start = eol + 1
+        pos = text.find(sep, eol)
     if name is not None:
         raise ParseError(host, "opskit section", f"{MARK}begin {name}", "no end marker")
     return result

@@ -21,6 +21,10 @@ class RxClock:
     def __init__(self, sock: Any):
         self._sock = sock
         self.last_rx = time.monotonic()
+        # paramiko calls these for every packet: bound here, not looked up by __getattr__
+        for name in ("send", "sendall", "settimeout"):
+            if hasattr(sock, name):
+                setattr(self, name, getattr(sock, name))
 
     def recv(self, n: int) -> bytes:
         data = self._sock.recv(n)

@@ -50,6 +50,7 @@ class SSHTransport:
         self._docker: Any = None
         self._lock = threading.RLock()
         self._alive: Liveness | None = None
+        self._max_output: int | None = None  # the setting, read at the first command
 
     def __enter__(self) -> SSHTransport:
         return self
@@ -186,7 +187,9 @@ class SSHTransport:
         deadline = start + limit
         chan = self._open_channel(argv_t, env)
         try:
-            out, err, code = _collect(chan, stdin, deadline)
+            if self._max_output is None:
+                self._max_output = max_output()
+            out, err, code = _collect(chan, stdin, deadline, self._max_output)
         except TimeoutError as exc:
             send_signal(chan, "TERM")  # closing alone would leave it running
             raise HostError(
@@ -279,7 +282,8 @@ class SSHTransport:
             return self._docker
 
 
-def _collect(chan: Any, stdin: bytes | None, deadline: float) -> tuple[list[bytes], list[bytes], int]:
+def _collect(chan: Any, stdin: bytes | None, deadline: float, cap: int
+             ) -> tuple[list[bytes], list[bytes], int]:
     """Feed stdin and gather stdout/stderr until the command exits; TimeoutError at deadline.
 
     Waits on the channel's exit event with a short, adaptive sleep while output flows, rather
@@ -290,7 +294,6 @@ def _collect(chan: Any, stdin: bytes | None, deadline: float) -> tuple[list[byte
     out: list[bytes] = []
     err: list[bytes] = []
     sizes = [0, 0]
-    cap = max_output()
     pending = memoryview(stdin or b"")
     if not pending:
         chan.shutdown_write()
