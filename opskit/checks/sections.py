@@ -143,7 +143,10 @@ SNIPPETS: dict[str, str | Needs] = {
     "self": "echo $$",  # the script's shell: it and its children are opskit's own processes
     "hostname": "_opskit_show /proc/sys/kernel/hostname 2>/dev/null || hostname",
     "os_release": "_opskit_show /etc/os-release 2>/dev/null || _opskit_show /usr/lib/os-release",
-    "uname": "uname -srm",
+    # uname -srm from /proc where the kernel has /proc/sys/kernel/arch (Linux >= 6.1): no process
+    "uname": "if [ -r /proc/sys/kernel/arch ] && read -r _s < /proc/sys/kernel/ostype && "
+    "read -r _r < /proc/sys/kernel/osrelease && read -r _m < /proc/sys/kernel/arch; then "
+    "echo \"$_s $_r $_m\"; else uname -srm; fi",
     "uptime": "_opskit_show /proc/uptime",
     "loadavg": "_opskit_show /proc/loadavg",
     # CPUs this shell may run on (what nproc counts), from its own /proc/self/status

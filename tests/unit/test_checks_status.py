@@ -205,3 +205,12 @@ def test_df_runs_beside_the_other_sections(monkeypatch, tmp_path):
 def test_df_alone_runs_in_the_foreground():
     script = build_script(["df_all"])
     assert "&\n" not in script.split("_opskit_body() {", 1)[1] and "_opskit_beside" not in script
+
+
+def test_uname_section_is_what_uname_srm_prints():
+    """Read from /proc where the kernel has /proc/sys/kernel/arch: the same line, no process."""
+    import subprocess
+
+    got = run_sections(LocalTransport(), ["uname"])["uname"]
+    assert got.ok and got.stdout == subprocess.run(["uname", "-srm"], capture_output=True,
+                                                   text=True, check=True).stdout
