@@ -12,8 +12,8 @@ filesystem ``df`` lists except
 
 - mount points that are single files: Docker, Podman and Kubernetes bind-mount
   ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` (and more) from the host's disk
-  into every container, and ``df`` lists each with that disk's size. The host's
-  ``file_mounts`` section names every mount point that is not a folder;
+  into every container, and ``df`` lists each with that disk's size. The host's ``mounts``
+  section (mountinfo in the same pass) names every mount point that is not a folder;
   :data:`KNOWN_FILE_MOUNTS` covers a df text read without it.
 
 The same filesystem mounted twice (bind mounts, BusyBox ``df``, which does not deduplicate) is
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from opskit.checks.sections import (  # noqa: F401 - ENGINE_DIRS is part of this module's API
     DF_TIMEOUT,
     ENGINE_DIRS,
+    FILE_MOUNT,
     TIMED_OUT_CODES,
     Section,
     run_sections,
@@ -208,14 +209,15 @@ def over_threshold(filesystems: list[Filesystem], percent: int) -> list[Filesyst
 def disk_usage(transport: Transport, *, all_filesystems: bool = False) -> list[Filesystem]:
     """``df -B1 -P -T`` (``-a`` with all_filesystems) on the host: disks as a user means them
     (or every mount with all_filesystems)."""
-    names = ["df_all"] if all_filesystems else ["df", "file_mounts", "mountinfo"]
+    names = ["df_all"] if all_filesystems else ["df", "mounts"]
     sections = run_sections(transport, names)
     return filesystems_from_sections(transport.host, sections, all_filesystems=all_filesystems)
 
 
 def filesystems_from_sections(host: str, sections: dict[str, Section], *,
                               all_filesystems: bool = False) -> list[Filesystem]:
-    """The df section (+ ``file_mounts`` and ``mountinfo``) of a script run -> filesystems.
+    """The df section (+ ``mounts``, or ``file_mounts`` and ``mountinfo``) of a script run ->
+    filesystems.
     df exits 1 when it could not read some mount but still prints the rest: those rows are
     kept, the warning is not an error. A df that hung is an error saying so."""
     section = sections["df_all" if all_filesystems else "df"]
@@ -230,8 +232,19 @@ def filesystems_from_sections(host: str, sections: dict[str, Section], *,
     filesystems = parse_df(section.stdout, host)
     if all_filesystems:
         return filesystems
-    files = sections.get("file_mounts")
-    file_mounts = set(files.stdout.splitlines()) if files is not None and files.ok else set()
-    info = sections.get("mountinfo")
-    mounts = parse_mountinfo(info.stdout) if info is not None and info.ok else {}
+    file_mounts, mounts = mount_tables(sections)
     return one_per_filesystem(real_filesystems(filesystems, file_mounts), mounts)
+
+
+def mount_tables(sections: dict[str, Section]) -> tuple[set[str], dict[str, MountInfo]]:
+    """(mount points that are files, mountinfo by mount point) from the ``mounts`` section,
+    or from the older ``file_mounts`` and ``mountinfo`` pair. A mounts section that ran out of
+    time still gives the mountinfo lines it printed; its file list is used only when whole."""
+    both = sections.get("mounts")
+    if both is not None:
+        lines = both.stdout.splitlines()
+        files = {x[len(FILE_MOUNT):] for x in lines if x.startswith(FILE_MOUNT)} if both.ok else set()
+        return files, parse_mountinfo("\n".join(x for x in lines if not x.startswith(FILE_MOUNT)))
+    files_section, info = sections.get("file_mounts"), sections.get("mountinfo")
+    files = set(files_section.stdout.splitlines()) if files_section and files_section.ok else set()
+    return files, (parse_mountinfo(info.stdout) if info is not None and info.ok else {})

@@ -34,6 +34,7 @@ from opskit.errors import ParseError
 from opskit.hosts.transport import Transport
 
 MARK = "@@opskit-section:"
+FILE_MOUNT = "@file "  # in the mounts section: the mount point that follows is not a folder
 NOT_FOUND = 127
 
 # Fields asked of nvidia-smi. Free-text fields (GPU name, process name) come LAST, so a
@@ -77,11 +78,12 @@ ENGINE_DIRS = (
 )
 
 
-def _without_engine_mounts(path: str, show: str = "_opskit_show") -> str:
+def _without_engine_mounts(path: str, show: str = "_opskit_show", field: int = 0) -> str:
     """The lines of a mount table (``/proc/self/mounts`` or ``mountinfo``) without the
-    engines' own mounts: grep where the host has it (a shell reads such tables a byte at a
-    time), else every line."""
-    pattern = " (" + "|".join(d.replace(".", "\\.") for d in ENGINE_DIRS) + ")"
+    engines' own mounts (named in any field, or only in field ``field`` when given): grep
+    where the host has it (a shell reads such tables a byte at a time), else every line."""
+    dirs = "(" + "|".join(d.replace(".", "\\.") for d in ENGINE_DIRS) + ")"
+    pattern = f"^([^ ]+ ){{{field - 1}}}{dirs}" if field else f" {dirs}"
     return (f"if command -v grep >/dev/null 2>&1; then grep -Ev '{pattern}' {path}; "
             f"else {show} {path}; fi")
 
@@ -168,6 +170,16 @@ SNIPPETS: dict[str, str | Needs] = {
         'printf "%s\\n" "$_m"; done')),
     # Mount ids, devices and roots: what GNU df uses to show each filesystem once.
     "mountinfo": _without_engine_mounts("/proc/self/mountinfo"),
+    # Both of the above in one pass (what status and df ask for): mountinfo lines as the
+    # mountinfo section prints them, and FILE_MOUNT + each mount point that is not a folder,
+    # as file_mounts finds them. One child sh under a limit; network filesystems not looked at.
+    "mounts": _bounded(MOUNTS_TIMEOUT, "sh -c " + shlex.quote(
+        _without_engine_mounts("/proc/self/mountinfo", show="cat", field=5)  # a child sh
+        + ' | while IFS= read -r _l; do case " $_l" in '
+        + "|".join(f'*" {d}"*' for d in ENGINE_DIRS) + ') ;; *) printf "%s\\n" "$_l";; esac; '
+        'set -f; set -- $_l; _m=$5; _t=${_l#* - }; case ${_t%% *} in nfs*|cifs|smb*|fuse*|9p|'
+        f'ceph|glusterfs|lustre|afs|davfs) continue;; esac; [ -d "$_m" ] || [ ! -e "$_m" ] || '
+        f'printf "{FILE_MOUNT}%s\\n" "$_m"; done')),
     # passwd lines of local users whose names are longer than ps can show (32 characters)
     "long_users": "if command -v grep >/dev/null 2>&1; then grep -E '^[^:]{33,}:' /etc/passwd; "
     "else while IFS= read -r _l; do case ${_l%%:*} in " + "?" * 33 + "*) "

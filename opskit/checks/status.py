@@ -54,7 +54,7 @@ from opskit.hosts.transport import Transport
 TOP_PROCESSES = 5
 STATUS_SECTIONS = (
     "self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc", "cpu_model",
-    "meminfo", "df", "file_mounts", "mountinfo", "long_users", "ps", "gpu_query", "gpu_apps",
+    "meminfo", "df", "mounts", "long_users", "ps", "gpu_query", "gpu_apps",
     "gpu_version", "docker_version", "docker_df", "docker_images",  # images only if df failed
 )
 

@@ -203,3 +203,18 @@ def test_a_hung_df_on_a_host_is_stopped_there_and_costs_only_the_disks(capsys, b
     assert d["section_errors"]["disks"]["message"].startswith("df did not answer within")
     assert d["hostname"] and d["memory"] and d["top_processes"] and d["load"]
     assert left == ""  # no df left running on the host
+
+
+def test_mounts_section_in_a_container_names_its_bind_mounted_files(ssh_testbed):
+    """In a container /etc/hosts & co. are files bind-mounted from the engine's folder: the
+    one-pass mounts section finds them as the file_mounts + mountinfo pair does."""
+    from opskit.checks.disk import mount_tables
+    from opskit.checks.sections import run_sections
+    from opskit.hosts.group import connect
+
+    [spec] = ssh_testbed.specs(ssh_testbed.names[:1])
+    with connect(spec) as t:
+        got = run_sections(t, ["mounts", "file_mounts", "mountinfo"])
+    files, mounts = mount_tables({"mounts": got["mounts"]})
+    assert (files, mounts) == mount_tables({k: got[k] for k in ("file_mounts", "mountinfo")})
+    assert {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} <= files and "/" in mounts

@@ -225,7 +225,7 @@ def test_mount_sections_without_grep_give_the_same_answer(tmp_path):
         def run(self, argv, **kw):
             return super().run(argv, **{**kw, "env": {"PATH": str(folder)}})
 
-    names = ["file_mounts", "mountinfo", "long_users"]
+    names = ["file_mounts", "mountinfo", "long_users", "mounts"]
     bare = sec.run_sections(NoGrep(), names)
     full = sec.run_sections(LocalTransport(), names)
     def outside_engines(text: str) -> set[str]:  # grep leaves the engines' mounts out early
@@ -236,6 +236,8 @@ def test_mount_sections_without_grep_give_the_same_answer(tmp_path):
     assert parse_mountinfo(bare["mountinfo"].stdout).keys() >= parse_mountinfo(
         full["mountinfo"].stdout).keys()
     assert bare["long_users"].stdout == full["long_users"].stdout
+    assert bare["mounts"].ok and bare["mounts"].stdout.count(sec.FILE_MOUNT) >= full[
+        "mounts"].stdout.count(sec.FILE_MOUNT)
 
 
 @pytest.mark.parametrize("df_ok", [True, False])
@@ -257,3 +259,15 @@ def test_docker_image_ls_runs_only_where_system_df_failed(bin_dir, df_ok):
     else:
         assert ran == ["version --format", "system df", "image ls"]
         assert info.to_dict()["images"]["count"] == 2
+
+
+def test_mounts_section_is_file_mounts_and_mountinfo_in_one_pass():
+    """What status and df ask for: one child sh instead of two sections, the same answers."""
+    from opskit.checks.disk import mount_tables
+
+    got = sec.run_sections(LocalTransport(), ["mounts", "file_mounts", "mountinfo"])
+    files, mounts = mount_tables({"mounts": got["mounts"]})
+    old_files, old_mounts = mount_tables({k: got[k] for k in ("file_mounts", "mountinfo")})
+    assert got["mounts"].ok and mounts and mounts == old_mounts and files == old_files
+    for mount in files:
+        assert os.path.exists(mount) and not os.path.isdir(mount)
