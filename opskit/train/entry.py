@@ -148,7 +148,12 @@ def train(args: TrainArgs, on_step: Callable | None = None) -> int:
     dist = distributed.setup(args.device)
     try:
         trainer, resumed = build_trainer(args, dist, on_step)
-        return execute(trainer, resumed)
+        code = execute(trainer, resumed)
+        # Every rank waits until rank 0 has written its files: a rank that tore the process group
+        # down while rank 0 was still writing was seen aborting in gloo (SIGABRT, "terminate called
+        # without an active exception"), failing a two-node job that had completed.
+        distributed.barrier(dist)
+        return code
     finally:
         distributed.cleanup()
 

@@ -39,10 +39,14 @@ def card() -> dict:
             "slurm": {"job_id": "7", "login": "login", "run_dir": RUN_DIR, "shared": True, "partition": "gpu"}}
 
 
+def SPECS(names: list[str]) -> list[HostSpec]:  # noqa: N802 - a constant-like resolver
+    return [HostSpec(n, hostname=n) for n in names]
+
+
 def open_run(login: FakeTransport, store: RunStore | None = None) -> follow.SlurmRun:
     if store is not None:
         store.save("r1", card())
-    return follow.SlurmRun(card(), lambda spec: login, lambda names: [HostSpec(n, hostname=n) for n in names])
+    return follow.SlurmRun(card(), lambda spec: login, SPECS)
 
 
 def login(scontrol, files=None) -> FakeTransport:
@@ -122,3 +126,26 @@ def test_a_login_host_without_sbatch_is_named():
     with pytest.raises(JobError, match=r"login: no sbatch on the PATH there") as exc:
         cluster.require_slurm(t)
     assert "give --host the cluster's login host" in (exc.value.hint or "")
+
+
+def test_jobs_one_scontrol_per_login_host_then_sentinels(tmp_path):
+    from opskit.jobs.slurm import ops
+
+    t = FakeTransport("login", {"scontrol -o show job": as_job(PENDING), "scontrol -o show job 8": GONE},
+                      files={"/shared/opskit/runs/r2/opskit-sentinel.json": sentinel(0).replace(b'"r1"', b'"r2"')
+                             .replace(b'"slurm_job_id": "7"', b'"slurm_job_id": "8"')})
+    other = {"run_id": "r2", "scheduler": "slurm",
+             "slurm": {"job_id": "8", "login": "login", "run_dir": "/shared/opskit/runs/r2", "shared": True}}
+    states, errors = ops.statuses([card(), other], None, connect=lambda spec: t, resolve=SPECS)
+    assert errors == {}
+    assert [(s.run_id, s.state) for s in states] == [("r1", "pending"), ("r2", "exited")]
+    assert sum(1 for c in t.calls if c[0] == ("scontrol", "-o", "show", "job")) == 1
+
+
+def test_jobs_names_a_login_host_that_fails():
+    from opskit.jobs.slurm import ops
+
+    t = FakeTransport("login", {"scontrol -o show job": FakeReply(stderr="slurm_load_jobs error: Unable to "
+                                                                         "contact slurm controller", exit_code=1)})
+    states, errors = ops.statuses([card()], None, connect=lambda spec: t, resolve=SPECS)
+    assert states == [] and "Unable to contact slurm controller" in errors["login"]

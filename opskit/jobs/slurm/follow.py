@@ -70,11 +70,11 @@ class SlurmRun:
     """One connection to the login host (and, node-local, to the batch host), opened on use."""
 
     def __init__(self, card: dict, connect: Callable[[HostSpec], Transport],
-                 resolve: Callable[[list[str]], list[HostSpec]]):
+                 resolve: Callable[[list[str]], list[HostSpec]], transports: dict[str, Transport] | None = None):
         self.card, self.slurm = card, card["slurm"]
         self.run_id, self.job_id = card["run_id"], str(self.slurm["job_id"])
         self.connect, self.resolve = connect, resolve
-        self._t: dict[str, Transport] = {}
+        self._t: dict[str, Transport] = {} if transports is None else transports  # by host; shareable
         self.last: SlurmJob | None = None
 
     def __enter__(self) -> SlurmRun:
@@ -134,10 +134,10 @@ class SlurmRun:
     def status(self) -> SlurmStatus:
         job = self.job()
         if job is not None and job.active:
-            return self._from_job(job, "")
+            return self.from_job(job, "")
         sent = self.sentinel(job or self.last)
         if sent is not None and job is not None and job.state in SLURM_ENDS:  # Slurm ended it: say so
-            st = self._from_job(job, "the job's sentinel was written as Slurm ended the job")
+            st = self.from_job(job, "the job's sentinel was written as Slurm ended the job")
             st.sentinel = sent
             return st
         seen = self.card.get("slurm_status") or {}  # what Slurm said last, as recorded here
@@ -148,13 +148,13 @@ class SlurmRun:
                                job.slurm_state if job else "", "", sent.exit_code, sent.nodes, sent.batch_host,
                                sent.started, sent.finished, "from the job's sentinel", sent)
         if job is not None:
-            return self._from_job(job, "the job's script wrote no sentinel (Slurm ended it before the script's end)")
+            return self.from_job(job, "the job's script wrote no sentinel (Slurm ended it before the script's end)")
         return SlurmStatus(self.run_id, self.slurm["login"], self.job_id, "unknown", "", "", None,
                            self.slurm.get("nodes", ""), self.slurm.get("batch_host", ""), "", "",
                            f"Slurm no longer knows job {self.job_id} and {self.run_dir}/{SENTINEL} is not there: "
                            "the job was killed before its script ended")
 
-    def _from_job(self, job: SlurmJob, detail: str) -> SlurmStatus:
+    def from_job(self, job: SlurmJob, detail: str) -> SlurmStatus:
         state = job.state
         if not job.active:
             names = expand_hostlist(job.nodes)

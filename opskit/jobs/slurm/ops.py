@@ -48,7 +48,7 @@ def slurm_cards(store: RunStore) -> list[dict]:
 
 
 def statuses(cards: Sequence[dict], inventory: str | None, connect: Connect | None = None,
-             ) -> tuple[list[SlurmStatus], dict[str, str]]:
+             resolve: Callable[[list[str]], list[HostSpec]] | None = None) -> tuple[list[SlurmStatus], dict[str, str]]:
     """Every recorded Slurm run's status: one ``scontrol -o show job`` per login host, the
     sentinel for the jobs Slurm has forgotten. Errors by login host (the others still answer)."""
     if connect is None:
@@ -59,11 +59,11 @@ def statuses(cards: Sequence[dict], inventory: str | None, connect: Connect | No
     for c in cards:
         by_login.setdefault(c["slurm"]["login"], []).append(c)
     for login, mine in by_login.items():
-        runs = [SlurmRun(c, connect, resolver(inventory)) for c in mine]
+        shared: dict[str, Transport] = {}  # one connection to the login host (and nodes) for all
+        runs = [SlurmRun(c, connect, resolve or resolver(inventory), shared) for c in mine]
         try:
             known = cluster.jobs(runs[0].login)
             for run in runs:
-                run._t = runs[0]._t  # one connection to the login host for all
                 out.append(status_with(run, known.get(run.job_id)))
         except Exception as exc:  # noqa: BLE001 - one login host's failure is reported, the others listed
             errors[login] = str(getattr(exc, "message", None) or exc)
@@ -76,7 +76,7 @@ def status_with(run: SlurmRun, job: Any) -> SlurmStatus:
     """The run's status from an already fetched job (None: Slurm forgot it: the sentinel)."""
     if job is not None and job.active:
         run.last = job
-        return run._from_job(job, "")
+        return run.from_job(job, "")
     return run.status()
 
 
