@@ -79,7 +79,7 @@ def sentinel_of(run_dir: Path) -> dict:
 
 def hashes(run_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != SENTINEL}
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.relative_to(run_dir).parts[0] in ("results", "nodes")}
 
 
 def test_two_nodes_end_to_end(tmp_path):
@@ -91,6 +91,7 @@ def test_two_nodes_end_to_end(tmp_path):
     assert "n1/node0: rank 0: step 2/2 loss=2.1" in text and "n2/node1: rank 1: step 1/2 loss=2.3" in text
     doc = sentinel_of(run_dir)
     assert (doc["exit_code"], doc["run_id"], doc["slurm_job_id"], doc["unlisted"]) == (0, "r1", "42", 0)
+    assert doc["node_exits"] == {"n1": 0, "n2": 0}
     assert doc["files"] == hashes(run_dir) and set(doc["files"]) == {"results/summary.json",
                                                                    "nodes/n2/summary.json"}
     sent = parse_sentinel((run_dir / SENTINEL).read_bytes(), "x", "r1", "42")
@@ -128,7 +129,24 @@ def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
     assert "SIGTERM: stopping the container (the training entry checkpoints" in out.decode()
     doc = sentinel_of(run_dir)
     assert doc["exit_code"] == 143 and "results/checkpoints/last.pt" in doc["files"]
+    assert doc["node_exits"] == {"n1": 143, "n2": 143}
     assert doc["files"] == hashes(run_dir)
+
+
+@pytest.mark.parametrize(("exits", "srun", "job"), [
+    ({"n1": "1", "n2": "143"}, 143, "1"),  # rank 0 failed, its peer was stopped: the job failed (1)
+    ({"n1": "143", "n2": "143"}, 143, "143"),  # cancelled: interrupted
+    ({"n1": "0", "n2": "0"}, 0, "0"),
+    ({}, 125, "125"),  # no node wrote its end: srun's code
+])
+def test_a_nodes_own_failure_is_the_jobs_exit_code(tmp_path, exits, srun, job):
+    from opskit.jobs.slurm.script import EXIT_FN
+
+    for node, code in exits.items():
+        (tmp_path / f".exit-{node}").write_text(code + "\n")
+    out = subprocess.run(["bash", "-c", f"{EXIT_FN}\nopskit_exit {srun}"], env={**os.environ, "RUN_DIR": str(tmp_path)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == job
 
 
 def test_names_json_cannot_hold_are_counted_not_written(tmp_path):

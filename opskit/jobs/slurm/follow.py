@@ -220,17 +220,17 @@ def _follow(run: SlurmRun, store: RunStore, emit: ev.EventFn, poll: float) -> Sl
     seen, offset, buf, host = "", 0, b"", ""
     while True:
         st = run.status()
+        if st.state != "pending" and not host:
+            host = _files_host(run)
+        if host:  # the output so far, then the state: an end is said after the lines before it
+            lines, offset, buf = output_lines(run, host, offset, buf)
+            for line in lines:
+                emit(log_event(host, run.run_id, line))
         said = f"{st.slurm_state or st.state}: {st.reason}" if st.reason else (st.slurm_state or st.state)
         if said != seen:
             seen = said
             emit(ev.Step(st.host, f"Slurm job {run.job_id} {said}" + (f" on {st.nodes}" if st.nodes else "")))
             run.remember(store, st)
-        if st.state != "pending" and not host:
-            host = _files_host(run)
-        if host:
-            lines, offset, buf = output_lines(run, host, offset, buf)
-            for line in lines:
-                emit(log_event(host, run.run_id, line))
         if not st.active:
             if buf:
                 emit(log_event(host, run.run_id, buf.decode("utf-8", "replace")))

@@ -10,6 +10,7 @@ partition, nodes and the script) -> follow (:mod:`.follow`) -> collect (:mod:`.f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,8 +89,10 @@ class SlurmRunner:
             cluster.require_slurm(t)
             home = shipmod.remote_home(t)
             spec = self.spec(job, sopts, run_dir_for(sopts, home, job.run_id), {}, run.image.image_id)
+            if sopts.shared_dir:
+                refuse_existing(t, spec.run_dir, job.run_id)
             said = cluster.test_only(t, spec.sbatch_options())
-            self.opts.emit(ev.Step(login.name, f"sbatch --test-only: {said.splitlines()[-1] if said else 'accepted'}"))
+            self.opts.emit(ev.Step(login.name, f"sbatch --test-only: Slurm accepts the job{accepted(said)}"))
             partition, nodes = partition_nodes(cluster.nodes(t), sopts.partition)
             spec.partition = partition
             spec.grace = grace_within(sopts.grace, cluster.kill_wait(t))
@@ -129,6 +132,8 @@ class SlurmRunner:
         def one(r: HostRun) -> None:
             r.transport = self.connect(r.spec)
             assert r.image is not None
+            if not sopts.shared_dir:
+                refuse_existing(r.transport, run_dir, r.job.run_id)
             r.plan = shipmod.plan_host(r.transport, r.image)
             if r.plan.send:
                 self.opts.emit(ev.Step(r.host, f"shipping {len(r.plan.send)} of {len(r.image.layers)} layers"))
@@ -165,6 +170,21 @@ class SlurmRunner:
         card["scheduler"] = "slurm"
         self.store.save(run.job.run_id, card)
         (self.store.path(run.job.run_id) / SCRIPT).write_text(render(spec))
+
+
+def refuse_existing(t: Transport, run_dir: str, run_id: str) -> None:
+    """A run ID starts one job: its folder must not be there yet (results would mix)."""
+    if t.stat(run_dir) is not None:
+        from opskit.jobs.launch import already_exists
+
+        raise already_exists(t.host, run_id, f"its folder {run_dir} is there")
+
+
+def accepted(said: str) -> str:
+    """What ``sbatch --test-only`` says it would use (``using 2 processors on nodes n[1-2] in
+    partition gpu``), without its start-time estimate (far in the future when the nodes are busy)."""
+    m = re.search(r"\busing (.*)$", said.strip().splitlines()[-1]) if said.strip() else None
+    return f" ({m.group(1)})" if m else ""
 
 
 def grace_within(grace: int, kill_wait: int | None) -> int:

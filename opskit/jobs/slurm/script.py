@@ -108,7 +108,8 @@ case "$SLURMD_NODENAME" in
   *) IMAGE={_q(spec.default_image)} ;;
 esac
 if [ "$SLURM_NODEID" = 0 ]; then OUT="$RUN_DIR/results"; else OUT="$RUN_DIR/nodes/$SLURMD_NODENAME"; fi
-mkdir -p "$OUT" || {{ log "cannot make $OUT"; exit 120; }}
+finish() {{ echo "$1" >"$RUN_DIR/.exit-$SLURMD_NODENAME"; exit "$1"; }}  # the node's own end, for the sentinel
+mkdir -p "$OUT" || {{ log "cannot make $OUT"; finish 120; }}
 NAME="opskit-run-$RUN_ID"
 GPUS=()
 {gpus}
@@ -119,7 +120,7 @@ stop() {{ STOPPING=1; [ "$STARTED_C" = 1 ] || return 0
 trap stop TERM INT
 log "node $SLURM_NODEID of $SLURM_NNODES: image $IMAGE, rendezvous $OPSKIT_RDZV"
 docker run -d \\
-  {run} >/dev/null || {{ log "docker run failed (is the image on this node? is its engine up?)"; exit 125; }}
+  {run} >/dev/null || {{ log "docker run failed (is the image on this node? is its engine up?)"; finish 125; }}
 STARTED_C=1
 [ "$STOPPING" = 1 ] && stop  # the signal came while the container was being made
 docker logs -f "$NAME" 2>&1 | sed -u "s|^|$SLURMD_NODENAME/node$SLURM_NODEID: |" &
@@ -136,7 +137,7 @@ done
 opskit_wait "$LOGS"
 docker rm "$NAME" >/dev/null 2>&1
 log "container exited with $CODE"
-exit "${{CODE:-1}}"
+finish "${{CODE:-1}}"
 """
 
 
@@ -148,6 +149,16 @@ WAIT_FN = """opskit_wait() {  # background job $1's exit status, through any tra
     if [ "$rc" -gt 128 ]; then wait "$1" 2>/dev/null; again=$?; [ "$again" -ne 127 ] && rc=$again; fi
     return "$rc"
   done
+}"""
+
+
+EXIT_FN = """opskit_exit() {  # the job's exit code: a node's own failure before 143 (stopped because another failed)
+  local rc=$1 f c bad=""
+  for f in "$RUN_DIR"/.exit-*; do
+    [ -e "$f" ] || continue
+    c=$(cat "$f"); case "$c" in 0|143|"") ;; *) bad=${bad:-$c} ;; esac
+  done
+  echo "${bad:-$rc}"
 }"""
 
 
@@ -170,6 +181,7 @@ OPSKIT_RDZV="$FIRST:$(({int(spec.port)} + SLURM_JOB_ID % 1000))"  # jobs sharing
 export RUN_ID RUN_DIR GRACE OPSKIT_RDZV
 {WAIT_FN}
 export -f opskit_wait
+{EXIT_FN}
 {shell_writer()}
 OPSKIT_NODE_TASK=$(cat <<'OPSKIT_TASK'
 {node_task(spec)}OPSKIT_TASK
@@ -180,7 +192,7 @@ echo "opskit: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, rank 0 on $FIRST, result
 trap 'echo "opskit: SIGTERM: the nodes stop (the training entry checkpoints)" >&2' TERM
 srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "$OPSKIT_NODE_TASK" &
 opskit_wait $!
-RC=$?
+RC=$(opskit_exit $?)
 opskit_sentinel "$RC" "$STARTED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 exit "$RC"
 """

@@ -5,9 +5,12 @@
     {"format": "opskit-slurm-sentinel/1", "run_id": "...", "slurm_job_id": "42",
      "exit_code": 0, "started": "2026-11-30T18:00:00Z", "finished": "2026-11-30T18:05:00Z",
      "batch_host": "node1", "nodes": "node[1-2]",
-     "files": {"results/summary.json": "<sha256>", ...}, "unlisted": 0}
+     "files": {"results/summary.json": "<sha256>", ...}, "unlisted": 0,
+     "node_exits": {"node1": 0, "node2": 0}}
 
-``files``: every regular file under ``results/`` and ``nodes/`` on the batch host (the shared
+``exit_code``: a node's own failure wins over 143 (the others stopped because of it), else
+srun's. ``node_exits``: each node's container exit code, as the batch host sees them (all of
+them on a shared folder, its own when node-local). ``files``: every regular file under ``results/`` and ``nodes/`` on the batch host (the shared
 folder: every node's), hashed with ``sha256sum`` when the nodes had ended. ``unlisted``: files
 whose names cannot be written into JSON by the shell (a quote, a backslash, a control
 character); collect lists those as not collected. Once Slurm has forgotten the job (after
@@ -43,8 +46,18 @@ _WRITER = r"""opskit_sentinel() {  # $1 exit code, $2 started, $3 finished: RUN_
         esac
         printf '%s"%s": "%s"' "$sep" "$name" "$sum"; sep=", "
       done
-      printf '}, "unlisted": %d}\n' "$skipped"
+      printf '}, "unlisted": %d' "$skipped"
     }
+    local f n c sep=""
+    printf ', "node_exits": {'
+    for f in "$RUN_DIR"/.exit-*; do
+      [ -e "$f" ] || continue
+      n=${f##*/.exit-} c=$(cat "$f")
+      case "$n" in ""|*[!A-Za-z0-9._-]*) continue ;; esac
+      case "$c" in ""|*[!0-9]*) continue ;; esac
+      printf '%s"%s": %s' "$sep" "$n" "$c"; sep=", "
+    done
+    printf '}}\n'
   } >"$tmp" && mv -f "$tmp" "$RUN_DIR/SENTINEL"
 }"""
 
@@ -65,6 +78,7 @@ class Sentinel:
     nodes: str
     files: dict[str, str] = field(default_factory=dict)
     unlisted: int = 0
+    node_exits: dict[str, int] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -95,4 +109,5 @@ def parse_sentinel(data: bytes, where: str, run_id: str, job_id: str | None = No
         raise JobError(f"{where}: the manifest's hash of {bad[0]!r} is not a sha256")
     return Sentinel(str(doc["run_id"]), str(doc.get("slurm_job_id", "")), int(doc.get("exit_code", -1)),
                     str(doc.get("started", "")), str(doc.get("finished", "")), str(doc.get("batch_host", "")),
-                    str(doc.get("nodes", "")), dict(files), int(doc.get("unlisted") or 0))
+                    str(doc.get("nodes", "")), dict(files), int(doc.get("unlisted") or 0),
+                    {str(k): int(v) for k, v in (doc.get("node_exits") or {}).items()})
