@@ -152,6 +152,8 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     With --nodes N (one job over N hosts, torchrun on each): keys run_id, state, host (rank 0's),
     exit_code, stopped_by, nodes (each: host, rank, state, exit_code, detail, collected,
     local_dir, not_collected), detached.
+    With --scheduler slurm (--host: the login host): keys run_id, host, job_id, partition, run_dir,
+    shared, state, exit_code, detail, nodes, collected, local_dir, not_collected, detached.
     """
     from opskit.errors import UsageError
     from opskit.hosts.engine import local_docker_client
