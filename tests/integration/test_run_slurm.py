@@ -186,6 +186,23 @@ def test_a_lost_node_is_reported(cluster, env, training_image):
             cluster.exec(node, "docker ps -aq --filter label=opskit.run=sl-l | xargs -r docker rm -f")
 
 
+def test_a_node_down_at_submission_is_left_out(cluster, env, training_image):
+    cluster.stop_slurmd("slurm-node2")
+    try:
+        wait_until(lambda: "*" in cluster.node_states()["slurm-node2"][0], 90, "slurm-node2 not responding",
+                   interval=1)
+        res = submit(env, training_image, "sl-x", "--nodes", "1", "--shared-dir", cluster.shared_dir, "--json",
+                     steps=20)
+        assert res.returncode == 0, res.stderr[-3000:]
+        doc = json.loads(res.stdout)
+        assert (doc["state"], doc["nodes"], doc["candidates"]) == ("exited", "slurm-node1", ["slurm-node1"])
+        assert "[slurm-node2] left out: Slurm says" in res.stderr and "(not responding)" in res.stderr
+        assert "--exclude slurm-node2: the image is not on them" in res.stderr
+        assert "#SBATCH --exclude=slurm-node2" in (Path(doc["local_dir"]) / "job.sbatch").read_text()
+    finally:
+        cluster.start_slurmd("slurm-node2")
+
+
 def test_client_lost_after_submission_the_job_goes_on(cluster, env, training_image):
     proc = subprocess.Popen([sys.executable, "-m", "opskit", "run-remote", "--host", "slurm-login", "--scheduler",
                              "slurm", "--image", training_image, "--run-id", "sl-d", "--nodes", "2",

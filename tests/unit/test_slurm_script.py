@@ -41,6 +41,7 @@ def test_sbatch_options():
     assert "#SBATCH --gres=gpu:2" in text and '--gpus "\\"device=$CUDA_VISIBLE_DEVICES\\""' in text
     assert "--nproc-per-node 2" in text and "--rdzv-backend static" in text
     assert "--rdzv-endpoint \"$OPSKIT_RDZV\"" in text and "--node-rank \"$SLURM_NODEID\"" in text
+    assert spec("/x", extra_sbatch=["--exclude=n3"]).sbatch_options()[-1] == "--exclude=n3"
     cpu = spec("/x", gpus_per_node=0)
     assert "--gres" not in "\n".join(cpu.sbatch_options()) and "--gpus" not in render(cpu)
     assert subprocess.run(["bash", "-n"], input=text.encode()).returncode == 0

@@ -99,12 +99,9 @@ class SlurmRunner:
             if sopts.plan_only:
                 return render(spec)
             reached = self.ship(run, nodes, sopts, spec.run_dir)
-            spec.image_ids = {r.host: _host_image(r) for r in reached}
             if sopts.shared_dir:
                 make_run_dir(t, spec.run_dir)
-            script = render(spec)
-            self.record(run, spec, reached)
-            job_id, _ = cluster.submit(t, script)
+            script, job_id = self.send(t, run, spec, nodes, reached)
         finally:
             t.close()
         sub = Submitted(job.run_id, login.name, job_id, partition, spec.run_dir, bool(sopts.shared_dir), script,
@@ -114,6 +111,24 @@ class SlurmRunner:
         self.opts.emit(ev.Step(login.name, f"submitted: Slurm job {job_id} (partition {partition}, "
                                            f"{sopts.nodes} node(s)); run {job.run_id}"))
         return sub
+
+    def send(self, t: Transport, run: HostRun, spec: SbatchSpec, nodes: list[SlurmNode],
+             reached: list[HostRun]) -> tuple[str, str]:
+        """The script with each node's image ID, recorded, then submitted: (script, job ID).
+        Slurm is told to leave out the partition's nodes the image did not reach."""
+        spec.image_ids = {r.host: _host_image(r) for r in reached}
+        left_out = sorted({n.name for n in nodes} - set(spec.image_ids))
+        if left_out:
+            spec.extra_sbatch.append(f"--exclude={','.join(left_out)}")
+            self.opts.emit(ev.Step(t.host, f"--exclude {','.join(left_out)}: the image is not on them"))
+        script = render(spec)
+        self.record(run, spec, reached, script)
+        try:
+            job_id, _ = cluster.submit(t, script)
+        except Exception as exc:  # the card must not say "starting" for a job Slurm never took
+            self.store.update(run.job.run_id, state="not-started", error=str(getattr(exc, "message", exc)))
+            raise
+        return script, job_id
 
     def spec(self, job: JobSpec, sopts: SlurmOptions, run_dir: str, ids: dict[str, str], default: str) -> SbatchSpec:
         return SbatchSpec(job.run_id, job.model, list(job.train_args), run_dir, sopts.nodes, ids, default,
@@ -161,7 +176,7 @@ class SlurmRunner:
                           "fix the nodes named above (ssh NODE must reach them: the ssh config decides how)")
         return reached
 
-    def record(self, run: HostRun, spec: SbatchSpec, reached: list[HostRun]) -> None:
+    def record(self, run: HostRun, spec: SbatchSpec, reached: list[HostRun], script: str) -> None:
         """The script in runs/RUN/job.sbatch and the run card, before submission."""
         assert run.image is not None
         card = initial_card(run.job, run.spec, run.image, run.parsed)
@@ -169,7 +184,7 @@ class SlurmRunner:
         card["image"]["node_ids"] = spec.image_ids
         card["scheduler"] = "slurm"
         self.store.save(run.job.run_id, card)
-        (self.store.path(run.job.run_id) / SCRIPT).write_text(render(spec))
+        (self.store.path(run.job.run_id) / SCRIPT).write_text(script)
 
 
 def refuse_existing(t: Transport, run_dir: str, run_id: str) -> None:
