@@ -155,3 +155,17 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert any("sys.stdout.write" in c for c in printing_calls(cli_render))
     runner = modules()["opskit.jobs.runner"]
     assert "opskit.images.ship" in imported("opskit.jobs.runner", runner, top_level_only=True)
+
+
+def test_test_file_names_are_unique_across_folders():
+    """tests/ has no packages: pytest imports each test file by its base name (rootdir
+    "rootdir/conftest" import mode), so two test_x.py in tests/unit and tests/integration stop the
+    whole run at collection ("import file mismatch")."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    twice = []
+    for path in sorted(tests.rglob("test_*.py")):
+        if path.name in seen:
+            twice.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
+        seen.setdefault(path.name, path)
+    assert twice == [], "test files sharing a base name: " + "; ".join(twice)
