@@ -40,7 +40,7 @@ def test_sbatch_options():
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=opskit-r1\n")
     assert "#SBATCH --gres=gpu:2" in text and '--gpus "\\"device=$CUDA_VISIBLE_DEVICES\\""' in text
     assert "--nproc-per-node 2" in text and "--rdzv-backend static" in text
-    assert "--rdzv-endpoint \"$OPSKIT_RDZV\"" in text and "--node-rank \"$SLURM_NODEID\"" in text
+    assert "--master-addr \"$OPSKIT_RDZV_ADDR\" --master-port \"$OPSKIT_RDZV_PORT\"" in text and "--node-rank \"$SLURM_NODEID\"" in text
     assert spec("/x", extra_sbatch=["--exclude=n3"]).sbatch_options()[-1] == "--exclude=n3"
     cpu = spec("/x", gpus_per_node=0)
     assert "--gres" not in "\n".join(cpu.sbatch_options()) and "--gpus" not in render(cpu)
@@ -100,7 +100,9 @@ def test_two_nodes_end_to_end(tmp_path):
     argv = (Path(env["FAKE_STATE"]) / "n2" / "argv").read_text().splitlines()
     assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 3] == ["python", "sha256:" + "b" * 64]
     assert argv[argv.index("--node-rank"):argv.index("--node-rank") + 2] == ["--node-rank", "1"]
-    assert argv[argv.index("--rdzv-endpoint"):argv.index("--rdzv-endpoint") + 2] == ["--rdzv-endpoint", "n1:29442"]
+    i = argv.index("--master-addr")
+    assert argv[i:i + 4] == ["--master-addr", "n1", "--master-port", "29442"]
+    assert argv[argv.index("--start-method"):argv.index("--start-method") + 2] == ["--start-method", "fork"]
     assert argv[-2:] == ["--out", "/out"] and "--cap-drop" in argv and "no-new-privileges:true" in argv
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from opskit.errors import UsageError
 from opskit.jobs.launch import PIDS_LIMIT
+from opskit.jobs.nodes import torchrun_argv
 from opskit.jobs.slurm.sentinel import shell_writer
 
 DEFAULT_PORT = 29400
@@ -88,9 +89,11 @@ def docker_argv(spec: SbatchSpec) -> list[str]:
         '--mount "type=bind,source=$OUT,target=/out"', "-e HOME=/tmp", "-e PYTHONUNBUFFERED=1",
         '-e "OPSKIT_RUN_ID=$RUN_ID"', '-e "OPSKIT_NODE_RANK=$SLURM_NODEID"', '"${GPUS[@]}"',
         "--entrypoint python", '"$IMAGE"', "-m opskit.train.torchrun",
-        '--nnodes "$SLURM_NNODES"', f"--nproc-per-node {max(1, spec.gpus_per_node)}",
-        '--node-rank "$SLURM_NODEID"', "--rdzv-backend static", '--rdzv-id "$SLURM_JOB_ID"',
-        '--rdzv-endpoint "$OPSKIT_RDZV"', "--max-restarts 0", " ".join(_q(a) for a in entry),
+        # the SSH multi-host path's torchrun options (static rendezvous, workers forked warm)
+        " ".join(torchrun_argv(nnodes='"$SLURM_NNODES"', nproc=max(1, spec.gpus_per_node),
+                               node_rank='"$SLURM_NODEID"', addr='"$OPSKIT_RDZV_ADDR"',
+                               port='"$OPSKIT_RDZV_PORT"', run_id='"$SLURM_JOB_ID"')),
+        " ".join(_q(a) for a in entry),
     ]
 
 
@@ -177,8 +180,10 @@ RUN_DIR={_q(spec.run_dir)}
 GRACE={int(spec.grace)}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 FIRST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-OPSKIT_RDZV="$FIRST:$(({int(spec.port)} + SLURM_JOB_ID % 1000))"  # jobs sharing a node: their own ports
-export RUN_ID RUN_DIR GRACE OPSKIT_RDZV
+OPSKIT_RDZV_ADDR="$FIRST"
+OPSKIT_RDZV_PORT=$(({int(spec.port)} + SLURM_JOB_ID % 1000))  # jobs sharing a node: their own ports
+OPSKIT_RDZV="$OPSKIT_RDZV_ADDR:$OPSKIT_RDZV_PORT"
+export RUN_ID RUN_DIR GRACE OPSKIT_RDZV OPSKIT_RDZV_ADDR OPSKIT_RDZV_PORT
 {WAIT_FN}
 export -f opskit_wait
 {EXIT_FN}
