@@ -126,8 +126,10 @@ def test_cancel_checkpoints_node_local(cluster, env, training_image):
     assert "results/checkpoints/last.pt" in got["files"] and got["not_collected"] == []
     local = Path(env["OPSKIT_RUNS_DIR"]) / "sl-c"
     assert json.loads((local / "results" / "summary.json").read_text())["status"] == "interrupted"
-    for node in cluster.nodes:  # every node's container stopped and removed
-        assert cluster.check(node, ["docker", "ps", "-aq", "--filter", "label=opskit.run=sl-c"]).strip() == ""
+    for node in cluster.nodes:  # every node's container stopped and removed (the node task's last step)
+        def gone(node: str = node) -> bool:
+            return cluster.check(node, ["docker", "ps", "-aq", "--filter", "label=opskit.run=sl-c"]).strip() == ""
+        wait_until(gone, 30, f"the run's container on {node} removed")
 
 
 def test_pending_says_why_then_a_failure_before_the_entry_is_collected(cluster, env, training_image):
