@@ -50,9 +50,9 @@ def up(args: argparse.Namespace) -> int:
         return 1
     client = local_docker_client()
     if args.slurm:
-        return _up_slurm(client, workdir)
+        return _up_slurm(client, workdir, args.prefix or "lab-slurm")
     bed = start_gpu_hosts(client, args.hosts, workdir=str(workdir), engine=args.engine,
-                          name_prefix=args.prefix, labels={OWNER_LABEL: LAB_OWNER})
+                          name_prefix=args.prefix or "gpu", labels={OWNER_LABEL: LAB_OWNER})
     # Rename the group so that `--host @lab` reaches every host.
     bed.group = "lab"
     bed.write_files()
@@ -64,10 +64,10 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_slurm(client: object, workdir: Path) -> int:
+def _up_slurm(client: object, workdir: Path, prefix: str) -> int:
     from opskit.testing.slurm import start_slurm_cluster
 
-    cluster = start_slurm_cluster(client, workdir=workdir, name_prefix="lab-slurm",
+    cluster = start_slurm_cluster(client, workdir=workdir, name_prefix=prefix,
                                   labels={OWNER_LABEL: LAB_OWNER})
     state = {"containers": [h.container.id for h in cluster.hosts.values()], "env": cluster.env(),
              "hosts": list(cluster.hosts), "engine": "legacy", "slurm": True,
@@ -84,20 +84,36 @@ def _env_lines(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
 
 
+# What `up` writes beside lab.json (inventory, ssh config, known_hosts, the login key): `down`
+# removes them with the containers, so that no opskit setting keeps pointing at dead hosts.
+LAB_FILES = ("hosts.yaml", "ssh_config", "known_hosts", "id_ed25519", "id_ed25519.pub")
+
+
+def _read_state(workdir: Path) -> dict | None:
+    path = _state(workdir)
+    if not path.exists():
+        print(f"no lab is up in {workdir} (no {path.name} there): start one with "
+              f"'python scripts/lab.py up --dir {workdir}'", file=sys.stderr)
+        return None
+    return json.loads(path.read_text())
+
+
 def env(args: argparse.Namespace) -> int:
-    state = json.loads(_state(Path(args.dir).resolve()).read_text())
+    state = _read_state(Path(args.dir).resolve())
+    if state is None:
+        return 1
     print(_env_lines(state["env"]))
     return 0
 
 
 def down(args: argparse.Namespace) -> int:
-    path = _state(Path(args.dir).resolve())
-    if not path.exists():
-        print(f"no lab state at {path}", file=sys.stderr)
+    workdir = Path(args.dir).resolve()
+    path = _state(workdir)
+    state = _read_state(workdir)
+    if state is None:
         return 1
     from docker.errors import NotFound
 
-    state = json.loads(path.read_text())
     client = local_docker_client()
     left = []
     for cid in state["containers"]:
@@ -120,17 +136,30 @@ def down(args: argparse.Namespace) -> int:
         print(f"lab down: {len(left) + len(errors)} thing(s) left, listed in {path}; run 'down' "
               "again", file=sys.stderr)
         return 1
+    for name in LAB_FILES:
+        (workdir / name).unlink(missing_ok=True)
     path.unlink()
-    print(f"lab down: removed {', '.join(state['hosts'])}", file=sys.stderr)
+    print(f"lab down: removed {', '.join(state['hosts'])} and the lab's files in {workdir}", file=sys.stderr)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "env", "down"])
-    parser.add_argument("--hosts", type=int, default=2)
-    parser.add_argument("--prefix", default="gpu")
-    parser.add_argument("--dir", default=".lab")
+    parser.add_argument("--hosts", type=_positive, default=2, help="up: how many GPU hosts (default 2)")
+    parser.add_argument("--prefix", default=None,
+                        help="up: the hosts' names are PREFIX-1, PREFIX-2, ... (default gpu); "
+                             "with --slurm, the prefix of the cluster's container names (default lab-slurm)")
+    parser.add_argument("--dir", default=".lab",
+                        help="the lab's folder: its state, inventory, ssh config, known_hosts and "
+                             "key (default .lab)")
     parser.add_argument("--engine", choices=list(ENGINE_KINDS), default="legacy",
                         help="the hosts' Docker engine: legacy (20.10, overlay2) or containerd "
                              "(26.1.5, containerd image store)")

@@ -196,6 +196,9 @@ def test_lab_up_slurm_then_down(docker_client, base_image: str, tmp_path) -> Non
                               text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not (workdir / "lab.json").exists()
+    assert sorted(p.name for p in workdir.iterdir()) == []  # no ssh config left pointing at dead hosts
+    env = subprocess.run([*lab, "env", "--dir", str(workdir)], capture_output=True, text=True, timeout=60)
+    assert (env.returncode, env.stdout) == (1, "") and "no lab is up in" in env.stderr, env.stderr
     ids = {c.id for c in docker_client.containers.list(all=True)}
     assert not ids & set(state["containers"])
     assert not docker_client.networks.list(names=[state["network"]])
