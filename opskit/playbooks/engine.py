@@ -258,10 +258,20 @@ def run_step(play: Play, step: Step, ctx: HostContext) -> tuple[str, str, dict |
     if step.loop is None:
         return outs[0].status, outs[0].message, outs[0].registered(), 0
     status = _overall([o.status for o in outs])
-    shown = "; ".join(o.message for o in outs if o.status != SKIPPED)[:500] or "all items skipped"
+    shown = _loop_message([o.message for o in outs if o.status != SKIPPED])
     registered = {"results": [o.registered() for o in outs], "changed": status == CHANGED,
                   "failed": status == FAILED, "skipped": status == SKIPPED, "status": status}
     return status, shown, registered, len(outs)
+
+
+def _loop_message(messages: list[str]) -> str:
+    """The loop's items' messages, each said once (with how many items said it), in order."""
+    if not messages:
+        return "all items skipped"
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m] = counts.get(m, 0) + 1
+    return "; ".join(m if n == 1 else f"{m} ({n} items)" for m, n in counts.items())[:500]
 
 
 def _overall(statuses: list[str]) -> str:

@@ -337,3 +337,11 @@ def test_a_group_action_gets_the_hosts_with_the_same_args_in_one_call(tmp_path, 
     assert dict(steps_on(events, "p")) == {"h1": "changed", "h2": "changed", "h3": "unreachable",
                                           "h4": "changed", "h5": "skipped"}
     assert recap["h3"]["unreachable"] == 1
+
+
+def test_a_loop_says_each_items_message_once():
+    from opskit.playbooks.engine import _loop_message
+
+    assert _loop_message([]) == "all items skipped"
+    assert _loop_message(["no local image 'x'", "no local image 'x'", "ran r2"]) == \
+        "no local image 'x' (2 items); ran r2"
