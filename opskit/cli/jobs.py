@@ -315,10 +315,22 @@ def _one_row_per_run(states: list) -> list[list]:
     return list(groups.values())
 
 
-def _multi_nodes(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None) -> Any:
-    from opskit.jobs.multiops import open_nodes
+def _multi_nodes(run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None,
+                 emit: Any = None, on_saved: Any = None) -> Any:
+    """The nodes of a multi-host run (None: not one). With ``on_saved`` (logs): when its hosts
+    cannot be resolved any more, every node's saved output is shown instead, and True returned."""
+    from opskit.errors import OpskitError
+    from opskit.jobs.multiops import is_multi, node_list, open_nodes, print_saved
 
-    return open_nodes(run_id, hosts, inventory, _store(runs_dir))
+    store = _store(runs_dir)
+    try:
+        return open_nodes(run_id, hosts, inventory, store)
+    except OpskitError as exc:
+        card = store.load(run_id) if on_saved is not None and store.exists(run_id) else None
+        if card is None or not is_multi(card):
+            raise
+        print_saved(store, card, node_list(card), exc, emit or EventView(logs_to_stdout=True), on_saved)
+        return True
 
 
 def _slurm(command: str, run_id: str, hosts: tuple[str, ...], inventory: str | None, runs_dir: str | None,
@@ -367,12 +379,15 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
     code = _slurm("logs", run_id, hosts, inventory, runs_dir, follow=follow, as_json=as_json)
     if code is not None:  # a job handed to Slurm: its output file
         return code
-    nodes = _multi_nodes(run_id, hosts, inventory, runs_dir)
+    on_saved = lambda s: _saved_note(s, as_json)  # noqa: E731
+    nodes = _multi_nodes(run_id, hosts, inventory, runs_dir, emit if as_json else None, on_saved)
+    if nodes is True:  # its hosts are not known here any more: the outputs collect saved
+        return 0
     if nodes is not None:  # one job over several hosts: every node, with its host/rank prefix
         with nodes:
             emit = emit if as_json else EventView(logs_to_stdout=True)
-            if not follow:
-                nodes.print_logs(emit)
+            if not follow or nodes.gone():  # a gone node's output: the copy collect saved
+                nodes.print_logs(emit, _store(runs_dir), on_saved)
                 return 0
             try:
                 return _print_multi_end(nodes.follow(emit), as_json)
@@ -381,7 +396,7 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
                 return exc.exit_code
     try:
         state = run_output(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
-                           follow=follow, emit=emit)
+                           follow=follow, emit=emit, on_saved=lambda s: _saved_note(s, as_json))
     except Detached as exc:
         if as_json:
             print_json_line({"event": "detached", "host": exc.host, "run_id": run_id,
@@ -395,6 +410,16 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
         print_line(f"[{state.host}] run {run_id} {state.state} (exit {state.exit_code})"
                    + ("; collect: opskit collect " + run_id if state.state != "running" else ""), err=True)
     return 0
+
+
+def _saved_note(saved: Any, as_json: bool) -> None:
+    """Say that the output shown is the copy collect saved here, and why."""
+    if as_json:
+        print_json_line(saved.to_dict())
+    when = f", collected {saved.collected_at[:19].replace('T', ' ')} UTC" if saved.collected_at else ""
+    end = f"; the run ended {saved.state} (exit {saved.exit_code})" if saved.state else ""
+    print_line(f"[{saved.host}] {saved.why}\nshowing the saved copy of run {saved.run_id}'s output: "
+               f"{saved.path}{when}{end}", err=True)
 
 
 @click.command("cancel")
@@ -471,41 +496,3 @@ def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json:
                    + ("; verified copies removed from the host" if res.removed_remote else ""))
         _print_not_collected(res.host, res.not_collected)
     return 0 if res.complete else 1
-
-
-# -- runs -------------------------------------------------------------------------------------
-@click.group("runs")
-def runs() -> None:
-    """The local store of runs (runs/)."""
-
-
-@runs.command("list")
-@json_option
-@traceback_option
-@RUNS_DIR_OPTION
-def runs_list(as_json: bool, runs_dir: str | None) -> int:
-    """Runs recorded here, with host, model, state and what was collected."""
-    store = _store(runs_dir)
-    cards = store.list_cards()
-    gates = _gate_words(store, cards)  # pass/FAIL by the project card, when there is one
-    if as_json:
-        print_json([{**c, "gate": gates[c["run_id"]]} if c.get("run_id") in gates else c for c in cards])
-        return 0
-    rows = [
-        (c.get("run_id"), c.get("host"), c.get("model"), c.get("state"), c.get("exit_code"),
-         "yes" if c.get("oom_killed") else "", len((c.get("collected") or {}).get("files") or {}),
-         (c.get("created") or "")[:19].replace("T", " "))
-        + ((gates.get(c.get("run_id"), "-"),) if gates else ())
-        for c in cards
-    ]
-    print_table(["run", "host", "model", "state", "exit", "oom", "files", "created (UTC)"]
-                + (["gate"] if gates else []), rows)
-    return 0
-
-
-def _gate_words(store: Any, cards: list[dict]) -> dict[str, str]:
-    from opskit.project.card import load_card
-    from opskit.project.gate import gate_words
-
-    ids = {c["run_id"]: str(store.root / c["run_id"]) for c in cards if c.get("run_id")}
-    return gate_words(ids, load_card(required=False)) if ids else {}

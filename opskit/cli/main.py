@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("opskit.cli.jobs", "logs", "Show or follow a run's logs (reattaches after a disconnect)."),
     "cancel": ("opskit.cli.jobs", "cancel", "Stop a run: SIGTERM (checkpoint), then kill after a grace period."),
     "collect": ("opskit.cli.jobs", "collect", "Bring a run's results home, sha256-verified."),
-    "runs": ("opskit.cli.jobs", "runs", "The local store of runs (runs/)."),
+    "runs": ("opskit.cli.runs", "runs", "The local store of runs (runs/)."),
     "play": ("opskit.cli.play", "play", "Run a playbook: steps over hosts, --check dry run, recap."),
     "project": ("opskit.cli.project", "project", "The project card: goal, metric, baseline, constraints."),
     "eval": ("opskit.cli.project", "eval_cmd", "Judge a run by the project card's metric and baseline (exit 0/1)."),

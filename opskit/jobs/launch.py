@@ -72,11 +72,13 @@ def find_container(transport: Transport, run_id: str) -> Any | None:
 def require_container(transport: Transport, run_id: str) -> Any:
     c = find_container(transport, run_id)
     if c is None:
-        raise UsageError(
-            f"{transport.host}: no container for run {run_id!r} (looked for {container_name(run_id)})",
-            "see 'opskit jobs --host HOST' for the runs there",
-        )
+        raise no_container(transport.host, run_id)
     return c
+
+
+def no_container(host: str, run_id: str) -> UsageError:
+    return UsageError(f"{host}: no container for run {run_id!r} (looked for {container_name(run_id)})",
+                      "see 'opskit jobs --host HOST' for the runs there")
 
 
 def start_container(transport: Transport, job: JobSpec, facts: HostFacts, image_id: str) -> Any:
@@ -135,8 +137,10 @@ def add_node(kwargs: dict[str, Any], job: JobSpec) -> None:
     kwargs["labels"][LABEL_NODE] = str(node.rank)
 
 
-def already_exists(host: str, run_id: str, state: str) -> JobError:
-    return JobError(
+def already_exists(host: str, run_id: str, state: str) -> UsageError:
+    """A run ID that is taken: a refusal of the input (exit 2, as other usage errors), not a
+    failed job."""
+    return UsageError(
         f"{host}: run {run_id!r} already exists there ({state}); a run ID starts one job only",
         f"follow it with 'opskit logs {run_id} -f', or pick another --run-id",
     )

@@ -6,6 +6,7 @@ checkpoints), ``collect`` (rank 0's results and every node's output, verified).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from opskit import events as ev
 from opskit.hosts.spec import HostSpec
@@ -19,6 +20,7 @@ from opskit.jobs.multirun import (
     collect_nodes,
     follow_nodes,
 )
+from opskit.jobs.operations import SavedOutput, emit_file
 from opskit.jobs.store import RunStore
 
 
@@ -76,11 +78,35 @@ class Nodes:
                          launch.require_container(self.transports[n["host"]], self.run_id), self.run_id)
                 for n in node_list(self.card)]
 
-    def print_logs(self, emit: ev.EventFn) -> None:
-        """Every node's output so far, node by node."""
-        for c in self.conns():
-            for line in launch.stream_logs(c.transport, self.run_id, follow=False, container=c.container):
-                emit(ev.LogLine(c.label, self.run_id, line))
+    def print_logs(self, emit: ev.EventFn, store: RunStore | None = None,
+                   on_saved: Callable[[SavedOutput], None] | None = None) -> None:
+        """Every node's output so far, node by node; a node whose container is gone (or whose
+        host cannot be reached) from the copy collect saved here (``on_saved`` told first)."""
+        from opskit.errors import OpskitError
+
+        for n in node_list(self.card):
+            host, name = n["host"], label(self.card, n)
+            try:
+                container = launch.find_container(self.transports[host], self.run_id)
+                why: OpskitError | None = None if container is not None else launch.no_container(host, self.run_id)
+            except OpskitError as exc:
+                why = exc
+            if why is None:
+                for line in launch.stream_logs(self.transports[host], self.run_id, follow=False, container=container):
+                    emit(ev.LogLine(name, self.run_id, line))
+            elif store is None:
+                raise why
+            else:
+                print_saved(store, self.card, [n], why, emit, on_saved)
+
+    def gone(self) -> bool:
+        """Whether some node's container is gone (or its host cannot be reached)."""
+        from opskit.errors import OpskitError
+
+        try:
+            return any(launch.find_container(t, self.run_id) is None for t in self.transports.values())
+        except OpskitError:
+            return True
 
     def follow(self, emit: ev.EventFn, grace: float = 10.0) -> MultiOutcome:
         return follow_nodes(self.conns(), emit, grace)
@@ -131,3 +157,34 @@ def checkpoint_of(store: RunStore, run_id: str) -> Checkpoint:
         raise JobError(f"{path} changed since it was collected (sha256 {got[:12]}, manifest {digest[:12]})",
                        f"collect it again: 'opskit collect {run_id}'")
     return Checkpoint(run_id, str(path), digest)
+
+
+def saved_log(store: RunStore, card: dict, node: dict) -> Path:
+    """Where collect saved a node's output: rank 0's in runs/RUN/, the others' in runs/RUN/nodes/HOST/."""
+    from opskit.jobs.hostfs import LOGS
+    from opskit.jobs.multirun import NODES_DIR
+
+    root = store.path(card["run_id"])
+    return root / LOGS if int(node["rank"]) == 0 else root / NODES_DIR / node["host"] / LOGS
+
+
+def print_saved(store: RunStore, card: dict, nodes: list[dict], why: Exception, emit: ev.EventFn,
+                on_saved: Callable[[SavedOutput], None] | None) -> None:
+    """The saved output of ``nodes`` (``why``: the live one cannot be read); raise ``why``,
+    with a hint, for a node whose output was never saved here."""
+    for n in nodes:
+        path = saved_log(store, card, n)
+        if not path.is_file():
+            hint = getattr(why, "hint", None)
+            msg = (f"{hint}; " if hint else "") + (f"no saved copy of {n['host']}'s output here either ({path}): "
+                                                     f"'opskit collect {card['run_id']}' saves it while the containers exist")
+            if hasattr(why, "hint"):
+                why.hint = msg  # type: ignore[attr-defined]
+            raise why
+        ends = {e.get("host"): e for e in card.get("node_ends") or []}
+        end = ends.get(n["host"], {})
+        saved = SavedOutput(card["run_id"], label(card, n), str(path), str(getattr(why, "message", why)),
+                            (card.get("collected") or {}).get("at"), end.get("state"), end.get("exit_code"))
+        if on_saved is not None:
+            on_saved(saved)
+        emit_file(path, saved.host, card["run_id"], emit)

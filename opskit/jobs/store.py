@@ -43,7 +43,7 @@ class RunStore:
     def load(self, run_id: str) -> dict:
         path = self.card_path(run_id)
         if not path.exists():
-            known = ", ".join(self.list_ids()[-5:]) or "none"
+            known = ", ".join(recent_runs(self.root)) or "none"
             raise UsageError(
                 f"unknown run ID {run_id!r} (no {path})",
                 f"recent runs here: {known}; see 'opskit runs list', or name the host with --host",
@@ -75,6 +75,45 @@ class RunStore:
             except UsageError as exc:  # a broken card is listed as such, with what is wrong
                 cards.append({"run_id": run_id, "state": "broken", "error": exc.message})
         return cards
+
+
+def card_hosts(card: dict) -> list[str]:
+    """Every host of a run: a multi-host run's ``hosts`` (rank 0 first), else its ``host``."""
+    hosts = card.get("hosts") or [card.get("host")]
+    return [str(h) for h in hosts if h]
+
+
+def card_files(card: dict) -> int:
+    """How many files a run's collect verified: ``collected.files`` of a one-host run, the
+    sum of ``collected.nodes.HOST.files`` of a multi-host run (both shapes, when both are there)."""
+    collected = card.get("collected") or {}
+    if not isinstance(collected, dict):
+        return 0
+    nodes = collected.get("nodes") or {}
+    return len(collected.get("files") or ()) + sum(
+        len(n.get("files") or ()) for n in (nodes.values() if isinstance(nodes, dict) else ()) if isinstance(n, dict))
+
+
+def recent_runs(root: Path, n: int = 5, marker: tuple[str, ...] = (CARD,)) -> list[str]:
+    """The ``n`` newest runs in ``root`` (folders holding one of ``marker``), newest first: by
+    the run card's ``created`` time, else (no card, or no time in it) by the folder's change
+    time. Not by name: a run ID begins with the model's name, not the date."""
+    if not root.is_dir():
+        return []
+    found = [(_created(p), p.name) for p in root.iterdir() if p.is_dir() and any((p / m).is_file() for m in marker)]
+    return [name for _, name in sorted(found, reverse=True)[:n]]
+
+
+def _created(folder: Path) -> float:
+    """When the run was created: its card's ``created`` (UTC), else the folder's mtime."""
+    from datetime import UTC, datetime
+
+    try:
+        created = json.loads((folder / CARD).read_text()).get("created")
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (OSError, ValueError, AttributeError, TypeError):
+        return folder.stat().st_mtime
 
 
 def git_facts(cwd: str | None = None) -> dict:

@@ -136,7 +136,9 @@ def resolve_run(ref: str, runs_root: str | os.PathLike | None = None) -> Path:
     if as_path.is_dir():
         raise UsageError(f"{ref}: a folder, but not a run's (none of {', '.join(RUN_FILES)})",
                          "give the --out folder of 'opskit train', or a run ID of 'opskit runs list'")
-    known = sorted(p.name for p in root.iterdir() if p.is_dir())[-5:] if root.is_dir() else []
+    from opskit.jobs.store import recent_runs
+
+    known = recent_runs(root, marker=RUN_FILES)  # newest first, by the card's time
     raise UsageError(f"unknown run {ref!r}: no folder {ref} and no {candidate}",
                      f"recent runs in {root}: {', '.join(known) or 'none'}; see 'opskit runs list'")
 

@@ -114,10 +114,10 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
         ("rt-a", "exited", "lenet")]
 
     twice = opskit(env, "run-remote", "--host", h1, "--image", image, "--run-id", "rt-a", *QUICK)
-    assert twice.returncode == 1 and "already exists" in twice.stderr
+    assert twice.returncode == 2 and "already exists" in twice.stderr  # a usage refusal
     other_store = {**env, "OPSKIT_RUNS_DIR": str(tmp_path / "elsewhere")}  # the host refuses it too
     twice = opskit(other_store, "run-remote", "--host", h1, "--image", image, "--run-id", "rt-a", *QUICK)
-    assert twice.returncode == 1 and f"{h1}: run 'rt-a' already exists" in twice.stderr
+    assert twice.returncode == 2 and f"{h1}: run 'rt-a' already exists" in twice.stderr
 
     # A result truncated on the host afterwards: reported, never marked collected.
     host_exec(hosts, h1, ["sh", "-c", f"truncate -s 10 {RUN_HOME}/rt-a/metrics.jsonl"])

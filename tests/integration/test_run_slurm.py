@@ -100,7 +100,7 @@ def test_two_nodes_learn_and_come_home_verified(cluster, env, training_image):
     assert jobs.returncode == 0 and "sl-a" in jobs.stdout and "exited" in jobs.stdout
     elsewhere = {**env, "OPSKIT_RUNS_DIR": str(Path(env["OPSKIT_RUNS_DIR"]).parent / "elsewhere")}
     again = submit(elsewhere, training_image, "sl-a", "--nodes", "2", "--shared-dir", cluster.shared_dir)
-    assert again.returncode == 1  # the run's folder on the cluster is not written over
+    assert again.returncode == 2  # a usage refusal: the run's folder on the cluster is not written over
     assert "slurm-login: run 'sl-a' already exists there (its folder /shared/opskit/runs/sl-a is there)" in again.stderr
 
 

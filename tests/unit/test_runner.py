@@ -121,9 +121,9 @@ def test_bad_options_are_refused_before_any_engine_or_connection(tmp_path) -> No
 def test_a_run_id_recorded_here_is_refused_before_connecting(tmp_path) -> None:
     s = Setup(tmp_path)
     s.store.save("r1", {"run_id": "r1", "host": "gpu2"})
-    with pytest.raises(JobError, match="gpu2: run 'r1' already exists"):
+    with pytest.raises(UsageError, match="gpu2: run 'r1' already exists") as exc:
         s.run()
-    assert s.connections == 0
+    assert s.connections == 0 and exc.value.exit_code == 2  # a usage refusal, as other taken names
 
 
 def test_preflight_refusal_starts_nothing_and_records_nothing(tmp_path) -> None:
@@ -136,9 +136,9 @@ def test_preflight_refusal_starts_nothing_and_records_nothing(tmp_path) -> None:
 def test_a_run_id_already_on_the_host_is_refused(tmp_path) -> None:
     s = Setup(tmp_path)
     s.remote.containers.run(IMAGE["Id"], name="opskit-run-r1")
-    with pytest.raises(JobError, match="gpu1: run 'r1' already exists there \\(running\\)"):
+    with pytest.raises(UsageError, match="gpu1: run 'r1' already exists there \\(running\\)") as exc:
         s.run()
-    assert not s.store.exists("r1")
+    assert not s.store.exists("r1") and exc.value.exit_code == 2
 
 
 def test_an_engine_refusing_the_start_is_recorded_as_not_started(tmp_path) -> None:
