@@ -278,6 +278,7 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
     store = _store(runs_dir)
     slurm = slurmcli.SlurmJobs.of(store, inventory, hosts)  # runs handed to Slurm: scontrol, sentinels
     result = list_jobs(hosts, inventory, store)
+    slurm.spare(result)  # a login host without Docker: not an error for its Slurm runs
     if result is None or as_json:
         if result is None and slurm.empty:
             print_line("no runs recorded here; name hosts with --host", err=True)

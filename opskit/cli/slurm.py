@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opskit.cli.render import (
@@ -76,7 +76,7 @@ def run(login: Any, job: Any, store: Any, opts: Any, sopts: Any, inventory: str 
             from opskit.jobs.slurm import fetch, follow
 
             st = follow.follow(slurm_run, store, opts.emit, sopts.poll)
-            res = fetch.collect(slurm_run, store)
+            res = fetch.collect(slurm_run, store, remove_remote=opts.remove_remote)
     except Detached as exc:
         print_line(f"[{exc.host}] {exc.message}\nhint: {exc.hint}", err=True)
         if as_json:
@@ -99,6 +99,7 @@ def outcome(doc: dict, st: Any, res: Any, store: Any, as_json: bool) -> int:
                + (f"; {st.detail}" if st.detail else ""))
     print_line(f"collected {len(res.files)} files (sha256-verified) into {res.local_dir}")
     not_collected(st.host, res.not_collected)
+    removal(st.host, res)
     if st.exit_code != 0:
         from opskit.jobs.slurm.fetch import output_tail
 
@@ -110,6 +111,16 @@ def outcome(doc: dict, st: Any, res: Any, store: Any, as_json: bool) -> int:
     return 0 if ok else 1
 
 
+def removal(host: str, res: Any) -> None:
+    """What --remove-remote removed from the cluster, or kept there and why."""
+    for where in getattr(res, "removed", []):
+        print_line(f"[{host}] removed {where} (all of it: every file there verified here)")
+    if res.kept_on_host:
+        print_line(f"[{host}] --remove-remote: nothing removed from the cluster; kept:", err=True)
+    for why in res.kept_on_host:
+        print_line(f"  {why}", err=True)
+
+
 def not_collected(host: str, missed: list[dict[str, str]]) -> None:
     if missed:
         print_line(f"[{host}] {len(missed)} not collected (listed in the run card):", err=True)
@@ -119,19 +130,33 @@ def not_collected(host: str, missed: list[dict[str, str]]) -> None:
 
 @dataclass
 class SlurmJobs:
-    """The ``jobs`` rows of the runs handed to Slurm (none when hosts are named)."""
+    """The ``jobs`` rows of the runs handed to Slurm (with hosts named: those submitted
+    through them, when they are login hosts)."""
 
     states: list
     errors: dict[str, str]
     cards: dict[str, dict]
+    no_docker: dict[str, str] = field(default_factory=dict)  # login host -> why Docker was not listed
 
     @classmethod
     def of(cls, store: Any, inventory: str | None, hosts: tuple[str, ...]) -> SlurmJobs:
         from opskit.jobs.slurm import ops
 
-        cards = [] if hosts else ops.slurm_cards(store)
-        states, errors = ops.statuses(cards, inventory) if cards else ([], {})
+        cards = [c for c in ops.slurm_cards(store) if not hosts or c["slurm"].get("login") in hosts]
+        states, errors = ops.statuses(cards, inventory, store=store) if cards else ([], {})
         return cls(states, errors, {c["run_id"]: c for c in cards})
+
+    @property
+    def logins(self) -> set[str]:
+        return {str(c["slurm"].get("login")) for c in self.cards.values()}
+
+    def spare(self, result: Any) -> None:
+        """A login host of Slurm runs need not run Docker: its failed Docker listing is no error
+        (said in a note); a login host that also has an engine keeps its Docker rows."""
+        for o in result or []:
+            if not o.ok and o.host in self.logins:
+                self.no_docker[o.host] = str(getattr(o.error, "message", None) or o.error)
+                o.error, o.value = None, []
 
     @property
     def empty(self) -> bool:
@@ -142,7 +167,8 @@ class SlurmJobs:
         return 1 if self.errors else 0
 
     def to_dict(self) -> dict:
-        return {"slurm": [s.to_dict() for s in self.states], "slurm_errors": self.errors}
+        return {"slurm": [s.to_dict() for s in self.states], "slurm_errors": self.errors,
+                "slurm_login_no_docker": self.no_docker}
 
     def print(self) -> None:
         rows = []
@@ -154,6 +180,9 @@ class SlurmJobs:
             print_table(["run", "login", "slurm job", "model", "state", "exit", "nodes", "why / how known"], rows)
         for login, message in self.errors.items():
             print_line(f"[{login}] error: {message}", err=True)
+        for login, message in self.no_docker.items():
+            print_line(f"[{login}] Slurm login host: its Slurm runs are listed; no Docker runs there ({message})",
+                       err=True)
 
 
 def logs(slurm_run: Any, store: Any, follow: bool, as_json: bool) -> int:
@@ -195,17 +224,18 @@ def cancel(slurm_run: Any, store: Any, grace: float, as_json: bool) -> int:
     return 0
 
 
-def collect(slurm_run: Any, store: Any, as_json: bool) -> int:
+def collect(slurm_run: Any, store: Any, as_json: bool, remove_remote: bool = False) -> int:
     from opskit.jobs.slurm import ops
 
-    res = ops.collect(slurm_run, store)
+    res = ops.collect(slurm_run, store, remove_remote)
     if as_json:
         print_json(res.to_dict())
     else:
         print_line(f"[{res.host}] {res.run_id}: {len(res.copied)} copied ({human_bytes(res.bytes_copied)}), "
                    f"{len(res.already_here)} already here, all {len(res.files)} sha256-verified -> {res.local_dir}")
         not_collected(res.host, res.not_collected)
-    return 0 if res.complete else 1
+        removal(res.host, res)
+    return 0 if res.complete and not (remove_remote and res.kept_on_host) else 1
 
 
 def dispatch(command: str, run_id: str, inventory: str | None, store: Any, **kw: Any) -> int | None:
@@ -219,8 +249,4 @@ def dispatch(command: str, run_id: str, inventory: str | None, store: Any, **kw:
         return logs(slurm_run, store, kw["follow"], kw["as_json"])
     if command == "cancel":
         return cancel(slurm_run, store, kw["grace"], kw["as_json"])
-    if kw.get("remove_remote"):
-        from opskit.errors import UsageError
-
-        raise UsageError("--remove-remote is not supported for a Slurm run yet", "collect without it")
-    return collect(slurm_run, store, kw["as_json"])
+    return collect(slurm_run, store, kw["as_json"], bool(kw.get("remove_remote")))

@@ -10,8 +10,11 @@ when the job failed before the training entry started, and the sentinel itself.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opskit import atomic
@@ -19,6 +22,7 @@ from opskit.errors import HostError, JobError, TransferError
 from opskit.hosts.transport import Transport
 from opskit.jobs import collect as collectmod
 from opskit.jobs import hostfs
+from opskit.jobs.slurm import remove as removemod
 from opskit.jobs.slurm.follow import SlurmRun, SlurmStatus
 from opskit.jobs.slurm.parse import expand_hostlist
 from opskit.jobs.slurm.sentinel import SENTINEL, Sentinel
@@ -44,16 +48,25 @@ def places(run: SlurmRun, st: SlurmStatus) -> list[tuple[str, str | None]]:
     return [(batch, None)] + [(n, n) for n in nodes if n != batch]
 
 
-def collect(run: SlurmRun, store: RunStore, limits: collectmod.Limits | None = None) -> collectmod.CollectResult:
+@dataclass
+class SlurmCollect(collectmod.CollectResult):
+    removed: list[str] = field(default_factory=list)  # --remove-remote: "HOST:RUN_DIR" removed there
+
+
+def collect(run: SlurmRun, store: RunStore, limits: collectmod.Limits | None = None,
+            remove_remote: bool = False) -> SlurmCollect:
+    """The run's folder home; with ``remove_remote``, then removed from the cluster when all of
+    it verifies here (:mod:`.remove`)."""
     st = run.status()
     if st.active:
         raise JobError(f"run {run.run_id} (Slurm job {run.job_id}) is still {st.state}; its results are not final",
                        f"wait for it ('opskit logs {run.run_id} -f') or stop it ('opskit cancel {run.run_id}')")
     limits = limits or collectmod.Limits.from_env()
     local = collectmod.LocalRun(store.path(run.run_id))
-    res = collectmod.CollectResult(run.run_id, run.slurm["login"], str(local.root), str(local.results))
+    res = SlurmCollect(run.run_id, run.slurm["login"], str(local.root), str(local.results))
     seen: set[str] = set()
-    for host, only in places(run, st):
+    where = places(run, st)
+    for host, only in where:
         try:
             seen |= collect_from(run.transport(host), run.run_dir, only, st.sentinel, local, limits, res)
         except (HostError, JobError) as exc:
@@ -66,8 +79,13 @@ def collect(run: SlurmRun, store: RunStore, limits: collectmod.Limits | None = N
         res.miss("(names)", f"{st.sentinel.unlisted} file(s) with a quote, backslash or control character in "
                             "their names: not in the sentinel, not collected, kept on the host")
     res.logs = any(_TOP.match(p) for p in res.files)
+    with contextlib.suppress(OSError):  # kept only while it holds partial copies (as for SSH hosts)
+        os.rmdir(local.root / collectmod.PARTIAL)
     atomic.write_json(local.root / "manifest.json", {"host": res.host, "files": res.files,
                                                      "not_collected": res.not_collected})
+    if remove_remote:
+        gone = removemod.remove_remote(run, where, res, local)
+        res.removed, res.kept_on_host, res.removed_remote = gone.removed, gone.kept, bool(gone.removed)
     record(store, run, st, res)
     return res
 
@@ -115,6 +133,8 @@ def record(store: RunStore, run: SlurmRun, st: SlurmStatus, res: collectmod.Coll
         "files": res.files, "verified": True, "not_collected": res.not_collected, "logs": res.logs,
         "from": sorted({run.slurm["login"]} if run.slurm.get("shared") else {h for h, _ in places(run, st)}),
         "sentinel": st.sentinel is not None, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"removed_remote": res.removed, "kept_on_cluster": res.kept_on_host}
+           if isinstance(res, SlurmCollect) and (res.removed or res.kept_on_host) else {}),
     })
 
 

@@ -10,10 +10,12 @@ the batch host (node-local); following re-reads from the start after a lost conn
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from opskit import events as ev
 from opskit.errors import HostError, JobError
@@ -28,13 +30,18 @@ from opskit.jobs.store import RunStore
 MAX_LINE = 64 << 10
 SLURM_ENDS = ("lost", "timeout", "oom-killed")  # ends Slurm decides: its word wins over the script's exit code
 _LABEL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/node\d+): (.*)$", re.S)
+_TASK = re.compile(r"^opskit\[([A-Za-z0-9][A-Za-z0-9._-]*)\]: (.*)$", re.S)
 
 
 def log_event(host: str, run_id: str, line: str) -> ev.LogLine:
-    """A line of the output file as a LogLine of its node (``NODE/nodeN: text`` is how each
-    node's task prefixes its container's lines), else of the host the file was read from."""
+    """A line of the output file as a LogLine of the node it came from (``NODE/nodeN: text``:
+    its container's lines; ``opskit[NODE]: text``: its task's own, shown as ``[NODE] opskit: text``),
+    else (the batch script's lines, Slurm's) of the host the file was read from."""
     m = _LABEL.match(line)
-    return ev.LogLine(m.group(1), run_id, m.group(2)) if m else ev.LogLine(host, run_id, line)
+    if m:
+        return ev.LogLine(m.group(1), run_id, m.group(2))
+    m = _TASK.match(line)
+    return ev.LogLine(m.group(1), run_id, f"opskit: {m.group(2)}") if m else ev.LogLine(host, run_id, line)
 
 
 def is_slurm(card: dict | None) -> bool:
@@ -70,10 +77,12 @@ class SlurmRun:
     """One connection to the login host (and, node-local, to the batch host), opened on use."""
 
     def __init__(self, card: dict, connect: Callable[[HostSpec], Transport],
-                 resolve: Callable[[list[str]], list[HostSpec]], transports: dict[str, Transport] | None = None):
+                 resolve: Callable[[list[str]], list[HostSpec]], transports: dict[str, Transport] | None = None,
+                 local: Path | None = None):
         self.card, self.slurm = card, card["slurm"]
         self.run_id, self.job_id = card["run_id"], str(self.slurm["job_id"])
         self.connect, self.resolve = connect, resolve
+        self.local = local  # runs/RUN/ here: the collected sentinel, once the cluster's copy is gone
         self._t: dict[str, Transport] = {} if transports is None else transports  # by host; shareable
         self.last: SlurmJob | None = None
 
@@ -116,10 +125,14 @@ class SlurmRun:
         return batch
 
     def job(self) -> SlurmJob | None:
-        job = cluster.job(self.login, self.job_id)
+        job = self.mine(cluster.job(self.login, self.job_id))
         if job is not None:
             self.last = job
         return job
+
+    def mine(self, job: SlurmJob | None) -> SlurmJob | None:
+        """``job`` when it is this run's (a recreated cluster numbers its jobs from 1 again)."""
+        return job if job is None or not job.name or job.name == f"opskit-{self.run_id}" else None
 
     def sentinel(self, job: SlurmJob | None) -> Sentinel | None:
         try:
@@ -131,11 +144,42 @@ class SlurmRun:
             return None
         return parse_sentinel(data, f"{host}:{self.run_dir}/{SENTINEL}", self.run_id, self.job_id)
 
+    def collected(self) -> Sentinel | None:
+        """The sentinel collected here (runs/RUN/), when it still matches the sha256 the run
+        card recorded at collect; None when there is none."""
+        if self.local is None:
+            return None
+        path = Path(self.local) / SENTINEL
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        want = ((self.card.get("collected") or {}).get("files") or {}).get(SENTINEL)
+        if want and hashlib.sha256(data).hexdigest() != want:
+            return None
+        return parse_sentinel(data, str(path), self.run_id, self.job_id)
+
+    def end_record(self, job: SlurmJob | None) -> tuple[Sentinel | None, str]:
+        """The job's sentinel on the cluster, else the copy collected here: (sentinel, how known)."""
+        try:
+            sent = self.sentinel(job)
+        except HostError:
+            sent, kept = None, self.collected()
+            if kept is None:
+                raise
+        if sent is not None:
+            return sent, "from the job's sentinel"
+        kept = self.collected()
+        if kept is None:
+            return None, ""
+        return kept, (f"from the sentinel collected here (runs/{self.run_id}/{SENTINEL}); the cluster's copy "
+                      f"({self.run_dir}) is gone")
+
     def status(self) -> SlurmStatus:
         job = self.job()
         if job is not None and job.active:
             return self.from_job(job, "")
-        sent = self.sentinel(job or self.last)
+        sent, how = self.end_record(job or self.last)
         if sent is not None and job is not None and job.state in SLURM_ENDS:  # Slurm ended it: say so
             st = self.from_job(job, "the job's sentinel was written as Slurm ended the job")
             st.sentinel = sent
@@ -146,7 +190,7 @@ class SlurmRun:
         if sent is not None:
             return SlurmStatus(self.run_id, self.slurm["login"], self.job_id, sent.state,
                                job.slurm_state if job else "", "", sent.exit_code, sent.nodes, sent.batch_host,
-                               sent.started, sent.finished, "from the job's sentinel", sent)
+                               sent.started, sent.finished, how, sent)
         if job is not None:
             return self.from_job(job, "the job's script wrote no sentinel (Slurm ended it before the script's end)")
         return SlurmStatus(self.run_id, self.slurm["login"], self.job_id, "unknown", "", "", None,

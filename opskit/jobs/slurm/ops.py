@@ -40,7 +40,7 @@ def open_run(run_id: str, inventory: str | None, store: RunStore, connect: Conne
         return None
     if connect is None:
         from opskit.hosts.group import connect
-    return SlurmRun(card, connect, resolver(inventory))
+    return SlurmRun(card, connect, resolver(inventory), local=store.path(run_id))
 
 
 def slurm_cards(store: RunStore) -> list[dict]:
@@ -48,7 +48,8 @@ def slurm_cards(store: RunStore) -> list[dict]:
 
 
 def statuses(cards: Sequence[dict], inventory: str | None, connect: Connect | None = None,
-             resolve: Callable[[list[str]], list[HostSpec]] | None = None) -> tuple[list[SlurmStatus], dict[str, str]]:
+             resolve: Callable[[list[str]], list[HostSpec]] | None = None,
+             store: RunStore | None = None) -> tuple[list[SlurmStatus], dict[str, str]]:
     """Every recorded Slurm run's status: one ``scontrol -o show job`` per login host, the
     sentinel for the jobs Slurm has forgotten. Errors by login host (the others still answer)."""
     if connect is None:
@@ -60,11 +61,12 @@ def statuses(cards: Sequence[dict], inventory: str | None, connect: Connect | No
         by_login.setdefault(c["slurm"]["login"], []).append(c)
     for login, mine in by_login.items():
         shared: dict[str, Transport] = {}  # one connection to the login host (and nodes) for all
-        runs = [SlurmRun(c, connect, resolve or resolver(inventory), shared) for c in mine]
+        runs = [SlurmRun(c, connect, resolve or resolver(inventory), shared,
+                         store.path(c["run_id"]) if store is not None else None) for c in mine]
         try:
             known = cluster.jobs(runs[0].login)
             for run in runs:
-                out.append(status_with(run, known.get(run.job_id)))
+                out.append(status_with(run, run.mine(known.get(run.job_id))))
         except Exception as exc:  # noqa: BLE001 - one login host's failure is reported, the others listed
             errors[login] = str(getattr(exc, "message", None) or exc)
         finally:
@@ -93,6 +95,6 @@ def cancel(run: SlurmRun, store: RunStore, grace: float) -> SlurmStatus:
         return followmod.cancel(run, store, grace)
 
 
-def collect(run: SlurmRun, store: RunStore) -> CollectResult:
+def collect(run: SlurmRun, store: RunStore, remove_remote: bool = False) -> CollectResult:
     with run:
-        return fetchmod.collect(run, store)
+        return fetchmod.collect(run, store, remove_remote=remove_remote)

@@ -97,6 +97,7 @@ class SlurmRunner:
             spec.partition = partition
             spec.grace = grace_within(sopts.grace, cluster.kill_wait(t))
             if sopts.plan_only:
+                spec.plan = True
                 return render(spec)
             reached = self.ship(run, nodes, sopts, spec.run_dir)
             if sopts.shared_dir:

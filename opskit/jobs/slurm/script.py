@@ -44,6 +44,7 @@ class SbatchSpec:
     port: int = DEFAULT_PORT  # rank 0's rendezvous port is port + (job ID % 1000)
     grace: int = 30
     extra_sbatch: list[str] = field(default_factory=list)
+    plan: bool = False  # --plan: shown, not kept (nothing written, shipped or submitted)
 
     def sbatch_options(self) -> list[str]:
         """The ``#SBATCH`` options (also given to ``sbatch --test-only``)."""
@@ -165,6 +166,11 @@ EXIT_FN = """opskit_exit() {  # the job's exit code: a node's own failure before
 }"""
 
 
+def kept(spec: SbatchSpec) -> str:
+    """How the script's own comment says where it is kept: --plan writes nothing."""
+    return "would be kept, when submitted," if spec.plan else "kept"
+
+
 def render(spec: SbatchSpec) -> str:
     """The whole sbatch script."""
     head = "\n".join(f"#SBATCH {o}" for o in spec.sbatch_options())
@@ -172,7 +178,7 @@ def render(spec: SbatchSpec) -> str:
     return f"""#!/bin/bash
 {head}
 # opskit run {spec.run_id}: {args}
-# Rendered by opskit (kept in runs/{spec.run_id}/job.sbatch); one task per node runs the image by ID.
+# Rendered by opskit ({kept(spec)} in runs/{spec.run_id}/job.sbatch); one task per node runs the image by ID.
 set -u
 umask 077
 RUN_ID={_q(spec.run_id)}
