@@ -301,7 +301,8 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
             state = " ".join(f"{x.host}:{x.state}" for x in group)
         rows.append((j.run_id, host, j.model, state, "" if j.exit_code is None else j.exit_code,
                      j.started[:19].replace("T", " "), dur, image))
-    print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration", "image (ID there)"], rows)
+    if rows or slurm.empty:  # a login host of Slurm runs only: no empty Docker table under them
+        print_table(["run", "host", "model", "state", "exit", "started (UTC)", "duration", "image (ID there)"], rows)
     if rows:
         print_line("ID there: the image's ID on that host's engine (config digest on a legacy store, manifest "
                    "digest on a containerd store); run cards record both sides' IDs")

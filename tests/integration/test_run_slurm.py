@@ -80,8 +80,9 @@ def test_two_nodes_learn_and_come_home_verified(cluster, env, training_image):
     assert (doc["state"], doc["exit_code"], doc["nodes"], doc["partition"]) == ("exited", 0, "slurm-node[1-2]", "gpu")
     assert doc["not_collected"] == [] and "results/checkpoints/last.pt" in doc["collected"]
     assert "[slurm-node1/node0] step 40/40" in res.stderr  # rank 0's lines, as its node's own
-    assert "opskit[slurm-node2]: container exited with 0" in res.stderr  # rank 1 ran on the other node
+    assert "[slurm-node2] opskit: container exited with 0" in res.stderr  # rank 1 ran on the other node
     local = Path(doc["local_dir"])
+    assert not (local / ".partial").exists()  # kept only while it holds partial copies
     sentinel = json.loads((local / "opskit-sentinel.json").read_text())
     assert sentinel["exit_code"] == 0 and sentinel["slurm_job_id"] == doc["job_id"]
     for rel, digest in sentinel["files"].items():  # every result verified against the job's own manifest
@@ -102,6 +103,15 @@ def test_two_nodes_learn_and_come_home_verified(cluster, env, training_image):
     again = submit(elsewhere, training_image, "sl-a", "--nodes", "2", "--shared-dir", cluster.shared_dir)
     assert again.returncode == 2  # a usage refusal: the run's folder on the cluster is not written over
     assert "slurm-login: run 'sl-a' already exists there (its folder /shared/opskit/runs/sl-a is there)" in again.stderr
+    by_login = opskit(env, "jobs", "--host", "slurm-login")  # no Docker engine there: not an error
+    assert by_login.returncode == 0 and "sl-a" in by_login.stdout, by_login.stderr
+    res = opskit(env, "collect", "sl-a", "--remove-remote")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "[slurm-login] removed slurm-login:/shared/opskit/runs/sl-a" in res.stdout
+    assert cluster.exec(cluster.login, ["test", "-e", "/shared/opskit/runs/sl-a"])[0] != 0  # all of it
+    jobs = json.loads(opskit(env, "jobs", "--json").stdout)["slurm"]
+    mine = [s for s in jobs if s["run_id"] == "sl-a"][0]  # the cluster's copy gone: the collected one says
+    assert (mine["state"], mine["exit_code"]) == ("exited", 0) and "sentinel collected here" in mine["detail"]
 
 
 def test_plan_shows_the_script_and_submits_nothing(cluster, env, training_image):
@@ -109,6 +119,7 @@ def test_plan_shows_the_script_and_submits_nothing(cluster, env, training_image)
     assert res.returncode == 0, res.stderr
     assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n#SBATCH --no-requeue\n#SBATCH --partition=gpu\n#SBATCH --gres=gpu:1" in res.stdout
     assert "#SBATCH --time=5" in res.stdout and "srun --ntasks-per-node=1" in res.stdout
+    assert "# Rendered by opskit (would be kept, when submitted, in runs/sl-plan/job.sbatch)" in res.stdout
     assert not (Path(env["OPSKIT_RUNS_DIR"]) / "sl-plan").exists()
 
 
@@ -126,6 +137,12 @@ def test_cancel_checkpoints_node_local(cluster, env, training_image):
     assert "results/checkpoints/last.pt" in got["files"] and got["not_collected"] == []
     local = Path(env["OPSKIT_RUNS_DIR"]) / "sl-c"
     assert json.loads((local / "results" / "summary.json").read_text())["status"] == "interrupted"
+    run_dir = card(env, "sl-c")["slurm"]["run_dir"]
+    res = opskit(env, "collect", "sl-c", "--remove-remote")  # node-local: the folder goes from every node
+    assert res.returncode == 0, res.stderr + res.stdout
+    for node in cluster.nodes:
+        assert f"removed {node}:{run_dir}" in res.stdout
+        assert cluster.exec(node, ["test", "-e", run_dir])[0] != 0
     for node in cluster.nodes:  # every node's container stopped and removed (the node task's last step)
         def gone(node: str = node) -> bool:
             return cluster.check(node, ["docker", "ps", "-aq", "--filter", "label=opskit.run=sl-c"]).strip() == ""
