@@ -306,7 +306,7 @@ def jobs(hosts: tuple[str, ...], inventory: str | None, as_json: bool, runs_dir:
     if rows:
         print_line("ID there: the image's ID on that host's engine (config digest on a legacy store, manifest "
                    "digest on a containerd store); run cards record both sides' IDs")
-    return report_group_errors(result)
+    return max(report_group_errors(result), slurm.exit_code)
 
 
 def _one_row_per_run(states: list) -> list[list]:
