@@ -106,7 +106,7 @@ def _operations(text: str, clause: str, who: str, affected: int) -> list[ModeCha
                 raise _refuse(text, f"octal digits after {who!r}{op}: write {op}DIGITS alone")
             digits = clause[j:]
             if not digits.isdigit() or "8" in digits or "9" in digits:
-                raise _refuse(text, f"{digits!r} is not octal")
+                raise _refuse(text, f"invalid mode: {digits!r} after {op!r} is not octal (digits 0-7 only)")
             changes.append(ModeChange(op, who, ALL_BITS, _octal(text, digits), ALL_BITS,
                                       text=clause[i:]))
             break
@@ -143,16 +143,27 @@ def _symbolic_changes(text: str, clause: str) -> list[ModeChange]:
 def parse_mode(text: str) -> list[ModeChange]:
     """Any mode GNU chmod accepts -> its operations, in order; UnsafeInputError (naming the
     mode) for anything it refuses, before any host is contacted."""
-    if not text or any(c not in "01234567ugoarwxXst+-=," for c in text):
-        raise _refuse(text, "empty, or a character chmod does not use")
+    if not text:
+        raise _refuse(text, "invalid mode: empty")
+    bad = next((c for c in text if c not in "01234567ugoarwxXst+-=,"), None)
+    if bad is not None:
+        raise _refuse(text, _why_not(bad))
     if text[0] in "01234567":
-        if not text.isdigit() or "8" in text or "9" in text:
-            raise _refuse(text, "not an octal number")
+        if not text.isdigit():
+            raise _refuse(text, f"invalid mode: an octal mode is digits 0-7 only, not {text.lstrip('01234567')[0]!r}")
         return [_octal_change(text)]
     changes: list[ModeChange] = []
     for clause in text.split(","):
         changes += _symbolic_changes(text, clause)
     return changes
+
+
+def _why_not(char: str) -> str:
+    """Why GNU chmod says "invalid mode" for a mode holding ``char``."""
+    if char in "89":
+        return f"invalid mode: {char} is a digit but not an octal one (octal digits are 0-7)"
+    return (f"invalid mode: {char!r} is not a character of a mode (octal digits 0-7, who ugoa, "
+            "operators +-=, permissions rwxXst, clauses separated by commas)")
 
 
 def is_octal(text: str) -> bool:

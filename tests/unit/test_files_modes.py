@@ -154,3 +154,21 @@ def test_explain_octal_says_what_a_setgid_folder_becomes(mode, tmp_path):
         assert f"0{int(mode, 8):04o} or ={mode.lstrip('0')} sets them exactly as written" in note
     if mode == "00755":
         assert note.endswith("five digits set a folder's setuid/setgid exactly as written")
+
+
+@pytest.mark.parametrize("bad, why", [("999", "9 is a digit but not an octal one"),
+                                      ("0789", "8 is a digit but not an octal one"),
+                                      ("u+9", "9 is a digit but not an octal one"),
+                                      ("7a5", "digits 0-7 only, not 'a'"),
+                                      ("=7a", "'7a' after '=' is not octal"),
+                                      ("u+q", "'q' is not a character of a mode"),
+                                      ("", "invalid mode: empty")])
+def test_refusals_say_invalid_mode_as_gnu_chmod_and_why(bad, why, tmp_path):
+    """GNU chmod says "invalid mode: 'MODE'" for each; ours says so too, and names the culprit."""
+    (tmp_path / "f").write_bytes(b"")
+    gnu = subprocess.run(["chmod", "--", bad, str(tmp_path / "f")], capture_output=True, text=True,
+                         env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+    assert gnu.returncode != 0 and "invalid mode" in gnu.stderr
+    with pytest.raises(UnsafeInputError) as info:
+        parse_mode(bad)
+    assert "invalid mode" in info.value.message and why in info.value.message
