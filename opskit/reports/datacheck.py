@@ -64,7 +64,8 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _column(name: str, cells: list[str]) -> tuple[Column, bytearray]:
+def _column(name: str, cells: list[str], lines: list[int]) -> tuple[Column, bytearray]:
+    """``lines[i]``: the line of the file where data row i (0-based) starts."""
     present = bytearray(0 if c.strip() in NA_VALUES else 1 for c in cells)
     numbers, texts = [], []
     for i, c in enumerate(cells):
@@ -73,7 +74,7 @@ def _column(name: str, cells: list[str]) -> tuple[Column, bytearray]:
     col = Column(name, "empty", missing=len(cells) - sum(present))
     if numbers and texts:
         minority, other = (texts, "text") if len(texts) <= len(numbers) else (numbers, "number")
-        examples = ", ".join(f"row {i + 2}: {cells[i][:20]!r}" for i in minority[:3])
+        examples = ", ".join(f"line {lines[i]} (data row {i + 1}): {cells[i][:20]!r}" for i in minority[:3])
         col.kind = "mixed"
         col.note = (f"{len(numbers)} numbers and {len(texts)} text cells; the {other} cells are "
                     f"e.g. {examples}")
@@ -82,25 +83,38 @@ def _column(name: str, cells: list[str]) -> tuple[Column, bytearray]:
     return col, present
 
 
+def _records(text: str) -> tuple[list[list[str]], list[int]]:
+    """The CSV's records and the line each starts on (1-based: the header is line 1; a quoted
+    cell may span lines, so a record's line is not its index + 1)."""
+    reader = csv.reader(io.StringIO(text))
+    rows, lines, end = [], [], 0
+    for row in reader:
+        rows.append(row)
+        lines.append(end + 1)
+        end = reader.line_num
+    return rows, lines
+
+
 def check_csv(path: Path) -> DataCheck:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})",
                          "save the file as UTF-8 CSV") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    rows, lines = _records(text)
     if not rows:
         raise UsageError(f"{path}: empty file, no header row")
-    header, body = rows[0], rows[1:]
-    for n, row in enumerate(body, 2):
+    header, body, lines = rows[0], rows[1:], lines[1:]
+    for i, row in enumerate(body):
         if len(row) > len(header):
-            raise UsageError(f"{path}: line {n} has {len(row)} fields, the header has {len(header)}",
+            raise UsageError(f"{path}: line {lines[i]} (data row {i + 1}) has {len(row)} fields, "
+                             f"the header has {len(header)}",
                              "quote cells that contain commas, or fix that line")
     res = DataCheck(str(path), len(body))
     for j, name in enumerate(header):
         name = name or f"column {j + 1}"
         name = f"{name} (column {j + 1})" if name in res.present else name
-        col, present = _column(name, [r[j] if j < len(r) else "" for r in body])
+        col, present = _column(name, [r[j] if j < len(r) else "" for r in body], lines)
         res.columns.append(col)
         res.present[col.name] = present
     return res

@@ -27,7 +27,7 @@ def test_csv_missing_cells_and_mixed_column(tmp_path):
     cols = {c.name: c for c in res.columns}
     assert res.rows == 5 and [c.missing for c in res.columns] == [0, 2, 1, 2]
     assert cols["id"].kind == "number" and cols["label"].kind == "text"
-    assert cols["size"].kind == "mixed" and "row 6: 'oops'" in cols["size"].note
+    assert cols["size"].kind == "mixed" and "line 6 (data row 5): 'oops'" in cols["size"].note
     assert [c.name for c in res.mixed] == ["size"]
     assert list(res.present["size"]) == [1, 0, 1, 0, 1]
 
@@ -67,7 +67,7 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(UsageError, match="not UTF-8"):
         check_file(tmp_path / "bin.csv")
     (tmp_path / "ragged.csv").write_text("a,b\n1,2,3\n")
-    with pytest.raises(UsageError, match="line 2 has 3 fields"):
+    with pytest.raises(UsageError, match=r"line 2 \(data row 1\) has 3 fields"):
         check_file(tmp_path / "ragged.csv")
 
 
@@ -81,3 +81,15 @@ def test_cli_exit_codes_and_html(tmp_path, capsys):
     (tmp_path / "ok.csv").write_text("a,b\n1,\n2,3\n")
     assert run_cli(["data", "check", str(tmp_path / "ok.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["missing"] == 1
+
+
+def test_places_are_file_lines_and_data_rows_even_with_a_cell_over_two_lines(tmp_path):
+    """The header is line 1 and not a data row; a quoted cell that spans lines moves the lines
+    of the records after it, not their data-row numbers."""
+    f = tmp_path / "d.csv"
+    f.write_text('id,size,note\n1,3.5,"two\nlines"\n2,4.0,x\n3,oops,y\n')
+    col = {c.name: c for c in check_file(f).columns}["size"]
+    assert "line 5 (data row 3): 'oops'" in col.note
+    f.write_text('a,b\n1,2\n"x\ny",2,3\n')
+    with pytest.raises(UsageError, match=r"line 3 \(data row 2\) has 3 fields, the header has 2"):
+        check_file(f)
