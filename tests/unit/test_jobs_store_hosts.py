@@ -212,3 +212,17 @@ def test_a_duplicate_run_id_exits_2(tmp_path, opskit_cli) -> None:
     code, _, err = opskit_cli("run-remote", "--host", "gpu1", "--image", "img:1", "--run-id", "r1",
                               "--runs-dir", str(store.root), "lenet", "--small")
     assert code == 2 and "run 'r1' already exists" in err and "pick another --run-id" in err
+
+
+def test_run_folders_without_a_card_are_ordered_by_their_change_time(tmp_path) -> None:
+    import os
+
+    from opskit.project.runread import resolve_run
+
+    for i, name in enumerate(["zz-old", "aa-new"]):  # 'opskit train --out' folders: no job.json
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text("{}")
+        os.utime(tmp_path / name, (1_700_000_000 + i, 1_700_000_000 + i))
+    with pytest.raises(UsageError) as exc:
+        resolve_run("nope", tmp_path)
+    assert f"recent runs in {tmp_path}: aa-new, zz-old" in exc.value.hint
