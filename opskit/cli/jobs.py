@@ -153,7 +153,8 @@ def run_remote(hosts: tuple[str, ...], inventory: str | None, as_json: bool, run
     exit_code, stopped_by, nodes (each: host, rank, state, exit_code, detail, collected,
     local_dir, not_collected), detached.
     With --scheduler slurm (--host: the login host): keys run_id, host, job_id, partition, run_dir,
-    shared, state, exit_code, detail, nodes, collected, local_dir, not_collected, detached.
+    shared, state, exit_code, detail, nodes, collected, local_dir, not_collected, removed_remote
+    (with --remove-remote: the HOST:FOLDER removed), kept_on_cluster, detached.
     """
     from opskit.errors import UsageError
     from opskit.hosts.engine import local_docker_client
@@ -470,7 +471,8 @@ def collect(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json:
     Links, fifos, odd names, files over the limits or changed on the host are listed, kept on
     the host, and make the exit code 1; the others are collected. --json keys: run_id, host,
     local_dir, results_dir, files {path: sha256}, copied, already_here, not_collected
-    [{path, reason}], logs, bytes_copied, removed_remote, kept_on_host.
+    [{path, reason}], logs, bytes_copied, removed_remote, kept_on_host (a Slurm run: also removed,
+    the HOST:FOLDER --remove-remote removed; kept_on_host says what stays where and why).
     """
     from opskit.jobs.operations import collect_run
 

@@ -89,11 +89,12 @@ def run(login: Any, job: Any, store: Any, opts: Any, sopts: Any, inventory: str 
 
 
 def outcome(doc: dict, st: Any, res: Any, store: Any, as_json: bool) -> int:
-    ok = st.exit_code == 0 and not res.not_collected
+    ok = st.exit_code == 0 and not res.not_collected and not res.kept_on_host  # kept: --remove-remote could not
     if as_json:
         print_json({**doc, "state": st.state, "exit_code": st.exit_code, "detail": st.detail,
                     "nodes": st.nodes, "collected": sorted(res.files), "local_dir": res.local_dir,
-                    "not_collected": res.not_collected})
+                    "not_collected": res.not_collected, "removed_remote": getattr(res, "removed", []),
+                    "kept_on_cluster": res.kept_on_host})
         return 0 if ok else 1
     print_line(f"run {st.run_id} (Slurm job {st.job_id} on {st.nodes or '-'}): {st.state}, exit {st.exit_code}"
                + (f"; {st.detail}" if st.detail else ""))

@@ -211,9 +211,11 @@ def test_a_node_down_at_submission_is_left_out(cluster, env, training_image):
         wait_until(lambda: "*" in cluster.node_states()["slurm-node2"][0], 90, "slurm-node2 not responding",
                    interval=1)
         res = submit(env, training_image, "sl-x", "--nodes", "1", "--shared-dir", cluster.shared_dir, "--json",
-                     steps=20)
+                     "--remove-remote", steps=20)
         assert res.returncode == 0, res.stderr[-3000:]
-        doc = json.loads(res.stdout)
+        doc = json.loads(res.stdout)  # --remove-remote as collect's: the run's whole folder, once verified here
+        assert doc["removed_remote"] == ["slurm-login:/shared/opskit/runs/sl-x"] and doc["kept_on_cluster"] == []
+        assert cluster.exec(cluster.login, ["test", "-e", "/shared/opskit/runs/sl-x"])[0] != 0
         assert (doc["state"], doc["nodes"], doc["candidates"]) == ("exited", "slurm-node1", ["slurm-node1"])
         assert "[slurm-node2] left out: Slurm says" in res.stderr and "(not responding)" in res.stderr
         assert "--exclude slurm-node2: the image is not on them" in res.stderr
