@@ -99,6 +99,7 @@ def outcome(doc: dict, st: Any, res: Any, store: Any, as_json: bool) -> int:
     print_line(f"run {st.run_id} (Slurm job {st.job_id} on {st.nodes or '-'}): {st.state}, exit {st.exit_code}"
                + (f"; {st.detail}" if st.detail else ""))
     print_line(f"collected {len(res.files)} files (sha256-verified) into {res.local_dir}")
+    swept(res)
     not_collected(st.host, res.not_collected)
     removal(st.host, res)
     if st.exit_code != 0:
@@ -120,6 +121,14 @@ def removal(host: str, res: Any) -> None:
         print_line(f"[{host}] --remove-remote: nothing removed from the cluster; kept:", err=True)
     for why in res.kept_on_host:
         print_line(f"  {why}", err=True)
+
+
+def swept(res: Any) -> None:
+    """The run's containers collect found on its nodes and removed (or could not look for)."""
+    for node, ids in sorted(res.swept.items()):
+        print_line(f"[{node}] removed {len(ids)} container(s) the job left there", err=True)
+    for node, why in sorted(res.sweep_unchecked.items()):
+        print_line(f"[{node}] note: not checked for containers the job left ({why})", err=True)
 
 
 def not_collected(host: str, missed: list[dict[str, str]]) -> None:
@@ -234,6 +243,7 @@ def collect(slurm_run: Any, store: Any, as_json: bool, remove_remote: bool = Fal
     else:
         print_line(f"[{res.host}] {res.run_id}: {len(res.copied)} copied ({human_bytes(res.bytes_copied)}), "
                    f"{len(res.already_here)} already here, all {len(res.files)} sha256-verified -> {res.local_dir}")
+        swept(res)
         not_collected(res.host, res.not_collected)
         removal(res.host, res)
     return 0 if res.complete and not (remove_remote and res.kept_on_host) else 1

@@ -73,6 +73,8 @@ class CollectResult:
     bytes_copied: int = 0
     removed_remote: bool = False
     kept_on_host: list[str] = field(default_factory=list)
+    swept: dict[str, list[str]] = field(default_factory=dict)  # Slurm: node -> leftover containers removed
+    sweep_unchecked: dict[str, str] = field(default_factory=dict)  # Slurm: node -> why it was not checked
 
     @property
     def complete(self) -> bool:

@@ -123,7 +123,15 @@ def test_plan_shows_the_script_and_submits_nothing(cluster, env, training_image)
     assert not (Path(env["OPSKIT_RUNS_DIR"]) / "sl-plan").exists()
 
 
+def containers(cluster: SlurmCluster, run_id: str) -> dict[str, str]:
+    """Each node's containers of the run (any state), as its engine lists them."""
+    return {node: cluster.check(node, ["docker", "ps", "-aq", "--filter", f"label=opskit.run={run_id}"]).strip()
+            for node in cluster.nodes}
+
+
 def test_cancel_checkpoints_node_local(cluster, env, training_image):
+    """The run's --grace (30 s) is longer than the cluster's KillWait (10 s): each node's container
+    gets 7 s to stop; after the cancel no container of the run is on any node."""
     res = submit(env, training_image, "sl-c", "--nodes", "2", "--detach", steps=20000)
     assert res.returncode == 0, res.stderr[-3000:]
     wait_steps(env, "sl-c")
@@ -131,22 +139,61 @@ def test_cancel_checkpoints_node_local(cluster, env, training_image):
     assert res.returncode == 0, res.stderr
     st = json.loads(res.stdout)
     assert (st["state"], st["exit_code"]) == ("interrupted", 143), st
+    assert containers(cluster, "sl-c") == {n: "" for n in cluster.nodes}  # stopped and removed
     res = opskit(env, "collect", "sl-c", "--json")  # node-local: from the batch host and the other node
     assert res.returncode == 0, res.stderr + res.stdout
     got = json.loads(res.stdout)
     assert "results/checkpoints/last.pt" in got["files"] and got["not_collected"] == []
     local = Path(env["OPSKIT_RUNS_DIR"]) / "sl-c"
     assert json.loads((local / "results" / "summary.json").read_text())["status"] == "interrupted"
+    job_id = card(env, "sl-c")["slurm"]["job_id"]
+    out = (local / f"slurm-{job_id}.out").read_text()
+    assert "opskit: Slurm's KillWait is 10s (scontrol show config" in out
+    assert "each node's container gets 7s to stop (--grace 30s)" in out
     run_dir = card(env, "sl-c")["slurm"]["run_dir"]
     res = opskit(env, "collect", "sl-c", "--remove-remote")  # node-local: the folder goes from every node
     assert res.returncode == 0, res.stderr + res.stdout
     for node in cluster.nodes:
         assert f"removed {node}:{run_dir}" in res.stdout
         assert cluster.exec(node, ["test", "-e", run_dir])[0] != 0
-    for node in cluster.nodes:  # every node's container stopped and removed (the node task's last step)
-        def gone(node: str = node) -> bool:
-            return cluster.check(node, ["docker", "ps", "-aq", "--filter", "label=opskit.run=sl-c"]).strip() == ""
-        wait_until(gone, 30, f"the run's container on {node} removed")
+
+
+def test_scancel_by_hand_leaves_no_container(cluster, env, training_image):
+    """Slurm's own end of a job (scancel: SIGTERM to every process of the steps, SIGKILL KillWait
+    seconds later), no opskit command in between: no container of the job stays on a node."""
+    res = submit(env, training_image, "sl-k", "--nodes", "2", "--shared-dir", cluster.shared_dir, "--detach",
+                 steps=20000)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wait_steps(env, "sl-k")
+    job_id = card(env, "sl-k")["slurm"]["job_id"]
+    cluster.check(cluster.login, ["scancel", job_id], user="opskit")
+    wait_until(lambda: cluster.job_state(job_id) not in ("RUNNING", "COMPLETING"), 120, f"job {job_id} ended",
+               interval=0.5)
+    running = {n: cluster.check(n, ["docker", "ps", "-q", "--filter", "label=opskit.run=sl-k"]).strip()
+               for n in cluster.nodes}
+    assert running == {n: "" for n in cluster.nodes}  # none runs once Slurm has ended the job
+    res = opskit(env, "collect", "sl-k", "--json")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert containers(cluster, "sl-k") == {n: "" for n in cluster.nodes}  # none at all after collect
+
+
+def test_the_time_limit_checkpoints_and_ends_timeout(cluster, env, training_image):
+    """--time 2: Slurm sends SIGTERM to the steps 60 s (and up to a minute more) before the limit
+    (#SBATCH --signal=TERM@60); the nodes checkpoint and stop, the sentinel is written, Slurm ends
+    the job TIMEOUT at its limit, and the results are collected."""
+    res = submit(env, training_image, "sl-t", "--nodes", "2", "--shared-dir", cluster.shared_dir, "--time", "2",
+                 "--json", steps=20000)
+    doc = json.loads(res.stdout)
+    assert (doc["state"], doc["not_collected"]) == ("timeout", []), res.stderr[-4000:]
+    assert "results/checkpoints/last.pt" in doc["collected"]
+    local = Path(doc["local_dir"])
+    assert "#SBATCH --signal=TERM@60" in (local / "job.sbatch").read_text()
+    sentinel = json.loads((local / "opskit-sentinel.json").read_text())
+    assert sentinel["ended"] == "time-limit" and set(sentinel["node_exits"]) == set(cluster.nodes)
+    assert sentinel["node_exits"][cluster.nodes[0]] == 143  # rank 0 stopped by the warning's SIGTERM
+    assert json.loads((local / "results" / "summary.json").read_text())["status"] == "interrupted"
+    assert "opskit: the --time limit is" in res.stderr and "Slurm ends the job at its limit (TIMEOUT)" in res.stderr
+    assert containers(cluster, "sl-t") == {n: "" for n in cluster.nodes}
 
 
 def test_pending_says_why_then_a_failure_before_the_entry_is_collected(cluster, env, training_image):

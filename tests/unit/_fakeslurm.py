@@ -1,7 +1,7 @@
 """A pretend Slurm allocation on this machine, for unit tests of the sbatch script's control
 flow: ``srun`` runs the node task once per "node" (SLURM_NODEID, SLURMD_NODENAME set, all at
 once, its exit status the highest of the tasks'), ``scontrol show hostnames`` expands the
-node list, ``docker`` runs a pretend training container: it writes into its ``/out`` bind
+node list, ``scontrol show config`` says KillWait, ``squeue -o %L`` the time left, ``docker`` runs a pretend training container: it writes into its ``/out`` bind
 mount, prints a few lines, and on ``docker stop`` "checkpoints" and exits 143. The real path
 is tests/integration/test_run_slurm.py (a real Slurm, real engines)."""
 
@@ -27,8 +27,21 @@ exit "$rc"
 """
 
 SCONTROL = r"""#!/bin/bash
-[ "$1 $2" = "show hostnames" ] || { echo "scontrol: unexpected $*" >&2; exit 2; }
-for n in $FAKE_NODES; do echo "$n"; done
+case "$1 $2" in
+  "show hostnames") for n in $FAKE_NODES; do echo "$n"; done ;;
+  "show config")  # as Slurm 22.05 prints it (FAKE_KILLWAIT empty: a line without it)
+    echo "Configuration data as of 2026-11-30T18:00:00"
+    echo "KeepAliveTime           = NONE"
+    [ -n "${FAKE_KILLWAIT-10}" ] && echo "KillWait                = ${FAKE_KILLWAIT-10} sec"
+    echo "KillOnBadExit           = 0" ;;
+  *) echo "scontrol: unexpected $*" >&2; exit 2 ;;
+esac
+"""
+
+SQUEUE = r"""#!/bin/bash
+# fake squeue -h -j JOB -o %L: the time left ($FAKE_LEFT)
+[ "$*" = "-h -j $SLURM_JOB_ID -o %L" ] || { echo "squeue: unexpected $*" >&2; exit 2; }
+echo "${FAKE_LEFT:-UNLIMITED}"
 """
 
 DOCKER = r"""#!/bin/bash
@@ -42,6 +55,7 @@ case "$cmd" in
     out=$(printf '%s\n' "$@" | sed -n 's/^type=bind,source=\(.*\),target=\/out$/\1/p')
     (
       trap 'mkdir -p "$out/checkpoints"; echo ckpt >"$out/checkpoints/last.pt"; echo "checkpointed" >>"$d/log"; echo 143 >"$d/code"; exit 0' USR1
+      echo "$BASHPID" >"$d/pid"  # once it is ready for 'docker stop'
       echo "rank $SLURM_NODEID: step 1/2 loss=2.3" >>"$d/log"
       echo "{\"node\": \"$SLURMD_NODENAME\"}" >"$out/summary.json"
       [ -n "${FAKE_ODD:-}" ] && echo odd >"$out/$FAKE_ODD"
@@ -49,11 +63,12 @@ case "$cmd" in
       echo "rank $SLURM_NODEID: step 2/2 loss=2.1" >>"$d/log"
       echo "${FAKE_EXIT:-0}" >"$d/code"
     ) &
-    echo $! >"$d/pid"; echo fakeid ;;
-  stop) kill -USR1 "$(cat "$d/pid")"; while [ ! -e "$d/code" ]; do sleep 0.05; done ;;
+    echo fakeid ;;
+  stop) echo "$*" >"$d/stop_args"; while [ ! -e "$d/pid" ]; do sleep 0.05; done; kill -USR1 "$(cat "$d/pid")"; while [ ! -e "$d/code" ]; do sleep 0.05; done ;;
   wait) while [ ! -e "$d/code" ]; do sleep 0.05; done; cat "$d/code" ;;
-  logs) while [ ! -e "$d/code" ]; do sleep 0.05; done; cat "$d/log" ;;
-  rm) echo removed >"$d/removed" ;;
+  logs) while [ ! -e "$d/code" ]; do sleep 0.05; done; [ "$2" = --since ] || cat "$d/log" ;;
+  inspect) [ -e "$d/pid" ] && [ ! -e "$d/removed" ] ;;
+  rm) [ -e "$d/removed" ] && { echo "Error: No such container: $1" >&2; exit 1; }; echo removed >"$d/removed" ;;
   *) echo "docker: unexpected $cmd" >&2; exit 2 ;;
 esac
 """
@@ -64,7 +79,7 @@ def fake_cluster(folder: Path, nodes: list[str]) -> dict[str, str]:
     bin_dir, state = folder / "bin", folder / "state"
     bin_dir.mkdir(parents=True)
     state.mkdir()
-    for name, text in (("srun", SRUN), ("scontrol", SCONTROL), ("docker", DOCKER)):
+    for name, text in (("srun", SRUN), ("scontrol", SCONTROL), ("squeue", SQUEUE), ("docker", DOCKER)):
         path = bin_dir / name
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)

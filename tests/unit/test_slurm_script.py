@@ -35,7 +35,7 @@ def test_sbatch_options():
     s = spec("/shared/opskit/runs/r1", partition="gpu", gpus_per_node=2, time="10:00")
     assert s.sbatch_options() == [
         "--job-name=opskit-r1", "--nodes=2", "--ntasks-per-node=1", "--no-requeue", "--partition=gpu", "--gres=gpu:2",
-        "--time=10:00", "--output=/shared/opskit/runs/r1/slurm-%j.out"]
+        "--time=10:00", "--signal=TERM@35", "--output=/shared/opskit/runs/r1/slurm-%j.out"]  # grace 5 + 30 s
     text = render(s)
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=opskit-r1\n")
     assert "#SBATCH --gres=gpu:2" in text and '--gpus "\\"device=$CUDA_VISIBLE_DEVICES\\""' in text
@@ -170,3 +170,104 @@ def test_sentinel_of_another_run_or_broken_is_refused():
         parse_sentinel(b'{"format": "opskit-slurm-sentinel/1", "run_', "w", "r1")
     with pytest.raises(JobError, match="is not a sha256"):
         parse_sentinel(json.dumps({**good, "files": {"a": "xyz"}}).encode(), "w", "r1")
+
+
+def wait_tasks(env: dict) -> list[int]:
+    deadline = time.monotonic() + 30
+    while not all((Path(env["FAKE_STATE"]) / n / "pid").exists() for n in NODES) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [int(p) for p in (Path(env["FAKE_STATE"]) / "tasks").read_text().split()]
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (what proctrack/linuxproc signals for a step's task)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+@pytest.mark.parametrize(("kill_wait", "grace", "stop", "said"), [
+    ("10", 30, "7", "Slurm's KillWait is 10s (scontrol show config"),  # 10 - 3 s for the task's own end
+    ("60", 30, "30", "Slurm's KillWait is 60s"),  # --grace fits
+    ("2", 30, "1", "Slurm's KillWait is 2s"),
+    ("", 30, "30", "Slurm's KillWait unknown (scontrol show config)"),
+])
+def test_the_stop_timeout_is_bounded_by_killwait(tmp_path, kill_wait, grace, stop, said):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600", "FAKE_KILLWAIT": kill_wait}, grace=grace)
+    for pid in wait_tasks(env):
+        os.kill(pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and said in out.decode(), out.decode()
+    assert f"each node's container gets {stop}s to stop" in out.decode() or not kill_wait
+    for node in NODES:
+        assert (Path(env["FAKE_STATE"]) / node / "stop_args").read_text().split() == ["-t", stop, "opskit-run-r1"]
+        assert (Path(env["FAKE_STATE"]) / node / "removed").read_text().strip() == "removed"
+
+
+def test_the_steps_signal_to_every_process_keeps_the_exit_code(tmp_path):
+    """As Slurm signals a step (every process of each task): 'docker wait' and 'docker logs' die
+    too (Go programs cannot ignore SIGTERM, measured on Docker 20.10's CLI); the task waits anew."""
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600"})
+    time.sleep(0.5)  # 'docker wait' and 'docker logs' are running
+    for task in wait_tasks(env):
+        for pid in descendants(task):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:  # a short-lived one (a fake's sleep) already gone
+                pass
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out.decode()
+    assert sentinel_of(run_dir)["node_exits"] == {"n1": 143, "n2": 143}
+    assert "opskit[n2]: container exited with 143" in out.decode()
+
+
+def test_the_time_limit_warning_checkpoints_then_slurm_ends_it(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600", "FAKE_LEFT": "0:50"}, time="10")
+    assert "#SBATCH --signal=TERM@35" in (tmp_path / "job.sbatch").read_text()
+    for pid in wait_tasks(env):  # what '#SBATCH --signal=TERM@35' does near the limit: the step's tasks
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not (run_dir / SENTINEL).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    doc = sentinel_of(run_dir)
+    assert (doc["ended"], doc["exit_code"]) == ("time-limit", 143) and "results/checkpoints/last.pt" in doc["files"]
+    assert parse_sentinel((run_dir / SENTINEL).read_bytes(), "x", "r1").state == "timeout"
+    time.sleep(0.5)
+    assert proc.poll() is None  # the batch script waits for Slurm to end the job at its limit (TIMEOUT)
+    proc.send_signal(signal.SIGTERM)  # the limit: Slurm's SIGTERM to the batch script
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert "opskit: the --time limit is 50s away: the nodes checkpointed and stopped" in out.decode()
+
+
+def test_a_cancel_far_from_the_time_limit_is_not_a_timeout(tmp_path):
+    run_dir = tmp_path / "shared" / "r1"
+    proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600", "FAKE_LEFT": "1-02:00:00"}, time="2-00:00:00")
+    for pid in wait_tasks(env):
+        os.kill(pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143 and sentinel_of(run_dir)["ended"] == ""
+    assert parse_sentinel((run_dir / SENTINEL).read_bytes(), "x", "r1").state == "interrupted"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30", 1800), ("10:00", 600), ("5:30", 330), ("2:00:00", 7200),
+                                               ("1-00:00:00", 86400), ("1-12", 129600), ("1-12:30", 131400)])
+def test_time_in_seconds(text, seconds):
+    from opskit.jobs.slurm.script import time_seconds
+
+    assert time_seconds(check_time(text)) == seconds
+    assert spec("/x", time=text, grace=30).warn_s == min(60, seconds // 2)

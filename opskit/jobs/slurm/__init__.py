@@ -8,6 +8,7 @@ scheduler of opskit's own.
 - :mod:`.sentinel`: the sentinel the script writes (exit code, timestamps, sha256 manifest)
   and the checks made on it (pure);
 - :mod:`.cluster`: the Slurm commands over the login host's connection;
+- :mod:`.sweep`: the run's containers left on its nodes once the job ended, removed (cancel, collect);
 - :mod:`.run`: the phases (check, image, nodes, ship, submit, follow, collect) and the
   commands on a submitted run (jobs, logs, cancel, collect).
 """

@@ -6,8 +6,6 @@ stdin, so nothing is written on the login host to submit it. No ``sacct``.
 
 from __future__ import annotations
 
-import re
-
 from opskit.errors import JobError
 from opskit.hosts.transport import Transport
 from opskit.jobs.slurm import parse
@@ -51,13 +49,6 @@ def nodes(t: Transport) -> list[SlurmNode]:
     res = t.run(["sinfo", "-h", "-N", "-o", parse.SINFO_FORMAT], timeout=TIMEOUT)
     res.check(f"sinfo failed on {t.host}: is slurmctld reachable from there?")
     return parse.parse_sinfo(res.stdout)
-
-
-def kill_wait(t: Transport) -> int | None:
-    """Slurm's ``KillWait`` (seconds between a step's SIGTERM and its SIGKILL), or None."""
-    res = t.run(["scontrol", "show", "config"], timeout=TIMEOUT)
-    m = re.search(r"^KillWait\s*=\s*(\d+)", res.stdout, re.M) if res.exit_code == 0 else None
-    return int(m.group(1)) if m else None
 
 
 def submit(t: Transport, script: str) -> tuple[str, str]:

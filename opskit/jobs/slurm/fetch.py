@@ -23,6 +23,7 @@ from opskit.hosts.transport import Transport
 from opskit.jobs import collect as collectmod
 from opskit.jobs import hostfs
 from opskit.jobs.slurm import remove as removemod
+from opskit.jobs.slurm import sweep as sweepmod
 from opskit.jobs.slurm.follow import SlurmRun, SlurmStatus
 from opskit.jobs.slurm.parse import expand_hostlist
 from opskit.jobs.slurm.sentinel import SENTINEL, Sentinel
@@ -81,6 +82,8 @@ def collect(run: SlurmRun, store: RunStore, limits: collectmod.Limits | None = N
     res.logs = any(_TOP.match(p) for p in res.files)
     with contextlib.suppress(OSError):  # kept only while it holds partial copies (as for SSH hosts)
         os.rmdir(local.root / collectmod.PARTIAL)
+    nodes = (st.sentinel.nodes if st.sentinel else "") or st.nodes or str(run.slurm.get("nodes") or "")
+    res.swept, res.sweep_unchecked = sweepmod.sweep(run, nodes)  # the job has ended: no container of it stays
     atomic.write_json(local.root / "manifest.json", {"host": res.host, "files": res.files,
                                                      "not_collected": res.not_collected})
     if remove_remote:
@@ -129,7 +132,8 @@ def fetch(t: Transport, remote: str, local: collectmod.LocalRun, rel: str, diges
 def record(store: RunStore, run: SlurmRun, st: SlurmStatus, res: collectmod.CollectResult) -> None:
     if not store.exists(run.run_id):
         return
-    store.update(run.run_id, state=st.state, exit_code=st.exit_code, collected={
+    store.update(run.run_id, state=st.state, exit_code=st.exit_code, swept=res.swept,
+                 sweep_unchecked=res.sweep_unchecked, collected={
         "files": res.files, "verified": True, "not_collected": res.not_collected, "logs": res.logs,
         "from": sorted({run.slurm["login"]} if run.slurm.get("shared") else {h for h, _ in places(run, st)}),
         "sentinel": st.sentinel is not None, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -14,6 +14,7 @@ from opskit.jobs.collect import CollectResult
 from opskit.jobs.slurm import cluster
 from opskit.jobs.slurm import fetch as fetchmod
 from opskit.jobs.slurm import follow as followmod
+from opskit.jobs.slurm import sweep as sweepmod
 from opskit.jobs.slurm.follow import SlurmRun, SlurmStatus, is_slurm
 from opskit.jobs.store import RunStore
 
@@ -91,8 +92,14 @@ def logs(run: SlurmRun, store: RunStore, emit: ev.EventFn, follow: bool, poll: f
 
 
 def cancel(run: SlurmRun, store: RunStore, grace: float) -> SlurmStatus:
+    """SIGTERM (the entry checkpoints), scancel after ``grace``; once Slurm has ended the job,
+    the run's containers left on its nodes are removed (said in the status' detail)."""
     with run:
-        return followmod.cancel(run, store, grace)
+        st = followmod.cancel(run, store, grace)
+        if not st.active:
+            swept = sweepmod.said(*sweepmod.sweep(run, st.nodes or str(run.slurm.get("nodes") or "")))
+            st.detail = "; ".join(x for x in (st.detail, swept) if x)
+        return st
 
 
 def collect(run: SlurmRun, store: RunStore, remove_remote: bool = False) -> CollectResult:

@@ -95,7 +95,6 @@ class SlurmRunner:
             self.opts.emit(ev.Step(login.name, f"sbatch --test-only: Slurm accepts the job{accepted(said)}"))
             partition, nodes = partition_nodes(cluster.nodes(t), sopts.partition)
             spec.partition = partition
-            spec.grace = grace_within(sopts.grace, cluster.kill_wait(t))
             if sopts.plan_only:
                 spec.plan = True
                 return render(spec)
@@ -201,12 +200,6 @@ def accepted(said: str) -> str:
     partition gpu``), without its start-time estimate (far in the future when the nodes are busy)."""
     m = re.search(r"\busing (.*)$", said.strip().splitlines()[-1]) if said.strip() else None
     return f" ({m.group(1)})" if m else ""
-
-
-def grace_within(grace: int, kill_wait: int | None) -> int:
-    """The nodes' ``docker stop`` grace: within Slurm's KillWait, after which a step's tasks
-    get SIGKILL (a task killed mid-stop would leave its container behind)."""
-    return max(1, min(grace, kill_wait - 1)) if kill_wait else grace
 
 
 def make_run_dir(t: Transport, path: str) -> None:

@@ -6,9 +6,10 @@
      "exit_code": 0, "started": "2026-11-30T18:00:00Z", "finished": "2026-11-30T18:05:00Z",
      "batch_host": "node1", "nodes": "node[1-2]",
      "files": {"results/summary.json": "<sha256>", ...}, "unlisted": 0,
-     "node_exits": {"node1": 0, "node2": 0}}
+     "node_exits": {"node1": 0, "node2": 0}, "ended": ""}
 
-``exit_code``: a node's own failure wins over 143 (the others stopped because of it), else
+``ended``: ``time-limit`` when the nodes were stopped by the ``--time`` warning
+(``#SBATCH --signal=TERM@N``; then Slurm ends the job TIMEOUT). ``exit_code``: a node's own failure wins over 143 (the others stopped because of it), else
 srun's. ``node_exits``: each node's container exit code, as the batch host sees them (all of
 them on a shared folder, its own when node-local). ``files``: every regular file under ``results/`` and ``nodes/`` on the batch host (the shared
 folder: every node's), hashed with ``sha256sum`` when the nodes had ended. ``unlisted``: files
@@ -29,7 +30,7 @@ SENTINEL = "opskit-sentinel.json"
 FORMAT = "opskit-slurm-sentinel/1"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-_WRITER = r"""opskit_sentinel() {  # $1 exit code, $2 started, $3 finished: RUN_DIR/SENTINEL
+_WRITER = r"""opskit_sentinel() {  # $1 exit code, $2 started, $3 finished, $4 how it ended: RUN_DIR/SENTINEL
   local tmp="$RUN_DIR/.SENTINEL.tmp"
   {
     printf '{"format": "FORMAT", "run_id": "%s", "slurm_job_id": "%s", "exit_code": %d, ' \
@@ -57,7 +58,7 @@ _WRITER = r"""opskit_sentinel() {  # $1 exit code, $2 started, $3 finished: RUN_
       case "$c" in ""|*[!0-9]*) continue ;; esac
       printf '%s"%s": %s' "$sep" "$n" "$c"; sep=", "
     done
-    printf '}}\n'
+    printf '}, "ended": "%s"}\n' "${4:-}"
   } >"$tmp" && mv -f "$tmp" "$RUN_DIR/SENTINEL"
 }"""
 
@@ -79,10 +80,14 @@ class Sentinel:
     files: dict[str, str] = field(default_factory=dict)
     unlisted: int = 0
     node_exits: dict[str, int] = field(default_factory=dict)
+    ended: str = ""  # "time-limit": the nodes stopped at the --time warning, Slurm ended it TIMEOUT
 
     @property
     def state(self) -> str:
-        """opskit's word for the end: exited, interrupted (SIGTERM: 143), oom-killed (137), failed."""
+        """opskit's word for the end: exited, interrupted (SIGTERM: 143), oom-killed (137), failed;
+        timeout when the nodes were stopped for the job's --time limit."""
+        if self.ended == "time-limit":
+            return "timeout"
         return {0: "exited", 143: "interrupted", 137: "oom-killed"}.get(self.exit_code, "failed")
 
     def to_dict(self) -> dict:
@@ -110,4 +115,4 @@ def parse_sentinel(data: bytes, where: str, run_id: str, job_id: str | None = No
     return Sentinel(str(doc["run_id"]), str(doc.get("slurm_job_id", "")), int(doc.get("exit_code", -1)),
                     str(doc.get("started", "")), str(doc.get("finished", "")), str(doc.get("batch_host", "")),
                     str(doc.get("nodes", "")), dict(files), int(doc.get("unlisted") or 0),
-                    {str(k): int(v) for k, v in (doc.get("node_exits") or {}).items()})
+                    {str(k): int(v) for k, v in (doc.get("node_exits") or {}).items()}, str(doc.get("ended") or ""))
