@@ -124,7 +124,8 @@ def removed_on(t: FakeTransport) -> bool:
 
 def test_remove_remote_removes_every_nodes_folder_with_the_scripts_records(tmp_path):
     res, local = collected(tmp_path, "results/a.pt", "nodes/slurm-node2/x.log", SENT, "slurm-7.out")
-    hosts = {"slurm-node1": host("slurm-node1", "results/a.pt", SENT, "slurm-7.out", ".exit-slurm-node1"),
+    hosts = {"slurm-node1": host("slurm-node1", "results/a.pt", SENT, "slurm-7.out", ".exit-slurm-node1",
+                                         ".stopped-slurm-node1"),
              "slurm-node2": host("slurm-node2", "nodes/slurm-node2/x.log", ".exit-slurm-node2"),
              "slurm-node3": host("slurm-node3")}  # shipped to, not allocated: the empty folder opskit made
     out = remove.remove_remote(node_local_run(hosts), [("slurm-node1", None), ("slurm-node2", "slurm-node2")],

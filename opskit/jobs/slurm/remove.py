@@ -5,7 +5,7 @@ The folder is on the shared folder (removed through the login host) or node-loca
 every node that has it: the allocation's and the partition's others the image was shipped to,
 where opskit made it empty). Nothing is removed anywhere unless the collect missed nothing and,
 on every host, each file in the folder is either a file collected here whose copy still
-verifies (sha256) or one of the job script's own records (``.exit-NODE``, the sentinel's temp
+verifies (sha256) or one of the job script's own records (``.exit-NODE``, ``.stopped-NODE``, the sentinel's temp
 name). Otherwise everything stays, and why is said.
 """
 
@@ -20,7 +20,7 @@ from opskit.jobs import hostfs
 from opskit.jobs.slurm.follow import SlurmRun
 from opskit.jobs.slurm.sentinel import SENTINEL
 
-_RECORDS = re.compile(r"^\.exit-[A-Za-z0-9._-]+$|^\." + re.escape(SENTINEL) + r"\.tmp$")
+_RECORDS = re.compile(r"^\.(exit|stopped)-[A-Za-z0-9._-]+$|^\." + re.escape(SENTINEL) + r"\.tmp$")
 
 
 @dataclass
