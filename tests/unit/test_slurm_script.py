@@ -136,17 +136,21 @@ def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
     assert doc["files"] == hashes(run_dir)
 
 
-@pytest.mark.parametrize(("exits", "srun", "job"), [
-    ({"n1": "1", "n2": "143"}, 143, "1"),  # rank 0 failed, its peer was stopped: the job failed (1)
-    ({"n1": "143", "n2": "143"}, 143, "143"),  # cancelled: interrupted
-    ({"n1": "0", "n2": "0"}, 0, "0"),
-    ({}, 125, "125"),  # no node wrote its end: srun's code
+@pytest.mark.parametrize(("exits", "stopped", "srun", "job"), [
+    ({"n1": "1", "n2": "143"}, ["n2"], 143, "1"),  # rank 0 failed, its peer was stopped: the job failed (1)
+    ({"n1": "143", "n2": "143"}, ["n1", "n2"], 143, "143"),  # cancelled: interrupted
+    ({"n1": "143", "n2": "1"}, ["n1", "n2"], 1, "143"),  # cancelled; rank 1's torchrun failed as rank 0 went first
+    ({"n1": "0", "n2": "1"}, [], 1, "1"),  # a node failed on its own, told nothing
+    ({"n1": "0", "n2": "0"}, [], 0, "0"),
+    ({}, [], 125, "125"),  # no node wrote its end: srun's code
 ])
-def test_a_nodes_own_failure_is_the_jobs_exit_code(tmp_path, exits, srun, job):
+def test_a_nodes_own_failure_is_the_jobs_exit_code(tmp_path, exits, stopped, srun, job):
     from opskit.jobs.slurm.script import EXIT_FN
 
     for node, code in exits.items():
         (tmp_path / f".exit-{node}").write_text(code + "\n")
+    for node in stopped:
+        (tmp_path / f".stopped-{node}").touch()
     out = subprocess.run(["bash", "-c", f"{EXIT_FN}\nopskit_exit {srun}"], env={**os.environ, "RUN_DIR": str(tmp_path)},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == job

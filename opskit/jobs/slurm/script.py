@@ -200,13 +200,19 @@ WAIT_FN = """opskit_wait() {  # background job $1's exit status, through any tra
 }"""
 
 
-EXIT_FN = """opskit_exit() {  # the job's exit code: a node's own failure before 143 (stopped because another failed)
-  local rc=$1 f c bad=""
+# A node's own failure wins over 143 (stopped because another failed). A node that was told to
+# stop (its .stopped-NODE marker: cancel, --time warning, a peer's failure) and then ended
+# non-zero counts as stopped: its torchrun may fail (exit 1) when its peer stops first.
+EXIT_FN = """opskit_exit() {  # the job's exit code from the nodes' own ends
+  local rc=$1 f c node bad="" stopped=""
   for f in "$RUN_DIR"/.exit-*; do
     [ -e "$f" ] || continue
-    c=$(cat "$f"); case "$c" in 0|143|"") ;; *) bad=${bad:-$c} ;; esac
+    node=${f##*/.exit-}
+    c=$(cat "$f")
+    case "$c" in 0|"") continue ;; esac
+    if [ "$c" = 143 ] || [ -e "$RUN_DIR/.stopped-$node" ]; then stopped=143; else bad=${bad:-$c}; fi
   done
-  echo "${bad:-$rc}"
+  echo "${bad:-${stopped:-$rc}}"
 }"""
 
 
