@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,6 @@ def training_image(docker_client, base_image) -> str:
     from opskit.images.build import BuildRequest, build_image
 
     return build_image(BuildRequest(profile="offline", tag="opskit-train:slurm-tests"), client=docker_client).tag
-
-
-@pytest.fixture
-def cluster(slurm_cluster: SlurmCluster, request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
-    """The session's cluster; a failing test prints every daemon's log tail."""
-    failed_before = request.session.testsfailed
-    yield slurm_cluster
-    if request.session.testsfailed > failed_before:
-        print(slurm_cluster.logs())
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,15 +20,6 @@ from opskit.testing.slurm import GPUS_PER_NODE, SlurmCluster
 from opskit.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cluster(slurm_cluster: SlurmCluster, request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
-    """The session's cluster; a failing test prints every daemon's log tail (at teardown)."""
-    failed_before = request.session.testsfailed
-    yield slurm_cluster
-    if request.session.testsfailed > failed_before:
-        print(slurm_cluster.logs())
 
 
 def _as_user(cluster: SlurmCluster, cmd: str) -> str:

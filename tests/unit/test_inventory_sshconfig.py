@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from _sshg import ssh_G
 
 from opskit.errors import ConfigError
 from opskit.hosts.sshconfig import SSHConfig, expand_path_tokens, local_user
@@ -14,24 +14,6 @@ from opskit.hosts.sshconfig import SSHConfig, expand_path_tokens, local_user
 KEYS = ("hostname", "port", "user", "identityfile", "proxyjump")
 
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="openssh-client not installed")
-
-
-def ssh_G(config: Path, host: str, *options: str) -> dict:
-    """The five keys as the real ssh client resolves them."""
-    out = subprocess.run(
-        ["ssh", "-F", str(config), *options, "-G", host], capture_output=True, text=True,
-        check=True, stdin=subprocess.DEVNULL,
-    ).stdout
-    got: dict = {"identityfile": [], "proxyjump": None}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "identityfile":
-            got["identityfile"].append(value)
-        elif key in ("hostname", "user", "proxyjump"):
-            got[key] = value
-        elif key == "port":
-            got[key] = int(value)
-    return got
 
 
 CONFIG_MAIN = """\

@@ -3,10 +3,10 @@ by opskit and by OpenSSH's ``ssh -G``: both must send a node through the login h
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from _sshg import ssh_G
 
 from opskit.hosts.inventory import load_inventory
 from opskit.testing.engine import require_tool
@@ -26,21 +26,6 @@ def cluster(tmp_path: Path) -> SlurmCluster:
                      key_path=tmp_path / "id_ed25519")
     c.write_files()
     return c
-
-
-def ssh_G(config: Path, host: str) -> dict:
-    out = subprocess.run(["ssh", "-F", str(config), "-G", host], capture_output=True, text=True,
-                         check=True, stdin=subprocess.DEVNULL).stdout
-    got: dict = {"identityfile": [], "proxyjump": None}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "identityfile":
-            got["identityfile"].append(value)
-        elif key in ("hostname", "user", "proxyjump"):
-            got[key] = value
-        elif key == "port":
-            got[key] = int(value)
-    return got
 
 
 @pytest.mark.parametrize("name", [LOGIN, *NODES])
