@@ -71,13 +71,18 @@ class _Pipe:
         os.write(self.w, json.dumps(msg).encode() + b"\0")
         want = self.next_id
         deadline = time.monotonic() + timeout
-        while True:
+        answer = None
+        while answer is None:
+            # every message of a read is kept: the events after the answer in the same read
+            # (a loaded machine batches them) were lost when the answer returned at once
             for m in self._read(deadline):
                 if m.get("id") == want:
-                    if "error" in m:
-                        raise RuntimeError(f"{method}: {m['error']}")
-                    return m.get("result", {})
-                self.events.append(m)
+                    answer = m
+                else:
+                    self.events.append(m)
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer.get("result", {})
 
     def _read(self, deadline: float) -> list[dict]:
         left = deadline - time.monotonic()
