@@ -1,9 +1,13 @@
-"""Helpers shared by the integration tests of opskit df / ps / status (local, over SSH and on
-Docker-in-Docker GPU hosts). Import as ``from _helpers import ...`` (pytest puts this folder on
-``sys.path``)."""
+"""Helpers shared by the integration tests: opskit df / ps / status (local, over SSH and on
+Docker-in-Docker GPU hosts) and the CLI runs of the remote-training tests. Import as
+``from _helpers import ...`` (pytest puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,3 +47,15 @@ def point_opskit_at(bed: Any, monkeypatch: pytest.MonkeyPatch, tmp_path) -> Any:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return bed
+
+
+def bed_env(bed: Any, tmp_path: Path) -> dict[str, str]:
+    """The environment of an ``opskit`` run against a test bed (its ssh config, known_hosts and
+    inventory), with the runs folder in ``tmp_path`` and a wide table."""
+    return {**os.environ, **bed.env(), "OPSKIT_RUNS_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
+
+
+def run_opskit(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    """``python -m opskit ARGS`` in ``env``, output captured, never raising on its exit code."""
+    return subprocess.run([sys.executable, "-m", "opskit", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)

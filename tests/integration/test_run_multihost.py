@@ -10,12 +10,12 @@ minute here), a kill of one node mid-run, and two refusals that start nothing.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _helpers import bed_env, run_opskit
 
 from opskit.errors import WaitTimeout
 from opskit.images import ship as shipmod
@@ -43,12 +43,11 @@ def hosts(docker_client, gpu_hosts, training_image):
 
 @pytest.fixture
 def env(hosts, tmp_path) -> dict[str, str]:
-    return {**os.environ, **hosts.env(), "OPSKIT_RUNS_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
+    return bed_env(hosts, tmp_path)
 
 
 def opskit(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "opskit", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return run_opskit(env, *args, timeout=timeout)
 
 
 def inspect(bed, name: str, fmt: str, container: str) -> str:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import bed_env, run_opskit
 
 from opskit.atomic import sha256_file
 from opskit.images import ship as shipmod
@@ -33,12 +34,11 @@ def hosts(docker_client, gpu_hosts, training_image):
 
 @pytest.fixture
 def env(hosts, tmp_path) -> dict[str, str]:
-    return {**os.environ, **hosts.env(), "OPSKIT_RUNS_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
+    return bed_env(hosts, tmp_path)
 
 
 def opskit(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "opskit", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return run_opskit(env, *args, timeout=timeout)
 
 
 def spawn(env: dict, *args: str) -> subprocess.Popen:

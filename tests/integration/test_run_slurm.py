@@ -12,13 +12,13 @@ pending, and refusals that ship and submit nothing.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _helpers import bed_env, run_opskit
 
 from opskit.atomic import sha256_file
 from opskit.testing.slurm import SlurmCluster
@@ -40,12 +40,11 @@ def training_image(docker_client, base_image) -> str:
 
 @pytest.fixture
 def env(cluster, tmp_path) -> dict[str, str]:
-    return {**os.environ, **cluster.env(), "OPSKIT_RUNS_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
+    return bed_env(cluster, tmp_path)
 
 
 def opskit(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "opskit", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return run_opskit(env, *args, timeout=timeout)
 
 
 def submit(env: dict, image: str, run_id: str, *args: str, steps: int = 40) -> subprocess.CompletedProcess:
