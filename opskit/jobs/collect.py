@@ -314,20 +314,25 @@ def collect(
 
 
 def fetch_one(transport: Transport, remote: str, local: LocalRun, rel: str, digest: str,
-              res: CollectResult, progress: Callable[[int], None] | None) -> None:
-    if local.verified(local.results, rel, digest):
+              res: CollectResult, progress: Callable[[int], None] | None = None, *,
+              dest: Path | None = None, host: str = "the host") -> None:
+    """One file into ``dest/REL`` (default ``runs/RUN/results/``), verified; one already there
+    and matching is kept. A problem with this file alone is a miss (the file stays on ``host``);
+    a lost host or transfer raises."""
+    dest = local.results if dest is None else dest
+    if local.verified(dest, rel, digest):
         res.files[rel] = digest
         res.already_here.append(rel)
         return
     try:
-        res.bytes_copied += fetch_file(transport, remote, local, local.results, rel, digest, progress)
+        res.bytes_copied += fetch_file(transport, remote, local, dest, rel, digest, progress)
     except FileProblem as exc:
-        res.miss(rel, f"{exc}: not collected, kept on the host")
+        res.miss(rel, f"{exc}: not collected, kept on {host}")
         return
     except OpskitError as exc:
         if isinstance(exc, (HostError, TransferError)):
             raise
-        res.miss(rel, f"{exc.message}: not collected, kept on the host")
+        res.miss(rel, f"{exc.message}: not collected, kept on {host}")
         return
     res.files[rel] = digest
     res.copied.append(rel)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opskit import atomic
-from opskit.errors import HostError, JobError, TransferError
+from opskit.errors import HostError, JobError
 from opskit.hosts.transport import Transport
 from opskit.jobs import collect as collectmod
 from opskit.jobs import hostfs
@@ -107,26 +107,9 @@ def collect_from(t: Transport, run_dir: str, only: str | None, sent: Sentinel | 
             res.miss(rel, f"changed on {t.host} since the job ended (now {digest[:12]}..., the sentinel says "
                           f"{recorded[rel][:12]}...): not collected, kept there")
             continue
-        fetch(t, f"{run_dir}/{rel}", local, rel, digest, res)
+        # the run folder's own layout under runs/RUN/
+        collectmod.fetch_one(t, f"{run_dir}/{rel}", local, rel, digest, res, dest=local.root, host=t.host)
     return set(want)
-
-
-def fetch(t: Transport, remote: str, local: collectmod.LocalRun, rel: str, digest: str,
-          res: collectmod.CollectResult) -> None:
-    """One file into runs/RUN/REL (the folder's own layout), verified; one already here is kept."""
-    if local.verified(local.root, rel, digest):
-        res.files[rel] = digest
-        res.already_here.append(rel)
-        return
-    try:
-        res.bytes_copied += collectmod.fetch_file(t, remote, local, local.root, rel, digest)
-    except collectmod.FileProblem as exc:
-        res.miss(rel, f"{exc}: not collected, kept on {t.host}")
-        return
-    except TransferError:
-        raise
-    res.files[rel] = digest
-    res.copied.append(rel)
 
 
 def record(store: RunStore, run: SlurmRun, st: SlurmStatus, res: collectmod.CollectResult) -> None:
