@@ -130,19 +130,23 @@ def test_run_then_results_collected_and_verified(hosts, env, training_image, doc
 def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts, env, training_image):
     h2 = hosts.names[1]
     proc = spawn(env, "run-remote", "--host", h2, "--image", training_image, "--run-id", "rt-cut",
-                 *QUICK[:3], "300", *QUICK[4:])
+                 *QUICK[:3], "3000", *QUICK[4:])
     try:
         wait_for_training(hosts, h2, "rt-cut")
+        # Frozen mid-run so that the cut lands while run-remote follows the job, however fast this
+        # machine trains (300 steps take 0.6 s unloaded: the job could end before the cut).
+        assert host_exec(hosts, h2, ["docker", "pause", "opskit-run-rt-cut"])[0] == 0
         host_exec(hosts, h2, ["pkill", "-f", "sshd: opskit"])  # every SSH session of the user dies
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        host_exec(hosts, h2, ["docker", "unpause", "opskit-run-rt-cut"])
     assert proc.returncode == 1, out + err
-    assert "lost the connection" in err and "opskit logs rt-cut -f" in err
+    assert "lost the connection" in err and "opskit logs rt-cut -f" in err, err
     assert container_state(hosts, h2, "rt-cut") in ("running", "exited")  # the job went on
     logs = opskit(env, "logs", "rt-cut", "-f")
     assert logs.returncode == 0, logs.stderr
-    assert "step 300/300" in logs.stdout and "exited (exit 0)" in logs.stderr
+    assert "step 3000/3000" in logs.stdout and "exited (exit 0)" in logs.stderr
     got = opskit(env, "collect", "rt-cut", "--remove-remote")
     assert got.returncode == 0, got.stderr
     run = Path(env["OPSKIT_RUNS_DIR"]) / "rt-cut"
