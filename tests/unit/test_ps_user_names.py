@@ -28,7 +28,19 @@ echo "pids $P1 $P2"
 "$PY" -m opskit ps --user "$N1" --json; echo "rc=$?"
 "$PY" -m opskit ps --user "$N2" --json; echo "rc=$?"
 "$PY" -m opskit ps --name '^sleep 60'; echo "rc=$?"
+"$PY" -c "$LU"
 kill $P1 $P2; umount /etc/passwd; rm -f "$T"
+"""
+
+
+# long_users as status reads it (after mounts, from that section's one grep) and as ps reads it
+LU = """import json
+from opskit.checks.sections import run_sections
+from opskit.hosts.local import LocalTransport
+with_mounts = run_sections(LocalTransport(), ["mounts", "long_users"])
+alone = run_sections(LocalTransport(), ["long_users"])
+print("long_users", json.dumps([with_mounts["long_users"].stdout, alone["long_users"].stdout,
+                                with_mounts["mounts"].ok]))
 """
 
 
@@ -38,7 +50,7 @@ def test_ps_user_finds_directory_and_long_names(tmp_path):
     (tmp_path / "inv.yaml").write_text("hosts: {}\n")
     env = {**os.environ, "N1": "alice@corp.example.com", "N2": LONG, "PY": sys.executable,
            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-           "OPSKIT_INVENTORY": str(tmp_path / "inv.yaml"), "COLUMNS": "200"}
+           "OPSKIT_INVENTORY": str(tmp_path / "inv.yaml"), "COLUMNS": "200", "LU": LU}
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT],
                          capture_output=True, text=True, env=env, timeout=120)
     out = res.stdout
@@ -52,3 +64,6 @@ def test_ps_user_finds_directory_and_long_names(tmp_path):
     table = out.split("rc=0")[2]
     assert "alice@corp.example.com" in table and LONG in table
     assert "4321" not in table and "4322" not in table  # names, not uids
+    with_mounts, alone, mounts_ok = json.loads(out.split("long_users ", 1)[1].split("\n", 1)[0])
+    assert with_mounts == alone and mounts_ok
+    assert [line.split(":")[:3] for line in alone.splitlines()] == [[LONG, "x", "4322"]]
