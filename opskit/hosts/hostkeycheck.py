@@ -45,12 +45,56 @@ TYPE_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
 # the client one AEAD call; a CTR one a cipher call, an HMAC and paramiko's MAC compare done
 # byte by byte in Python. The rest of paramiko's list follows, in its order.
 FIRST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+# Key exchange asked for first when KexAlgorithms is unset: the post-quantum hybrid that
+# OpenSSH 9.9 and later put first in their default (9.2's, which ``ssh -G`` prints here, starts
+# with sntrup761x25519, which paramiko lacks); hosts without it agree on the next, curve25519.
+FIRST_KEX = ("mlkem768x25519-sha256",)
 
 
 def cipher_order(available: list[str]) -> list[str]:
     """``available`` (paramiko's ciphers) with the ones in FIRST_CIPHERS moved to the front."""
     return [c for c in FIRST_CIPHERS if c in available] + [
         c for c in available if c not in FIRST_CIPHERS]
+
+
+# The same method under two names (RFC 8731 names the one OpenSSH first shipped as
+# curve25519-sha256@libssh.org): a list that allows one allows what paramiko calls the other.
+KEX_ALIASES = {"curve25519-sha256": "curve25519-sha256@libssh.org"}
+# ssh_config keyword -> (HostSpec field, paramiko SecurityOptions attribute)
+ALGORITHM_FIELDS = {"ciphers": ("ciphers", "ciphers"), "macs": ("macs", "digests"),
+                    "kexalgorithms": ("kex_algorithms", "kex")}
+
+
+def offered_list(spec: HostSpec, keyword: str, available: list[str]) -> list[str]:
+    """What opskit offers for ``Ciphers``, ``MACs`` or ``KexAlgorithms`` (``keyword`` in
+    lower case): the list ``ssh -G`` prints for the host (OpenSSH's default when unset, so
+    nothing ssh would not offer: no CBC, 3DES, MD5 or truncated MACs, which paramiko would),
+    kept to what paramiko implements (``available``), in ssh's order; when unset, AES-GCM
+    first (:data:`FIRST_CIPHERS`) and the post-quantum hybrid key exchange (:data:`FIRST_KEX`). A set list of which paramiko implements nothing is refused
+    before connecting, naming the keyword, where it was set and what would do."""
+    from opskit.hosts.sshsyntax import ALGORITHM_LISTS
+
+    field_name, _ = ALGORITHM_FIELDS[keyword]
+    wanted = list(getattr(spec, field_name))
+    names: list[str] = []
+    for name in wanted:
+        names += [name, KEX_ALIASES[name]] if name in KEX_ALIASES else [name]
+    chosen = [n for n in dict.fromkeys(names) if n in available]
+    if keyword not in spec.algorithms_set:
+        if keyword == "kexalgorithms":
+            return list(dict.fromkeys([k for k in FIRST_KEX if k in available] + chosen))
+        return cipher_order(chosen) if keyword == "ciphers" else chosen
+    if not chosen:
+        kind = ALGORITHM_LISTS[keyword]
+        where = spec.sources.get(ALGORITHM_FIELDS[keyword][0], "the ssh config")
+        allowed = (f"allows only {','.join(wanted)}, none of which opskit (paramiko) implements"
+                   if wanted else "removes every name")
+        raise HostError(
+            spec.name, f"{kind.keyword} ({where}) {allowed}",
+            f"add one of {', '.join(available)} for this host (e.g. {kind.keyword} "
+            f"+{available[0]})",
+        )
+    return chosen
 
 
 def offered_algorithms(spec: HostSpec, known: kh.KnownHosts, defaults: list[str]) -> list[str]:
@@ -273,7 +317,8 @@ def _transport_class() -> type:
 
 
 def transport_factory(spec: HostSpec) -> Any:
-    """A paramiko Transport factory that offers ``offered_algorithms`` and ``cipher_order``."""
+    """A paramiko Transport factory that offers ``offered_algorithms`` (host keys) and
+    ``offered_list`` (ciphers, MACs, key exchanges)."""
 
     def make(sock: Any, **kwargs: Any) -> Any:
         transport = _transport_class()(sock, **kwargs)
@@ -282,7 +327,8 @@ def transport_factory(spec: HostSpec) -> Any:
 
         known = with_command(spec, kh.load_for(spec), kh.lookup_name(spec), "ORDER")
         opts.key_types = offered_algorithms(spec, known, list(opts.key_types))
-        opts.ciphers = cipher_order(list(opts.ciphers))
+        for keyword, (_, attr) in ALGORITHM_FIELDS.items():
+            setattr(opts, attr, offered_list(spec, keyword, list(getattr(opts, attr))))
         return transport
 
     return make

@@ -31,6 +31,7 @@ from opskit.errors import ConfigError, UnsafeInputError, UsageError
 from opskit.hosts.spec import LOCAL_NAMES, HostSpec, local_spec
 from opskit.hosts.sshconfig import DEFAULT_IDENTITY_FILES, Resolved, SSHConfig, local_user
 from opskit.hosts.sshjump import parse_hop
+from opskit.hosts.sshsyntax import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS
 from opskit.safety import check_host_name, check_user_name
 
 INVENTORY_CANDIDATES = ("opskit.yaml", "hosts.yaml")
@@ -233,6 +234,10 @@ class Inventory:
             no_user_known_hosts=cfg.get("known_hosts") == [],
             hostkey_algorithms=tuple(cfg.get("hostkey_algorithms") or ()),
             hostkey_algorithms_set=bool(cfg.get("hostkey_algorithms_set")),
+            ciphers=tuple(_default_if_none(cfg.get("ciphers"), DEFAULT_CIPHERS)),
+            macs=tuple(_default_if_none(cfg.get("macs"), DEFAULT_MACS)),
+            kex_algorithms=tuple(_default_if_none(cfg.get("kex_algorithms"), DEFAULT_KEX)),
+            algorithms_set=tuple(cfg.get("algorithms_set") or ()),
             hostkey_alias=cfg.get("hostkey_alias"),
             check_host_ip=bool(cfg.get("check_host_ip")),
             hash_known_hosts=bool(cfg.get("hash_known_hosts")),
@@ -305,10 +310,16 @@ SSH_SOURCE_KEYS = {
     "proxyjump": "proxyjump", "proxycommand": "proxycommand",
     "userknownhostsfile": "known_hosts", "globalknownhostsfile": "global_known_hosts",
     "hostkeyalgorithms": "hostkey_algorithms", "hostkeyalias": "hostkey_alias",
+    "ciphers": "ciphers", "macs": "macs", "kexalgorithms": "kex_algorithms",
     "checkhostip": "check_host_ip", "connecttimeout": "connect_timeout",
     "knownhostscommand": "known_hosts_command",
     "serveraliveinterval": "keepalive", "identitiesonly": "identities_only",
 }
+
+
+def _default_if_none(value: Any, default: tuple[str, ...]) -> Any:
+    """A list from the ssh config (empty when '-*' removed every name), else the default."""
+    return default if value is None else value
 
 
 def _from_ssh(r: Resolved) -> dict[str, Any]:
@@ -320,6 +331,8 @@ def _from_ssh(r: Resolved) -> dict[str, Any]:
         "global_known_hosts": list(r.globalknownhostsfile),
         "hostkey_algorithms": list(r.hostkeyalgorithms),
         "hostkey_algorithms_set": r.hostkeyalgorithms_set,
+        "ciphers": list(r.ciphers), "macs": list(r.macs), "kex_algorithms": list(r.kexalgorithms),
+        "algorithms_set": sorted(r.algorithms_set),
         "hostkey_alias": r.hostkeyalias, "check_host_ip": r.checkhostip,
         "hash_known_hosts": r.hashknownhosts, "known_hosts_command": r.knownhostscommand,
         "revoked_host_keys": r.revokedhostkeys,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from opskit.hosts.sshsyntax import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS
+
 LOCAL_NAMES = frozenset({"localhost", "local"})
 
 
@@ -25,6 +27,12 @@ class HostSpec:
     global_known_hosts: tuple[str, ...] = ()  # GlobalKnownHostsFile (read, never written)
     hostkey_algorithms: tuple[str, ...] = ()  # as ssh -G prints them
     hostkey_algorithms_set: bool = False  # the config named them (ssh then keeps their order)
+    # Ciphers / MACs / KexAlgorithms as ssh -G prints them (OpenSSH's defaults when unset), and
+    # which of the three keywords the config set (opskit.hosts.hostkeycheck offers them)
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS
+    macs: tuple[str, ...] = DEFAULT_MACS
+    kex_algorithms: tuple[str, ...] = DEFAULT_KEX
+    algorithms_set: tuple[str, ...] = ()
     hostkey_alias: str | None = None
     check_host_ip: bool = False
     hash_known_hosts: bool = False  # HashKnownHosts: trust writes a hashed name
@@ -65,6 +73,9 @@ class HostSpec:
             "userknownhostsfile": list(self.known_hosts),
             "globalknownhostsfile": list(self.global_known_hosts),
             "hostkeyalgorithms": list(self.hostkey_algorithms),
+            "ciphers": list(self.ciphers),
+            "macs": list(self.macs),
+            "kexalgorithms": list(self.kex_algorithms),
             "hostkeyalias": self.hostkey_alias,
             "checkhostip": self.check_host_ip,
             "sources": dict(self.sources),

@@ -33,6 +33,10 @@ from opskit.errors import ConfigError
 from opskit.hosts import sshjump
 from opskit.hosts import sshkeywords as kw
 from opskit.hosts.sshsyntax import (
+    ALGORITHM_LISTS,
+    DEFAULT_CIPHERS,
+    DEFAULT_KEX,
+    DEFAULT_MACS,
     assemble_algorithms,
     connection_hash,
     match_pattern,
@@ -107,6 +111,10 @@ class Resolved:
     globalknownhostsfile: tuple[str, ...] = DEFAULT_GLOBAL_KNOWN_HOSTS
     hostkeyalgorithms: tuple[str, ...] = ()
     hostkeyalgorithms_set: bool = False
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS
+    macs: tuple[str, ...] = DEFAULT_MACS
+    kexalgorithms: tuple[str, ...] = DEFAULT_KEX
+    algorithms_set: frozenset[str] = frozenset()  # which of ciphers, macs, kexalgorithms were set
     hostkeyalias: str | None = None
     checkhostip: bool = False
     hashknownhosts: bool = False
@@ -300,6 +308,10 @@ def _finish(host: str, opts: SSHOptions) -> Resolved:
         userknownhostsfile=tuple(user_files), globalknownhostsfile=tuple(global_files),
         hostkeyalgorithms=tuple(assemble_algorithms(v.get("hostkeyalgorithms"))),
         hostkeyalgorithms_set="hostkeyalgorithms" in v,
+        ciphers=tuple(ALGORITHM_LISTS["ciphers"].assemble(v.get("ciphers"))),
+        macs=tuple(ALGORITHM_LISTS["macs"].assemble(v.get("macs"))),
+        kexalgorithms=tuple(ALGORITHM_LISTS["kexalgorithms"].assemble(v.get("kexalgorithms"))),
+        algorithms_set=frozenset(k for k in ALGORITHM_LISTS if k in v),
         hostkeyalias=v.get("hostkeyalias"),
         checkhostip=kw.flag(v.get("checkhostip", "no")),
         hashknownhosts=kw.flag(v.get("hashknownhosts", "no")),

@@ -142,4 +142,9 @@ def connect_error(spec: HostSpec, exc: BaseException) -> OpskitError:
             f"{spec.connect_timeout:g}s",
             "is it an SSH server, and is the port right? (an overloaded host answers late too)",
         )
+    if "incompatible" in text.lower():  # paramiko: "Incompatible ssh server (no acceptable ciphers)"
+        return HostError(
+            spec.name, f"{where} and opskit agree on no algorithm: {text}",
+            "see Ciphers, MACs, KexAlgorithms and HostKeyAlgorithms for this host in the ssh config "
+            "('ssh -G HOST' prints what ssh would offer; opskit offers the part paramiko implements)")
     return HostError(spec.name, f"cannot connect to {where}: {text or type(exc).__name__}")

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 
 from opskit.errors import ConfigError
-from opskit.hosts.sshsyntax import match_pattern_list, valid_algorithm_names
+from opskit.hosts.sshsyntax import ALGORITHM_LISTS, match_pattern_list, valid_algorithm_names
 
 IGNORED = frozenset({
     "afstokenpassing", "cipher", "compressionlevel", "fallbacktorsh", "globalknownhostsfile2",
@@ -22,7 +22,7 @@ IGNORED = frozenset({
 OTHER_KNOWN = frozenset({
     "addkeystoagent", "addressfamily", "batchmode", "bindaddress", "bindinterface",
     "casignaturealgorithms", "certificatefile",
-    "challengeresponseauthentication", "ciphers", "clearallforwardings", "compression",
+    "challengeresponseauthentication", "clearallforwardings", "compression",
     "connectionattempts", "controlmaster", "controlpath", "controlpersist", "dsaauthentication",
     "dynamicforward", "enableescapecommandline", "enablesshkeysign", "escapechar",
     "exitonforwardfailure", "fingerprinthash", "forkafterauthentication", "forwardagent",
@@ -30,8 +30,8 @@ OTHER_KNOWN = frozenset({
     "gssapiauthentication", "gssapidelegatecredentials",
     "hostbasedacceptedalgorithms", "hostbasedauthentication", "hostbasedkeytypes",
     "identityagent", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
-    "keepalive", "kexalgorithms", "localcommand", "localforward",
-    "loglevel", "logverbose", "macs", "nohostauthenticationforlocalhost",
+    "keepalive", "localcommand", "localforward",
+    "loglevel", "logverbose", "nohostauthenticationforlocalhost",
     "numberofpasswordprompts", "passwordauthentication", "permitlocalcommand",
     "permitremoteopen", "pkcs11provider", "preferredauthentications", "proxyusefdpass",
     "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
@@ -63,7 +63,8 @@ LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomai
 RAW = frozenset({"proxycommand", "proxyjump", "knownhostscommand"})  # the rest of the line, as written
 STRUCTURE = frozenset({"host", "match", "include"})
 HANDLED = (STRINGS | set(MULTISTATE) | TIMES | LISTS | RAW | STRUCTURE
-           | {"port", "identityfile", "identityfile2", "hostkeyalgorithms", "canonicalizemaxdots"})
+           | {"port", "identityfile", "identityfile2", "hostkeyalgorithms", "canonicalizemaxdots"}
+           | set(ALGORITHM_LISTS))
 KNOWN = HANDLED | OTHER_KNOWN | IGNORED | LATER_IGNORED
 _TIME_RE = re.compile(r"^(\d+[sSmMhHdDwW]?)+$")
 
@@ -114,9 +115,13 @@ def _one(line: Line) -> str:
 def check(line: Line) -> Line:
     """Errors ssh reports for this line wherever it stands (file and line named)."""
     k = line.keyword
-    if k in STRINGS or k in TIMES or k in ("identityfile", "identityfile2", "port",
-                                           "hostkeyalgorithms", "canonicalizemaxdots"):
+    if k in STRINGS or k in TIMES or k in ALGORITHM_LISTS or k in (
+            "identityfile", "identityfile2", "port", "hostkeyalgorithms", "canonicalizemaxdots"):
         value = _one(line)
+        kind = ALGORITHM_LISTS.get(k)
+        if kind is not None and value[0] != "-" and not kind.valid(value):
+            raise ConfigError(f"{line.where}: {kind.bad} {value!r}",
+                              f"see 'ssh -Q {kind.query}' for the names OpenSSH knows")
         if k == "port" and port_number(value) <= 0:
             raise ConfigError(f"{line.where}: bad Port {value!r}", "a number 1-65535")
         if k == "hostkeyalgorithms" and value[0] != "-" and not valid_algorithm_names(value):
@@ -185,5 +190,6 @@ def apply(opts, line: Line, active: bool) -> None:  # noqa: ANN001 - sshconfig.S
             opts.set(k, strip_jump_comment(_raw(line)), where)
     elif k == "port":
         opts.set(k, str(port_number(line.args[0])), where)
-    elif k in STRINGS or k in TIMES or k in ("hostkeyalgorithms", "canonicalizemaxdots"):
+    elif k in STRINGS or k in TIMES or k in ALGORITHM_LISTS or k in ("hostkeyalgorithms",
+                                                                     "canonicalizemaxdots"):
         opts.set(k, line.args[0], where)

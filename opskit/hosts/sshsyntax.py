@@ -5,14 +5,16 @@
 - ``match_pattern``/``match_pattern_list``/``match_hostname``: match.c (``*``, ``?``, ``!``).
 - ``percent_expand``: misc.c (``%x`` tokens and ``${VAR}``; an unknown token is an error).
 - ``connection_hash``: ``%C`` (SHA-1 of local host name, host name, port and user).
-- ``assemble_algorithms``: kex.c's ``kex_assemble_names`` for ``HostKeyAlgorithms``
-  (``+``, ``-``, ``^`` and wildcard patterns against the algorithms OpenSSH knows).
+- ``assemble_algorithms``: kex.c's ``kex_assemble_names`` for ``HostKeyAlgorithms``, ``Ciphers``,
+  ``MACs`` and ``KexAlgorithms`` (``+``, ``-``, ``^`` and wildcard patterns against the
+  algorithms OpenSSH knows); ``ALGORITHM_LISTS`` holds the last three's names and defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 
 from opskit.errors import ConfigError
 
@@ -40,6 +42,81 @@ DEFAULT_HOSTKEY_ALGORITHMS = (
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
     "rsa-sha2-512", "rsa-sha2-256",
 )
+
+
+# ``ssh -Q cipher`` / ``ssh -Q mac`` / ``ssh -Q kex`` of OpenSSH 9.2 (Debian 12's build): every
+# name it knows; and KEX_CLIENT_ENCRYPT / KEX_CLIENT_MAC / KEX_CLIENT_KEX, what ``ssh -G``
+# prints when Ciphers / MACs / KexAlgorithms are unset.
+ALL_CIPHERS = (
+    "3des-cbc", "aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-ctr", "aes192-ctr", "aes256-ctr",
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+)
+DEFAULT_CIPHERS = (
+    "chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr",
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+)
+ALL_MACS = (
+    "hmac-sha1", "hmac-sha1-96", "hmac-sha2-256", "hmac-sha2-512", "hmac-md5", "hmac-md5-96",
+    "umac-64@openssh.com", "umac-128@openssh.com", "hmac-sha1-etm@openssh.com",
+    "hmac-sha1-96-etm@openssh.com", "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com", "hmac-md5-etm@openssh.com", "hmac-md5-96-etm@openssh.com",
+    "umac-64-etm@openssh.com", "umac-128-etm@openssh.com",
+)
+DEFAULT_MACS = (
+    "umac-64-etm@openssh.com", "umac-128-etm@openssh.com", "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com", "hmac-sha1-etm@openssh.com", "umac-64@openssh.com",
+    "umac-128@openssh.com", "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1",
+)
+ALL_KEX = (
+    "diffie-hellman-group1-sha1", "diffie-hellman-group14-sha1", "diffie-hellman-group14-sha256",
+    "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512",
+    "diffie-hellman-group-exchange-sha1", "diffie-hellman-group-exchange-sha256",
+    "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "curve25519-sha256",
+    "curve25519-sha256@libssh.org", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com",
+    "mlkem768x25519-sha256",  # OpenSSH 9.9's (its default's first): a newer ssh's config still works
+)
+DEFAULT_KEX = (
+    "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
+    "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521", "diffie-hellman-group-exchange-sha256", "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512", "diffie-hellman-group14-sha256",
+)
+
+
+@dataclass(frozen=True)
+class AlgorithmList:
+    """One of ssh_config's algorithm-list keywords: OpenSSH's names, its default, and the
+    words ssh uses for a list it refuses (readconf.c)."""
+
+    keyword: str  # as written in ssh_config
+    known: tuple[str, ...]
+    default: tuple[str, ...]
+    bad: str  # "Bad SSH2 cipher spec"
+    query: str  # the ``ssh -Q`` word that lists the names
+
+    def valid(self, spec: str) -> bool:
+        """ciphers_valid / mac_valid / kex_names_valid on the list after a ``+``/``^``: every
+        name known exactly (no patterns), up to the first empty name (where ssh stops)."""
+        body = spec[1:] if spec[:1] in "+^" else spec
+        for name in body.split(","):
+            if not name:
+                break
+            if name not in self.known:
+                return False
+        return True
+
+    def assemble(self, spec: str | None) -> list[str]:
+        """What ``ssh -G`` prints for this keyword given ``spec`` (None: unset)."""
+        return assemble_algorithms(spec, self.default, self.known, self.keyword)
+
+
+ALGORITHM_LISTS = {
+    "ciphers": AlgorithmList("Ciphers", ALL_CIPHERS, DEFAULT_CIPHERS, "Bad SSH2 cipher spec",
+                             "cipher"),
+    "macs": AlgorithmList("MACs", ALL_MACS, DEFAULT_MACS, "Bad SSH2 MAC spec", "mac"),
+    "kexalgorithms": AlgorithmList("KexAlgorithms", ALL_KEX, DEFAULT_KEX,
+                                   "Bad SSH2 KexAlgorithms", "kex"),
+}
 
 
 # -- lines ------------------------------------------------------------------------------------
@@ -203,7 +280,8 @@ def _names_cat(a: list[str], b: list[str]) -> list[str]:
 
 
 def assemble_algorithms(spec: str | None, default: tuple[str, ...] = DEFAULT_HOSTKEY_ALGORITHMS,
-                        known: tuple[str, ...] = ALL_HOSTKEY_ALGORITHMS) -> list[str]:
+                        known: tuple[str, ...] = ALL_HOSTKEY_ALGORITHMS,
+                        keyword: str = "HostKeyAlgorithms") -> list[str]:
     """kex.c ``kex_assemble_names``: ``+list`` appends, ``-list`` removes, ``^list`` puts
     first, else the list replaces the default; patterns are matched against ``known``."""
     if not spec:
@@ -219,10 +297,10 @@ def assemble_algorithms(spec: str | None, default: tuple[str, ...] = DEFAULT_HOS
     out: list[str] = []
     for pattern in names:
         if pattern.startswith("!"):
-            raise ConfigError(f"HostKeyAlgorithms {spec!r}: negated names are not allowed here")
+            raise ConfigError(f"{keyword} {spec!r}: negated names are not allowed here")
         out = _names_cat(out, [n for n in known if match_pattern_list(n, pattern) == 1])
     if not out:
-        raise ConfigError(f"HostKeyAlgorithms {spec!r}: names no algorithm OpenSSH knows")
+        raise ConfigError(f"{keyword} {spec!r}: names no algorithm OpenSSH knows")
     return out
 
 

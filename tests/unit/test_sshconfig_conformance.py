@@ -29,7 +29,8 @@ def needs_ssh() -> None:
     require_tool("ssh", "openssh-client")
 
 FIELDS = ("hostname", "port", "user", "identityfile", "proxyjump", "userknownhostsfile",
-          "globalknownhostsfile", "hostkeyalgorithms")
+          "globalknownhostsfile", "hostkeyalgorithms", "ciphers", "macs", "kexalgorithms")
+ALGORITHM_KEYS = ("hostkeyalgorithms", "ciphers", "macs", "kexalgorithms")
 ME = local_user()
 
 # name -> (config text, hosts). {d} is the case's temp folder, {me} the local user.
@@ -178,6 +179,31 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "bad-match-attribute": ("Match nosuch x\n  User y\nHost b6\n  Port 22\n", ["b6"]),
     "bad-hka": ("Host b7\n  HostKeyAlgorithms nonsense-alg\n", ["b7"]),
     "bad-jump": ("Host b8\n  ProxyJump ssh://user@host/path\n", ["b8"]),
+    # Ciphers / MACs / KexAlgorithms: kex_assemble_names and readconf.c's checks
+    "alg-explicit": ("Host a1\n  Ciphers aes256-ctr,aes128-gcm@openssh.com\n  MACs hmac-sha2-512\n"
+                     "  KexAlgorithms ecdh-sha2-nistp384,curve25519-sha256\n", ["a1"]),
+    "alg-plus": ("Host a2\n  Ciphers +aes128-cbc,3des-cbc\n  MACs +hmac-md5\n"
+                 "  KexAlgorithms +diffie-hellman-group14-sha1\n", ["a2"]),
+    "alg-caret": ("Host a3\n  Ciphers ^aes256-gcm@openssh.com,aes128-ctr\n"
+                  "  MACs ^hmac-sha2-512-etm@openssh.com\n  KexAlgorithms ^ecdh-sha2-nistp521\n", ["a3"]),
+    "alg-minus-patterns": ("Host a4\n  Ciphers -chacha20*,*cbc\n  MACs -umac*,*sha1*\n"
+                           "  KexAlgorithms -sntrup*,diffie-hellman*\n", ["a4"]),
+    "alg-minus-all": ("Host a5\n  Ciphers -*\n", ["a5"]),
+    "alg-minus-negated": ("Host a6\n  Ciphers -!aes128-ctr\n", ["a6"]),
+    "alg-empty-name-stops": ("Host a7\n  Ciphers aes256-ctr,,nonsense\n  MACs hmac-sha1,\n", ["a7"]),
+    "alg-first-wins": ("Host a8\n  Ciphers aes128-ctr\nHost *\n  Ciphers aes256-ctr\n"
+                       "  KexAlgorithms curve25519-sha256\n", ["a8", "other-a8"]),
+    "alg-in-match": ("Match host a9\n  MACs hmac-sha2-256\nHost a9\n  MACs hmac-sha1\n", ["a9"]),
+    "bad-cipher": ("Host b20\n  Ciphers aes999-ctr\n", ["b20"]),
+    "bad-cipher-pattern": ("Host b21\n  Ciphers aes*\n", ["b21"]),
+    "bad-cipher-plus": ("Host b22\n  Ciphers +nonsense\n", ["b22"]),
+    "bad-cipher-negated": ("Host b23\n  Ciphers !aes128-ctr\n", ["b23"]),
+    "bad-mac": ("Host b24\n  MACs aes128-ctr\n", ["b24"]),
+    "bad-mac-caret": ("Host b25\n  MACs ^hmac-sha3\n", ["b25"]),
+    "bad-kex": ("Host b26\n  KexAlgorithms curve448-sha512\n", ["b26"]),
+    "bad-kex-trailing-comma": ("Host b27\n  KexAlgorithms nonsense,\n", ["b27"]),
+    "bad-kex-in-inactive-block": ("Host elsewhere\n  KexAlgorithms nonsense\nHost b28\n", ["b28"]),
+    "bad-cipher-two-args": ("Host b29\n  Ciphers aes128-ctr aes256-ctr\n", ["b29"]),
     "bad-flag": ("Host b9\n  CheckHostIP maybe\n", ["b9"]),
 }
 EXTRA_FILES = {
@@ -219,8 +245,8 @@ def ssh_G(cfg: Path, host: str) -> dict | None:
             got["identityfile"].append(value)
         elif key in ("userknownhostsfile", "globalknownhostsfile"):
             got[key] = value.split() if value != "none" else []
-        elif key == "hostkeyalgorithms":
-            got[key] = value.split(",")
+        elif key in ALGORITHM_KEYS:
+            got[key] = value.split(",") if value else []
         elif key == "port":
             got[key] = int(value)
         elif key in FIELDS:
@@ -262,7 +288,8 @@ def test_hosts_show_equals_ssh_G(needs_ssh, tmp_path: Path, name: str, host: str
                "identityfile": list(res.identityfile), "proxyjump": res.proxyjump,
                "userknownhostsfile": list(res.userknownhostsfile),
                "globalknownhostsfile": list(res.globalknownhostsfile),
-               "hostkeyalgorithms": list(res.hostkeyalgorithms)}
+               "hostkeyalgorithms": list(res.hostkeyalgorithms), "ciphers": list(res.ciphers),
+               "macs": list(res.macs), "kexalgorithms": list(res.kexalgorithms)}
     else:
         assert code == 0, got
     assert {k: got[k] for k in FIELDS} == {k: expected[k] for k in FIELDS}
