@@ -238,8 +238,9 @@ def filesystems_from_sections(host: str, sections: dict[str, Section], *,
 
 def mount_tables(sections: dict[str, Section]) -> tuple[set[str], dict[str, MountInfo]]:
     """(mount points that are files, mountinfo by mount point) from the ``mounts`` section,
-    or from the older ``file_mounts`` and ``mountinfo`` pair. A mounts section that ran out of
-    time still gives the mountinfo lines it printed; its file list is used only when whole."""
+    or from the older ``file_mounts`` and ``mountinfo`` pair (the reference the tests compare
+    it with). A mounts section that failed still gives the mountinfo lines it printed; its file
+    list is used only when whole."""
     both = sections.get("mounts")
     if both is not None:
         lines = both.stdout.splitlines()

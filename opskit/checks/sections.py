@@ -91,11 +91,11 @@ def _engine_pattern(field: int = 0) -> str:
     return f"^([^ ]+ ){{{field - 1}}}{dirs}" if field else f" {dirs}"
 
 
-def _without_engine_mounts(path: str, show: str = "_opskit_show", field: int = 0) -> str:
+def _without_engine_mounts(path: str, show: str = "_opskit_show") -> str:
     """The lines of a mount table (``/proc/self/mounts`` or ``mountinfo``) without the
-    engines' own mounts (named in any field, or only in field ``field`` when given): grep
-    where the host has it (a shell reads such tables a byte at a time), else every line."""
-    return (f"if command -v grep >/dev/null 2>&1; then grep -Ev '{_engine_pattern(field)}' {path}; "
+    engines' own mounts (named in any field): grep where the host has it (a shell reads such
+    tables a byte at a time), else every line."""
+    return (f"if command -v grep >/dev/null 2>&1; then grep -Ev '{_engine_pattern()}' {path}; "
             f"else {show} {path}; fi")
 
 
@@ -266,8 +266,9 @@ SNIPPETS: dict[str, str | Needs] = {
 }
 
 
-# Sections made of shell builtins reading /proc (plus uname): they say nothing useful on
-# stderr, so theirs is dropped instead of captured (their exit status still tells).
+# Sections made of shell builtins reading /proc (plus uname, and mounts' one grep): they say
+# nothing useful on stderr, so theirs is dropped instead of captured (their exit status still
+# tells); they run in the script's own shell, with no subshell to capture it.
 QUIET = frozenset({"self", "hostname", "os_release", "uname", "uptime", "loadavg", "nproc",
                    "cpu_model", "meminfo", "mountinfo", "long_users", "mounts"})
 

@@ -27,6 +27,7 @@ from typing import Any
 from opskit.errors import HostError, HostKeyError
 from opskit.hosts import knownhosts as kh
 from opskit.hosts.spec import HostSpec
+from opskit.hosts.sshsyntax import ALGORITHM_LISTS
 
 # What paramiko can verify as a server host key: plain keys and OpenSSH host certificates.
 PLAIN_ALGORITHMS = (
@@ -40,23 +41,15 @@ CERT_ALGORITHMS = (
 )
 PARAMIKO_HOSTKEY_ALGORITHMS = PLAIN_ALGORITHMS + CERT_ALGORITHMS
 TYPE_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
-# Ciphers asked for first: AES-GCM (in OpenSSH's default list since 6.2, authenticated
-# encryption) before paramiko's first choice, AES-CTR with a separate HMAC. A GCM packet costs
-# the client one AEAD call; a CTR one a cipher call, an HMAC and paramiko's MAC compare done
-# byte by byte in Python. The rest of paramiko's list follows, in its order.
-FIRST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-# Key exchange asked for first when KexAlgorithms is unset: the post-quantum hybrid that
-# OpenSSH 9.9 and later put first in their default (9.2's, which ``ssh -G`` prints here, starts
-# with sntrup761x25519, which paramiko lacks); hosts without it agree on the next, curve25519.
-FIRST_KEX = ("mlkem768x25519-sha256",)
-
-
-def cipher_order(available: list[str]) -> list[str]:
-    """``available`` (paramiko's ciphers) with the ones in FIRST_CIPHERS moved to the front."""
-    return [c for c in FIRST_CIPHERS if c in available] + [
-        c for c in available if c not in FIRST_CIPHERS]
-
-
+# Asked for first where the ssh config leaves the list unset (the rest follows in the order of
+# OpenSSH's default): AES-GCM (in OpenSSH's default list since 6.2, authenticated encryption)
+# before AES-CTR with a separate HMAC: a GCM packet costs the client one AEAD call, a CTR one a
+# cipher call, an HMAC and paramiko's MAC compare done byte by byte in Python. And the
+# post-quantum hybrid key exchange that OpenSSH 9.9 and later put first in their default (9.2's,
+# which ``ssh -G`` prints here, starts with sntrup761x25519, which paramiko lacks); hosts
+# without it agree on the next, curve25519.
+FIRST_WHEN_UNSET = {"ciphers": ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com"),
+                    "kexalgorithms": ("mlkem768x25519-sha256",)}
 # The same method under two names (RFC 8731 names the one OpenSSH first shipped as
 # curve25519-sha256@libssh.org): a list that allows one allows what paramiko calls the other.
 KEX_ALIASES = {"curve25519-sha256": "curve25519-sha256@libssh.org"}
@@ -69,24 +62,20 @@ def offered_list(spec: HostSpec, keyword: str, available: list[str]) -> list[str
     """What opskit offers for ``Ciphers``, ``MACs`` or ``KexAlgorithms`` (``keyword`` in
     lower case): the list ``ssh -G`` prints for the host (OpenSSH's default when unset, so
     nothing ssh would not offer: no CBC, 3DES, MD5 or truncated MACs, which paramiko would),
-    kept to what paramiko implements (``available``), in ssh's order; when unset, AES-GCM
-    first (:data:`FIRST_CIPHERS`) and the post-quantum hybrid key exchange (:data:`FIRST_KEX`). A set list of which paramiko implements nothing is refused
-    before connecting, naming the keyword, where it was set and what would do."""
-    from opskit.hosts.sshsyntax import ALGORITHM_LISTS
-
+    kept to what paramiko implements (``available``), in ssh's order; when unset,
+    :data:`FIRST_WHEN_UNSET` first. A set list of which paramiko implements nothing is refused
+    before any SSH exchange, naming the keyword, where it was set and what would do."""
     field_name, _ = ALGORITHM_FIELDS[keyword]
     wanted = list(getattr(spec, field_name))
     names: list[str] = []
     for name in wanted:
         names += [name, KEX_ALIASES[name]] if name in KEX_ALIASES else [name]
-    chosen = [n for n in dict.fromkeys(names) if n in available]
     if keyword not in spec.algorithms_set:
-        if keyword == "kexalgorithms":
-            return list(dict.fromkeys([k for k in FIRST_KEX if k in available] + chosen))
-        return cipher_order(chosen) if keyword == "ciphers" else chosen
-    if not chosen:
+        names = [*FIRST_WHEN_UNSET.get(keyword, ()), *names]
+    chosen = [n for n in dict.fromkeys(names) if n in available]
+    if not chosen and keyword in spec.algorithms_set:
         kind = ALGORITHM_LISTS[keyword]
-        where = spec.sources.get(ALGORITHM_FIELDS[keyword][0], "the ssh config")
+        where = spec.sources.get(field_name, "the ssh config")
         allowed = (f"allows only {','.join(wanted)}, none of which opskit (paramiko) implements"
                    if wanted else "removes every name")
         raise HostError(

@@ -234,9 +234,9 @@ class Inventory:
             no_user_known_hosts=cfg.get("known_hosts") == [],
             hostkey_algorithms=tuple(cfg.get("hostkey_algorithms") or ()),
             hostkey_algorithms_set=bool(cfg.get("hostkey_algorithms_set")),
-            ciphers=tuple(_default_if_none(cfg.get("ciphers"), DEFAULT_CIPHERS)),
-            macs=tuple(_default_if_none(cfg.get("macs"), DEFAULT_MACS)),
-            kex_algorithms=tuple(_default_if_none(cfg.get("kex_algorithms"), DEFAULT_KEX)),
+            ciphers=tuple(cfg.get("ciphers", DEFAULT_CIPHERS)),
+            macs=tuple(cfg.get("macs", DEFAULT_MACS)),
+            kex_algorithms=tuple(cfg.get("kex_algorithms", DEFAULT_KEX)),
             algorithms_set=tuple(cfg.get("algorithms_set") or ()),
             hostkey_alias=cfg.get("hostkey_alias"),
             check_host_ip=bool(cfg.get("check_host_ip")),
@@ -315,11 +315,6 @@ SSH_SOURCE_KEYS = {
     "knownhostscommand": "known_hosts_command",
     "serveraliveinterval": "keepalive", "identitiesonly": "identities_only",
 }
-
-
-def _default_if_none(value: Any, default: tuple[str, ...]) -> Any:
-    """A list from the ssh config (empty when '-*' removed every name), else the default."""
-    return default if value is None else value
 
 
 def _from_ssh(r: Resolved) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def ssh_agreed(cfg: Path, host: str) -> tuple[str, str, str] | str:
     return KEX_ALIASES.get(kex.group(1), kex.group(1)), enc.group(1), mac
 
 
-def opskit_agreed(bed, cfg: Path, host: str, tmp: Path, monkeypatch) -> tuple[str, str, str] | str:
+def opskit_agreed(cfg: Path, host: str, tmp: Path, monkeypatch) -> tuple[str, str, str] | str:
     import paramiko
 
     agreed: list[str] = []  # paramiko drops its kex engine once the exchange is done
@@ -83,7 +83,7 @@ def opskit_agreed(bed, cfg: Path, host: str, tmp: Path, monkeypatch) -> tuple[st
 def test_same_algorithms_as_openssh(ssh_testbed, host, tmp_path, name, monkeypatch):
     cfg = write_config(ssh_testbed, host, CASES[name], tmp_path)
     theirs = ssh_agreed(cfg, host)
-    ours = opskit_agreed(ssh_testbed, cfg, host, tmp_path, monkeypatch)
+    ours = opskit_agreed(cfg, host, tmp_path, monkeypatch)
     if isinstance(theirs, str):  # ssh and the server agree on nothing: neither may connect
         assert isinstance(ours, str) and "agree on no algorithm" in ours, (theirs, ours)
         assert "no matching cipher" in theirs, theirs
@@ -95,7 +95,7 @@ def test_a_list_paramiko_cannot_offer_is_refused_before_any_exchange(ssh_testbed
                                                                     monkeypatch):
     cfg = write_config(ssh_testbed, host, "Ciphers chacha20-poly1305@openssh.com", tmp_path)
     assert isinstance(ssh_agreed(cfg, host), tuple)  # ssh itself connects with it
-    ours = opskit_agreed(ssh_testbed, cfg, host, tmp_path, monkeypatch)
+    ours = opskit_agreed(cfg, host, tmp_path, monkeypatch)
     assert isinstance(ours, str) and f"Ciphers ({cfg}:" in ours
     assert "none of which opskit (paramiko) implements" in ours
 
@@ -111,5 +111,5 @@ def test_unset_lists_get_the_post_quantum_exchange_and_gcm(ssh_testbed, host, tm
     assert version, res.stderr[-500:]
     pq = (int(version.group(1)), int(version.group(2))) >= (9, 9)
     kex = "mlkem768x25519-sha256" if pq else "curve25519-sha256@libssh.org"
-    ours = opskit_agreed(ssh_testbed, cfg, host, tmp_path, monkeypatch)
+    ours = opskit_agreed(cfg, host, tmp_path, monkeypatch)
     assert ours == (kex, "aes128-gcm@openssh.com", "<implicit>")
