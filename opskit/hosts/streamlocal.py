@@ -29,7 +29,7 @@ import json
 import threading
 import time
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 CHANNEL_KIND = "direct-streamlocal@openssh.com"
@@ -150,8 +150,3 @@ def image_path(ref: str) -> str:
     quoted as docker-py quotes it (``/`` and ``:`` kept: the engine's route takes both)."""
     return f"/images/{quote(ref, safe='/:')}/json"
 
-
-def images_by_reference_path(refs: list[str]) -> str:
-    """``GET /images/json`` filtered to ``refs`` (what ``docker image ls --filter reference=``
-    asks)."""
-    return "/images/json?" + urlencode({"filters": json.dumps({"reference": refs})})
