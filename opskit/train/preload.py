@@ -1,9 +1,10 @@
 """What every training process imports before its first step, imported in one go.
 
-``opskit.train.torchrun`` has multiprocessing's fork server import this module while the
-node meets the others (``--start-method forkserver``); each worker forked from that server
-then starts with torch and the training entry already imported instead of importing them
-after the rendezvous. Importing this module imports, nothing more (no CUDA, no threads).
+``opskit.train.torchrun`` imports this module before the node meets the others
+(``--start-method fork`` with ``-m opskit.train``); each worker forked from that launcher then
+starts with torch and the training entry already imported instead of importing them after
+the rendezvous. Importing this module imports, nothing more (no CUDA, no threads: a forked
+child must not inherit them).
 """
 
 import warnings
