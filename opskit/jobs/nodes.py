@@ -83,7 +83,7 @@ class NodesPlan:
         return f"{self.rdzv_addr}:{self.rdzv_port}"
 
     def conf_text(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.rdzv_conf.items())
+        return conf_text(self.rdzv_conf)
 
     def torchrun_args(self, node: Node) -> list[str]:
         """torchrun's options for ``node`` (``-m opskit.train`` and its arguments follow)."""
@@ -112,6 +112,11 @@ class NodesPlan:
         }
 
 
+def conf_text(conf: dict[str, int]) -> str:
+    """``--rdzv-conf``'s text: ``key=value`` pairs joined by commas."""
+    return ",".join(f"{k}={v}" for k, v in conf.items())
+
+
 def torchrun_argv(*, nnodes: int | str, nproc: int | str, node_rank: int | str, addr: str, port: int | str,
                   run_id: str, conf: str | None = None) -> list[str]:
     """torchrun's options for one node of an ``nnodes``-node job; ``-m opskit.train`` and the
@@ -132,7 +137,7 @@ def torchrun_argv(*, nnodes: int | str, nproc: int | str, node_rank: int | str, 
     return [
         "--nnodes", str(nnodes), "--nproc-per-node", str(nproc), "--node-rank", str(node_rank),
         "--rdzv-backend", RDZV_BACKEND, "--master-addr", addr, "--master-port", str(port),
-        "--rdzv-id", run_id, "--rdzv-conf", conf or ",".join(f"{k}={v}" for k, v in RDZV_CONF.items()),
+        "--rdzv-id", run_id, "--rdzv-conf", conf or conf_text(RDZV_CONF),
         "--max-restarts", "0", "--start-method", START_METHOD,
     ]
 
