@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from opskit import events as ev
 from opskit.hosts.spec import HostSpec
@@ -65,6 +66,7 @@ class Nodes:
         self.run_id = card["run_id"]
         by_name = {s.name: s for s in specs}
         self.transports = {n["host"]: connect(by_name[n["host"]]) for n in node_list(card)}
+        self._found: dict[str, Any] | None = None
 
     def __enter__(self) -> Nodes:
         return self
@@ -73,26 +75,49 @@ class Nodes:
         for t in self.transports.values():
             t.close()
 
+    def containers(self) -> dict[str, Any]:
+        """Each node's container (None: gone), or the OpskitError its host answered; looked up
+        once for this command (``logs -f`` asks whether one is gone, then follows them)."""
+        from opskit.errors import OpskitError
+
+        if self._found is None:
+            found: dict[str, Any] = {}
+            for host, t in self.transports.items():
+                try:
+                    found[host] = launch.find_container(t, self.run_id)
+                except OpskitError as exc:
+                    found[host] = exc
+            self._found = found
+        return self._found
+
+    def _why_not(self, host: str) -> Exception | None:
+        """Why ``host``'s container cannot be read (None: it can)."""
+        c = self.containers()[host]
+        if c is None:
+            return launch.no_container(host, self.run_id)
+        return c if isinstance(c, Exception) else None
+
     def conns(self) -> list[NodeConn]:
-        return [NodeConn(n["host"], int(n["rank"]), label(self.card, n), self.transports[n["host"]],
-                         launch.require_container(self.transports[n["host"]], self.run_id), self.run_id)
-                for n in node_list(self.card)]
+        conns = []
+        for n in node_list(self.card):
+            host = n["host"]
+            why = self._why_not(host)
+            if why is not None:
+                raise why
+            conns.append(NodeConn(host, int(n["rank"]), label(self.card, n), self.transports[host],
+                                  self.containers()[host], self.run_id))
+        return conns
 
     def print_logs(self, emit: ev.EventFn, store: RunStore | None = None,
                    on_saved: Callable[[SavedOutput], None] | None = None) -> None:
         """Every node's output so far, node by node; a node whose container is gone (or whose
         host cannot be reached) from the copy collect saved here (``on_saved`` told first)."""
-        from opskit.errors import OpskitError
-
         for n in node_list(self.card):
             host, name = n["host"], label(self.card, n)
-            try:
-                container = launch.find_container(self.transports[host], self.run_id)
-                why: OpskitError | None = None if container is not None else launch.no_container(host, self.run_id)
-            except OpskitError as exc:
-                why = exc
+            why = self._why_not(host)
             if why is None:
-                for line in launch.stream_logs(self.transports[host], self.run_id, follow=False, container=container):
+                for line in launch.stream_logs(self.transports[host], self.run_id, follow=False,
+                                               container=self.containers()[host]):
                     emit(ev.LogLine(name, self.run_id, line))
             elif store is None:
                 raise why
@@ -101,12 +126,7 @@ class Nodes:
 
     def gone(self) -> bool:
         """Whether some node's container is gone (or its host cannot be reached)."""
-        from opskit.errors import OpskitError
-
-        try:
-            return any(launch.find_container(t, self.run_id) is None for t in self.transports.values())
-        except OpskitError:
-            return True
+        return any(self._why_not(host) is not None for host in self.transports)
 
     def follow(self, emit: ev.EventFn, grace: float = 10.0) -> MultiOutcome:
         return follow_nodes(self.conns(), emit, grace)

@@ -188,7 +188,7 @@ def test_recent_runs_are_the_newest_by_creation_not_by_name(tmp_path) -> None:
     assert "recent runs here: omega-1, delta-1, gamma-1, beta-1, alpha-1" in exc.value.hint
 
 
-def test_multi_host_logs_of_removed_containers_per_node(tmp_path) -> None:
+def test_multi_host_logs_of_removed_containers_per_node(tmp_path, monkeypatch) -> None:
     from opskit.hosts.spec import HostSpec
     from opskit.jobs.multiops import Nodes
     from tests.unit.test_multihost import Bed
@@ -196,13 +196,16 @@ def test_multi_host_logs_of_removed_containers_per_node(tmp_path) -> None:
     bed = Bed(tmp_path)
     bed.run()  # followed to the end and collected: every node's output saved here
     bed.engines["gpu2"].containers.by_name.clear()  # gpu2's container removed; gpu1's still there
-    lines, notes = [], []
+    lines, notes, looked = [], [], []
+    find = launch.find_container
+    monkeypatch.setattr(launch, "find_container", lambda t, run_id: (looked.append(t.host), find(t, run_id))[1])
     specs = [HostSpec(n, hostname=n) for n in ("gpu1", "gpu2")]
     with Nodes(bed.store.load("mh"), specs, lambda spec: bed.hosts[spec.name]) as nodes:
         assert nodes.gone()
         nodes.print_logs(lines.append, bed.store, notes.append)
     assert [n.host for n in notes] == ["gpu2/ranks2-3"] and notes[0].path.endswith("mh/nodes/gpu2/logs.txt")
     assert {e.host for e in lines} == {"gpu1/ranks0-1", "gpu2/ranks2-3"}  # 2 GPUs each
+    assert sorted(looked) == ["gpu1", "gpu2"]  # each node's container looked up once, not per question
 
 
 # -- 5. a run ID that is taken is a usage refusal (exit 2) -------------------------------------
