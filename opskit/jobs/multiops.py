@@ -21,7 +21,7 @@ from opskit.jobs.multirun import (
     collect_nodes,
     follow_nodes,
 )
-from opskit.jobs.operations import SavedOutput, emit_file
+from opskit.jobs.operations import SavedOutput, show_saved
 from opskit.jobs.store import RunStore
 
 
@@ -193,18 +193,8 @@ def print_saved(store: RunStore, card: dict, nodes: list[dict], why: Exception, 
     """The saved output of ``nodes`` (``why``: the live one cannot be read); raise ``why``,
     with a hint, for a node whose output was never saved here."""
     for n in nodes:
-        path = saved_log(store, card, n)
-        if not path.is_file():
-            hint = getattr(why, "hint", None)
-            msg = (f"{hint}; " if hint else "") + (f"no saved copy of {n['host']}'s output here either ({path}): "
-                                                     f"'opskit collect {card['run_id']}' saves it while the containers exist")
-            if hasattr(why, "hint"):
-                why.hint = msg  # type: ignore[attr-defined]
-            raise why
-        ends = {e.get("host"): e for e in card.get("node_ends") or []}
-        end = ends.get(n["host"], {})
-        saved = SavedOutput(card["run_id"], label(card, n), str(path), str(getattr(why, "message", why)),
-                            (card.get("collected") or {}).get("at"), end.get("state"), end.get("exit_code"))
-        if on_saved is not None:
-            on_saved(saved)
-        emit_file(path, saved.host, card["run_id"], emit)
+        end = {e.get("host"): e for e in card.get("node_ends") or []}.get(n["host"], {})
+        saved = SavedOutput(card["run_id"], label(card, n), str(saved_log(store, card, n)),
+                            str(getattr(why, "message", why)), (card.get("collected") or {}).get("at"),
+                            end.get("state"), end.get("exit_code"))
+        show_saved(saved, why, emit, on_saved, f"{n['host']}'s output", "the containers exist")

@@ -159,19 +159,26 @@ def _saved(store: RunStore, run_id: str, exc: Any, emit: ev.EventFn,
     from opskit.jobs.hostfs import LOGS
 
     card = store.load(run_id)
-    path = store.path(run_id) / LOGS
+    saved = SavedOutput(run_id, str(card.get("host") or "?"), str(store.path(run_id) / LOGS),
+                        str(getattr(exc, "message", exc)), (card.get("collected") or {}).get("at"),
+                        card.get("state"), card.get("exit_code"))
+    show_saved(saved, exc, emit, on_saved, "the output", "the run's container still exists")
+
+
+def show_saved(saved: SavedOutput, exc: Exception, emit: ev.EventFn,
+               on_saved: Callable[[SavedOutput], None] | None, whose: str, until: str) -> None:
+    """``saved``'s lines as LogLine events, ``on_saved`` told first; when collect never saved
+    that file, ``exc`` (why the live output cannot be read) raised with a hint on making one."""
+    path = Path(saved.path)
     if not path.is_file():
-        exc.hint = (f"{exc.hint}; " if exc.hint else "") + (
-            f"no saved copy of the output here either ({path}): 'opskit collect {run_id}' saves it "
-            "while the run's container still exists")
+        if hasattr(exc, "hint"):
+            exc.hint = (f"{exc.hint}; " if exc.hint else "") + (  # type: ignore[attr-defined]
+                f"no saved copy of {whose} here either ({path}): 'opskit collect {saved.run_id}' saves it "
+                f"while {until}")
         raise exc
-    host = str(card.get("host") or "?")
-    saved = SavedOutput(run_id, host, str(path), str(getattr(exc, "message", exc)),
-                        (card.get("collected") or {}).get("at"), card.get("state"), card.get("exit_code"))
     if on_saved is not None:
         on_saved(saved)
-    emit_file(path, host, run_id, emit)
-    return None
+    emit_file(path, saved.host, saved.run_id, emit)
 
 
 def emit_file(path: Path, host: str, run_id: str, emit: ev.EventFn) -> None:

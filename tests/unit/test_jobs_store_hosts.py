@@ -177,6 +177,23 @@ def test_multi_host_logs_from_the_saved_copies_when_the_hosts_are_gone(tmp_path,
     assert "gone-a/rank0" in out and "gone-b/rank1" in out and err.count("showing the saved copy") == 2
 
 
+def test_multi_host_logs_without_a_node_s_saved_copy_say_how_one_is_made(tmp_path) -> None:
+    from opskit.jobs.multiops import node_list, print_saved
+
+    store = RunStore(tmp_path / "runs")
+    nodes = [{"host": "gone-a", "rank": 0, "nproc_per_node": 1}, {"host": "gone-b", "rank": 1, "nproc_per_node": 1}]
+    store.save("mh-1", {"run_id": "mh-1", "host": "gone-a", "hosts": ["gone-a", "gone-b"], "nodes": {"nodes": nodes}})
+    (store.path("mh-1") / "logs.txt").write_text("rank0 line\n")  # gone-b's output never collected
+    lines, notes = [], []
+    card = store.load("mh-1")
+    with pytest.raises(UsageError, match="unknown host") as exc:
+        print_saved(store, card, node_list(card), UsageError("unknown host 'gone-b'", "fix the inventory"),
+                    lines.append, notes.append)
+    assert [e.line for e in lines] == ["rank0 line"] and [n.host for n in notes] == ["gone-a/rank0"]
+    assert exc.value.hint.startswith("fix the inventory; no saved copy of gone-b's output here either")
+    assert "'opskit collect mh-1' saves it while the containers exist" in exc.value.hint
+
+
 # -- 4. the "recent runs" hint: newest by the card's creation time -----------------------------
 def test_recent_runs_are_the_newest_by_creation_not_by_name(tmp_path) -> None:
     store = RunStore(tmp_path / "runs")
