@@ -20,8 +20,8 @@ CLI starting) and ``on_event`` says why.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from opskit.hosts.transport import Transport
@@ -72,12 +72,13 @@ def ours_via_api(transport: Transport, image: Any) -> Found | None:
     from opskit.hosts.streamlocal import StreamLocalRefused
 
     opener = transport.open_unix_socket  # type: ignore[attr-defined]  # SSHTransport (see check_image)
-    probe = _Background(lambda: cli_endpoint(transport))
-    try:
-        guess: tuple[Found | None, StreamLocalRefused | None] = (_find(opener, DEFAULT_SOCKET, image), None)
-    except StreamLocalRefused as exc:
-        guess = (None, exc)
-    endpoint = probe.result()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(cli_endpoint, transport)
+        try:
+            guess: tuple[Found | None, StreamLocalRefused | None] = (_find(opener, DEFAULT_SOCKET, image), None)
+        except StreamLocalRefused as exc:
+            guess = (None, exc)
+        endpoint = probe.result()
     if endpoint.socket is None:
         raise StreamLocalRefused(endpoint.why_not)
     if endpoint.socket != DEFAULT_SOCKET:
@@ -85,27 +86,6 @@ def ours_via_api(transport: Transport, image: Any) -> Found | None:
     if guess[1] is not None:
         raise guess[1]
     return guess[0]
-
-
-class _Background:
-    """One call in a thread; ``result()`` waits and returns or re-raises."""
-
-    def __init__(self, fn: Callable[[], Any]):
-        self._fn, self._value, self._error = fn, None, None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def _find(opener: Callable[[str], Any], socket: str, image: Any) -> Found | None:
