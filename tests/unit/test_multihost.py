@@ -206,12 +206,15 @@ def test_node_argv_is_what_torchrun_itself_parses():
     proved address and port, the node's rank, the run's ID and timeout, workers forked."""
     from torch.distributed.run import config_from_args, parse_args
 
+    from opskit.train.torchrun import warm_start
+
     argv = nodesmod.torchrun_argv(nnodes=2, nproc=4, node_rank=1, addr="10.0.0.1", port=29411, run_id="r1")
     args = parse_args([*argv, "-m", "opskit.train", "lenet", "--steps", "3"])
     assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "4", 1)
     assert (args.rdzv_backend, args.master_addr, args.master_port, args.rdzv_id) == ("static", "10.0.0.1", 29411, "r1")
     assert (args.max_restarts, args.start_method, args.module) == (0, "fork", True)
     assert (args.training_script, args.training_script_args) == ("opskit.train", ["lenet", "--steps", "3"])
+    assert warm_start(args)  # the node launcher forks the workers warm for exactly this line
     config, _, _ = config_from_args(args)
     assert config.rdzv_endpoint == "10.0.0.1:29411" and config.rdzv_configs == {"timeout": "120", "rank": 1}
     assert (config.min_nodes, config.max_nodes, config.nproc_per_node) == (2, 2, 4)
