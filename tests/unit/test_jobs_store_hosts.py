@@ -13,6 +13,7 @@ from opskit.errors import UsageError
 from opskit.jobs import launch
 from opskit.jobs import operations as ops
 from opskit.jobs.store import RunStore, card_files, card_hosts, recent_runs
+from tests.unit.test_jobs_operations import connect_to
 from tests.unit.test_runner import LOGS, Setup, docker_logs_cli  # noqa: F401
 
 
@@ -117,18 +118,10 @@ def collected(tmp_path):
     return s
 
 
-def _connect(s):
-    def connect(spec):
-        s.host.closed = False
-        return s.host
-
-    return connect
-
-
 def test_logs_of_a_removed_container_come_from_the_saved_copy(collected) -> None:
     lines, notes = [], []
     ops.run_output("r1", hosts=(), inventory=None, store=collected.store, follow=False, emit=lines.append,
-                   connect=_connect(collected), on_saved=notes.append)
+                   connect=connect_to(collected), on_saved=notes.append)
     assert [e.line for e in lines] == [x.decode().rstrip("\n") for x in b"".join(LOGS).splitlines(keepends=True)]
     assert "no container for run 'r1'" in notes[0].why and notes[0].path.endswith("r1/logs.txt")
     assert notes[0].state == "exited" and collected.host.closed
@@ -150,7 +143,7 @@ def test_logs_without_a_saved_copy_say_how_one_is_made(collected) -> None:
     (collected.store.path("r1") / "logs.txt").unlink()
     with pytest.raises(UsageError, match="no container for run 'r1'") as exc:
         ops.run_output("r1", hosts=(), inventory=None, store=collected.store, follow=False,
-                       emit=lambda e: None, connect=_connect(collected))
+                       emit=lambda e: None, connect=connect_to(collected))
     assert "no saved copy of the output here either" in exc.value.hint and "opskit collect r1" in exc.value.hint
 
 
