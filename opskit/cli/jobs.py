@@ -368,7 +368,9 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
 
     --json prints JSON Lines: one {"event": "log", "host", "run_id", "line"} per line of
     output; with -f a last {"event": "result", "host", "run_id", "state", "exit_code"} (or
-    {"event": "detached", "message", "hint"} when following stopped).
+    {"event": "detached", "message", "hint"} when following stopped). Output shown from the copy
+    collect saved (the container or host is gone) is preceded by {"event": "saved_output",
+    "run_id", "host", "path", "why", "collected_at", "state", "exit_code"}.
     """
     from opskit.jobs.operations import run_output
     from opskit.jobs.runner import Detached
@@ -399,7 +401,7 @@ def logs(run_id: str, hosts: tuple[str, ...], inventory: str | None, as_json: bo
                 return exc.exit_code
     try:
         state = run_output(run_id, hosts=hosts, inventory=inventory, store=_store(runs_dir),
-                           follow=follow, emit=emit, on_saved=lambda s: _saved_note(s, as_json))
+                           follow=follow, emit=emit, on_saved=on_saved)
     except Detached as exc:
         if as_json:
             print_json_line({"event": "detached", "host": exc.host, "run_id": run_id,
