@@ -239,3 +239,24 @@ def test_run_folders_without_a_card_are_ordered_by_their_change_time(tmp_path) -
     with pytest.raises(UsageError) as exc:
         resolve_run("nope", tmp_path)
     assert f"recent runs in {tmp_path}: aa-new, zz-old" in exc.value.hint
+
+
+def test_multi_host_logs_follow_every_node_to_its_end(tmp_path, monkeypatch) -> None:
+    """``logs -f`` of a multi-host run: asked whether a node is gone, then every node followed,
+    each node's container looked up once for both."""
+    from opskit.hosts.spec import HostSpec
+    from opskit.jobs.multiops import Nodes
+    from tests.unit.test_multihost import Bed
+
+    bed = Bed(tmp_path, detach=True)
+    bed.run()
+    lines, looked = [], []
+    find = launch.find_container
+    monkeypatch.setattr(launch, "find_container", lambda t, run_id: (looked.append(t.host), find(t, run_id))[1])
+    specs = [HostSpec(n, hostname=n) for n in ("gpu1", "gpu2")]
+    with Nodes(bed.store.load("mh"), specs, lambda spec: bed.hosts[spec.name]) as nodes:
+        assert not nodes.gone()
+        out = nodes.follow(lines.append)
+    assert [(n.host, n.state, n.exit_code) for n in out.nodes] == [("gpu1", "exited", 0), ("gpu2", "exited", 0)]
+    assert {e.host for e in lines if e.kind == "log"} == {"gpu1/ranks0-1", "gpu2/ranks2-3"}
+    assert sorted(looked) == ["gpu1", "gpu2"]
