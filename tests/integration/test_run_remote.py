@@ -153,6 +153,9 @@ def test_connection_cut_while_following_job_goes_on_logs_reattach_collect(hosts,
     assert json.loads((run / "results/summary.json").read_text())["status"] == "completed"
     assert host_exec(hosts, h2, ["test", "-e", f"{RUN_HOME}/rt-cut"])[0] != 0  # removed after verify
     assert container_state(hosts, h2, "rt-cut") == "absent"
+    saved = opskit(env, "logs", "rt-cut")  # the container is gone: the copy collect saved here
+    assert saved.returncode == 0 and "step 3000/3000" in saved.stdout, saved.stderr
+    assert f"showing the saved copy of run rt-cut's output: {run / 'logs.txt'}" in saved.stderr
 
 
 def test_ctrl_c_detaches_then_cancel_checkpoints_and_collects(hosts, env, training_image):
