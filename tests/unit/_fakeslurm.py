@@ -20,7 +20,7 @@ for node in $FAKE_NODES; do
   SLURM_NODEID=$i SLURMD_NODENAME=$node "$@" &
   pids+=($!) i=$((i + 1))
 done
-echo "${pids[*]}" >"$FAKE_STATE/tasks"
+echo "${pids[*]}" >"$FAKE_STATE/tasks.tmp" && mv "$FAKE_STATE/tasks.tmp" "$FAKE_STATE/tasks"  # whole when seen
 rc=0
 for p in "${pids[@]}"; do wait "$p"; r=$?; [ "$r" -gt "$rc" ] && rc=$r; done
 exit "$rc"
@@ -54,14 +54,15 @@ case "$cmd" in
     mkdir -p "$d"; printf '%s\n' "$@" >"$d/argv"
     out=$(printf '%s\n' "$@" | sed -n 's/^type=bind,source=\(.*\),target=\/out$/\1/p')
     (
-      trap 'mkdir -p "$out/checkpoints"; echo ckpt >"$out/checkpoints/last.pt"; echo "checkpointed" >>"$d/log"; echo 143 >"$d/code"; exit 0' USR1
-      echo "$BASHPID" >"$d/pid"  # once it is ready for 'docker stop'
+      put() { echo "$2" >"$d/$1.tmp" && mv "$d/$1.tmp" "$d/$1"; }  # pid, code: never seen empty
+      trap 'mkdir -p "$out/checkpoints"; echo ckpt >"$out/checkpoints/last.pt"; echo "checkpointed" >>"$d/log"; put code 143; exit 0' USR1
+      put pid "$BASHPID"  # once it is ready for 'docker stop'
       echo "rank $SLURM_NODEID: step 1/2 loss=2.3" >>"$d/log"
       echo "{\"node\": \"$SLURMD_NODENAME\"}" >"$out/summary.json"
       [ -n "${FAKE_ODD:-}" ] && echo odd >"$out/$FAKE_ODD"
       for _ in $(seq 1 "${FAKE_STEPS_S:-0}"); do sleep 0.1; done
       echo "rank $SLURM_NODEID: step 2/2 loss=2.1" >>"$d/log"
-      echo "${FAKE_EXIT:-0}" >"$d/code"
+      put code "${FAKE_EXIT:-0}"
     ) &
     echo fakeid ;;
   stop) echo "$*" >"$d/stop_args"; while [ ! -e "$d/pid" ]; do sleep 0.05; done; kill -USR1 "$(cat "$d/pid")"; while [ ! -e "$d/code" ]; do sleep 0.05; done ;;

@@ -20,6 +20,7 @@ from _fakeslurm import fake_cluster
 from opskit.errors import JobError, UsageError
 from opskit.jobs.slurm.script import SbatchSpec, check_time, render
 from opskit.jobs.slurm.sentinel import SENTINEL, parse_sentinel
+from opskit.waiting import wait_until
 
 NODES = ["n1", "n2"]
 
@@ -121,12 +122,8 @@ def test_failure_before_the_entry_starts_still_writes_the_sentinel(tmp_path):
 def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
     run_dir = tmp_path / "shared" / "r1"
     proc, env = run_script(tmp_path, run_dir, {"FAKE_STEPS_S": "600"})
-    tasks = Path(env["FAKE_STATE"]) / "tasks"
-    deadline = time.monotonic() + 30
-    while not all((Path(env["FAKE_STATE"]) / n / "pid").exists() for n in NODES) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in tasks.read_text().split():  # what 'scancel --signal=TERM JOB' does: the step's tasks
-        os.kill(int(pid), signal.SIGTERM)
+    for pid in wait_tasks(env):  # what 'scancel --signal=TERM JOB' does: the step's tasks
+        os.kill(pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out.decode()
     assert "SIGTERM: stopping the container (the training entry checkpoints" in out.decode()
@@ -177,10 +174,13 @@ def test_sentinel_of_another_run_or_broken_is_refused():
 
 
 def wait_tasks(env: dict) -> list[int]:
-    deadline = time.monotonic() + 30
-    while not all((Path(env["FAKE_STATE"]) / n / "pid").exists() for n in NODES) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [int(p) for p in (Path(env["FAKE_STATE"]) / "tasks").read_text().split()]
+    """The step's tasks (srun's pids), once every node's container is ready for 'docker stop'."""
+    state = Path(env["FAKE_STATE"])
+    wait_until(lambda: all((state / p).exists() for p in ["tasks", *(f"{n}/pid" for n in NODES)]), 60,
+               "the fake nodes' containers", interval=0.05, max_interval=0.05)
+    tasks = [int(p) for p in (state / "tasks").read_text().split()]
+    assert len(tasks) == len(NODES), tasks
+    return tasks
 
 
 def descendants(pid: int) -> list[int]:
