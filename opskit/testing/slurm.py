@@ -44,7 +44,6 @@ import pytest
 
 from opskit.errors import OpskitError
 from opskit.testing.slurmaux import (
-    remove_host,
     remove_network_and_volume,
     remove_orphan_clusters,
     write_cluster_files,
@@ -57,6 +56,7 @@ from opskit.testing.sshd import (
     files_hash,
     make_client_key,
     owner_id,
+    remove_host,
     ssh_host_image,
     wait_for_sshd,
 )

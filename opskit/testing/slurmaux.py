@@ -7,20 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from opskit import atomic
-from opskit.testing.sshd import LABEL, LOGIN_USER, OWNER_LABEL, SSHTestHost
+from opskit.testing.sshd import LABEL, LOGIN_USER, OWNER_LABEL
 
 # The cluster object (opskit.testing.slurm.SlurmCluster) is typed Any here: naming it would make the
 # two modules import each other (tests/unit/test_architecture.py forbids cycles, type hints included).
 SlurmCluster = Any
-
-
-def remove_host(host: SSHTestHost) -> str | None:
-    try:
-        host.remove()
-    except Exception as exc:  # noqa: BLE001 - collected by close()
-        if "No such container" not in str(exc):
-            return f"{host.name}: {exc}"
-    return None
 
 
 def remove_network_and_volume(client: Any, network: str, volume: str) -> list[str]:
@@ -81,32 +72,14 @@ def _write_inventory(cluster: SlurmCluster) -> None:
 def remove_orphan_clusters(client: Any) -> list[str]:
     """Remove clusters whose starting process (on this machine) is gone: containers, then
     networks and volumes (left by a killed session). Clusters of live processes stay."""
-    from opskit.testing.sshd import orphans
+    from opskit.testing.sshd import _remove_gone, orphans, owner_gone
 
-    removed = []
-    for c in orphans(client, OWNER_LABEL):
-        if c["Labels"].get(LABEL, "").startswith("slurm"):
-            client.api.remove_container(c["Id"], force=True, v=True)
-            removed.append(c["Name"])
-    gone = _dead_owner_filter()
+    removed = [c["Name"] for c in orphans(client, OWNER_LABEL)
+               if c["Labels"].get(LABEL, "").startswith("slurm") and _remove_gone(client, c["Id"])]
     for net in client.networks.list(filters={"label": f"{LABEL}=slurm"}):
-        if gone(net.attrs.get("Labels") or {}):
+        if owner_gone(net.attrs.get("Labels") or {}):
             removed += [net.name, *remove_network_and_volume(client, net.name, "")]
     for vol in client.volumes.list(filters={"label": f"{LABEL}=slurm"}):
-        if gone(vol.attrs.get("Labels") or {}):
+        if owner_gone(vol.attrs.get("Labels") or {}):
             removed += [vol.name, *remove_network_and_volume(client, "", vol.name)]
     return removed
-
-
-def _dead_owner_filter() -> Any:
-    import socket
-
-    from opskit.testing.sshd import _alive
-
-    me = socket.gethostname()
-
-    def gone(labels: dict) -> bool:
-        machine, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
-        return machine == me and pid.isdigit() and not _alive(int(pid))
-
-    return gone

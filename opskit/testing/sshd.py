@@ -235,16 +235,8 @@ class SSHTestBed:
         _write_inventory(self)
 
     def close(self) -> None:
-        def remove(host: SSHTestHost) -> str | None:
-            try:
-                host.remove()
-            except Exception as exc:  # noqa: BLE001 - collected, raised below
-                if "No such container" not in str(exc):
-                    return f"{host.name}: {exc}"
-            return None
-
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(self.hosts)))) as pool:
-            errors = [e for e in pool.map(remove, self.hosts) if e]
+            errors = [e for e in pool.map(remove_host, self.hosts) if e]
         self.hosts = []
         if errors:
             raise OpskitError("could not remove test containers: " + "; ".join(errors))
@@ -254,6 +246,16 @@ class SSHTestBed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def remove_host(host: SSHTestHost) -> str | None:
+    """Remove a test host's container: None when removed (or already gone), else why not."""
+    try:
+        host.remove()
+    except Exception as exc:  # noqa: BLE001 - collected by the caller, raised there
+        if "No such container" not in str(exc):
+            return f"{host.name}: {exc}"
+    return None
 
 
 def _write_known_hosts(bed: SSHTestBed) -> None:
@@ -316,16 +318,20 @@ def orphans(client: Any, label: str) -> list[dict]:
     """Containers carrying ``label`` (and the owner label) whose starting process on this
     machine is gone: ``{"Id", "Name", "Labels"}`` from ONE list call (a per-container inspect
     would fail on a container that a parallel session removes meanwhile)."""
-    me = socket.gethostname()
     found = []
     for c in client.api.containers(all=True, filters={"label": label}):
         labels = c.get("Labels") or {}
-        machine, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
-        if machine != me or not pid.isdigit() or _alive(int(pid)):
+        if not owner_gone(labels):
             continue
         found.append({"Id": c["Id"], "Name": (c.get("Names") or [c["Id"][:12]])[0].lstrip("/"),
                       "Labels": labels})
     return found
+
+
+def owner_gone(labels: dict) -> bool:
+    """The owner label names a process of this machine that is gone (its session was killed)."""
+    machine, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+    return machine == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _remove_gone(client: Any, container_id: str) -> bool:
