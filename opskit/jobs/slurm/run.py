@@ -76,7 +76,11 @@ class SlurmRunner:
                  resolve: Callable[[list[str]], list[HostSpec]] | None = None):
         self.base = Runner(store, opts, connect=connect, engine=engine)
         self.store, self.opts, self.connect = store, self.base.opts, connect
-        self.resolve = resolve or (lambda names: _resolve(names, None))
+        if resolve is None:
+            from opskit.jobs.slurm.ops import resolver
+
+            resolve = resolver(None)
+        self.resolve = resolve
 
     def submit(self, login: HostSpec, job: JobSpec, sopts: SlurmOptions) -> Submitted | str:
         """Everything up to the job ID (or the script, with ``plan_only``)."""
@@ -214,8 +218,3 @@ def _host_image(r: HostRun) -> str:
     assert r.image is not None
     return (r.shipped.host_image_id if r.shipped else None) or r.image.image_id
 
-
-def _resolve(names: list[str], inventory: str | None) -> list[HostSpec]:
-    from opskit.jobs.operations import resolve
-
-    return resolve(names, inventory) if names else []
