@@ -75,6 +75,11 @@ def run_script(tmp_path: Path, run_dir: Path, env_extra: dict | None = None, **k
     return proc, env
 
 
+def stopped_once(out: str) -> bool:
+    """Each node's task stopped its container once for its one SIGTERM (one 'docker stop')."""
+    return all(out.count(f"opskit[{n}]: SIGTERM: stopping the container") == 1 for n in NODES)
+
+
 def sentinel_of(run_dir: Path) -> dict:
     return json.loads((run_dir / SENTINEL).read_text())
 
@@ -127,6 +132,7 @@ def test_sigterm_to_the_tasks_checkpoints_and_is_recorded(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out.decode()
     assert "SIGTERM: stopping the container (the training entry checkpoints" in out.decode()
+    assert stopped_once(out.decode())
     doc = sentinel_of(run_dir)
     assert doc["exit_code"] == 143 and "results/checkpoints/last.pt" in doc["files"]
     assert doc["node_exits"] == {"n1": 143, "n2": 143}
@@ -215,6 +221,7 @@ def test_the_stop_timeout_is_bounded_by_killwait(tmp_path, kill_wait, grace, sto
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143 and said in out.decode(), out.decode()
     assert f"each node's container gets {stop}s to stop" in out.decode() or not kill_wait
+    assert stopped_once(out.decode()), out.decode()
     for node in NODES:
         assert (Path(env["FAKE_STATE"]) / node / "stop_args").read_text().split() == ["-t", stop, "opskit-run-r1"]
         assert (Path(env["FAKE_STATE"]) / node / "removed").read_text().strip() == "removed"
@@ -236,6 +243,7 @@ def test_the_steps_signal_to_every_process_keeps_the_exit_code(tmp_path):
     assert proc.returncode == 143, out.decode()
     assert sentinel_of(run_dir)["node_exits"] == {"n1": 143, "n2": 143}
     assert "opskit[n2]: container exited with 143" in out.decode()
+    assert stopped_once(out.decode()), out.decode()
 
 
 def test_the_time_limit_warning_checkpoints_then_slurm_ends_it(tmp_path):

@@ -155,8 +155,8 @@ stop() {{
     kill -0 "$LOGC" 2>/dev/null || follow_logs "$since"
   fi
   [ "$STOPPING" = 1 ] && return 0
+  if [ "$STARTED_C" != 1 ]; then STOPPING=pending; return 0; fi  # stopped once it is made and followed
   STOPPING=1
-  [ "$STARTED_C" = 1 ] || return 0
   : >"$RUN_DIR/.stopped-$SLURMD_NODENAME"
   log "SIGTERM: stopping the container (the training entry checkpoints; killed after ${{STOP}}s)"
   # the engine finishes a stop whose client is killed (measured, Docker 20.10): a task SIGKILLed
@@ -168,10 +168,10 @@ trap stop TERM INT
 log "node $SLURM_NODEID of $SLURM_NNODES: image $IMAGE, rendezvous $OPSKIT_RDZV"
 docker run -d \\
   {run} >/dev/null || {{ log "docker run failed (is the image on this node? is its engine up?)"; finish 125; }}
-STARTED_C=1
 waiter
 follow_logs ""
-[ "$STOPPING" = 1 ] && {{ STOPPING=0; stop; }}  # the signal came while the container was being made
+STARTED_C=1
+[ "$STOPPING" = pending ] && stop  # the signal came while the container was being made
 while :; do
   opskit_wait "$W"
   [ -s "$CODEFILE" ] && break
