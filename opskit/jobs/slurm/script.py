@@ -76,8 +76,7 @@ def check_time(text: str | None) -> str | None:
 
     if text is None:
         return None
-    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text) or (text.count(":") == 0 and "-" not in text
-                                                          and not text.isdigit()):
+    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text):
         raise UsageError(f"--time {text!r}: not a Slurm time",
                          "use minutes (30), H:M:S (2:00:00) or D-H:M:S (1-00:00:00), as sbatch --time takes")
     return text
