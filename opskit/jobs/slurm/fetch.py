@@ -89,7 +89,7 @@ def collect(run: SlurmRun, store: RunStore, limits: collectmod.Limits | None = N
     if remove_remote:
         gone = removemod.remove_remote(run, where, res, local)
         res.removed, res.kept_on_host, res.removed_remote = gone.removed, gone.kept, bool(gone.removed)
-    record(store, run, st, res)
+    record(store, run, st, res, where)
     return res
 
 
@@ -112,13 +112,14 @@ def collect_from(t: Transport, run_dir: str, only: str | None, sent: Sentinel | 
     return set(want)
 
 
-def record(store: RunStore, run: SlurmRun, st: SlurmStatus, res: collectmod.CollectResult) -> None:
+def record(store: RunStore, run: SlurmRun, st: SlurmStatus, res: collectmod.CollectResult,
+           where: list[tuple[str, str | None]]) -> None:
     if not store.exists(run.run_id):
         return
     store.update(run.run_id, state=st.state, exit_code=st.exit_code, swept=res.swept,
                  sweep_unchecked=res.sweep_unchecked, collected={
         "files": res.files, "verified": True, "not_collected": res.not_collected, "logs": res.logs,
-        "from": sorted({run.slurm["login"]} if run.slurm.get("shared") else {h for h, _ in places(run, st)}),
+        "from": sorted({h for h, _ in where}),  # places(): the login host (shared) or the nodes
         "sentinel": st.sentinel is not None, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **({"removed_remote": res.removed, "kept_on_cluster": res.kept_on_host}
            if isinstance(res, SlurmCollect) and (res.removed or res.kept_on_host) else {}),
