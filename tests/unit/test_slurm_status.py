@@ -131,15 +131,19 @@ def test_a_login_host_without_sbatch_is_named():
 def test_jobs_one_scontrol_per_login_host_then_sentinels(tmp_path):
     from opskit.jobs.slurm import ops
 
-    t = FakeTransport("login", {"scontrol -o show job": as_job(PENDING), "scontrol -o show job 8": GONE},
+    done = as_job(RUNNING.replace("JobState=RUNNING", "JobState=COMPLETED"), "9").replace("opskit-r1", "opskit-r3")
+    t = FakeTransport("login", {"scontrol -o show job": as_job(PENDING) + done,
+                                "sinfo -h -N -o '%N|%P|%T|%G|%c'": SINFO.replace("down*", "idle")},
                       files={"/shared/opskit/runs/r2/opskit-sentinel.json": sentinel(0).replace(b'"r1"', b'"r2"')
                              .replace(b'"slurm_job_id": "7"', b'"slurm_job_id": "8"')})
     other = {"run_id": "r2", "scheduler": "slurm",
              "slurm": {"job_id": "8", "login": "login", "run_dir": "/shared/opskit/runs/r2", "shared": True}}
-    states, errors = ops.statuses([card(), other], None, connect=lambda spec: t, resolve=SPECS)
+    ended = {"run_id": "r3", "scheduler": "slurm", "slurm": {**other["slurm"], "job_id": "9", "run_dir": "/r3"}}
+    states, errors = ops.statuses([card(), other, ended], None, connect=lambda spec: t, resolve=SPECS)
     assert errors == {}
-    assert [(s.run_id, s.state) for s in states] == [("r1", "pending"), ("r2", "exited")]
-    assert sum(1 for c in t.calls if c[0] == ("scontrol", "-o", "show", "job")) == 1
+    assert [(s.run_id, s.state) for s in states] == [("r1", "pending"), ("r2", "exited"), ("r3", "exited")]
+    assert (states[2].slurm_state, states[2].exit_code) == ("COMPLETED", 0)  # Slurm's word, no sentinel at /r3
+    assert [c[0] for c in t.calls if c[0][0] == "scontrol"] == [("scontrol", "-o", "show", "job")]  # once, for all
 
 
 def test_jobs_names_a_login_host_that_fails():

@@ -176,7 +176,10 @@ class SlurmRun:
                       f"({self.run_dir}) is gone")
 
     def status(self) -> SlurmStatus:
-        job = self.job()
+        return self.status_of(self.job())
+
+    def status_of(self, job: SlurmJob | None) -> SlurmStatus:
+        """The status from ``job`` as Slurm has just given it (None: Slurm no longer knows it)."""
         if job is not None and job.active:
             return self.from_job(job, "")
         sent, how = self.end_record(job or self.last)

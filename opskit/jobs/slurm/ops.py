@@ -76,11 +76,11 @@ def statuses(cards: Sequence[dict], inventory: str | None, connect: Connect | No
 
 
 def status_with(run: SlurmRun, job: Any) -> SlurmStatus:
-    """The run's status from an already fetched job (None: Slurm forgot it: the sentinel)."""
-    if job is not None and job.active:
+    """The run's status from an already fetched job (None: Slurm forgot it: the sentinel),
+    without asking scontrol about it again."""
+    if job is not None:
         run.last = job
-        return run.from_job(job, "")
-    return run.status()
+    return run.status_of(job)
 
 
 def logs(run: SlurmRun, store: RunStore, emit: ev.EventFn, follow: bool, poll: float = 2.0) -> SlurmStatus | None:
