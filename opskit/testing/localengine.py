@@ -120,11 +120,16 @@ def copy_image(source: Any, engine: LocalEngine, ref: str) -> str:
     """Put image ``ref`` of the engine ``source`` (docker-py client) on ``engine``, as
     ``docker save | docker load`` would (the archive spooled to an unnamed temporary file, the
     docker CLI's stdin). Returns ``ref``."""
+    from opskit.hosts.dockererrors import or_none
+    from opskit.testing.containers import saved_archive
+
     with tempfile.TemporaryFile(prefix="opskit-copy-") as spool:
-        for chunk in source.images.get(ref).save(named=True):
+        for chunk in saved_archive(source, ref):
             spool.write(chunk)
         spool.seek(0)
-        engine.docker("load", "--quiet", input_file=spool)
+        out = engine.docker("load", "--quiet", input_file=spool)
+    if or_none(lambda: engine.client.api.inspect_image(ref)) is None:  # load can exit 0 and not tag it
+        raise OpskitError(f"docker load on the {engine.kind} local engine did not make {ref}: {out.strip()[-1500:]}")
     return ref
 
 

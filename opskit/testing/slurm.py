@@ -219,12 +219,14 @@ class SlurmCluster:
         docker load; every layer, no ship)."""
         import subprocess
 
+        from opskit.testing.containers import saved_archive
+
         proc = subprocess.Popen(["docker", "exec", "-i", self.container(node).id, "docker", "load"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
         assert proc.stdin is not None
         try:
-            for chunk in self.client.images.get(image).save(named=True):
+            for chunk in saved_archive(self.client, image):
                 proc.stdin.write(chunk)
         finally:
             proc.stdin.close()
@@ -232,6 +234,8 @@ class SlurmCluster:
             code = proc.wait()
         if code != 0:
             raise OpskitError(f"{node}: docker load of {image} exited with {code}: {out.strip()}")
+        if self.exec(node, ["docker", "image", "inspect", image])[0] != 0:
+            raise OpskitError(f"{node}: docker load did not make {image}: {out.strip()}")
 
     def stop_slurmd(self, node: str, kill: bool = False) -> None:
         """Stop ``node``'s slurmd: Slurm loses the node (NOT_RESPONDING, then DOWN, within
