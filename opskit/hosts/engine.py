@@ -10,7 +10,8 @@ An engine outside that range is a clear :class:`DockerUnavailable` naming both r
 channel of the host's paramiko connection, so it obeys the same rules as every other remote
 command (host keys checked, the same timeouts). docker-py has no public way to hand it a
 paramiko client, so :func:`ssh_docker_client` leans on private parts of docker-py
-(``SSHHTTPAdapter``'s fields, ``SSHConnectionPool``, ``APIClient._version`` and
+(``SSHHTTPAdapter``'s fields, ``SSHConnectionPool`` and its ``_new_conn``/``ssh_transport``,
+``SSHConnection``, ``APIClient._version`` and
 ``_custom_adapter``). They are used **only in this module**; the docker-py range they were
 tested with is pinned in pyproject.toml (:data:`TESTED_DOCKER_PY`), and
 ``tests/unit/test_engine_internals.py`` fails loudly when one of them changes.
@@ -109,8 +110,22 @@ def _ssh_adapter(host: str, ssh_client: Any, timeout: int) -> Any:
     """docker-py's SSH adapter, fed our paramiko client instead of making its own."""
     from docker import constants
     from docker.transport.basehttpadapter import BaseHTTPAdapter
-    from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
+    from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
     from urllib3._collections import RecentlyUsedContainer
+
+    class _Connection(SSHConnection):
+        def close(self) -> None:
+            """Close the exec channel; one whose SSH connection was cut (paramiko has not yet
+            marked it closed, so closing sends a message and raises EOFError) is gone already.
+            Raising here would surface as "Exception ignored in <finalize object>" at exit."""
+            try:
+                super().close()
+            except (EOFError, OSError):
+                pass
+
+    class _Pool(SSHConnectionPool):
+        def _new_conn(self) -> _Connection:
+            return _Connection(self.ssh_transport, self.timeout, self.ssh_host)
 
     class _Adapter(SSHHTTPAdapter):
         def __init__(self) -> None:  # skip SSHHTTPAdapter.__init__: it makes its own client
@@ -132,7 +147,7 @@ def _ssh_adapter(host: str, ssh_client: Any, timeout: int) -> Any:
                 pool = self.pools.get(url)
                 if pool:
                     return pool
-                pool = SSHConnectionPool(
+                pool = _Pool(
                     ssh_client=self.ssh_client, timeout=self.timeout,
                     maxsize=self.max_pool_size, host=self.ssh_host,
                 )

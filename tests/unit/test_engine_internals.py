@@ -51,6 +51,9 @@ def test_private_parts_still_exist() -> None:
     assert {"pools", "timeout", "ssh_client", "ssh_params", "max_pool_size"} <= set(
         SSHHTTPAdapter.__attrs__)
     assert hasattr(SSHHTTPAdapter, "get_connection") and hasattr(SSHHTTPAdapter, "_connect")
+    pool = SSHConnectionPool(ssh_client=_FakeEngine({}), timeout=7, host="gpu1")
+    assert isinstance(pool.ssh_transport, _FakeEngine) and (pool.timeout, pool.ssh_host) == (7, "gpu1")
+    assert type(pool._new_conn()) is SSHConnection  # what opskit's pool makes instead
     for name in ("DEFAULT_DOCKER_API_VERSION", "MINIMUM_DOCKER_API_VERSION",
                  "DEFAULT_MAX_POOL_SIZE", "DEFAULT_NUM_POOLS_SSH"):
         assert hasattr(constants, name), name
@@ -86,9 +89,15 @@ class _Channel(socket.socket):
     """What paramiko's transport.open_session() gives: a socket with exec_command."""
 
     command: str | None = None
+    cut = False  # the SSH connection under it was cut: paramiko's close raises EOFError
 
     def exec_command(self, command: str) -> None:
         self.command = command
+
+    def close(self) -> None:
+        super().close()
+        if self.cut:
+            raise EOFError()
 
 
 class _FakeEngine:
@@ -130,6 +139,18 @@ def test_ssh_client_speaks_the_negotiated_version_over_our_channel() -> None:
     assert fake.paths == ["/version", "/v1.41/_ping"]
     assert fake.channels and fake.channels[0].command == "docker system dial-stdio"
     client.api.close()
+
+
+def test_a_client_whose_ssh_connection_was_cut_closes_quietly() -> None:
+    # paramiko raises EOFError closing a channel whose connection was cut before it noticed;
+    # raised from urllib3's pool finalizer, that is a traceback on stderr at the CLI's exit.
+    fake = _FakeEngine({"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"})
+    client = ssh_docker_client("gpu1", fake, timeout=10)
+    assert client.ping() is True
+    for channel in fake.channels:
+        channel.cut = True
+    client.api.close()  # closes every pooled connection (raised EOFError before)
+    assert fake.channels and all(ch.fileno() == -1 for ch in fake.channels)
 
 
 def test_ssh_client_refuses_an_engine_too_new_before_any_other_request() -> None:
