@@ -84,9 +84,10 @@ def _env_lines(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
 
 
-# What `up` writes beside lab.json (inventory, ssh config, known_hosts, the login key): `down`
-# removes them with the containers, so that no opskit setting keeps pointing at dead hosts.
-LAB_FILES = ("hosts.yaml", "ssh_config", "known_hosts", "id_ed25519", "id_ed25519.pub")
+# What `up` writes beside lab.json (inventory, ssh config, known_hosts, the login key, a Slurm
+# cluster's munge key): `down` removes them with the containers, so that no opskit setting keeps
+# pointing at dead hosts and no key outlives its cluster.
+LAB_FILES = ("hosts.yaml", "ssh_config", "known_hosts", "id_ed25519", "id_ed25519.pub", "munge.key")
 
 
 def _read_state(workdir: Path) -> dict | None:

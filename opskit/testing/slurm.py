@@ -30,7 +30,6 @@ Fixture: ``slurm_cluster`` (session scope). Images are reused by content-hash ta
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 import threading
@@ -42,6 +41,7 @@ from typing import Any
 
 import pytest
 
+from opskit import atomic
 from opskit.errors import OpskitError
 from opskit.testing.slurmaux import (
     remove_network_and_volume,
@@ -68,6 +68,7 @@ LOGIN = "slurm-login"
 NODES = ("slurm-node1", "slurm-node2")
 PARTITION = "gpu"
 SHARED_DIR = "/shared"
+MUNGE_KEY_MOUNT = "/run/opskit-munge.key"  # read by opskit-slurm (the images' start script)
 GPUS_PER_NODE = 2
 SLURMD_TIMEOUT = 10  # s, as slurm.conf says
 MIN_JOB_AGE = 30  # s, as slurm.conf says
@@ -120,6 +121,11 @@ class SlurmCluster:
     @property
     def inventory_path(self) -> Path:
         return self.workdir / "hosts.yaml"
+
+    @property
+    def munge_key_path(self) -> Path:
+        """The cluster's munge key, bind-mounted read-only at ``MUNGE_KEY_MOUNT`` on each host."""
+        return self.workdir / "munge.key"
 
     @property
     def ssh_config_path(self) -> Path:
@@ -303,6 +309,7 @@ class SlurmCluster:
                 if err:
                     errors.append(err)
         self.hosts = {}
+        self.munge_key_path.unlink(missing_ok=True)
         errors += remove_network_and_volume(self.client, self.network, self.volume)
         if errors:
             raise OpskitError("could not remove the Slurm cluster: " + "; ".join(errors))
@@ -343,8 +350,10 @@ def start_slurm_cluster(
     cluster = SlurmCluster(hosts={}, network=network, volume=volume, workdir=workdir,
                            key_path=workdir / "id_ed25519", client=client)
     pubkey = make_client_key(cluster.key_path)
-    env = {"OPSKIT_AUTHORIZED_KEY": pubkey,
-           "OPSKIT_MUNGE_KEY": base64.b64encode(secrets.token_bytes(128)).decode()}
+    # munge's key reaches the hosts as a read-only file (0600 here), never in their environment,
+    # which anyone who may 'docker inspect' reads
+    atomic.write_bytes(cluster.munge_key_path, secrets.token_bytes(128))
+    env = {"OPSKIT_AUTHORIZED_KEY": pubkey}
     lock = threading.Lock()
 
     def start(name: str) -> None:
@@ -387,7 +396,8 @@ def _host_kwargs(client: Any, cluster: SlurmCluster, name: str, container_name: 
         "network": cluster.network,
         "networking_config": {cluster.network: EndpointConfig(client.api._version, aliases=[name])},
         "mounts": [*kwargs.get("mounts", []),
-                   Mount(SHARED_DIR, cluster.volume, type="volume")],
+                   Mount(SHARED_DIR, cluster.volume, type="volume"),
+                   Mount(MUNGE_KEY_MOUNT, str(cluster.munge_key_path), type="bind", read_only=True)],
     })
     if name == LOGIN:
         kwargs["ports"] = {"22/tcp": ("127.0.0.1", None)}

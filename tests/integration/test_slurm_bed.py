@@ -49,6 +49,22 @@ def test_sinfo_both_nodes_idle_with_two_gpus(cluster: SlurmCluster) -> None:
         assert listing.split("\n")[:2] == ["character special file c3:0", "character special file c3:1"]
 
 
+def test_the_munge_key_is_a_private_file_never_in_a_container_environment(cluster: SlurmCluster) -> None:
+    import base64
+    import stat
+
+    key = cluster.munge_key_path.read_bytes()
+    assert len(key) == 128 and stat.S_IMODE(cluster.munge_key_path.stat().st_mode) == 0o600
+    for name, host in cluster.hosts.items():
+        host.container.reload()
+        env = " ".join(host.container.attrs["Config"]["Env"] or [])
+        assert "MUNGE" not in env and base64.b64encode(key).decode() not in env, name
+        shown = cluster.check(name, ["sh", "-c", "stat -c '%U %a' /etc/munge/munge.key && "
+                                     "od -An -tx1 -v /etc/munge/munge.key | tr -d ' \\n'"])
+        owner, content = shown.split("\n")[:2]
+        assert (owner, content) == ("munge 400", key.hex()), name  # munged's own copy, the same key
+
+
 def test_two_node_batch_job_writes_into_the_shared_folder(cluster: SlurmCluster) -> None:
     folder = f"{cluster.shared_dir}/bed-{uuid.uuid4().hex[:8]}"
     script = (
