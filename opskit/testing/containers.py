@@ -27,7 +27,6 @@ How testcontainers 4.x is used here, and why:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from opskit.errors import ConfigError, OpskitError
@@ -77,15 +76,6 @@ def _require_local_image(client: Any, image: str) -> None:
             f"image {image} is not on the local engine (test containers never pull)",
             "build it first (e.g. opskit.testing.sshd.ssh_host_image)",
         ) from exc
-
-
-def saved_archive(client: Any, ref: str) -> Iterator[bytes]:
-    """``docker save REF``: the image archive, in chunks, that names the image ``ref`` exactly.
-
-    Not docker-py's ``Image.save(named=True)``: that names the archive after the image's FIRST
-    tag, which is another name whenever the image has several (a training image tagged by
-    every test module), so ``docker load`` of it leaves ``ref`` missing on the other side."""
-    return client.api.get_image(ref)
 
 
 def _volume_dict(volumes: Any) -> dict[str, dict[str, str]]:

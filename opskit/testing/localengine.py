@@ -116,12 +116,20 @@ class LocalEngine:
             remove_shared_dir(self.shared)
 
 
+def saved_archive(client: Any, ref: str) -> Iterator[bytes]:
+    """``docker save REF``: the image archive, in chunks, that names the image ``ref`` exactly.
+
+    Not docker-py's ``Image.save(named=True)``: that names the archive after the image's FIRST
+    tag, which is another name whenever the image has several (a training image tagged by
+    every test module), so ``docker load`` of it leaves ``ref`` missing on the other side."""
+    return client.api.get_image(ref)
+
+
 def copy_image(source: Any, engine: LocalEngine, ref: str) -> str:
     """Put image ``ref`` of the engine ``source`` (docker-py client) on ``engine``, as
     ``docker save | docker load`` would (the archive spooled to an unnamed temporary file, the
     docker CLI's stdin). Returns ``ref``."""
     from opskit.hosts.dockererrors import or_none
-    from opskit.testing.containers import saved_archive
 
     with tempfile.TemporaryFile(prefix="opskit-copy-") as spool:
         for chunk in saved_archive(source, ref):

@@ -225,7 +225,7 @@ class SlurmCluster:
         docker load; every layer, no ship)."""
         import subprocess
 
-        from opskit.testing.containers import saved_archive
+        from opskit.testing.localengine import saved_archive
 
         proc = subprocess.Popen(["docker", "exec", "-i", self.container(node).id, "docker", "load"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,

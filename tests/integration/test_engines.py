@@ -11,7 +11,7 @@ import pytest
 
 from opskit.hosts.group import connect
 from opskit.testing.dind import engine_store
-from opskit.testing.localengine import copy_image
+from opskit.testing.localengine import copy_image, saved_archive
 
 
 def test_containerd_host_is_docker_26_on_the_containerd_store(containerd_host, base_image):
@@ -72,3 +72,26 @@ def test_local_engine_kind_reads_its_store_from_disk_and_runs(local_engine_facto
     shown = json.loads(out.stdout)  # that engine's ID (the manifest digest on containerd)
     assert shown["image_id"] == config_digest and [lay["diff_id"] for lay in shown["layers"]] == attrs["RootFS"]["Layers"]
     assert engine.docker("run", "--rm", base_image, "python3", "-c", "print(6 * 7)").strip() == "42"
+
+
+def test_saved_archive_names_the_asked_tag_not_the_first(docker_client, tmp_path):
+    # The image has a tag that sorts before the one asked for (as a training image tagged by many
+    # test modules has): the archive must name the one asked for, or a load leaves it missing.
+    import io
+    import tarfile
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f.txt").write_text("saved by name\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY f.txt /f.txt\n")
+    first, asked = "opskit-savetest-a:x", "opskit-savetest-b:x"
+    image, _ = docker_client.images.build(path=str(ctx), tag=asked, rm=True, pull=False)
+    image.tag(first)
+    try:
+        assert docker_client.images.get(asked).tags[0] == first  # what save(named=True) would name
+        with tarfile.open(fileobj=io.BytesIO(b"".join(saved_archive(docker_client, asked)))) as tar:
+            manifest = json.load(tar.extractfile("manifest.json"))
+        assert [m["RepoTags"] for m in manifest] == [[asked]]
+    finally:
+        for tag in (first, asked):
+            docker_client.images.remove(tag, force=True)

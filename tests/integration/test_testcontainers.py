@@ -54,28 +54,3 @@ def test_ryuk_enabled_is_refused(docker_client, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="TESTCONTAINERS_RYUK_DISABLED='false'"):
         start_ssh_hosts(docker_client, 1, workdir=tmp_path, name_prefix="opskit-tcryuk")
 
-
-def test_saved_archive_names_the_asked_tag_not_the_first(docker_client, tmp_path):
-    # The image has a tag that sorts before the one asked for (as a training image tagged by many
-    # test modules has): the archive must name the one asked for, or a load leaves it missing.
-    import io
-    import json
-    import tarfile
-
-    from opskit.testing.containers import saved_archive
-
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "f.txt").write_text("saved by name\n")
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY f.txt /f.txt\n")
-    first, asked = "opskit-savetest-a:x", "opskit-savetest-b:x"
-    image, _ = docker_client.images.build(path=str(ctx), tag=asked, rm=True, pull=False)
-    image.tag(first)
-    try:
-        assert docker_client.images.get(asked).tags[0] == first  # what save(named=True) would name
-        with tarfile.open(fileobj=io.BytesIO(b"".join(saved_archive(docker_client, asked)))) as tar:
-            manifest = json.load(tar.extractfile("manifest.json"))
-        assert [m["RepoTags"] for m in manifest] == [[asked]]
-    finally:
-        for tag in (first, asked):
-            docker_client.images.remove(tag, force=True)
